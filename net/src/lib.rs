@@ -1,0 +1,1 @@
+//! ringraft-net: placeholder, built by issue 3.

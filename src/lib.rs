@@ -1,0 +1,1 @@
+//! ringraft: a Raft consensus key-value server.

@@ -1,0 +1,1 @@
+//! ringraft-wal: placeholder, built by issue 2.
