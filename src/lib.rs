@@ -1,1 +1,10 @@
 //! ringraft: a Raft consensus key-value server.
+//!
+//! Modules:
+//! - [`raft`]: the pure Raft core (no I/O, no clock, seeded randomness only).
+//! - [`sim`]: the seeded deterministic simulator that runs many nodes of the real core.
+//! - [`checker`]: the linearizability checker for recorded client histories.
+
+pub mod checker;
+pub mod raft;
+pub mod sim;

@@ -1,4 +1,32 @@
-//! The `ringraft` binary.
-fn main() {
-    println!("ringraft {}", env!("CARGO_PKG_VERSION"));
+//! The `ringraft` binary: server, client CLI, benchmark, simulator and history checker.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringraft",
+    version,
+    about = "A Raft consensus key-value server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a recorded client history for linearizability.
+    Check(ringraft::checker::CheckArgs),
+    /// Run the seeded deterministic Raft simulator.
+    Sim(ringraft::sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => ringraft::checker::main(args),
+        Command::Sim(args) => ringraft::sim::main(args),
+    }
 }

@@ -1,0 +1,1 @@
+//! The pure Raft core. Built by issue 4.
