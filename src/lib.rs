@@ -4,7 +4,9 @@
 //! - [`raft`]: the pure Raft core (no I/O, no clock, seeded randomness only).
 //! - [`sim`]: the seeded deterministic simulator that runs many nodes of the real core.
 //! - [`checker`]: the linearizability checker for recorded client histories.
+//! - [`node`]: the server: thread-per-core runtime, shards, config, state machine, HTTP, metrics.
 
 pub mod checker;
+pub mod node;
 pub mod raft;
 pub mod sim;

@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a ringraft node.
+    Server(ringraft::node::ServerArgs),
     /// Check a recorded client history for linearizability.
     Check(ringraft::checker::CheckArgs),
     /// Run the seeded deterministic Raft simulator.
@@ -26,6 +28,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Server(args) => ringraft::node::main(args),
         Command::Check(args) => ringraft::checker::main(args),
         Command::Sim(args) => ringraft::sim::main(args),
     }
