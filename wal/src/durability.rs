@@ -1,0 +1,451 @@
+//! Durability state shared by the `Wal` owner, the flush workers and any number of waiters on
+//! any threads: the appended / claimed / durable lsn counters, the list of segments that may
+//! hold unsynced bytes, the registry of wakers waiting for an lsn, and the poisoned flag.
+//!
+//! Invariants: `durable <= appended` and `claimed <= appended`; `durable` only grows, and only after
+//! every byte of every record with lsn <= durable was msynced by a sync that started after that
+//! record was published (group commit: one sync covers every record appended before it began,
+//! for every group, across segments). `pending` is true while a sync request sits in the
+//! channel; owner and workers pair SeqCst stores and loads on `appended`/`pending` so that a
+//! record is always either seen by a starting sync or followed by a new request.
+//!
+//! [`Durability`] is the public, cloneable handle: read `durable_lsn()` anywhere, `wait(lsn)` as a
+//! future on any executor (the waker is woken from a flush worker thread), or `wait_blocking`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::options::FlushPolicy;
+use crate::segment::Segment;
+
+/// Log sequence number: position of a record in the shared log (1, 2, 3, ...).
+pub type Lsn = u64;
+
+/// One completed (or failed) sync, sent by a flush worker over the report channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Durable lsn after this sync (on failure: the durable lsn before it).
+    pub durable_lsn: Lsn,
+    /// Records this sync made durable (0 on failure or when another sync got there first).
+    pub records: u64,
+    /// Wall time of the sync in microseconds.
+    pub sync_us: u64,
+    /// Error text when the sync failed (the WAL is poisoned then).
+    pub error: Option<String>,
+}
+
+/// Counters, readable at any time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Syncs completed.
+    pub syncs: u64,
+    /// Times a roll had to wait for the next segment to be prepared.
+    pub roll_stalls: u64,
+    /// Segments activated.
+    pub rolls: u64,
+    /// Segments deleted by purge.
+    pub segments_deleted: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+pub(crate) struct Shared {
+    pub policy: FlushPolicy,
+    pub max_waiters: usize,
+    pub wait_spin_us: u64,
+    /// Highest lsn published by the owner.
+    pub appended: AtomicU64,
+    /// Highest lsn a started sync covers.
+    pub claimed: AtomicU64,
+    /// Highest durable lsn.
+    pub durable: AtomicU64,
+    /// A sync request is queued.
+    pub pending: AtomicBool,
+    pub shutdown: AtomicBool,
+    closed: AtomicBool,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    /// Segments that may still have unsynced bytes, oldest first.
+    segments: Mutex<Vec<Arc<Segment>>>,
+    waiters: Mutex<BTreeMap<(Lsn, u64), Waker>>,
+    next_waiter_id: AtomicU64,
+    req_tx: flume::Sender<()>,
+    report_tx: flume::Sender<FlushReport>,
+    pub syncs: AtomicU64,
+    pub roll_stalls: AtomicU64,
+    pub rolls: AtomicU64,
+    pub segments_deleted: AtomicU64,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: FlushPolicy,
+        max_waiters: usize,
+        wait_spin_us: u64,
+        durable: Lsn,
+        req_tx: flume::Sender<()>,
+        report_tx: flume::Sender<FlushReport>,
+    ) -> Shared {
+        Shared {
+            policy,
+            max_waiters,
+            wait_spin_us,
+            appended: AtomicU64::new(durable),
+            claimed: AtomicU64::new(durable),
+            durable: AtomicU64::new(durable),
+            pending: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            segments: Mutex::new(Vec::new()),
+            waiters: Mutex::new(BTreeMap::new()),
+            next_waiter_id: AtomicU64::new(0),
+            req_tx,
+            report_tx,
+            syncs: AtomicU64::new(0),
+            roll_stalls: AtomicU64::new(0),
+            rolls: AtomicU64::new(0),
+            segments_deleted: AtomicU64::new(0),
+        }
+    }
+
+    pub fn durable(&self) -> Lsn {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    pub fn poisoned(&self) -> Option<String> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Some(lock(&self.poison_reason).clone().unwrap_or_default())
+        } else {
+            None
+        }
+    }
+
+    /// Owner: registers a segment that will receive records (before any is published in it).
+    pub fn add_segment(&self, seg: Arc<Segment>) {
+        lock(&self.segments).push(seg);
+    }
+
+    /// Owner: forgets a segment (purged); it must be fully durable.
+    pub fn remove_segment(&self, seq: u64) {
+        lock(&self.segments).retain(|s| s.seq != seq);
+    }
+
+    /// Owner: publishes `lsn` and asks for a sync if the policy (or `force`) wants one.
+    pub fn publish(&self, lsn: Lsn) {
+        self.appended.store(lsn, Ordering::SeqCst);
+        self.maybe_request(false);
+    }
+
+    /// Asks the workers for a sync when one is due (always when `force`).
+    pub fn maybe_request(&self, force: bool) {
+        let appended = self.appended.load(Ordering::SeqCst);
+        let claimed = self.claimed.load(Ordering::SeqCst);
+        if appended <= claimed {
+            return;
+        }
+        let due = force
+            || match self.policy {
+                FlushPolicy::Immediate => true,
+                FlushPolicy::Batch { threshold, .. } => appended - claimed >= threshold,
+            };
+        if due && !self.pending.load(Ordering::SeqCst) && !self.pending.swap(true, Ordering::SeqCst)
+        {
+            // The channel holds at most one request while `pending` is set; a full channel can
+            // only mean a request is already queued, which covers this one.
+            let _ = self.req_tx.try_send(());
+        }
+    }
+
+    /// Worker: claims the sync of everything published now; `None` when another sync in flight
+    /// already covers it.
+    pub fn claim(&self) -> Option<Lsn> {
+        self.pending.store(false, Ordering::SeqCst);
+        let target = self.appended.load(Ordering::SeqCst);
+        let prev = self.claimed.fetch_max(target, Ordering::SeqCst);
+        (target > prev).then_some(target)
+    }
+
+    /// Worker: syncs every segment holding records up to `target`, oldest first, writing a
+    /// segment's header only once all earlier segments are durable.
+    pub fn sync_to(&self, target: Lsn) -> Result<()> {
+        let segs: Vec<Arc<Segment>> = lock(&self.segments).clone();
+        for seg in &segs {
+            let first = seg.first_lsn();
+            if first == 0 || first > target {
+                break;
+            }
+            // Every earlier segment in the list was synced completely by this loop (they are
+            // sealed, since a later one exists), so the header may be written now.
+            seg.ensure_header();
+            seg.sync()?;
+        }
+        let mut list = lock(&self.segments);
+        let keep_from = list
+            .iter()
+            .position(|s| !(s.is_sealed() && s.synced() >= s.written()))
+            .unwrap_or(list.len());
+        list.drain(..keep_from);
+        Ok(())
+    }
+
+    /// Worker: claims everything published and syncs it (one group commit).
+    /// Returns false when the WAL is poisoned or shut down.
+    pub fn run_sync(&self) -> bool {
+        if self.shutdown.load(Ordering::Acquire) || self.poisoned().is_some() {
+            return false;
+        }
+        let Some(target) = self.claim() else {
+            return true;
+        };
+        let t0 = Instant::now();
+        match self.sync_to(target) {
+            Ok(()) => {
+                self.complete(target, t0.elapsed().as_micros() as u64);
+                true
+            }
+            Err(e) => {
+                self.poison(&e);
+                false
+            }
+        }
+    }
+
+    /// Worker: records a completed sync and wakes the waiters it satisfied.
+    pub fn complete(&self, target: Lsn, sync_us: u64) {
+        let before = self.durable.fetch_max(target, Ordering::SeqCst);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.wake_upto(target);
+        let _ = self.report_tx.try_send(FlushReport {
+            durable_lsn: self.durable(),
+            records: target.saturating_sub(before),
+            sync_us,
+            error: None,
+        });
+    }
+
+    /// Worker: a sync failed. The WAL refuses further writes; every waiter gets the error.
+    pub fn poison(&self, err: &Error) {
+        *lock(&self.poison_reason) = Some(err.to_string());
+        self.poisoned.store(true, Ordering::SeqCst);
+        self.wake_all();
+        let _ = self.report_tx.try_send(FlushReport {
+            durable_lsn: self.durable(),
+            records: 0,
+            sync_us: 0,
+            error: Some(err.to_string()),
+        });
+    }
+
+    /// Owner drop: waiters that are not yet satisfied get `Closed`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_upto(&self, durable: Lsn) {
+        let woken: Vec<Waker> = {
+            let mut w = lock(&self.waiters);
+            let rest = w.split_off(&(durable.saturating_add(1), 0));
+            std::mem::replace(&mut *w, rest).into_values().collect()
+        };
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    fn wake_all(&self) {
+        let woken: Vec<Waker> = std::mem::take(&mut *lock(&self.waiters))
+            .into_values()
+            .collect();
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    /// Waiter: `Ready` when `lsn` is durable or can never become durable.
+    fn poll_lsn(&self, lsn: Lsn, id: &mut Option<u64>, waker: &Waker) -> Poll<Result<()>> {
+        if let Some(r) = self.check(lsn) {
+            return Poll::Ready(r);
+        }
+        {
+            let mut w = lock(&self.waiters);
+            let key_id = match id {
+                Some(i) => *i,
+                None => {
+                    if w.len() >= self.max_waiters {
+                        return Poll::Ready(Err(Error::TooManyWaiters {
+                            max: self.max_waiters,
+                        }));
+                    }
+                    let i = self.next_waiter_id.fetch_add(1, Ordering::Relaxed);
+                    *id = Some(i);
+                    i
+                }
+            };
+            w.insert((lsn, key_id), waker.clone());
+        }
+        // Re-check after registering: a worker that advanced `durable` before our insert has
+        // already drained the registry.
+        if let Some(r) = self.check(lsn) {
+            self.forget(lsn, *id);
+            return Poll::Ready(r);
+        }
+        Poll::Pending
+    }
+
+    fn check(&self, lsn: Lsn) -> Option<Result<()>> {
+        if self.durable() >= lsn {
+            return Some(Ok(()));
+        }
+        if let Some(reason) = self.poisoned() {
+            return Some(Err(Error::Poisoned(reason)));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Some(Err(Error::Closed));
+        }
+        None
+    }
+
+    fn forget(&self, lsn: Lsn, id: Option<u64>) {
+        if let Some(i) = id {
+            lock(&self.waiters).remove(&(lsn, i));
+        }
+    }
+}
+
+/// Cloneable, thread-safe handle on the WAL's durable position.
+#[derive(Clone)]
+pub struct Durability {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("durable_lsn", &self.durable_lsn())
+            .finish()
+    }
+}
+
+impl Durability {
+    /// Highest lsn durable on disk.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable()
+    }
+
+    /// Highest lsn appended (in the map, maybe not yet durable).
+    pub fn appended_lsn(&self) -> Lsn {
+        self.shared.appended.load(Ordering::Acquire)
+    }
+
+    /// Asks for a sync of everything appended so far, whatever the policy.
+    pub fn flush(&self) {
+        self.shared.maybe_request(true);
+    }
+
+    /// A future that resolves once `lsn` is durable (or with the error that prevents it). Any
+    /// executor can poll it; it is woken from a flush worker thread. It does not borrow the
+    /// `Wal`, so the owner keeps appending while it waits.
+    pub fn wait(&self, lsn: Lsn) -> DurableWait {
+        DurableWait {
+            shared: self.shared.clone(),
+            lsn,
+            id: None,
+        }
+    }
+
+    /// Blocks the calling thread until `lsn` is durable (spinning `wait_spin_us` first).
+    pub fn wait_blocking(&self, lsn: Lsn) -> Result<()> {
+        self.wait_blocking_timeout(lsn, None)
+            .unwrap_or(Err(Error::Closed))
+    }
+
+    /// Like `wait_blocking` with an upper bound; `None` when the time ran out.
+    pub fn wait_blocking_timeout(&self, lsn: Lsn, timeout: Option<Duration>) -> Option<Result<()>> {
+        let start = Instant::now();
+        if self.shared.wait_spin_us > 0 {
+            let spin = Duration::from_micros(self.shared.wait_spin_us);
+            while start.elapsed() < spin {
+                if let Some(r) = self.shared.check(lsn) {
+                    return Some(r);
+                }
+                std::hint::spin_loop();
+            }
+        }
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = self.wait(lsn);
+        loop {
+            if let Poll::Ready(r) = Pin::new(&mut fut).poll(&mut cx) {
+                return Some(r);
+            }
+            match timeout {
+                None => std::thread::park(),
+                Some(t) => {
+                    let left = t.checked_sub(start.elapsed())?;
+                    std::thread::park_timeout(left);
+                }
+            }
+        }
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Future returned by [`Durability::wait`] / [`crate::Wal::wait_durable`].
+pub struct DurableWait {
+    shared: Arc<Shared>,
+    lsn: Lsn,
+    id: Option<u64>,
+}
+
+impl Future for DurableWait {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let r = this.shared.poll_lsn(this.lsn, &mut this.id, cx.waker());
+        if r.is_ready() {
+            this.shared.forget(this.lsn, this.id.take());
+        }
+        r
+    }
+}
+
+impl Drop for DurableWait {
+    fn drop(&mut self) {
+        self.shared.forget(self.lsn, self.id);
+    }
+}
+
+pub(crate) fn stats_of(shared: &Shared) -> WalStats {
+    WalStats {
+        syncs: shared.syncs.load(Ordering::Relaxed),
+        roll_stalls: shared.roll_stalls.load(Ordering::Relaxed),
+        rolls: shared.rolls.load(Ordering::Relaxed),
+        segments_deleted: shared.segments_deleted.load(Ordering::Relaxed),
+    }
+}
