@@ -21,6 +21,11 @@ enum Command {
     Server(ringraft::node::ServerArgs),
     /// Check a recorded client history for linearizability.
     Check(ringraft::checker::CheckArgs),
+    /// Run the latency benchmark against a cluster.
+    Bench(ringraft::bench::BenchArgs),
+    /// Client commands.
+    #[command(flatten)]
+    Client(ringraft::cli::ClientCommand),
     /// Run the seeded deterministic Raft simulator.
     Sim(ringraft::sim::SimArgs),
 }
@@ -31,5 +36,7 @@ fn main() -> ExitCode {
         Command::Server(args) => ringraft::node::main(args),
         Command::Check(args) => ringraft::checker::main(args),
         Command::Sim(args) => ringraft::sim::main(args),
+        Command::Bench(args) => ringraft::bench::main(args),
+        Command::Client(cmd) => ringraft::cli::main(cmd),
     }
 }

@@ -1,0 +1,1 @@
+//! The ringraft client library. Built by issue 7.
