@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
     about = "A Raft consensus key-value server"
 )]
 struct Cli {
+    /// Nodes to talk to, host:port, comma-separated (client commands and bench; default: the
+    /// three local nodes of config/).
+    #[arg(long, global = true, env = "RINGRAFT_ENDPOINTS", value_delimiter = ',')]
+    endpoints: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,7 +40,7 @@ fn main() -> ExitCode {
         Command::Server(args) => ringraft::node::main(args),
         Command::Check(args) => ringraft::checker::main(args),
         Command::Sim(args) => ringraft::sim::main(args),
-        Command::Bench(args) => ringraft::bench::main(args),
-        Command::Client(cmd) => ringraft::cli::main(cmd),
+        Command::Bench(args) => ringraft::bench::main(args, &cli.endpoints),
+        Command::Client(cmd) => ringraft::cli::main(cmd, &cli.endpoints),
     }
 }

@@ -1,16 +1,246 @@
-//! The client CLI commands of the `ringraft` binary (`put`, `get`, …). Built by issue 7.
+//! The client commands of the `ringraft` binary: `put`, `get`, `delete`, `cas`, `scan`,
+//! `status`, `members`, all through the client library ([`crate::client::Client`]).
+//!
+//! Endpoints come from the global `--endpoints a,b,c` option or `RINGRAFT_ENDPOINTS`, else the
+//! three local nodes of `config/`. Exit codes: 0 success; 1 "no" — a `get` or `delete` of a
+//! missing key, a `cas` whose condition did not hold (message on stderr); 2 any other failure,
+//! with a message a person understands (the cluster is unreachable, a timeout, a bad argument).
+//! Owned by the client (issue 7).
 
+pub mod status;
+
+use std::io::Write;
 use std::process::ExitCode;
+
+use crate::client::config::{DEFAULT_ENDPOINTS, DEFAULT_SCAN_LIMIT};
+use crate::client::{Client, ClientConfig, Consistency, Error};
+
+/// Exit status: the key does not exist / the condition did not hold.
+pub const EXIT_NO: u8 = 1;
+/// Exit status: any other failure.
+pub const EXIT_FAILURE: u8 = 2;
+
+/// Read consistency on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    /// The cluster's configured default policy.
+    Default,
+    /// Confirmed by a quorum (ReadIndex).
+    Linearizable,
+    /// The leader's lease.
+    Lease,
+    /// Any replica's local state (may be stale).
+    Eventual,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(c: ConsistencyArg) -> Self {
+        match c {
+            ConsistencyArg::Default => Consistency::Default,
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+            ConsistencyArg::Lease => Consistency::Lease,
+            ConsistencyArg::Eventual => Consistency::Eventual,
+        }
+    }
+}
 
 /// Client subcommands, flattened into the binary's top-level commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
-    /// Cluster status.
-    Status,
+    /// Set KEY to VALUE.
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Print KEY's value (exit 1 if it does not exist).
+    Get {
+        /// Key.
+        key: String,
+        /// Read consistency.
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Default)]
+        consistency: ConsistencyArg,
+    },
+    /// Remove KEY (exit 1 if it did not exist).
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// Set KEY to NEW if its value is EXPECTED (exit 1 if it was not).
+    Cas {
+        /// Key.
+        key: String,
+        /// Expected current value (with --by-version: the expected version, 0 = absent).
+        expected: String,
+        /// New value.
+        new: String,
+        /// EXPECTED is a version number instead of a value.
+        #[arg(long)]
+        by_version: bool,
+    },
+    /// Print the keys starting with PREFIX and their values, one `key<TAB>value` per line.
+    Scan {
+        /// Prefix (all matching keys live in one shard).
+        prefix: String,
+        /// Most pairs printed.
+        #[arg(long, default_value_t = DEFAULT_SCAN_LIMIT)]
+        limit: u32,
+        /// Read consistency.
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Default)]
+        consistency: ConsistencyArg,
+    },
+    /// Cluster status: every node and, per shard, leader, term, commit index, follower lag.
+    Status {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cluster members: id, address, voter or learner, reachable.
+    Members {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// Runs one client subcommand.
-pub fn main(_cmd: ClientCommand) -> ExitCode {
-    eprintln!("ringraft: client commands not built yet");
-    ExitCode::from(2)
+/// The client configuration for `endpoints` (empty: the local cluster of `config/`).
+pub fn client_config(endpoints: &[String]) -> ClientConfig {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        ClientConfig::with_endpoints(&DEFAULT_ENDPOINTS)
+    } else {
+        ClientConfig::with_endpoints(&endpoints)
+    }
+}
+
+/// A failure in words, with a hint when the cluster cannot be reached.
+pub fn explain(what: &str, e: &Error) -> String {
+    let mut s = format!("ringraft: {what} failed: {e}");
+    if e.is_unreachable() {
+        s.push_str(
+            "\nringraft: is the cluster running? Start it with `make start-cluster`, or point \
+             --endpoints (or RINGRAFT_ENDPOINTS) at its nodes.",
+        );
+    }
+    s
+}
+
+fn fail(what: &str, e: &Error) -> ExitCode {
+    eprintln!("{}", explain(what, e));
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn print_bytes(bytes: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(bytes)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringraft: cannot write to stdout: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Runs one client subcommand against `endpoints`.
+pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
+    let cfg = client_config(endpoints);
+    let mut client = match Client::new(cfg) {
+        Ok(c) => c,
+        Err(e) => return fail("configuration", &e),
+    };
+    match cmd {
+        ClientCommand::Put { key, value } => match client.put(&key, &value) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail("put", &e),
+        },
+        ClientCommand::Get { key, consistency } => {
+            match client.get_with(&key, consistency.into()) {
+                Ok(Some(v)) => print_bytes(&v.value),
+                Ok(None) => {
+                    eprintln!("ringraft: key {key:?} not found");
+                    ExitCode::from(EXIT_NO)
+                }
+                Err(e) => fail("get", &e),
+            }
+        }
+        ClientCommand::Delete { key } => match client.delete(&key) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("ringraft: key {key:?} not found (nothing deleted)");
+                ExitCode::from(EXIT_NO)
+            }
+            Err(e) => fail("delete", &e),
+        },
+        ClientCommand::Cas {
+            key,
+            expected,
+            new,
+            by_version,
+        } => {
+            let r = if by_version {
+                let Ok(v) = expected.parse::<u64>() else {
+                    eprintln!(
+                        "ringraft: cas --by-version: EXPECTED {expected:?} is not a version \
+                         number (0 = the key must be absent)"
+                    );
+                    return ExitCode::from(EXIT_FAILURE);
+                };
+                client.cas_version(&key, v, &new)
+            } else {
+                client.cas(&key, Some(expected.as_bytes()), &new)
+            };
+            match r {
+                Ok(r) if r.swapped => ExitCode::SUCCESS,
+                Ok(r) => {
+                    match r.current {
+                        Some(c) => eprintln!(
+                            "ringraft: cas: not swapped; {key:?} is {:?} (version {})",
+                            String::from_utf8_lossy(&c.value),
+                            c.version
+                        ),
+                        None => eprintln!("ringraft: cas: not swapped; {key:?} does not exist"),
+                    }
+                    ExitCode::from(EXIT_NO)
+                }
+                Err(e) => fail("cas", &e),
+            }
+        }
+        ClientCommand::Scan {
+            prefix,
+            limit,
+            consistency,
+        } => match client.scan(&prefix, Some(limit), consistency.into()) {
+            Ok((items, more)) => {
+                let mut out = std::io::stdout().lock();
+                let mut r = Ok(());
+                for kv in &items {
+                    r = r
+                        .and_then(|_| out.write_all(&kv.key))
+                        .and_then(|_| out.write_all(b"\t"))
+                        .and_then(|_| out.write_all(&kv.value))
+                        .and_then(|_| out.write_all(b"\n"));
+                }
+                if let Err(e) = r.and_then(|_| out.flush()) {
+                    eprintln!("ringraft: cannot write to stdout: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+                if more {
+                    eprintln!("ringraft: scan: stopped at --limit {limit}; more keys match");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("scan", &e),
+        },
+        ClientCommand::Status { json } => status::status(&mut client, json),
+        ClientCommand::Members { json } => status::members(&mut client, json),
+    }
 }

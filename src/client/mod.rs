@@ -1,1 +1,35 @@
-//! The ringraft client library. Built by issue 7.
+//! The ringraft client library: connects to a list of nodes, learns the topology (how many
+//! shards, which node leads each), routes every key to its shard's leader, keeps many requests
+//! in flight per connection (matched by request id), follows `NotLeader` hints and fails over
+//! on its own. Writes are exactly-once across retries: each carries a `(client_id, sequence)`
+//! session that the node's session table deduplicates. Timeouts and the retry budget are
+//! configurable ([`ClientConfig`]); errors are typed ([`Error`]).
+//!
+//! Two front ends over one routing and retry policy ([`topology`], [`retry`]):
+//! - [`Client`]: blocking, std::net, for plain programs (one per thread).
+//! - [`AsyncClient`]: glommio, for async programs on a glommio executor (many tasks share one).
+//!
+//! An optional [`HistoryRecorder`] writes every operation in the checker's JSON-lines format.
+//!
+//! Cores: a node serves all its cores on one port and forwards a request to the core owning the
+//! shard (see [`crate::node::runtime`]), so the client routes to the shard's leader *node*.
+//! Owned by the client (issue 7).
+
+pub mod async_client;
+pub mod blocking;
+pub mod config;
+pub mod error;
+pub mod history;
+pub mod op;
+pub mod retry;
+pub mod session;
+pub mod topology;
+
+pub use async_client::AsyncClient;
+pub use blocking::{CasResult, Client};
+pub use config::ClientConfig;
+pub use error::{Error, Result};
+pub use history::HistoryRecorder;
+pub use op::{Op, Reply};
+pub use ringraft_net::message::{CasExpect, ClusterStatus, Consistency, KeyValue, Versioned};
+pub use topology::Topology;

@@ -1,4 +1,28 @@
-//! The ringraft node (server). Built by issue 6.
+//! The ringraft node: the server an operator runs (`ringraft server --config config/n1.toml`).
+//!
+//! Thread-per-core: one glommio executor per configured core ([`runtime`]); the key space is
+//! hashed into shards (Raft groups), each living on exactly one core ([`core_state`]); cores
+//! share nothing mutable and talk by message. Each core has one write-ahead log for all its
+//! shards ([`storage`]), so one fsync covers many groups. Peers and clients speak the binary
+//! frame protocol of `ringraft-net` ([`wire`], [`frame_api`]) or HTTP ([`http`], [`http_api`],
+//! [`http_server`]) on the same port. Configuration ([`config`]), the key-value state machine
+//! ([`state_machine`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
+//! Owned by the node (issue 6).
+
+pub mod config;
+pub mod core_state;
+pub mod frame_api;
+pub mod http;
+pub mod http_api;
+pub mod http_server;
+pub mod logging;
+pub mod metrics;
+pub mod request;
+pub mod runtime;
+pub mod server;
+pub mod state_machine;
+pub mod storage;
+pub mod wire;
 
 use std::process::ExitCode;
 
@@ -10,8 +34,20 @@ pub struct ServerArgs {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// Entry point of `ringraft server`.
-pub fn main(_args: ServerArgs) -> ExitCode {
-    eprintln!("ringraft server: not built yet");
-    ExitCode::from(2)
+/// Entry point of `ringraft server`: loads and validates the config (a bad one exits 2 with a
+/// message naming the key, the value and what is allowed), then runs the node until SIGTERM or
+/// SIGINT (exit 0) or a fatal error (exit 1).
+pub fn main(args: ServerArgs) -> ExitCode {
+    let Some(path) = args.config else {
+        eprintln!("ringraft server: no config given: use --config FILE or CONFIG_PATH=FILE (see config/n1.toml)");
+        return ExitCode::from(2);
+    };
+    let cfg = match config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringraft server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    server::run(cfg)
 }

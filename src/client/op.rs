@@ -1,0 +1,315 @@
+//! The operations a client runs and the replies it gets, in owned, user-facing form, and their
+//! translation to and from the wire messages of `ringraft-net`.
+//!
+//! Invariants: a write ([`Op::is_write`]) always travels with a [`Session`]; the same session
+//! is sent on every retry of one operation, so the node's session table applies it once. A
+//! missing key is not an error: a get answers [`Reply::Value`]`(None)`, a delete
+//! [`Reply::Deleted`] with `existed: false`. Owned by the client (issue 7).
+
+use ringraft_net::message::{
+    CasExpect, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome, ClientRequest,
+    Consistency, KeyValue, OpOutcome, OpReply, ScanRange, Session, Versioned,
+};
+
+/// One key-value operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Read `key`.
+    Get {
+        /// Key.
+        key: Vec<u8>,
+        /// Read consistency (`Default`: the cluster's configured policy).
+        consistency: Consistency,
+    },
+    /// Remove `key`.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Set `key` to `new_value` if `expect` holds.
+    Cas {
+        /// Key.
+        key: Vec<u8>,
+        /// The condition (current value or version).
+        expect: CasExpect,
+        /// Value stored when the condition holds.
+        new_value: Vec<u8>,
+    },
+    /// Keys starting with `prefix`, in key order, at most `limit`.
+    Scan {
+        /// Prefix (it picks the shard: keys of one prefix scan live in one shard).
+        prefix: Vec<u8>,
+        /// Most pairs.
+        limit: u32,
+        /// Read consistency.
+        consistency: Consistency,
+    },
+}
+
+impl Op {
+    /// The key that picks the shard.
+    pub fn routing_key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. }
+            | Op::Get { key, .. }
+            | Op::Delete { key }
+            | Op::Cas { key, .. } => key,
+            Op::Scan { prefix, .. } => prefix,
+        }
+    }
+
+    /// Whether the operation goes through the Raft log (and carries a session).
+    pub fn is_write(&self) -> bool {
+        matches!(self, Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. })
+    }
+
+    /// The read consistency, for reads.
+    pub fn consistency(&self) -> Option<Consistency> {
+        match self {
+            Op::Get { consistency, .. } | Op::Scan { consistency, .. } => Some(*consistency),
+            _ => None,
+        }
+    }
+
+    /// Short name for messages and benchmark output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Put { .. } => "put",
+            Op::Get { .. } => "get",
+            Op::Delete { .. } => "delete",
+            Op::Cas { .. } => "cas",
+            Op::Scan { .. } => "scan",
+        }
+    }
+
+    /// The wire request for shard `shard`, with `session` on writes.
+    pub fn to_request(&self, shard: u32, session: Option<Session>) -> ClientRequest {
+        let op = match self.clone() {
+            Op::Put { key, value } => ClientOp::Put {
+                key,
+                value,
+                session,
+            },
+            Op::Get { key, consistency } => ClientOp::Get { key, consistency },
+            Op::Delete { key } => ClientOp::Delete { key, session },
+            Op::Cas {
+                key,
+                expect,
+                new_value,
+            } => ClientOp::CompareAndSwap {
+                key,
+                expect,
+                new_value,
+                session,
+            },
+            Op::Scan {
+                prefix,
+                limit,
+                consistency,
+            } => ClientOp::Scan {
+                range: ScanRange::Prefix(prefix),
+                limit,
+                consistency,
+            },
+        };
+        ClientRequest {
+            shard,
+            command: ClientCommand::Single(op),
+        }
+    }
+}
+
+/// Successful result of one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A put applied at this version (the log index that wrote it).
+    Written {
+        /// New version.
+        version: u64,
+    },
+    /// A get's result (`None`: the key does not exist).
+    Value(Option<Versioned>),
+    /// A delete's result.
+    Deleted {
+        /// Whether the key existed.
+        existed: bool,
+        /// Version of the delete (0 when the key did not exist).
+        version: u64,
+    },
+    /// A compare-and-swap's result.
+    Cas {
+        /// Whether the swap happened.
+        swapped: bool,
+        /// The value after the operation (`None`: absent).
+        current: Option<Versioned>,
+    },
+    /// A scan's pairs.
+    Scan {
+        /// Pairs in key order.
+        items: Vec<KeyValue>,
+        /// Whether the limit cut the result short.
+        more: bool,
+    },
+}
+
+/// What one attempt's answer means for the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The operation completed.
+    Done(Reply),
+    /// The node reported a typed failure.
+    Failed(WireError),
+    /// The answer does not fit the request.
+    Malformed(String),
+}
+
+/// Interprets the response to a single-op request for `op`.
+pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
+    let one = match outcome {
+        ClientOutcome::Single(o) => o,
+        ClientOutcome::Failed(e) => return Answer::Failed(e),
+        ClientOutcome::Batch(v) => {
+            return Answer::Malformed(format!(
+                "a batch of {} outcomes answered a single operation",
+                v.len()
+            ))
+        }
+    };
+    match (op, one) {
+        (Op::Get { .. }, OpOutcome::Err(WireError::KeyNotFound)) => {
+            Answer::Done(Reply::Value(None))
+        }
+        (Op::Scan { .. }, OpOutcome::Err(WireError::KeyNotFound)) => Answer::Done(Reply::Scan {
+            items: Vec::new(),
+            more: false,
+        }),
+        (Op::Delete { .. }, OpOutcome::Err(WireError::KeyNotFound)) => {
+            Answer::Done(Reply::Deleted {
+                existed: false,
+                version: 0,
+            })
+        }
+        (_, OpOutcome::Err(e)) => Answer::Failed(e),
+        (Op::Put { .. }, OpOutcome::Ok(OpReply::Written { version })) => {
+            Answer::Done(Reply::Written { version })
+        }
+        (Op::Get { .. }, OpOutcome::Ok(OpReply::Value(v))) => Answer::Done(Reply::Value(Some(v))),
+        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version })) => {
+            Answer::Done(Reply::Deleted {
+                existed: true,
+                version,
+            })
+        }
+        (Op::Cas { .. }, OpOutcome::Ok(OpReply::Cas { swapped, current })) => {
+            Answer::Done(Reply::Cas { swapped, current })
+        }
+        (Op::Scan { .. }, OpOutcome::Ok(OpReply::Scan { items, more })) => {
+            Answer::Done(Reply::Scan { items, more })
+        }
+        (op, OpOutcome::Ok(other)) => {
+            Answer::Malformed(format!("{} was answered with {other:?}", op.name()))
+        }
+    }
+}
+
+/// A wire error in words.
+pub fn describe(e: &WireError) -> String {
+    match e {
+        WireError::NotLeader { leader: Some(h) } => format!(
+            "not the leader; the leader is node {} at {}",
+            h.node_id, h.address
+        ),
+        WireError::NotLeader { leader: None } => {
+            "not the leader, and no leader is known (election in progress?)".into()
+        }
+        WireError::WrongShard { shard } => format!("wrong shard; the key belongs to shard {shard}"),
+        WireError::Busy { retry_after_ms } => {
+            format!("the node is busy; retry after {retry_after_ms} ms")
+        }
+        WireError::InvalidRequest(m) => format!("invalid request: {m}"),
+        WireError::Timeout => "the node timed out waiting for the cluster".into(),
+        WireError::KeyNotFound => "key not found".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringraft_net::message::LeaderHint;
+
+    #[test]
+    fn writes_carry_the_session_and_reads_do_not() {
+        let s = Session {
+            client_id: 7,
+            sequence: 3,
+        };
+        let put = Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        assert!(put.is_write());
+        match put.to_request(2, Some(s)).command {
+            ClientCommand::Single(ClientOp::Put { session, .. }) => assert_eq!(session, Some(s)),
+            other => panic!("{other:?}"),
+        }
+        let get = Op::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Lease,
+        };
+        assert!(!get.is_write());
+        assert_eq!(get.to_request(1, None).shard, 1);
+    }
+
+    #[test]
+    fn missing_keys_are_replies_not_errors() {
+        let get = Op::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Default,
+        };
+        let nf = ClientOutcome::Single(OpOutcome::Err(WireError::KeyNotFound));
+        assert_eq!(
+            interpret(&get, nf.clone()),
+            Answer::Done(Reply::Value(None))
+        );
+        let del = Op::Delete { key: b"k".to_vec() };
+        assert_eq!(
+            interpret(&del, nf),
+            Answer::Done(Reply::Deleted {
+                existed: false,
+                version: 0
+            })
+        );
+        let put = Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let nl = WireError::NotLeader {
+            leader: Some(LeaderHint {
+                node_id: 2,
+                address: "127.0.0.1:9082".into(),
+            }),
+        };
+        assert_eq!(
+            interpret(&put, ClientOutcome::Failed(nl.clone())),
+            Answer::Failed(nl.clone())
+        );
+        assert!(describe(&nl).contains("127.0.0.1:9082"));
+        assert!(matches!(
+            interpret(
+                &put,
+                ClientOutcome::Single(OpOutcome::Ok(OpReply::Scan {
+                    items: vec![],
+                    more: false
+                }))
+            ),
+            Answer::Malformed(_)
+        ));
+    }
+}

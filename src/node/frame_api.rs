@@ -1,0 +1,453 @@
+//! The binary client and admin API: `ClientRequest` / `AdminRequest` frames (from
+//! `ringraft-net`) translated into the node's requests, executed, and answered with
+//! `ClientResponse` / `AdminResponse` frames carrying the same request id.
+//!
+//! Mapping rules: `shard = u32::MAX` means "route by key" (no WrongShard check); a `Default`
+//! consistency uses the configured policy; a write's `session` becomes the exactly-once
+//! `(client_id, seq)`; a missing key is `KeyNotFound`; an error the wire has no variant for
+//! (the node is shutting down, a write overwritten by a newer leader) is `NotLeader` without a
+//! hint, which tells the client to find the leader again and retry.
+//! Owned by the node (issue 6).
+
+use std::rc::Rc;
+
+use ringraft_net::listener::Connection;
+use ringraft_net::message as wire;
+
+use crate::node::request::{
+    ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
+};
+use crate::node::server::{self, CoreCtx, ANY_SHARD};
+use crate::node::state_machine::{ApplyResult, Versioned};
+use crate::raft::{ConfChange, GroupId};
+
+/// Suggested client back-off on Busy.
+pub const BUSY_RETRY_AFTER_MS: u32 = 10;
+/// Most operations in one batch request.
+pub const MAX_BATCH_OPS: usize = 1_024;
+
+fn consistency(c: wire::Consistency, ctx: &CoreCtx) -> Result<Consistency, ClientError> {
+    let wanted = match c {
+        wire::Consistency::Default => return Ok(ctx.reads.default),
+        wire::Consistency::Linearizable => Consistency::Linearizable,
+        wire::Consistency::Lease => Consistency::Lease,
+        wire::Consistency::Eventual => Consistency::Eventual,
+    };
+    if !ctx.reads.allow_override && wanted != ctx.reads.default {
+        return Err(ClientError::Invalid(format!(
+            "consistency {} refused: raft.read_consistency.allow_client_override = false",
+            wanted.name()
+        )));
+    }
+    Ok(wanted)
+}
+
+fn session(s: Option<wire::Session>) -> (u64, u64) {
+    s.map_or((0, 0), |s| (s.client_id, s.sequence))
+}
+
+/// Converts one wire operation into a node request.
+pub fn to_request(
+    op: wire::ClientOp,
+    shard: u32,
+    ctx: &CoreCtx,
+) -> Result<ClientRequest, ClientError> {
+    let shard = (shard != ANY_SHARD).then_some(shard as usize);
+    let (client_id, seq, op) = match op {
+        wire::ClientOp::Put {
+            key,
+            value,
+            session: s,
+        } => {
+            let (c, q) = session(s);
+            (c, q, ClientOp::Put { key, value })
+        }
+        wire::ClientOp::Get {
+            key,
+            consistency: c,
+        } => (
+            0,
+            0,
+            ClientOp::Get {
+                key,
+                consistency: consistency(c, ctx)?,
+            },
+        ),
+        wire::ClientOp::Delete { key, session: s } => {
+            let (c, q) = session(s);
+            (c, q, ClientOp::Delete { key })
+        }
+        wire::ClientOp::CompareAndSwap {
+            key,
+            expect,
+            new_value,
+            session: s,
+        } => {
+            let (c, q) = session(s);
+            let op = match expect {
+                wire::CasExpect::Value(expected) => ClientOp::CasValue {
+                    key,
+                    expected,
+                    new: new_value,
+                },
+                wire::CasExpect::Version(v) => ClientOp::CasVersion {
+                    key,
+                    expected_version: v,
+                    new: new_value,
+                },
+            };
+            (c, q, op)
+        }
+        wire::ClientOp::Scan {
+            range,
+            limit,
+            consistency: c,
+        } => match range {
+            wire::ScanRange::Prefix(prefix) => (
+                0,
+                0,
+                ClientOp::Scan {
+                    prefix,
+                    limit: limit as usize,
+                    consistency: consistency(c, ctx)?,
+                },
+            ),
+            wire::ScanRange::Range { .. } => {
+                return Err(ClientError::Invalid(
+                    "range scans span shards; use a prefix scan (one shard)".into(),
+                ))
+            }
+        },
+    };
+    Ok(ClientRequest {
+        client_id,
+        seq,
+        op,
+        shard,
+    })
+}
+
+fn versioned(v: Versioned) -> wire::Versioned {
+    wire::Versioned {
+        value: v.value,
+        version: v.version,
+    }
+}
+
+/// Converts a node error into the wire's.
+pub fn to_wire_error(e: ClientError) -> wire::ClientError {
+    match e {
+        ClientError::NotLeader {
+            leader_id,
+            leader_address,
+        } => wire::ClientError::NotLeader {
+            leader: match (leader_id, leader_address) {
+                (0, _) | (_, None) => None,
+                (node_id, Some(address)) => Some(wire::LeaderHint { node_id, address }),
+            },
+        },
+        ClientError::WrongShard { shard } => wire::ClientError::WrongShard {
+            shard: shard as u32,
+        },
+        ClientError::Busy(_) => wire::ClientError::Busy {
+            retry_after_ms: BUSY_RETRY_AFTER_MS,
+        },
+        ClientError::Invalid(m) => wire::ClientError::InvalidRequest(m),
+        ClientError::Timeout => wire::ClientError::Timeout,
+        ClientError::Unavailable(_) => wire::ClientError::NotLeader { leader: None },
+    }
+}
+
+/// Converts the result of `op` into a wire outcome.
+pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
+    let reply = match r {
+        Err(e) => return wire::OpOutcome::Err(to_wire_error(e)),
+        Ok(r) => r,
+    };
+    let ok = match reply {
+        ClientReply::Value(Some(v)) => wire::OpReply::Value(versioned(v)),
+        ClientReply::Value(None) => return wire::OpOutcome::Err(wire::ClientError::KeyNotFound),
+        ClientReply::Scan(items) => {
+            let limit = match op {
+                ClientOp::Scan { limit, .. } => *limit,
+                _ => usize::MAX,
+            };
+            wire::OpReply::Scan {
+                more: items.len() >= limit,
+                items: items
+                    .into_iter()
+                    .map(|(key, v)| wire::KeyValue {
+                        key,
+                        value: v.value,
+                        version: v.version,
+                    })
+                    .collect(),
+            }
+        }
+        ClientReply::Committed { index } => wire::OpReply::Written { version: index },
+        ClientReply::Applied(a) => match a {
+            ApplyResult::Put { version } => wire::OpReply::Written { version },
+            ApplyResult::Deleted {
+                existed: true,
+                version,
+            } => wire::OpReply::Deleted { version },
+            ApplyResult::Deleted { existed: false, .. } => {
+                return wire::OpOutcome::Err(wire::ClientError::KeyNotFound)
+            }
+            ApplyResult::Cas {
+                swapped,
+                version,
+                current,
+            } => {
+                let current = if swapped {
+                    match op {
+                        ClientOp::CasValue { new, .. } | ClientOp::CasVersion { new, .. } => {
+                            Some(wire::Versioned {
+                                value: new.clone(),
+                                version,
+                            })
+                        }
+                        _ => None,
+                    }
+                } else {
+                    current.map(|value| wire::Versioned { value, version })
+                };
+                wire::OpReply::Cas { swapped, current }
+            }
+            ApplyResult::Noop => wire::OpReply::Written { version: 0 },
+            ApplyResult::Rejected(m) => {
+                return wire::OpOutcome::Err(wire::ClientError::InvalidRequest(m))
+            }
+            ApplyResult::SessionExpired => {
+                return wire::OpOutcome::Err(wire::ClientError::InvalidRequest(
+                    "session expired: this (client_id, seq) was applied long ago".into(),
+                ))
+            }
+        },
+    };
+    wire::OpOutcome::Ok(ok)
+}
+
+async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOutcome {
+    match to_request(op, shard, ctx) {
+        Ok(req) => {
+            let op = req.op.clone();
+            let r = server::execute(ctx, req).await;
+            to_outcome(&op, r)
+        }
+        Err(e) => wire::OpOutcome::Err(to_wire_error(e)),
+    }
+}
+
+/// Serves one client or admin request frame and queues the answer on `conn`.
+pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, msg: wire::Message) {
+    match msg {
+        wire::Message::ClientRequest(req) => {
+            let outcome = match req.command {
+                wire::ClientCommand::Single(op) => {
+                    wire::ClientOutcome::Single(run_op(ctx, op, req.shard).await)
+                }
+                wire::ClientCommand::Batch(ops) if ops.is_empty() || ops.len() > MAX_BATCH_OPS => {
+                    wire::ClientOutcome::Failed(wire::ClientError::InvalidRequest(format!(
+                        "a batch holds 1 to {MAX_BATCH_OPS} operations, not {}",
+                        ops.len()
+                    )))
+                }
+                wire::ClientCommand::Batch(ops) => {
+                    let mut out = Vec::with_capacity(ops.len());
+                    for op in ops {
+                        out.push(run_op(ctx, op, req.shard).await);
+                    }
+                    wire::ClientOutcome::Batch(out)
+                }
+            };
+            let _ = conn.respond(id, &wire::ClientResponse { outcome });
+        }
+        wire::Message::AdminRequest(req) => {
+            let resp = serve_admin(ctx, req).await;
+            let _ = conn.respond(id, &resp);
+        }
+        other => {
+            let _ = conn.send_error(
+                id,
+                wire::ErrorCode::Unsupported,
+                format!("{:?} is not a request", other.kind()),
+            );
+        }
+    }
+}
+
+fn done_or_failed(r: ClientResult) -> wire::AdminResponse {
+    match r {
+        Ok(ClientReply::Committed { index }) => wire::AdminResponse::Done { index },
+        Ok(_) => wire::AdminResponse::Done { index: 0 },
+        Err(e) => wire::AdminResponse::Failed(to_wire_error(e)),
+    }
+}
+
+async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminResponse {
+    let shards = ctx.cfg.runtime.shards_per_node as GroupId;
+    let check = |g: GroupId| -> Result<(), wire::AdminResponse> {
+        if g >= shards {
+            return Err(wire::AdminResponse::Failed(wire::ClientError::WrongShard {
+                shard: g as u32,
+            }));
+        }
+        Ok(())
+    };
+    match req {
+        wire::AdminRequest::ClusterStatus => {
+            let shards = server::cluster_status(ctx).await;
+            let s = ctx.st.borrow();
+            let mut nodes = vec![wire::NodeStatus {
+                node_id: s.node_id,
+                address: ctx.cfg.cluster.listen_address.clone(),
+                reachable: true,
+            }];
+            for (id, l) in &s.peers {
+                nodes.push(wire::NodeStatus {
+                    node_id: *id,
+                    address: l.address.clone(),
+                    reachable: l.conn.as_ref().is_some_and(|c| !c.is_closing()),
+                });
+            }
+            let shard_status = shards
+                .iter()
+                .map(|v| wire::ShardStatus {
+                    group: v["shard"].as_u64().unwrap_or(0),
+                    leader: v["leader_id"].as_u64().filter(|l| *l != 0),
+                    term: v["term"].as_u64().unwrap_or(0),
+                    commit_index: v["commit_index"].as_u64().unwrap_or(0),
+                    applied_index: v["applied_index"].as_u64().unwrap_or(0),
+                    followers: v["followers"]
+                        .as_array()
+                        .map(|fs| {
+                            fs.iter()
+                                .map(|f| wire::FollowerStatus {
+                                    node_id: f["node_id"].as_u64().unwrap_or(0),
+                                    match_index: f["match_index"].as_u64().unwrap_or(0),
+                                    lag: f["lag"].as_u64().unwrap_or(0),
+                                    learner: f["learner"].as_bool().unwrap_or(false),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect();
+            wire::AdminResponse::Status(wire::ClusterStatus {
+                reporter: s.node_id,
+                nodes,
+                shards: shard_status,
+            })
+        }
+        wire::AdminRequest::AddLearner {
+            group,
+            node_id,
+            address,
+        } => {
+            if let Err(r) = check(group) {
+                return r;
+            }
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                return wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(format!(
+                    "learner address {address:?} is not host:port"
+                )));
+            }
+            server::broadcast_address(ctx, node_id, &address);
+            done_or_failed(
+                server::change_membership(ctx, group, ConfChange::AddLearner(node_id)).await,
+            )
+        }
+        wire::AdminRequest::Promote { group, node_id } => {
+            if let Err(r) = check(group) {
+                return r;
+            }
+            done_or_failed(
+                server::change_membership(ctx, group, ConfChange::Promote(node_id)).await,
+            )
+        }
+        wire::AdminRequest::Remove { group, node_id } => {
+            if let Err(r) = check(group) {
+                return r;
+            }
+            done_or_failed(server::change_membership(ctx, group, ConfChange::Remove(node_id)).await)
+        }
+        wire::AdminRequest::TransferLeadership { .. } => {
+            wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(
+                "leadership transfer is not offered: the wire's RequestVote has no transfer flag"
+                    .into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_map_results() {
+        let put = ClientOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        assert_eq!(
+            to_outcome(
+                &put,
+                Ok(ClientReply::Applied(ApplyResult::Put { version: 4 }))
+            ),
+            wire::OpOutcome::Ok(wire::OpReply::Written { version: 4 })
+        );
+        let get = ClientOp::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Lease,
+        };
+        assert_eq!(
+            to_outcome(&get, Ok(ClientReply::Value(None))),
+            wire::OpOutcome::Err(wire::ClientError::KeyNotFound)
+        );
+        let cas = ClientOp::CasValue {
+            key: b"k".to_vec(),
+            expected: None,
+            new: b"n".to_vec(),
+        };
+        assert_eq!(
+            to_outcome(
+                &cas,
+                Ok(ClientReply::Applied(ApplyResult::Cas {
+                    swapped: true,
+                    version: 9,
+                    current: None
+                }))
+            ),
+            wire::OpOutcome::Ok(wire::OpReply::Cas {
+                swapped: true,
+                current: Some(wire::Versioned {
+                    value: b"n".to_vec(),
+                    version: 9
+                })
+            })
+        );
+        assert_eq!(
+            to_outcome(
+                &put,
+                Err(ClientError::NotLeader {
+                    leader_id: 2,
+                    leader_address: Some("127.0.0.1:9082".into())
+                })
+            ),
+            wire::OpOutcome::Err(wire::ClientError::NotLeader {
+                leader: Some(wire::LeaderHint {
+                    node_id: 2,
+                    address: "127.0.0.1:9082".into()
+                })
+            })
+        );
+        assert_eq!(
+            to_outcome(&put, Err(ClientError::Busy("x".into()))),
+            wire::OpOutcome::Err(wire::ClientError::Busy {
+                retry_after_ms: BUSY_RETRY_AFTER_MS
+            })
+        );
+    }
+}

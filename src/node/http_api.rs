@@ -1,0 +1,590 @@
+//! The HTTP API of the client port (the seed's commands) and of the metrics port, as pure
+//! translations: an HTTP [`Request`] becomes an [`ApiCall`], a [`ClientResult`] becomes a
+//! [`Response`]. No I/O here, so every route and every error message is unit-tested.
+//!
+//! Client port routes (JSON bodies, UTF-8 keys and values):
+//! - `POST /put` `{"key": "k", "value": "v"}` → `{"ok": true, "version": N}`
+//! - `GET /get?key=k[&consistency=linearizable|lease|eventual]` → `{"key","value","version"}`,
+//!   404 `{"error": "key not found"}` when absent
+//! - `POST /delete` `{"key": "k"}` or `DELETE /delete?key=k` → `{"ok": true, "existed": bool}`
+//! - `POST /cas` `{"key", "expected": "v"|null, "new"}` or `{"key", "expected_version": N, "new"}`
+//!   → `{"swapped": bool, "version": N, "current": "v"|null}`
+//! - `GET /scan?prefix=p[&limit=N][&consistency=…]` (one shard: keys hashing like `prefix`)
+//! - `POST /promote` `{"node_id": 4}` → membership change (learner to voter)
+//! - `GET /status`, `GET /health`, `GET /metrics` (also on the metrics port)
+//!
+//! Writes may carry `"client_id"` and `"seq"` for exactly-once retries.
+//! Owned by the node (issue 6).
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::node::http::{Request, Response};
+use crate::node::request::{
+    ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
+};
+use crate::node::state_machine::ApplyResult;
+
+/// Header set on a request a follower forwards to the leader; a forwarded request is never
+/// forwarded again (one hop at most).
+pub const FORWARDED_HEADER: &str = "x-ringraft-forwarded";
+/// Default and largest `limit` of `/scan`.
+pub const SCAN_LIMIT_DEFAULT: usize = 1_000;
+
+/// What an HTTP request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiCall {
+    /// A key-value operation.
+    Client(ClientRequest),
+    /// Promote a learner to voter.
+    Promote {
+        /// The learner.
+        node_id: u64,
+    },
+    /// `/status` (JSON).
+    Status,
+    /// `/health`.
+    Health,
+    /// `/metrics` (Prometheus text).
+    Metrics,
+}
+
+/// Read policy settings the API needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadSettings {
+    /// Consistency of a read that names none.
+    pub default: Consistency,
+    /// Whether a request may name one.
+    pub allow_override: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    key: String,
+    value: String,
+    #[serde(default)]
+    client_id: u64,
+    #[serde(default)]
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key: String,
+    #[serde(default)]
+    client_id: u64,
+    #[serde(default)]
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    key: String,
+    #[serde(default)]
+    expected: Option<String>,
+    #[serde(default)]
+    expected_version: Option<u64>,
+    new: String,
+    #[serde(default)]
+    client_id: u64,
+    #[serde(default)]
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    node_id: u64,
+}
+
+fn bad(msg: impl Into<String>) -> Response {
+    Response::error(400, &msg.into())
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(req: &Request, shape: &str) -> Result<T, Response> {
+    serde_json::from_slice(&req.body).map_err(|e| {
+        bad(format!(
+            "{} {}: body is not the expected JSON {shape}: {e}",
+            req.method, req.path
+        ))
+    })
+}
+
+fn consistency(req: &Request, reads: &ReadSettings) -> Result<Consistency, Response> {
+    match req.query_param("consistency") {
+        None => Ok(reads.default),
+        Some(c) => {
+            let parsed = Consistency::parse(c).ok_or_else(|| {
+                bad(format!(
+                    "consistency={c:?} is not allowed: must be linearizable, lease or eventual"
+                ))
+            })?;
+            if !reads.allow_override && parsed != reads.default {
+                return Err(bad(format!(
+                    "consistency={c:?}: this cluster has raft.read_consistency.allow_client_override = false; every read is {}",
+                    reads.default.name()
+                )));
+            }
+            Ok(parsed)
+        }
+    }
+}
+
+fn key_param(req: &Request, name: &str) -> Result<Vec<u8>, Response> {
+    match req.query_param(name) {
+        Some(k) if !k.is_empty() => Ok(k.as_bytes().to_vec()),
+        _ => Err(bad(format!(
+            "{} {}: missing query parameter {name}=",
+            req.method, req.path
+        ))),
+    }
+}
+
+fn client(op: ClientOp, client_id: u64, seq: u64) -> ApiCall {
+    ApiCall::Client(ClientRequest {
+        client_id,
+        seq,
+        op,
+        shard: None,
+    })
+}
+
+/// Maps a request of the client port to a call, or to the error response to send.
+pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
+    let m = req.method.as_str();
+    match (m, req.path.as_str()) {
+        ("POST" | "PUT", "/put") => {
+            let b: PutBody = json_body(req, r#"{"key": "…", "value": "…"}"#)?;
+            if b.key.is_empty() {
+                return Err(bad("key must not be empty"));
+            }
+            Ok(client(
+                ClientOp::Put {
+                    key: b.key.into_bytes(),
+                    value: b.value.into_bytes(),
+                },
+                b.client_id,
+                b.seq,
+            ))
+        }
+        ("GET" | "HEAD", "/get") => Ok(client(
+            ClientOp::Get {
+                key: key_param(req, "key")?,
+                consistency: consistency(req, reads)?,
+            },
+            0,
+            0,
+        )),
+        ("POST", "/delete") => {
+            let b: KeyBody = json_body(req, r#"{"key": "…"}"#)?;
+            if b.key.is_empty() {
+                return Err(bad("key must not be empty"));
+            }
+            Ok(client(
+                ClientOp::Delete {
+                    key: b.key.into_bytes(),
+                },
+                b.client_id,
+                b.seq,
+            ))
+        }
+        ("DELETE", "/delete") => Ok(client(
+            ClientOp::Delete {
+                key: key_param(req, "key")?,
+            },
+            0,
+            0,
+        )),
+        ("POST", "/cas") => {
+            let b: CasBody = json_body(
+                req,
+                r#"{"key": "…", "expected": "…"|null, "new": "…"} or {"key": "…", "expected_version": N, "new": "…"}"#,
+            )?;
+            if b.key.is_empty() {
+                return Err(bad("key must not be empty"));
+            }
+            let op = match (b.expected, b.expected_version) {
+                (Some(_), Some(_)) => {
+                    return Err(bad("give either expected or expected_version, not both"))
+                }
+                (_, Some(v)) => ClientOp::CasVersion {
+                    key: b.key.into_bytes(),
+                    expected_version: v,
+                    new: b.new.into_bytes(),
+                },
+                (e, None) => ClientOp::CasValue {
+                    key: b.key.into_bytes(),
+                    expected: e.map(String::into_bytes),
+                    new: b.new.into_bytes(),
+                },
+            };
+            Ok(client(op, b.client_id, b.seq))
+        }
+        ("GET", "/scan") => {
+            let prefix = req.query_param("prefix").unwrap_or("").as_bytes().to_vec();
+            let limit = match req.query_param("limit") {
+                None => SCAN_LIMIT_DEFAULT,
+                Some(l) => l
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=SCAN_LIMIT_DEFAULT).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "limit={l:?} is not allowed: must be between 1 and {SCAN_LIMIT_DEFAULT}"
+                        ))
+                    })?,
+            };
+            Ok(client(
+                ClientOp::Scan {
+                    prefix,
+                    limit,
+                    consistency: consistency(req, reads)?,
+                },
+                0,
+                0,
+            ))
+        }
+        ("POST", "/promote") => {
+            let b: PromoteBody = json_body(req, r#"{"node_id": N}"#)?;
+            Ok(ApiCall::Promote { node_id: b.node_id })
+        }
+        ("GET" | "HEAD", "/status") => Ok(ApiCall::Status),
+        ("GET" | "HEAD", "/health") => Ok(ApiCall::Health),
+        ("GET" | "HEAD", "/metrics") => Ok(ApiCall::Metrics),
+        (_, "/put" | "/get" | "/delete" | "/cas" | "/scan" | "/promote" | "/status" | "/health" | "/metrics") => {
+            Err(Response::error(405, &format!("method {m} is not allowed on {}", req.path)))
+        }
+        _ => Err(Response::error(
+            404,
+            &format!(
+                "no route {} {}; routes: POST /put, GET /get, POST /delete, POST /cas, GET /scan, POST /promote, GET /status, /health, /metrics",
+                m, req.path
+            ),
+        )),
+    }
+}
+
+/// Maps the routes of the metrics port (only `/metrics`, `/health`, `/status`).
+pub fn route_metrics_port(req: &Request) -> Result<ApiCall, Response> {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET" | "HEAD", "/metrics") => Ok(ApiCall::Metrics),
+        ("GET" | "HEAD", "/health") => Ok(ApiCall::Health),
+        ("GET" | "HEAD", "/status") => Ok(ApiCall::Status),
+        (m, "/metrics" | "/health" | "/status") => Err(Response::error(
+            405,
+            &format!("method {m} is not allowed on {}", req.path),
+        )),
+        (m, p) => Err(Response::error(
+            404,
+            &format!("no route {m} {p}; this port serves GET /metrics, /health, /status"),
+        )),
+    }
+}
+
+fn text(b: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => json!(s),
+        Err(_) => json!(String::from_utf8_lossy(b)),
+    }
+}
+
+/// The response to a key-value call.
+pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
+    match result {
+        Err(e) => {
+            let mut body = json!({ "error": e.to_string() });
+            let mut headers = Vec::new();
+            if let ClientError::NotLeader {
+                leader_id,
+                leader_address,
+            } = e
+            {
+                body["leader_id"] = json!(leader_id);
+                if let Some(a) = leader_address {
+                    body["leader_address"] = json!(a);
+                    headers.push(("X-Ringraft-Leader", a.clone()));
+                }
+            }
+            if matches!(e, ClientError::Busy(_) | ClientError::NotLeader { .. }) {
+                headers.push(("Retry-After", "1".to_string()));
+            }
+            let mut r = Response::json(e.http_status(), &body);
+            r.headers = headers;
+            r
+        }
+        Ok(ClientReply::Value(Some(v))) => Response::json(
+            200,
+            &json!({ "key": text(op.routing_key()), "value": text(&v.value), "version": v.version }),
+        ),
+        Ok(ClientReply::Value(None)) => Response::json(
+            404,
+            &json!({ "error": "key not found", "key": text(op.routing_key()) }),
+        ),
+        Ok(ClientReply::Scan(items)) => Response::json(
+            200,
+            &json!({
+                "items": items
+                    .iter()
+                    .map(|(k, v)| json!({ "key": text(k), "value": text(&v.value), "version": v.version }))
+                    .collect::<Vec<_>>()
+            }),
+        ),
+        Ok(ClientReply::Committed { index }) => {
+            Response::json(200, &json!({ "ok": true, "index": index }))
+        }
+        Ok(ClientReply::Applied(a)) => match a {
+            ApplyResult::Put { version } => {
+                Response::json(200, &json!({ "ok": true, "version": version }))
+            }
+            ApplyResult::Deleted { existed, version } => Response::json(
+                200,
+                &json!({ "ok": true, "existed": existed, "version": version }),
+            ),
+            ApplyResult::Cas {
+                swapped,
+                version,
+                current,
+            } => Response::json(
+                if *swapped { 200 } else { 409 },
+                &json!({
+                    "swapped": swapped,
+                    "version": version,
+                    "current": current.as_deref().map(text),
+                }),
+            ),
+            ApplyResult::Noop => Response::json(200, &json!({ "ok": true })),
+            ApplyResult::Rejected(msg) => Response::error(400, &format!("rejected: {msg}")),
+            ApplyResult::SessionExpired => Response::error(
+                409,
+                "this (client_id, seq) was applied long ago and its result is no longer kept",
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::http::{parse_request, HttpLimits, Parsed};
+    use crate::node::state_machine::Versioned;
+
+    fn req(raw: &str) -> Request {
+        match parse_request(raw.as_bytes(), &HttpLimits::default()).unwrap() {
+            Parsed::Complete(r, _) => *r,
+            p => panic!("{p:?}"),
+        }
+    }
+
+    fn post(path: &str, body: &str) -> Request {
+        req(&format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    const READS: ReadSettings = ReadSettings {
+        default: Consistency::Lease,
+        allow_override: true,
+    };
+
+    fn op(call: ApiCall) -> ClientOp {
+        match call {
+            ApiCall::Client(c) => c.op,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_commands_route() {
+        let put = post("/put", r#"{"key": "test-key", "value": "test-value"}"#);
+        assert_eq!(
+            op(route(&put, &READS).unwrap()),
+            ClientOp::Put {
+                key: b"test-key".to_vec(),
+                value: b"test-value".to_vec()
+            }
+        );
+        let get = req("GET /get?key=test-key HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            op(route(&get, &READS).unwrap()),
+            ClientOp::Get {
+                key: b"test-key".to_vec(),
+                consistency: Consistency::Lease
+            }
+        );
+        let get = req("GET /get?key=test-key&consistency=linearizable HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            op(route(&get, &READS).unwrap()),
+            ClientOp::Get {
+                consistency: Consistency::Linearizable,
+                ..
+            }
+        ));
+        let promote = post("/promote", r#"{"node_id": 4}"#);
+        assert_eq!(
+            route(&promote, &READS).unwrap(),
+            ApiCall::Promote { node_id: 4 }
+        );
+    }
+
+    #[test]
+    fn sessions_and_cas_route() {
+        let put = post(
+            "/put",
+            r#"{"key": "k", "value": "v", "client_id": 9, "seq": 3}"#,
+        );
+        match route(&put, &READS).unwrap() {
+            ApiCall::Client(c) => assert_eq!((c.client_id, c.seq), (9, 3)),
+            o => panic!("{o:?}"),
+        }
+        let cas = post("/cas", r#"{"key": "k", "expected": null, "new": "a"}"#);
+        assert_eq!(
+            op(route(&cas, &READS).unwrap()),
+            ClientOp::CasValue {
+                key: b"k".to_vec(),
+                expected: None,
+                new: b"a".to_vec()
+            }
+        );
+        let cas = post("/cas", r#"{"key": "k", "expected_version": 7, "new": "a"}"#);
+        assert!(matches!(
+            op(route(&cas, &READS).unwrap()),
+            ClientOp::CasVersion {
+                expected_version: 7,
+                ..
+            }
+        ));
+        let cas = post(
+            "/cas",
+            r#"{"key": "k", "expected": "x", "expected_version": 7, "new": "a"}"#,
+        );
+        assert_eq!(route(&cas, &READS).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn bad_requests_explain() {
+        let cases = [
+            (post("/put", "{not json"), 400, "expected JSON"),
+            (post("/put", r#"{"key": "k"}"#), 400, "value"),
+            (post("/put", r#"{"key": "", "value": "v"}"#), 400, "empty"),
+            (
+                post("/put", r#"{"key": "k", "value": "v", "extra": 1}"#),
+                400,
+                "extra",
+            ),
+            (req("GET /get HTTP/1.1\r\n\r\n"), 400, "key="),
+            (
+                req("GET /get?key=a&consistency=maybe HTTP/1.1\r\n\r\n"),
+                400,
+                "maybe",
+            ),
+            (req("GET /scan?limit=0 HTTP/1.1\r\n\r\n"), 400, "limit"),
+            (req("GET /put HTTP/1.1\r\n\r\n"), 405, "GET"),
+            (req("GET /nowhere HTTP/1.1\r\n\r\n"), 404, "/nowhere"),
+        ];
+        for (r, status, needle) in cases {
+            let resp = route(&r, &READS).unwrap_err();
+            assert_eq!(resp.status, status, "{} {}", r.method, r.path);
+            let body = String::from_utf8(resp.body).unwrap();
+            assert!(body.contains(needle), "{body}");
+        }
+    }
+
+    #[test]
+    fn override_can_be_disabled() {
+        let strict = ReadSettings {
+            default: Consistency::Linearizable,
+            allow_override: false,
+        };
+        let get = req("GET /get?key=a&consistency=eventual HTTP/1.1\r\n\r\n");
+        let r = route(&get, &strict).unwrap_err();
+        assert!(String::from_utf8(r.body)
+            .unwrap()
+            .contains("allow_client_override"));
+        let get = req("GET /get?key=a&consistency=linearizable HTTP/1.1\r\n\r\n");
+        assert!(route(&get, &strict).is_ok());
+    }
+
+    #[test]
+    fn metrics_port_routes() {
+        assert_eq!(
+            route_metrics_port(&req("GET /metrics HTTP/1.1\r\n\r\n")).unwrap(),
+            ApiCall::Metrics
+        );
+        assert_eq!(
+            route_metrics_port(&req("GET /put HTTP/1.1\r\n\r\n"))
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert_eq!(
+            route_metrics_port(&req("POST /status HTTP/1.1\r\n\r\n"))
+                .unwrap_err()
+                .status,
+            405
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let get = ClientOp::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Lease,
+        };
+        let r = client_response(
+            &get,
+            &Ok(ClientReply::Value(Some(Versioned {
+                value: b"v".to_vec(),
+                version: 5,
+            }))),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
+            json!({"key": "k", "value": "v", "version": 5})
+        );
+        assert_eq!(
+            client_response(&get, &Ok(ClientReply::Value(None))).status,
+            404
+        );
+        let r = client_response(
+            &get,
+            &Err(ClientError::NotLeader {
+                leader_id: 2,
+                leader_address: Some("127.0.0.1:9082".into()),
+            }),
+        );
+        assert_eq!(r.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["leader_id"], 2);
+        assert_eq!(body["leader_address"], "127.0.0.1:9082");
+        let put = ClientOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let r = client_response(
+            &put,
+            &Ok(ClientReply::Applied(ApplyResult::Put { version: 9 })),
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
+            json!({"ok": true, "version": 9})
+        );
+        let r = client_response(
+            &put,
+            &Ok(ClientReply::Applied(ApplyResult::Cas {
+                swapped: false,
+                version: 3,
+                current: Some(b"x".to_vec()),
+            })),
+        );
+        assert_eq!(r.status, 409);
+        assert_eq!(
+            client_response(&put, &Err(ClientError::Timeout)).status,
+            504
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! Node metrics: counters, gauges and fixed-bucket histograms, rendered as Prometheus text.
+//!
+//! Ownership keeps the thread-per-core rule: every core owns one [`CoreMetrics`] and one
+//! [`ShardGauges`] per shard it runs, and is the only writer of them (relaxed atomic stores and
+//! adds, no locks, no read-modify-write contention across cores). The metrics endpoint only reads
+//! (relaxed loads) and sums over cores when it renders. Values read mid-update may be off by the
+//! in-flight update; that is fine for monitoring and never affects the data path.
+//!
+//! Histograms use fixed power-of-two buckets ([`HISTOGRAM_BUCKETS`] of them), so recording is one
+//! `leading_zeros` and two atomic adds, memory is constant, and buckets map directly to Prometheus
+//! cumulative `le` buckets.
+//! Owned by the node (issue 6).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Buckets per histogram: upper bounds 1, 2, 4, … 2^(N-2), then +Inf.
+pub const HISTOGRAM_BUCKETS: usize = 28;
+
+/// Kinds of errors counted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed HTTP request.
+    HttpBadRequest,
+    /// A frame failed length, CRC or archive checks.
+    FrameDecode,
+    /// A WAL append, sync or read failed.
+    WalIo,
+    /// A peer connection failed or broke.
+    PeerConnection,
+    /// A client request was refused: not leader.
+    NotLeader,
+    /// A client request was refused: over a bound.
+    Busy,
+    /// A client request timed out.
+    Timeout,
+    /// A client request was invalid.
+    InvalidRequest,
+    /// A connection was refused at the connection limit.
+    ConnectionLimit,
+}
+
+impl ErrorKind {
+    /// Every kind, in render order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::HttpBadRequest,
+        ErrorKind::FrameDecode,
+        ErrorKind::WalIo,
+        ErrorKind::PeerConnection,
+        ErrorKind::NotLeader,
+        ErrorKind::Busy,
+        ErrorKind::Timeout,
+        ErrorKind::InvalidRequest,
+        ErrorKind::ConnectionLimit,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::HttpBadRequest => "http_bad_request",
+            ErrorKind::FrameDecode => "frame_decode",
+            ErrorKind::WalIo => "wal_io",
+            ErrorKind::PeerConnection => "peer_connection",
+            ErrorKind::NotLeader => "not_leader",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::ConnectionLimit => "connection_limit",
+        }
+    }
+}
+
+/// A monotonically increasing counter (one writer).
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (one writer).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Subtracts one (saturating at 0).
+    pub fn dec(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+}
+
+/// A histogram with power-of-two buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; HISTOGRAM_BUCKETS],
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Bucket index of `v`: the smallest i with v <= 2^i, or the +Inf bucket.
+    pub fn bucket_of(v: u64) -> usize {
+        if v <= 1 {
+            return 0;
+        }
+        let i = (64 - (v - 1).leading_zeros()) as usize;
+        i.min(HISTOGRAM_BUCKETS - 1)
+    }
+
+    /// Records one value.
+    pub fn record(&self, v: u64) {
+        self.buckets[Self::bucket_of(v)].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (per-bucket counts, sum, count).
+    pub fn snapshot(&self) -> ([u64; HISTOGRAM_BUCKETS], u64, u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.sum.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+
+    /// An upper estimate of the q-quantile (0..=1): the bound of the bucket holding it.
+    pub fn quantile_upper(&self, q: f64) -> u64 {
+        let (b, _, n) = self.snapshot();
+        if n == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in b.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return 1u64 << i.min(63);
+            }
+        }
+        u64::MAX
+    }
+}
+
+/// Role of a shard's replica, as a gauge value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleGauge {
+    /// Follower.
+    Follower = 0,
+    /// Candidate or pre-candidate.
+    Candidate = 1,
+    /// Leader.
+    Leader = 2,
+    /// Learner.
+    Learner = 3,
+}
+
+impl RoleGauge {
+    /// Name for /status.
+    pub fn name(v: u64) -> &'static str {
+        match v {
+            0 => "follower",
+            1 => "candidate",
+            2 => "leader",
+            3 => "learner",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Per-shard gauges, written by the shard's core.
+#[derive(Debug, Default)]
+pub struct ShardGauges {
+    /// Current term.
+    pub term: Gauge,
+    /// Role (see [`RoleGauge`]).
+    pub role: Gauge,
+    /// Known leader id (0 = none).
+    pub leader_id: Gauge,
+    /// Commit index.
+    pub commit_index: Gauge,
+    /// Applied index.
+    pub applied_index: Gauge,
+    /// Last log index.
+    pub last_index: Gauge,
+    /// Durable index of the local WAL.
+    pub durable_index: Gauge,
+    /// Keys in the state machine.
+    pub keys: Gauge,
+}
+
+/// Per-core counters and histograms, written by that core.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    /// Client proposals accepted into the log.
+    pub proposals: Counter,
+    /// Entries committed.
+    pub entries_committed: Counter,
+    /// Entries applied.
+    pub entries_applied: Counter,
+    /// Reads served, by consistency: [linearizable, lease, eventual].
+    pub reads: [Counter; 3],
+    /// Propose-to-apply latency of writes, µs.
+    pub commit_latency_us: Histogram,
+    /// Read latency, µs.
+    pub read_latency_us: Histogram,
+    /// WAL sync latency, µs.
+    pub fsync_latency_us: Histogram,
+    /// Entries made durable per WAL sync.
+    pub fsync_batch_entries: Histogram,
+    /// Bytes received.
+    pub bytes_in: Counter,
+    /// Bytes sent.
+    pub bytes_out: Counter,
+    /// Frames received.
+    pub frames_in: Counter,
+    /// Frames sent.
+    pub frames_out: Counter,
+    /// Connections accepted.
+    pub connections_accepted: Counter,
+    /// Connections open now.
+    pub connections_open: Gauge,
+    /// Errors by kind (index = position in [`ErrorKind::ALL`]).
+    pub errors: [Counter; 9],
+    /// Leader elections won on this core.
+    pub leader_elections: Counter,
+}
+
+impl CoreMetrics {
+    /// Counts one error.
+    pub fn error(&self, kind: ErrorKind) {
+        if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == kind) {
+            self.errors[i].inc();
+        }
+    }
+}
+
+/// Selects one histogram of a core.
+type HistogramField = fn(&CoreMetrics) -> &Histogram;
+/// Selects one gauge of a shard.
+type GaugeField = fn(&ShardGauges) -> u64;
+
+/// Every metric of a node: one [`CoreMetrics`] per core, one [`ShardGauges`] per shard.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// This node's id.
+    pub node_id: u64,
+    /// Indexed by core.
+    pub cores: Vec<Arc<CoreMetrics>>,
+    /// Indexed by shard.
+    pub shards: Vec<Arc<ShardGauges>>,
+    /// Start time, for uptime.
+    pub started: std::time::Instant,
+}
+
+impl NodeMetrics {
+    /// Zeroed metrics for `cores` cores and `shards` shards.
+    pub fn new(node_id: u64, cores: usize, shards: usize) -> Self {
+        Self {
+            node_id,
+            cores: (0..cores).map(|_| Arc::default()).collect(),
+            shards: (0..shards).map(|_| Arc::default()).collect(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> u64) -> u64 {
+        self.cores.iter().map(|c| f(c)).sum()
+    }
+
+    fn hist_sum(
+        &self,
+        f: impl Fn(&CoreMetrics) -> &Histogram,
+    ) -> ([u64; HISTOGRAM_BUCKETS], u64, u64) {
+        let mut b = [0u64; HISTOGRAM_BUCKETS];
+        let (mut s, mut n) = (0, 0);
+        for c in &self.cores {
+            let (cb, cs, cn) = f(c).snapshot();
+            for (acc, x) in b.iter_mut().zip(cb) {
+                *acc += x;
+            }
+            s += cs;
+            n += cn;
+        }
+        (b, s, n)
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(8 << 10);
+        let node = self.node_id;
+        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = write!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{node=\"{node}\"}} {v}\n"
+            );
+        };
+        counter(
+            &mut o,
+            "ringraft_proposals_total",
+            "Client proposals accepted into the log.",
+            self.sum(|c| c.proposals.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_entries_committed_total",
+            "Log entries committed.",
+            self.sum(|c| c.entries_committed.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_entries_applied_total",
+            "Log entries applied to the state machine.",
+            self.sum(|c| c.entries_applied.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_leader_elections_total",
+            "Elections won by shards of this node.",
+            self.sum(|c| c.leader_elections.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_bytes_in_total",
+            "Bytes received on client and peer connections.",
+            self.sum(|c| c.bytes_in.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_bytes_out_total",
+            "Bytes sent on client and peer connections.",
+            self.sum(|c| c.bytes_out.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_frames_in_total",
+            "Frames received.",
+            self.sum(|c| c.frames_in.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_frames_out_total",
+            "Frames sent.",
+            self.sum(|c| c.frames_out.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_connections_accepted_total",
+            "Connections accepted.",
+            self.sum(|c| c.connections_accepted.get()),
+        );
+        let _ = write!(
+            o,
+            "# HELP ringraft_connections_open Connections open now.\n# TYPE ringraft_connections_open gauge\nringraft_connections_open{{node=\"{node}\"}} {}\n",
+            self.sum(|c| c.connections_open.get())
+        );
+        let _ = writeln!(o, "# HELP ringraft_reads_total Reads served, by consistency.\n# TYPE ringraft_reads_total counter");
+        for (i, name) in ["linearizable", "lease", "eventual"].iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ringraft_reads_total{{node=\"{node}\",consistency=\"{name}\"}} {}",
+                self.sum(|c| c.reads[i].get())
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ringraft_errors_total Errors, by kind.\n# TYPE ringraft_errors_total counter"
+        );
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ringraft_errors_total{{node=\"{node}\",kind=\"{}\"}} {}",
+                k.label(),
+                self.sum(|c| c.errors[i].get())
+            );
+        }
+        let hists: [(&str, &str, f64, HistogramField); 4] = [
+            (
+                "ringraft_commit_latency_seconds",
+                "Write latency from proposal to apply.",
+                1e-6,
+                |c| &c.commit_latency_us,
+            ),
+            (
+                "ringraft_read_latency_seconds",
+                "Read latency.",
+                1e-6,
+                |c| &c.read_latency_us,
+            ),
+            (
+                "ringraft_fsync_latency_seconds",
+                "WAL sync latency.",
+                1e-6,
+                |c| &c.fsync_latency_us,
+            ),
+            (
+                "ringraft_fsync_batch_entries",
+                "Entries made durable by one WAL sync.",
+                1.0,
+                |c| &c.fsync_batch_entries,
+            ),
+        ];
+        for (name, help, scale, f) in hists {
+            let (b, s, n) = self.hist_sum(f);
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+            let mut cum = 0;
+            for (i, c) in b.iter().enumerate() {
+                cum += c;
+                if i + 1 == HISTOGRAM_BUCKETS {
+                    let _ = writeln!(o, "{name}_bucket{{node=\"{node}\",le=\"+Inf\"}} {cum}");
+                } else {
+                    let le = (1u64 << i) as f64 * scale;
+                    let _ = writeln!(o, "{name}_bucket{{node=\"{node}\",le=\"{le}\"}} {cum}");
+                }
+            }
+            let _ = writeln!(o, "{name}_sum{{node=\"{node}\"}} {}", s as f64 * scale);
+            let _ = writeln!(o, "{name}_count{{node=\"{node}\"}} {n}");
+        }
+        let gauges: [(&str, &str, GaugeField); 8] = [
+            ("ringraft_shard_term", "Current Raft term.", |g| {
+                g.term.get()
+            }),
+            (
+                "ringraft_shard_role",
+                "Role: 0 follower, 1 candidate, 2 leader, 3 learner.",
+                |g| g.role.get(),
+            ),
+            (
+                "ringraft_shard_leader_id",
+                "Known leader (0 = none).",
+                |g| g.leader_id.get(),
+            ),
+            ("ringraft_shard_commit_index", "Commit index.", |g| {
+                g.commit_index.get()
+            }),
+            ("ringraft_shard_applied_index", "Applied index.", |g| {
+                g.applied_index.get()
+            }),
+            ("ringraft_shard_last_index", "Last log index.", |g| {
+                g.last_index.get()
+            }),
+            ("ringraft_shard_durable_index", "Durable WAL index.", |g| {
+                g.durable_index.get()
+            }),
+            ("ringraft_shard_keys", "Keys in the state machine.", |g| {
+                g.keys.get()
+            }),
+        ];
+        for (name, help, f) in gauges {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (i, g) in self.shards.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{node=\"{node}\",shard=\"{i}\"}} {}", f(g));
+            }
+        }
+        let _ = write!(
+            o,
+            "# HELP ringraft_uptime_seconds Seconds since start.\n# TYPE ringraft_uptime_seconds gauge\nringraft_uptime_seconds{{node=\"{node}\"}} {}\n",
+            self.started.elapsed().as_secs()
+        );
+        o
+    }
+
+    /// Per-shard state as JSON (for `/status`).
+    pub fn shards_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.shards
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    serde_json::json!({
+                        "shard": i,
+                        "role": RoleGauge::name(g.role.get()),
+                        "term": g.term.get(),
+                        "leader_id": g.leader_id.get(),
+                        "commit_index": g.commit_index.get(),
+                        "applied_index": g.applied_index.get(),
+                        "last_index": g.last_index.get(),
+                        "durable_index": g.durable_index.get(),
+                        "keys": g.keys.get(),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_powers_of_two() {
+        assert_eq!(Histogram::bucket_of(0), 0);
+        assert_eq!(Histogram::bucket_of(1), 0);
+        assert_eq!(Histogram::bucket_of(2), 1);
+        assert_eq!(Histogram::bucket_of(3), 2);
+        assert_eq!(Histogram::bucket_of(4), 2);
+        assert_eq!(Histogram::bucket_of(5), 3);
+        assert_eq!(Histogram::bucket_of(1 << 20), 20);
+        assert_eq!(Histogram::bucket_of(u64::MAX), HISTOGRAM_BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_from_buckets() {
+        let h = Histogram::default();
+        for v in 1..=100 {
+            h.record(v);
+        }
+        assert_eq!(h.quantile_upper(0.5), 64);
+        assert_eq!(h.quantile_upper(0.99), 128);
+        assert_eq!(h.snapshot().2, 100);
+        assert_eq!(h.snapshot().1, 5050);
+    }
+
+    #[test]
+    fn renders_prometheus_text_summed_over_cores() {
+        let m = NodeMetrics::new(3, 2, 2);
+        m.cores[0].proposals.add(5);
+        m.cores[1].proposals.add(7);
+        m.cores[1].error(ErrorKind::Busy);
+        m.cores[0].commit_latency_us.record(300);
+        m.cores[1].commit_latency_us.record(3);
+        m.shards[1].term.set(4);
+        m.shards[1].role.set(RoleGauge::Leader as u64);
+        let t = m.render();
+        assert!(
+            t.contains("ringraft_proposals_total{node=\"3\"} 12\n"),
+            "{t}"
+        );
+        assert!(t.contains("ringraft_errors_total{node=\"3\",kind=\"busy\"} 1\n"));
+        assert!(t.contains("ringraft_shard_term{node=\"3\",shard=\"1\"} 4\n"));
+        assert!(t.contains("ringraft_shard_role{node=\"3\",shard=\"1\"} 2\n"));
+        assert!(t.contains("ringraft_commit_latency_seconds_count{node=\"3\"} 2\n"));
+        assert!(t.contains("ringraft_commit_latency_seconds_bucket{node=\"3\",le=\"+Inf\"} 2\n"));
+        assert!(
+            t.contains("ringraft_commit_latency_seconds_bucket{node=\"3\",le=\"0.000004\"} 1\n"),
+            "{t}"
+        );
+        // Every sample line is `name{labels} number`.
+        for line in t.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{line}");
+        }
+        let s = m.shards_json();
+        assert_eq!(s[1]["role"], "leader");
+        assert_eq!(s[1]["term"], 4);
+    }
+
+    #[test]
+    fn gauge_never_underflows() {
+        let g = Gauge::default();
+        g.dec();
+        assert_eq!(g.get(), 0);
+        g.inc();
+        g.inc();
+        g.dec();
+        assert_eq!(g.get(), 1);
+    }
+}

@@ -1,0 +1,253 @@
+//! The node's internal client request and reply types: what the HTTP surface and the binary frame
+//! surface both translate into, what crosses cores on the mesh, and what a shard executes.
+//! Keeping one vocabulary means both surfaces get identical semantics and errors.
+//! Owned by the node (issue 6).
+
+use crate::node::config::ReadPolicy;
+use crate::node::state_machine::{ApplyResult, Versioned};
+
+/// Consistency of one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// ReadIndex confirmed by a quorum.
+    Linearizable,
+    /// Leader lease.
+    Lease,
+    /// Local state of the node asked.
+    Eventual,
+}
+
+impl Consistency {
+    /// Parses the `consistency=` query value.
+    pub fn parse(s: &str) -> Option<Consistency> {
+        match s.to_ascii_lowercase().as_str() {
+            "linearizable" | "linearizableread" | "strong" => Some(Consistency::Linearizable),
+            "lease" | "leaseread" => Some(Consistency::Lease),
+            "eventual" | "eventualconsistency" | "stale" => Some(Consistency::Eventual),
+            _ => None,
+        }
+    }
+
+    /// The configured default policy as a consistency.
+    pub fn from_policy(p: ReadPolicy) -> Consistency {
+        match p {
+            ReadPolicy::LeaseRead => Consistency::Lease,
+            ReadPolicy::LinearizableRead => Consistency::Linearizable,
+            ReadPolicy::EventualConsistency => Consistency::Eventual,
+        }
+    }
+
+    /// Index into per-consistency metric arrays.
+    pub fn metric_index(self) -> usize {
+        match self {
+            Consistency::Linearizable => 0,
+            Consistency::Lease => 1,
+            Consistency::Eventual => 2,
+        }
+    }
+
+    /// Name used in replies and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Eventual => "eventual",
+        }
+    }
+}
+
+/// One client operation on one key (or one prefix, for scans).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOp {
+    /// Write a value.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Read a value.
+    Get {
+        /// Key.
+        key: Vec<u8>,
+        /// Consistency.
+        consistency: Consistency,
+    },
+    /// Remove a key.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Compare-and-swap on the value (`expected = None`: the key must be absent).
+    CasValue {
+        /// Key.
+        key: Vec<u8>,
+        /// Expected value.
+        expected: Option<Vec<u8>>,
+        /// New value.
+        new: Vec<u8>,
+    },
+    /// Compare-and-swap on the version (0: the key must be absent).
+    CasVersion {
+        /// Key.
+        key: Vec<u8>,
+        /// Expected version.
+        expected_version: u64,
+        /// New value.
+        new: Vec<u8>,
+    },
+    /// Keys with a prefix, in one shard.
+    Scan {
+        /// Prefix.
+        prefix: Vec<u8>,
+        /// Most results.
+        limit: usize,
+        /// Consistency.
+        consistency: Consistency,
+    },
+}
+
+impl ClientOp {
+    /// The key that picks the shard.
+    pub fn routing_key(&self) -> &[u8] {
+        match self {
+            ClientOp::Put { key, .. }
+            | ClientOp::Get { key, .. }
+            | ClientOp::Delete { key }
+            | ClientOp::CasValue { key, .. }
+            | ClientOp::CasVersion { key, .. } => key,
+            ClientOp::Scan { prefix, .. } => prefix,
+        }
+    }
+
+    /// Whether the op goes through the log.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
+    }
+}
+
+/// A client request: the op plus its exactly-once session (client_id 0 = none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// Session client id.
+    pub client_id: u64,
+    /// Session sequence number.
+    pub seq: u64,
+    /// The operation.
+    pub op: ClientOp,
+    /// Shard the client addressed, if it chose one (checked; a mismatch is WrongShard).
+    pub shard: Option<usize>,
+}
+
+/// A successful reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientReply {
+    /// A write was applied with this result.
+    Applied(ApplyResult),
+    /// A read found this (None = absent).
+    Value(Option<Versioned>),
+    /// A scan's results.
+    Scan(Vec<(Vec<u8>, Versioned)>),
+    /// A membership change committed at this index.
+    Committed {
+        /// Log index of the configuration entry.
+        index: u64,
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// This node does not lead the shard; the leader if known.
+    NotLeader {
+        /// Leader node id (0 = unknown).
+        leader_id: u64,
+        /// Leader's address, if known.
+        leader_address: Option<String>,
+    },
+    /// The request named a shard that does not own the key.
+    WrongShard {
+        /// The right shard.
+        shard: usize,
+    },
+    /// Over a bound (in-flight proposals, inbox, buffered entries): retry later.
+    Busy(String),
+    /// Malformed or over a size limit.
+    Invalid(String),
+    /// No answer within the request timeout (a write may or may not have been applied).
+    Timeout,
+    /// The node is shutting down or a part of it failed.
+    Unavailable(String),
+}
+
+impl ClientError {
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ClientError::NotLeader { .. } => 503,
+            ClientError::WrongShard { .. } => 421,
+            ClientError::Busy(_) => 429,
+            ClientError::Invalid(_) => 400,
+            ClientError::Timeout => 504,
+            ClientError::Unavailable(_) => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotLeader {
+                leader_id,
+                leader_address,
+            } => match (leader_id, leader_address) {
+                (0, _) => write!(f, "not leader; no leader is known yet, retry shortly"),
+                (id, Some(a)) => write!(f, "not leader; the leader is node {id} at {a}"),
+                (id, None) => write!(f, "not leader; the leader is node {id}"),
+            },
+            ClientError::WrongShard { shard } => {
+                write!(f, "wrong shard; the key belongs to shard {shard}")
+            }
+            ClientError::Busy(why) => write!(f, "busy: {why}; retry later"),
+            ClientError::Invalid(why) => write!(f, "invalid request: {why}"),
+            ClientError::Timeout => {
+                write!(f, "timed out; a write may or may not have been applied")
+            }
+            ClientError::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+/// The outcome of one request.
+pub type ClientResult = Result<ClientReply, ClientError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_names() {
+        assert_eq!(
+            Consistency::parse("linearizable"),
+            Some(Consistency::Linearizable)
+        );
+        assert_eq!(Consistency::parse("LEASE"), Some(Consistency::Lease));
+        assert_eq!(Consistency::parse("eventual"), Some(Consistency::Eventual));
+        assert_eq!(Consistency::parse("sometimes"), None);
+        assert_eq!(
+            Consistency::from_policy(ReadPolicy::LeaseRead),
+            Consistency::Lease
+        );
+    }
+
+    #[test]
+    fn errors_explain_themselves() {
+        let e = ClientError::NotLeader {
+            leader_id: 2,
+            leader_address: Some("127.0.0.1:9082".into()),
+        };
+        assert!(e.to_string().contains("node 2 at 127.0.0.1:9082"));
+        assert_eq!(e.http_status(), 503);
+        assert_eq!(ClientError::Busy("x".into()).http_status(), 429);
+    }
+}
