@@ -2,11 +2,11 @@
 # Every target is safe to run from a fresh checkout; `make test` is what CI runs.
 
 CARGO        ?= cargo
-RELEASE_BIN  := target/release/ringraft
+RELEASE_BIN  := $(or $(CARGO_TARGET_DIR),target)/release/ringraft
 SEED         ?= 1
 STEPS        ?= 20000
 
-.PHONY: all build test test-fast fmt fmt-check clippy lint bench bench-wal bench-net bench-raft \
+.PHONY: all build test test-fast fmt fmt-check clippy lint bench bench-micro bench-wal bench-net bench-raft \
         sim sim-long check-histories clean
 
 all: build
@@ -28,8 +28,10 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 lint: fmt-check clippy
 
-## bench: every benchmark; each writes its report under benches/reports/
-bench: bench-wal bench-net bench-raft
+## bench: the standard client suite on a fresh 3-node cluster (issue 7), report in benches/reports/<version>/
+## bench-micro: the component benchmarks (WAL, wire, Raft core, node routing), reports in benches/reports/
+bench: bench-suite
+bench-micro: bench-wal bench-net bench-raft bench-node
 
 bench-wal:
 	$(CARGO) run --release -p ringraft-wal --example wal_bench -- --out benches/reports/wal.md

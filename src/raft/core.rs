@@ -570,7 +570,7 @@ impl Raft {
                 commit,
             } => {
                 self.heard_from_leader(m.from);
-                self.handle_append(m.from, prev_index, prev_term, &entries, commit)?;
+                self.handle_append(m.from, prev_index, prev_term, entries, commit)?;
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.heard_from_leader(m.from);

@@ -186,22 +186,23 @@ impl RaftLog {
         prev_index: u64,
         prev_term: u64,
         commit: u64,
-        entries: &[Entry],
+        entries: Vec<Entry>,
     ) -> Result<Option<u64>, CommittedConflict> {
         if self.term(prev_index) != Some(prev_term) {
             return Ok(None);
         }
-        let last_new = prev_index + entries.len() as u64;
-        let mut first_new = None;
-        for (k, e) in entries.iter().enumerate() {
-            if e.index != prev_index + 1 + k as u64 {
-                return Ok(None);
-            }
-            if self.term(e.index) != Some(e.term) {
-                first_new = Some(k);
-                break;
-            }
+        // Malformed (non-contiguous) batches are treated as a mismatch, never appended.
+        if entries
+            .iter()
+            .enumerate()
+            .any(|(k, e)| e.index != prev_index + 1 + k as u64)
+        {
+            return Ok(None);
         }
+        let last_new = prev_index + entries.len() as u64;
+        let first_new = entries
+            .iter()
+            .position(|e| self.term(e.index) != Some(e.term));
         if let Some(k) = first_new {
             let at = entries[k].index;
             if at <= self.committed {
@@ -210,8 +211,8 @@ impl RaftLog {
             if at <= self.last_index() {
                 self.truncate_from(at);
             }
-            for e in &entries[k..] {
-                self.push(e.clone());
+            for e in entries.into_iter().skip(k) {
+                self.push(e);
             }
         }
         self.commit_to(commit.min(last_new));
@@ -366,18 +367,18 @@ mod tests {
         let mut log = RaftLog::new(&SnapshotMeta::default());
         log.append([e(1, 1), e(2, 1), e(3, 2), e(4, 2)]);
         // mismatch at prev
-        assert_eq!(log.maybe_append(4, 3, 0, &[]).unwrap(), None);
+        assert_eq!(log.maybe_append(4, 3, 0, vec![]).unwrap(), None);
         let hint = log.find_conflict_by_term(4, 1);
         assert_eq!(hint, RejectHint { index: 2, term: 1 });
         // conflicting suffix replaced
-        assert_eq!(log.maybe_append(2, 1, 3, &[e(3, 3)]).unwrap(), Some(3));
+        assert_eq!(log.maybe_append(2, 1, 3, vec![e(3, 3)]).unwrap(), Some(3));
         assert_eq!(log.last_index(), 3);
         assert_eq!(log.term(3), Some(3));
         assert_eq!(log.committed(), 3);
         // committed conflict refused
-        assert!(log.maybe_append(2, 1, 3, &[e(3, 4)]).is_err());
+        assert!(log.maybe_append(2, 1, 3, vec![e(3, 4)]).is_err());
         // stale duplicate does not truncate
-        assert_eq!(log.maybe_append(1, 1, 3, &[e(2, 1)]).unwrap(), Some(2));
+        assert_eq!(log.maybe_append(1, 1, 3, vec![e(2, 1)]).unwrap(), Some(2));
         assert_eq!(log.last_index(), 3);
     }
 

@@ -83,7 +83,7 @@ impl Raft {
         from: NodeId,
         prev_index: u64,
         prev_term: u64,
-        entries: &[Entry],
+        entries: Vec<Entry>,
         commit: u64,
     ) -> Result<(), StepError> {
         if prev_index < self.log.committed() {
