@@ -6,7 +6,6 @@
 //! ([`crate::checker::check_events`]). Eventual reads are counted, not checked (they may be stale
 //! by design). A failure carries the seed and the step count that replay it exactly.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::checker::{self, Budget, Event as HEvent, EventType, ModelKind, OpFunction, Verdict};
@@ -708,7 +707,3 @@ pub fn summary(r: &RunReport) -> String {
         r.stats.snapshots_installed, r.stats.messages, r.checks, r.verdict
     )
 }
-
-/// Unused-key guard for BTreeMap import in some builds.
-#[allow(dead_code)]
-type _Unused = BTreeMap<u8, u8>;
