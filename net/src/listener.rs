@@ -240,6 +240,11 @@ impl Connection {
 
     fn push<M: Encode>(&self, flags: u16, request_id: u64, msg: &M) -> Result<usize, NetError> {
         let r = self.queue.borrow_mut().push(flags, request_id, msg);
+        self.account(r)
+    }
+
+    /// Counts a queued frame (and wakes the writer) or the error that refused it.
+    fn account(&self, r: Result<usize, NetError>) -> Result<usize, NetError> {
         match r {
             Ok(n) => {
                 NetMetrics::add(&self.metrics.frames_out, 1);
@@ -273,17 +278,7 @@ impl Connection {
         msg: &crate::message::Message,
     ) -> Result<usize, NetError> {
         let r = self.queue.borrow_mut().push_message(flags, request_id, msg);
-        match r {
-            Ok(n) => {
-                NetMetrics::add(&self.metrics.frames_out, 1);
-                self.wake.notify();
-                Ok(n)
-            }
-            Err(e) => {
-                self.metrics.count_error(e.kind());
-                Err(e)
-            }
-        }
+        self.account(r)
     }
 
     /// Queues an error frame answering `request_id` (uses the queue's small reserve).

@@ -180,6 +180,20 @@ impl SendQueue {
         self.frames >= self.cfg.max_queued_frames || self.active.len() >= self.cfg.max_queued_bytes
     }
 
+    /// Refuses a new frame on a closed queue or one at its bounds (backpressure).
+    fn admit(&self) -> Result<(), NetError> {
+        if self.closed {
+            return Err(NetError::Closed);
+        }
+        if self.full() {
+            return Err(NetError::SendQueueFull {
+                queued_frames: self.frames,
+                queued_bytes: self.active.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Queues a request (`request_id` chosen by the caller; 0 = no response expected).
     pub fn push_request<M: Encode>(&mut self, request_id: u64, msg: &M) -> Result<usize, NetError> {
         self.push(0, request_id, msg)
@@ -201,15 +215,7 @@ impl SendQueue {
         request_id: u64,
         msg: &M,
     ) -> Result<usize, NetError> {
-        if self.closed {
-            return Err(NetError::Closed);
-        }
-        if self.full() {
-            return Err(NetError::SendQueueFull {
-                queued_frames: self.frames,
-                queued_bytes: self.active.len(),
-            });
-        }
+        self.admit()?;
         let n = encode_frame(
             &mut self.active,
             flags,
@@ -228,15 +234,7 @@ impl SendQueue {
         request_id: u64,
         msg: &Message,
     ) -> Result<usize, NetError> {
-        if self.closed {
-            return Err(NetError::Closed);
-        }
-        if self.full() {
-            return Err(NetError::SendQueueFull {
-                queued_frames: self.frames,
-                queued_bytes: self.active.len(),
-            });
-        }
+        self.admit()?;
         let n = encode_message_frame(
             &mut self.active,
             flags,

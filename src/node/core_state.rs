@@ -809,43 +809,15 @@ impl CoreState {
     }
 }
 
-/// Queues one owned wire message on a connection.
+/// Queues one owned wire message on a connection, as a request or as the response to
+/// `request_id`.
 pub fn send_wire(
     conn: &Connection,
     request_id: u64,
     response: bool,
     m: &ringraft_net::message::Message,
 ) -> Result<usize, ringraft_net::NetError> {
-    use ringraft_net::message::Message as W;
-    macro_rules! send {
-        ($($v:ident),*) => {
-            match m {
-                $(W::$v(x) => if response { conn.respond(request_id, x) } else { conn.send_request(request_id, x) },)*
-            }
-        };
-    }
-    send!(
-        Handshake,
-        HandshakeAck,
-        Error,
-        Ping,
-        Pong,
-        AppendEntries,
-        AppendEntriesResponse,
-        RequestVote,
-        RequestVoteResponse,
-        PreVote,
-        PreVoteResponse,
-        Heartbeat,
-        HeartbeatResponse,
-        InstallSnapshot,
-        InstallSnapshotResponse,
-        TimeoutNow,
-        ClientRequest,
-        ClientResponse,
-        AdminRequest,
-        AdminResponse
-    )
+    conn.send_message(crate::node::wire::frame_flags(response), request_id, m)
 }
 
 /// One round of the driver: returns false when there was nothing to do.

@@ -37,6 +37,15 @@ pub const MAX_HEARTBEAT_BATCHES_REMEMBERED: usize = 256;
 /// Snapshot reassemblies in progress per node (one per (peer, group)).
 pub const MAX_SNAPSHOT_ASSEMBLIES: usize = 64;
 
+/// Frame flags for a request (`false`) or a response (`true`).
+pub fn frame_flags(response: bool) -> u16 {
+    if response {
+        ringraft_net::frame::FLAG_RESPONSE
+    } else {
+        0
+    }
+}
+
 /// Queues any owned wire message on `q` as a request or as the response to `request_id`.
 pub fn push_message(
     q: &mut SendQueue,
@@ -44,37 +53,7 @@ pub fn push_message(
     response: bool,
     m: &wire::Message,
 ) -> Result<usize, NetError> {
-    macro_rules! push {
-        ($($v:ident),*) => {
-            match m {
-                $(wire::Message::$v(x) => {
-                    if response { q.push_response(request_id, x) } else { q.push_request(request_id, x) }
-                })*
-            }
-        };
-    }
-    push!(
-        Handshake,
-        HandshakeAck,
-        Error,
-        Ping,
-        Pong,
-        AppendEntries,
-        AppendEntriesResponse,
-        RequestVote,
-        RequestVoteResponse,
-        PreVote,
-        PreVoteResponse,
-        Heartbeat,
-        HeartbeatResponse,
-        InstallSnapshot,
-        InstallSnapshotResponse,
-        TimeoutNow,
-        ClientRequest,
-        ClientResponse,
-        AdminRequest,
-        AdminResponse
-    )
+    q.push_message(frame_flags(response), request_id, m)
 }
 
 /// One registered heartbeat frame: its request id and the (group, round) pairs it carried.
