@@ -166,17 +166,53 @@ BENCH_LINE=$(tail -1 "$OUT/bench.json")
 # matched against the stack's frames joined by ';'.
 COMPONENTS='WAL append (copy into the segment)	ringraft_wal::log::Wal::append
 WAL sync (msync / fdatasync)	ringraft_wal::segment::Segment::sync|(^|;)(msync|fdatasync|fsync)(;|$)
-WAL segment preparation	ringraft_wal::segment::Segment::prepare
+WAL segment preparation (zero-fill)	ringraft_wal::segment::Segment::prepare
+page faults writing into the WAL map (page_mkwrite)	page_mkwrite
 Raft core (ringraft::raft)	ringraft::raft::
 state machine (apply, encode, decode)	ringraft::node::state_machine::
-snapshot encoding	encode_snapshot
+snapshots (state copy, encode, file write)	KvStore::snapshot|encode_snapshot|storage::write_atomically|raft::snapshot::
 client requests (frame API)	ringraft::node::frame_api::
 encode / decode (rkyv, crc32, frames)	rkyv::|crc32fast::|::encode|::decode|Decoder::next_frame|ringraft_net::message::validate
 TCP send	(^|;)tcp_sendmsg(;|$)
 TCP receive	(^|;)tcp_recvmsg(;|$)
 io_uring enter and parking	io_uring_enter|glommio::parking::
+context switches (schedule)	(^|;)__schedule(;|$)
 allocator (malloc / free)	(^|;)(malloc|_int_malloc|cfree[^;]*|_int_free|realloc|_int_realloc|__libc_malloc|__libc_free|malloc_consolidate)(;|$)
 memcpy / memmove / memcmp / memset	(^|;)__(memmove|memcpy|memcmp|memset)[^;]*$'
+
+# self_callers FOLDED N: the N frames with the most self time (leaf of the stack), each with its
+# share of all samples and the two caller frames above it that most of that time came through.
+self_callers() {
+  awk -v top="$2" '
+    {
+      c = $NF; st = $0; sub(/ [0-9]+$/, "", st)
+      k = split(st, f, ";")
+      total += c; self[f[k]] += c
+      via = (k >= 3 ? f[k - 2] " → " f[k - 1] : (k >= 2 ? f[k - 1] : "(root)"))
+      by[f[k] SUBSEP via] += c
+    }
+    END {
+      for (i = 1; i <= top; i++) {
+        best = ""; bv = 0
+        for (s in self) if (!(s in done) && self[s] > bv) { best = s; bv = self[s] }
+        if (best == "") break
+        done[best] = 1
+        line = ""; used = 0
+        for (j = 1; j <= 2; j++) {
+          bk = ""; bc = 0
+          for (kv in by) {
+            split(kv, parts, SUBSEP)
+            if (parts[1] == best && !(kv in shown) && by[kv] > bc) { bk = kv; bc = by[kv] }
+          }
+          if (bk == "") break
+          shown[bk] = 1; split(bk, parts, SUBSEP)
+          line = line (j > 1 ? "; " : "") sprintf("%.0f %% via %s", 100 * bc / bv, parts[2])
+        }
+        gsub(/\|/, "\\|", best); gsub(/\|/, "\\|", line)
+        printf "| %.1f %% | `%s` | %s |\n", 100 * bv / total, best, line
+      }
+    }' "$1"
+}
 
 # component_table FOLDED US_PER_OP: "| component | % of samples | µs per request |" rows.
 component_table() {
@@ -273,6 +309,15 @@ done
       echo "| component | share of samples | µs per request |"
       echo "|---|---|---|"
       component_table "$OUT/node$i.folded" "${US_PER_OP[i]}"
+      echo
+    fi
+    if [[ -s $OUT/node$i.folded ]]; then
+      echo "Top 10 self-time frames and the callers they were reached through (from the flame graph's"
+      echo "stacks; inlined functions are folded into their callers):"
+      echo
+      echo "| self | frame | callers |"
+      echo "|---|---|---|"
+      self_callers "$OUT/node$i.folded" 10
       echo
     fi
     if [[ -s $RR_WORK/node$i.top ]]; then
