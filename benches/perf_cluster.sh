@@ -6,7 +6,7 @@
 # Writes perf_reports/<UTC stamp>/:
 #   node<i>.svg       flame graph of node i (inferno), all its threads; the title names its role
 #   node<i>.folded    the collapsed stacks the graph is drawn from (inferno-diff-folded compares
-#                     two runs)
+#                     two runs; collapsed by a small awk script when inferno is missing)
 #   summary.md        the load and its result, per node: samples, CPU per thread, the top
 #                     self-time symbols (perf report --no-children)
 #   bench.json        the benchmark's JSON line (throughput while profiled: perf costs some)
@@ -14,7 +14,7 @@
 # Tools: perf (installed with apt-get when missing: Debian's linux-perf, else linux-tools) and
 # inferno (inferno-collapse-perf, inferno-flamegraph; from PATH, else `cargo install inferno` into
 # $TOOLS_DIR). Without perf the script stops with a message; without inferno and cargo it still
-# writes the summaries, without flame graphs.
+# writes the folded stacks and the summaries, without flame graphs.
 #
 # The release profile carries line tables, not frame pointers, so stacks are unwound from DWARF
 # (CALL_GRAPH=dwarf, the default; CALL_GRAPH=fp only helps with a frame-pointer build).
@@ -180,6 +180,22 @@ context switches (schedule)	(^|;)__schedule(;|$)
 allocator (malloc / free)	(^|;)(malloc|_int_malloc|cfree[^;]*|_int_free|realloc|_int_realloc|__libc_malloc|__libc_free|malloc_consolidate)(;|$)
 memcpy / memmove / memcmp / memset	(^|;)__(memmove|memcpy|memcmp|memset)[^;]*$'
 
+# collapse_perf: `perf script` output (stdin) to folded stacks (thread;outermost;…;leaf count), one
+# count per sample; used when inferno-collapse-perf is not available.
+collapse_perf() {
+  awk '
+    BEGIN { RS = ""; FS = "\n" }
+    {
+      split($1, h, /[ \t]+/); st = (h[1] == "" ? h[2] : h[1])
+      for (i = NF; i >= 2; i--) {
+        f = $i; sub(/^[ \t]*[0-9a-f]+ /, "", f); sub(/ \([^()]*\)$/, "", f); sub(/\+0x[0-9a-f]+$/, "", f)
+        if (f != "") st = st ";" f
+      }
+      n[st]++
+    }
+    END { for (k in n) print k, n[k] }'
+}
+
 # self_callers FOLDED N: the N frames with the most self time (leaf of the stack), each with its
 # share of all samples and the two caller frames above it that most of that time came through.
 self_callers() {
@@ -259,7 +275,7 @@ for i in $(seq 1 "$NODES"); do
     echo "| $i | $role | $cpu_s | — | no data: $(tr '\n' ' ' <"$RR_WORK/perf$i.out") |" >>"$SUMMARY"
     continue
   fi
-  rr_log "node $i ($role): perf report and flame graph"
+  rr_log "node $i ($role): perf report$([[ $HAVE_INFERNO == 1 ]] && echo ' and flame graph')"
   perf report -i "$data" --no-children --sort comm --stdio -g none --percent-limit 1 \
     >"$RR_WORK/node$i.comm.raw" 2>/dev/null || true
   samples=$(sed -n "s/^# Samples: \([^ ]*\) *of event '\([^']*\)'.*/\1 (\2)/p" "$RR_WORK/node$i.comm.raw" | head -1)
@@ -275,6 +291,8 @@ for i in $(seq 1 "$NODES"); do
     perf script -i "$data" --no-inline 2>/dev/null | inferno-collapse-perf >"$OUT/node$i.folded"
     inferno-flamegraph --title "ringraft node $i ($role of shard 0): $WORKLOAD" \
       <"$OUT/node$i.folded" >"$OUT/node$i.svg"
+  else
+    perf script -i "$data" --no-inline 2>/dev/null | collapse_perf >"$OUT/node$i.folded"
   fi
   if [[ $KEEP_PERF_DATA == 1 ]]; then cp "$data" "$OUT/node$i.perf.data"; fi
 done
