@@ -66,6 +66,20 @@ rr_cpu_us_list() {
   echo "${out[*]}"
 }
 
+# Sets RR_CHILDREN_US: CPU microseconds used so far by this shell's waited-for children (bash's
+# `times`, 2nd line: children's user and system time, e.g. "0m1.250s 0m0.310s"). Call it
+# directly, not in $(...): a subshell starts with no children's time. For the same reason
+# `times` writes to a file in RR_WORK instead of a pipe.
+rr_children_cpu_us() {
+  local line u s
+  times >"$RR_WORK/.times"
+  line=$(tail -1 "$RR_WORK/.times")
+  u=${line%% *}
+  s=${line##* }
+  RR_CHILDREN_US=$(awk -v u="$u" -v s="$s" 'function us(t, m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return (m * 60 + t) * 1e6 }
+    BEGIN { printf "%d", us(u) + us(s) }')
+}
+
 # Numeric field FIELD of a one-line JSON object (empty when absent).
 rr_json_num() {
   sed -n "s/.*\"$2\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" <<<"$1" | head -1
@@ -205,6 +219,8 @@ rr_leader_of_shard0() {
 #   RR_CPU_NODE   CPU µs per successful request of each node, space-separated (node order)
 #   RR_CPU_SUM    their sum
 #   RR_CPU_BENCH  the client's own measured-phase figure (--cpu-pids), for cross-checking
+#   RR_CLIENT_CPU CPU µs per successful request of the client processes together
+#   RR_CLIENT_BUSY their CPU time / (CLIENTS × elapsed): near 1, the clients limit the load
 # JSON lines of every client land in $RR_WORK/NAME.c<k>.json.
 rr_measure() {
   local name=$1 clients=$2 duration=$3 warmup=$4
@@ -240,7 +256,10 @@ rr_measure() {
     for k in "${pids[@]}"; do wait "$k" || rr_die "warmup of $name failed: $(cat "$RR_WORK/$name".warm*.err)"; done
   fi
   pids=()
-  local before after
+  local before after client_before client_after t_start t_end
+  rr_children_cpu_us
+  client_before=$RR_CHILDREN_US
+  t_start=$(date +%s%N)
   read -r -a before <<<"$(rr_cpu_us_list "${RR_NODE_PIDS[@]}")"
   for ((k = 0; k < clients; k++)); do
     c_k=$(((conns + k) / clients))
@@ -253,6 +272,9 @@ rr_measure() {
   done
   for k in "${pids[@]}"; do wait "$k" || rr_die "bench $name failed: $(cat "$RR_WORK/$name".c*.err)"; done
   read -r -a after <<<"$(rr_cpu_us_list "${RR_NODE_PIDS[@]}")"
+  t_end=$(date +%s%N)
+  rr_children_cpu_us
+  client_after=$RR_CHILDREN_US
   RR_OPS=0 RR_OK=0 RR_ERR=0 RR_P50=0 RR_P99=0 RR_P999=0 RR_MAX=0 RR_CPU_BENCH=""
   local line v
   for ((k = 0; k < clients; k++)); do
@@ -275,5 +297,8 @@ rr_measure() {
     RR_CPU_NODE="$RR_CPU_NODE${RR_CPU_NODE:+ }$per"
     sum=$((sum + d))
   done
+  RR_CLIENT_CPU=$(rr_calc 'sprintf("%.1f", d / (ok > 0 ? ok : 1))' d=$((client_after - client_before)) ok="$RR_OK")
+  RR_CLIENT_BUSY=$(rr_calc 'sprintf("%.2f", d / (c * (t > 0 ? t : 1) / 1000))' d=$((client_after - client_before)) \
+    c="$clients" t=$((t_end - t_start)))
   RR_CPU_SUM=$(rr_calc 'sprintf("%.1f", d / (ok > 0 ? ok : 1))' d="$sum" ok="$RR_OK")
 }

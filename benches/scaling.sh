@@ -114,16 +114,18 @@ for n in $CORES; do
   common=(--key-size 8 --value-size 256 --key-space "$KEY_SPACE" --connections "$conns" --inflight "$inflight")
   rr_measure "write" "$clients" "$DURATION" "$WARMUP" -- put "${common[@]}"
   w_ops=$RR_OPS w_p50=$RR_P50 w_p99=$RR_P99 w_err=$RR_ERR w_cpu=$RR_CPU_NODE w_sum=$RR_CPU_SUM
-  rr_log "   write: $w_ops ops/s, p50 $w_p50 µs, p99 $w_p99 µs, CPU µs/write per node: $w_cpu (sum $w_sum)"
+  w_cl="$RR_CLIENT_CPU ($RR_CLIENT_BUSY)"
+  rr_log "   write: $w_ops ops/s, p50 $w_p50 µs, p99 $w_p99 µs, CPU µs/write per node: $w_cpu (sum $w_sum; client's own count: ${RR_CPU_BENCH:-?}); client CPU µs/op $w_cl"
   rr_measure "read" "$clients" "$DURATION" "$WARMUP" -- get --consistency "$READ_CONSISTENCY" "${common[@]}"
   r_ops=$RR_OPS r_p50=$RR_P50 r_p99=$RR_P99 r_err=$RR_ERR r_cpu=$RR_CPU_NODE r_sum=$RR_CPU_SUM
-  rr_log "   read:  $r_ops ops/s, p50 $r_p50 µs, p99 $r_p99 µs, CPU µs/read per node: $r_cpu (sum $r_sum)"
+  r_cl="$RR_CLIENT_CPU ($RR_CLIENT_BUSY)"
+  rr_log "   read:  $r_ops ops/s, p50 $r_p50 µs, p99 $r_p99 µs, CPU µs/read per node: $r_cpu (sum $r_sum; client's own count: ${RR_CPU_BENCH:-?}); client CPU µs/op $r_cl"
   rr_stop_pids
 
   if [[ -z $BASE_CORES ]]; then BASE_CORES=$n BASE_W=$w_ops BASE_R=$r_ops; fi
   w_ratio=$(rr_calc 'sprintf("%.2f", b > 0 ? o / (b * n / c) : 0)' o="$w_ops" b="$BASE_W" n="$n" c="$BASE_CORES")
   r_ratio=$(rr_calc 'sprintf("%.2f", b > 0 ? o / (b * n / c) : 0)' o="$r_ops" b="$BASE_R" n="$n" c="$BASE_CORES")
-  ROWS+=("| $n | $clients | $w_ops | $w_ratio | $w_p50 / $w_p99 | ${w_cpu// / \/ } | $w_sum | $r_ops | $r_ratio | $r_p50 / $r_p99 | ${r_cpu// / \/ } | $r_sum | $w_err / $r_err |")
+  ROWS+=("| $n | $clients | $w_ops | $w_ratio | $w_p50 / $w_p99 | ${w_cpu// / \/ } | $w_sum | $w_cl | $r_ops | $r_ratio | $r_p50 / $r_p99 | ${r_cpu// / \/ } | $r_sum | $r_cl | $w_err / $r_err |")
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -138,11 +140,13 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "ops/s is the sum over the client processes; p50 / p99 (µs) the highest of them. Ratio = ops/s"
   echo "over linear scaling from the first row. CPU = utime + stime of each node process (node 1 / 2 / …,"
   echo "from /proc/<pid>/stat, 1/$RR_CLK_TCK s resolution) during the measured run per successful request,"
-  echo "and the sum over the nodes. Load average at start: $LOAD_START; at end: $LOAD_END"
+  echo "and the sum over the nodes. Client CPU: all client processes together per request, and (busy) their"
+  echo "CPU time over clients × wall time: near 1.00 the clients, not the nodes, limit the throughput (raise"
+  echo "BENCH_CLIENTS). Load average at start: $LOAD_START; at end: $LOAD_END"
   echo "(above 0 at the start: other work shared the machine, and the figures are noisy)."
   echo
-  echo "| cores | clients | write ops/s | write ratio | write p50 / p99 µs | CPU µs/write per node | CPU µs/write sum | read ops/s | read ratio | read p50 / p99 µs | CPU µs/read per node | CPU µs/read sum | errors w / r |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| cores | clients | write ops/s | write ratio | write p50 / p99 µs | CPU µs/write per node | CPU µs/write sum | client CPU µs/write (busy) | read ops/s | read ratio | read p50 / p99 µs | CPU µs/read per node | CPU µs/read sum | client CPU µs/read (busy) | errors w / r |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
   echo "Command: \`CORES=\"$CORES\" SCALING_NODES=$NODES DURATION=$DURATION WARMUP=$WARMUP READ_CONSISTENCY=$READ_CONSISTENCY PLACEMENT=$PLACEMENT benches/scaling.sh\`"
