@@ -132,9 +132,13 @@ bench-etcd:
 ##   RINGRAFT_BIN=… it needs only the binary, bash, coreutils and awk.
 ## perf-cluster: perf with call graphs on every node of a 3-node cluster under the standard load
 ##   (100 DiskFirst writes in flight); flame graphs and a summary in perf_reports/<stamp>/.
-.PHONY: bench-scaling perf-cluster
+## bench-scripts-test: self-test of the scripts' parsing and arithmetic (benches/test_lib.sh, < 1 s)
+.PHONY: bench-scaling perf-cluster bench-scripts-test
 bench-scaling:
 	benches/scaling.sh
 
 perf-cluster:
 	benches/perf_cluster.sh
+
+bench-scripts-test:
+	benches/test_lib.sh

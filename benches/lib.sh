@@ -48,15 +48,21 @@ rr_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 rr_clk_tck() { getconf CLK_TCK 2>/dev/null || echo 100; }
 RR_CLK_TCK=$(rr_clk_tck)
 
-# utime + stime of PID in clock ticks (all its threads; fields 14 and 15, counted after the ')'
-# that ends the command name, which may itself contain spaces or parentheses).
-rr_cpu_ticks() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  rest=${stat##*)}
+# utime + stime in clock ticks of one /proc/<pid>/stat line: fields 14 and 15, counted after the
+# ')' that ends the command name (which may itself contain spaces or parentheses).
+rr_stat_ticks() {
+  local rest=${1##*)}
   # shellcheck disable=SC2086
   set -- $rest
-  echo $((${12} + ${13}))
+  # $1 is field 3 (state), so utime (field 14) is ${12} and stime ${13}.
+  echo $((${12:-0} + ${13:-0}))
+}
+
+# utime + stime of PID (all its threads) in clock ticks; 0 when it is gone.
+rr_cpu_ticks() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  rr_stat_ticks "$stat"
 }
 
 # CPU microseconds of each PID in the arguments, space-separated.
@@ -301,4 +307,110 @@ rr_measure() {
   RR_CLIENT_BUSY=$(rr_calc 'sprintf("%.2f", d / (c * (t > 0 ? t : 1) / 1000))' d=$((client_after - client_before)) \
     c="$clients" t=$((t_end - t_start)))
   RR_CPU_SUM=$(rr_calc 'sprintf("%.1f", d / (ok > 0 ? ok : 1))' d="$sum" ok="$RR_OK")
+}
+
+# rr_split_by_node "BEFORE" "AFTER" (needs jq; run_suite.sh only): reads one run's JSON line on stdin and adds
+# node_cpu_us_per_op_by_node: the client's node_cpu_us_per_op (measured phase, all nodes) split
+# over the nodes by each node's share of the CPU time it used during the whole run (warmup, same
+# load, included; read workloads also load their keys first), from /proc/<pid>/stat before and
+# after (BEFORE and AFTER: microseconds per node, space-separated, node order).
+rr_split_by_node() {
+  jq -c --arg before "$1" --arg after "$2" '
+    ($before | split(" ") | map(select(length > 0) | tonumber)) as $b
+    | ($after | split(" ") | map(select(length > 0) | tonumber)) as $a
+    | [range(0; $a | length) as $i | $a[$i] - $b[$i]] as $d
+    | ($d | add // 0) as $sum
+    | if (.node_cpu_us_per_op // null) != null and $sum > 0
+      then .node_cpu_us_per_op as $t
+        | . + {node_cpu_us_per_op_by_node: [$d[] / $sum * $t * 10 | round / 10]}
+      else . end'
+}
+
+# ------------------------------------------------------------------ profile summaries
+# Used by perf_cluster.sh; plain awk over folded stacks (thread;outer;…;leaf count).
+
+# Components: a sample counts for every component one of whose frames its stack contains
+# (inclusive, so rows overlap and need not add up to 100 %). Name, then an awk regular expression
+# matched against the stack's frames joined by ';'.
+COMPONENTS='WAL append (copy into the segment)	ringraft_wal::log::Wal::append
+WAL sync (msync / fdatasync)	ringraft_wal::segment::Segment::sync|(^|;)(msync|fdatasync|fsync)(;|$)
+WAL segment preparation (zero-fill)	ringraft_wal::segment::Segment::prepare
+page faults writing into the WAL map (page_mkwrite)	page_mkwrite
+Raft core (ringraft::raft)	ringraft::raft::
+state machine (apply, encode, decode)	ringraft::node::state_machine::
+snapshots (state copy, encode, file write)	KvStore::snapshot|encode_snapshot|storage::write_atomically|raft::snapshot::
+client requests (frame API)	ringraft::node::frame_api::
+encode / decode (rkyv, crc32, frames)	rkyv::|crc32fast::|::encode|::decode|Decoder::next_frame|ringraft_net::message::validate
+TCP send	(^|;)tcp_sendmsg(;|$)
+TCP receive	(^|;)tcp_recvmsg(;|$)
+io_uring enter and parking	io_uring_enter|glommio::parking::
+context switches (schedule)	(^|;)__schedule(;|$)
+allocator (malloc / free)	(^|;)(malloc|_int_malloc|cfree[^;]*|_int_free|realloc|_int_realloc|__libc_malloc|__libc_free|malloc_consolidate)(;|$)
+memcpy / memmove / memcmp / memset	(^|;)__(memmove|memcpy|memcmp|memset)[^;]*$'
+
+# collapse_perf: `perf script` output (stdin) to folded stacks (thread;outermost;…;leaf count), one
+# count per sample; used when inferno-collapse-perf is not available.
+collapse_perf() {
+  awk '
+    BEGIN { RS = ""; FS = "\n" }
+    {
+      split($1, h, /[ \t]+/); st = (h[1] == "" ? h[2] : h[1])
+      for (i = NF; i >= 2; i--) {
+        f = $i; sub(/^[ \t]*[0-9a-f]+ /, "", f); sub(/ \([^()]*\)$/, "", f); sub(/\+0x[0-9a-f]+$/, "", f)
+        if (f != "") st = st ";" f
+      }
+      n[st]++
+    }
+    END { for (k in n) print k, n[k] }'
+}
+
+# self_callers FOLDED N: the N frames with the most self time (leaf of the stack), each with its
+# share of all samples and the two caller frames above it that most of that time came through.
+self_callers() {
+  awk -v top="$2" '
+    {
+      c = $NF; st = $0; sub(/ [0-9]+$/, "", st)
+      k = split(st, f, ";")
+      total += c; self[f[k]] += c
+      via = (k >= 3 ? f[k - 2] " → " f[k - 1] : (k >= 2 ? f[k - 1] : "(root)"))
+      by[f[k] SUBSEP via] += c
+    }
+    END {
+      for (i = 1; i <= top; i++) {
+        best = ""; bv = 0
+        for (s in self) if (!(s in done) && self[s] > bv) { best = s; bv = self[s] }
+        if (best == "") break
+        done[best] = 1
+        line = ""; used = 0
+        for (j = 1; j <= 2; j++) {
+          bk = ""; bc = 0
+          for (kv in by) {
+            split(kv, parts, SUBSEP)
+            if (parts[1] == best && !(kv in shown) && by[kv] > bc) { bk = kv; bc = by[kv] }
+          }
+          if (bk == "") break
+          shown[bk] = 1; split(bk, parts, SUBSEP)
+          line = line (j > 1 ? "; " : "") sprintf("%.0f %% via %s", 100 * bc / bv, parts[2])
+        }
+        gsub(/\|/, "\\|", best); gsub(/\|/, "\\|", line)
+        printf "| %.1f %% | `%s` | %s |\n", 100 * bv / total, best, line
+      }
+    }' "$1"
+}
+
+# component_table FOLDED US_PER_OP: "| component | % of samples | µs per request |" rows.
+component_table() {
+  awk -F'\t' -v us="$2" '
+    FNR == NR { name[++n] = $1; pat[n] = $2; next }
+    {
+      c = $0; sub(/.* /, "", c); st = $0; sub(/ [0-9]+$/, "", st)
+      total += c
+      for (i = 1; i <= n; i++) if (st ~ pat[i]) sum[i] += c
+    }
+    END {
+      for (i = 1; i <= n; i++) {
+        p = total > 0 ? 100 * sum[i] / total : 0
+        printf "| %s | %.1f %% | %.1f |\n", name[i], p, p * us / 100
+      }
+    }' <(printf '%s\n' "$COMPONENTS") "$1"
 }

@@ -102,23 +102,6 @@ median_line() { # file: JSON lines -> the line with the median ops_per_s
   jq -s -c 'sort_by(.ops_per_s) | .[(length - 1) / 2 | floor]' "$1"
 }
 
-# split_by_node "BEFORE" "AFTER": reads one run's JSON line on stdin and adds
-# node_cpu_us_per_op_by_node: the client's node_cpu_us_per_op (measured phase, all nodes) split
-# over the nodes by each node's share of the CPU time it used during the whole run (warmup, same
-# load, included; read workloads also load their keys first), from /proc/<pid>/stat before and
-# after (BEFORE and AFTER: microseconds per node, space-separated, node order).
-split_by_node() {
-  jq -c --arg before "$1" --arg after "$2" '
-    ($before | split(" ") | map(select(length > 0) | tonumber)) as $b
-    | ($after | split(" ") | map(select(length > 0) | tonumber)) as $a
-    | [range(0; $a | length) as $i | $a[$i] - $b[$i]] as $d
-    | ($d | add // 0) as $sum
-    | if (.node_cpu_us_per_op // null) != null and $sum > 0
-      then .node_cpu_us_per_op as $t
-        | . + {node_cpu_us_per_op_by_node: [$d[] / $sum * $t * 10 | round / 10]}
-      else . end'
-}
-
 for c in "${CASES[@]}"; do
   IFS='|' read -r name rargs _ <<<"$c"
   : > "$WORK/$name.ringraft.jsonl"
@@ -130,7 +113,7 @@ for c in "${CASES[@]}"; do
       --duration "$DURATION" --warmup "$WARMUP" --no-progress --json --cpu-pids "$CPU_PIDS" \
       --percentiles "$WORK/$name.ringraft.$r.csv" >"$WORK/run.json"
     cpu_after=$(rr_cpu_us_list "${NODE_PIDS[@]}")
-    tail -1 "$WORK/run.json" | split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.ringraft.jsonl"
+    tail -1 "$WORK/run.json" | rr_split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.ringraft.jsonl"
   done
   line=$(median_line "$WORK/$name.ringraft.jsonl")
   echo "$line" | jq -c --arg case "$name" --arg system ringraft '. + {case: $case, system: $system}' >> "$OUT/results.jsonl"
@@ -184,7 +167,7 @@ if [[ $WITH_ETCD == 1 ]]; then
         "$ETCD_LOAD" $eargs --key-size 8 --value-size 256 --duration "$DURATION" --warmup "$WARMUP" \
           --percentiles "$WORK/$name.etcd.$r.csv" --cpu-pids "$ECPU" >"$WORK/run.json"
         cpu_after=$(rr_cpu_us_list "${ETCD_PIDS[@]}")
-        tail -1 "$WORK/run.json" | split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.etcd.jsonl"
+        tail -1 "$WORK/run.json" | rr_split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.etcd.jsonl"
       done
       line=$(median_line "$WORK/$name.etcd.jsonl")
       echo "$line" | jq -c --arg case "$name" --arg system etcd '. + {case: $case, system: $system}' >> "$OUT/results.jsonl"
