@@ -259,7 +259,12 @@ rr_measure() {
         >"$RR_WORK/$name.warm$k.json" 2>"$RR_WORK/$name.warm$k.err" &
       pids+=($!)
     done
-    for k in "${pids[@]}"; do wait "$k" || rr_die "warmup of $name failed: $(cat "$RR_WORK/$name".warm*.err)"; done
+    for k in "${pids[@]}"; do
+      wait "$k" || {
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        rr_die "warmup of $name failed: $(cat "$RR_WORK/$name".warm*.err)"
+      }
+    done
   fi
   pids=()
   local before after client_before client_after t_start t_end
@@ -276,7 +281,12 @@ rr_measure() {
       --cpu-pids "$cpu_pids" >"$RR_WORK/$name.c$k.json" 2>"$RR_WORK/$name.c$k.err" &
     pids+=($!)
   done
-  for k in "${pids[@]}"; do wait "$k" || rr_die "bench $name failed: $(cat "$RR_WORK/$name".c*.err)"; done
+  for k in "${pids[@]}"; do
+    wait "$k" || {
+      kill -TERM "${pids[@]}" 2>/dev/null || true
+      rr_die "bench $name failed: $(cat "$RR_WORK/$name".c*.err)"
+    }
+  done
   read -r -a after <<<"$(rr_cpu_us_list "${RR_NODE_PIDS[@]}")"
   t_end=$(date +%s%N)
   rr_children_cpu_us

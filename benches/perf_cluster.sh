@@ -155,7 +155,11 @@ done
 read -r -a CPU_BEFORE <<<"$(rr_cpu_us_list "${RR_NODE_PIDS[@]}")"
 for p in "${PERF_PIDS[@]}"; do wait "$p" || true; done
 read -r -a CPU_AFTER <<<"$(rr_cpu_us_list "${RR_NODE_PIDS[@]}")"
-wait "$BENCH_PID" || rr_die "the load failed: $(cat "$RR_WORK/bench.err")"
+BENCH_RC=0
+wait "$BENCH_PID" || BENCH_RC=$?
+# Reaped: no longer ours to signal.
+RR_PIDS=("${RR_NODE_PIDS[@]}")
+if ((BENCH_RC != 0)); then rr_die "the load failed: $(cat "$RR_WORK/bench.err")"; fi
 rr_stop_pids
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH_LINE=$(tail -1 "$OUT/bench.json")
