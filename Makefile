@@ -124,3 +124,21 @@ bench-suite:
 
 bench-etcd:
 	benches/run_suite.sh --etcd
+
+## ---- scaling and profiling (scripts in benches/; `benches/<script> --help` lists their settings) ----
+## bench-scaling: write and read throughput per node with cores = shards_per_node = N for each N
+##   of CORES (default "1 2"), ratio to linear, CPU µs per request per node; report in
+##   benches/reports/scaling-<stamp>.md. SCALING_NODES=1 for a single node. With SKIP_BUILD=1 and
+##   RINGRAFT_BIN=… it needs only the binary, bash, coreutils and awk.
+## perf-cluster: perf with call graphs on every node of a 3-node cluster under the standard load
+##   (100 DiskFirst writes in flight); flame graphs and a summary in perf_reports/<stamp>/.
+## bench-scripts-test: self-test of the scripts' parsing and arithmetic (benches/test_lib.sh, < 1 s)
+.PHONY: bench-scaling perf-cluster bench-scripts-test
+bench-scaling:
+	benches/scaling.sh
+
+perf-cluster:
+	benches/perf_cluster.sh
+
+bench-scripts-test:
+	benches/test_lib.sh

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 WITH_ETCD=0
 for arg in "$@"; do
   case "$arg" in
@@ -105,10 +107,13 @@ for c in "${CASES[@]}"; do
   : > "$WORK/$name.ringraft.jsonl"
   for r in $(seq 1 "$RUNS"); do
     echo "== ringraft $name (run $r/$RUNS)"
+    cpu_before=$(rr_cpu_us_list "${NODE_PIDS[@]}")
     # shellcheck disable=SC2086
     "$BIN" --endpoints "$EP" bench $rargs --key-size 8 --value-size 256 \
       --duration "$DURATION" --warmup "$WARMUP" --no-progress --json --cpu-pids "$CPU_PIDS" \
-      --percentiles "$WORK/$name.ringraft.$r.csv" | tee -a "$WORK/$name.ringraft.jsonl"
+      --percentiles "$WORK/$name.ringraft.$r.csv" >"$WORK/run.json"
+    cpu_after=$(rr_cpu_us_list "${NODE_PIDS[@]}")
+    tail -1 "$WORK/run.json" | rr_split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.ringraft.jsonl"
   done
   line=$(median_line "$WORK/$name.ringraft.jsonl")
   echo "$line" | jq -c --arg case "$name" --arg system ringraft '. + {case: $case, system: $system}' >> "$OUT/results.jsonl"
@@ -125,7 +130,8 @@ if [[ $WITH_ETCD == 1 ]]; then
     WITH_ETCD=0
   else
     echo "== building the etcd load client (benches/etcd)"
-    (cd "$ROOT/benches/etcd" && cargo build --release)
+    # Its own target directory, where ETCD_LOAD is looked for, whatever CARGO_TARGET_DIR says.
+    (cd "$ROOT/benches/etcd" && CARGO_TARGET_DIR="$ROOT/benches/etcd/target" cargo build --release)
     for p in 23791 23792 23793 23801 23802 23803; do
       port_free "$p" || { echo "run_suite.sh: port $p is in use (etcd running?)" >&2; exit 2; }
     done
@@ -156,9 +162,12 @@ if [[ $WITH_ETCD == 1 ]]; then
       : > "$WORK/$name.etcd.jsonl"
       for r in $(seq 1 "$RUNS"); do
         echo "== etcd $name (run $r/$RUNS)"
+        cpu_before=$(rr_cpu_us_list "${ETCD_PIDS[@]}")
         # shellcheck disable=SC2086
         "$ETCD_LOAD" $eargs --key-size 8 --value-size 256 --duration "$DURATION" --warmup "$WARMUP" \
-          --percentiles "$WORK/$name.etcd.$r.csv" --cpu-pids "$ECPU" | tee -a "$WORK/$name.etcd.jsonl"
+          --percentiles "$WORK/$name.etcd.$r.csv" --cpu-pids "$ECPU" >"$WORK/run.json"
+        cpu_after=$(rr_cpu_us_list "${ETCD_PIDS[@]}")
+        tail -1 "$WORK/run.json" | rr_split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.etcd.jsonl"
       done
       line=$(median_line "$WORK/$name.etcd.jsonl")
       echo "$line" | jq -c --arg case "$name" --arg system etcd '. + {case: $case, system: $system}' >> "$OUT/results.jsonl"
@@ -184,12 +193,15 @@ done
   echo "256-byte values, ${DURATION} s measured after ${WARMUP} s warmup, median of $RUNS run(s) by throughput."
   echo "Closed loop; latencies in µs from hdrhistogram. Node CPU = CPU time of all three server"
   echo "processes together per successful request during the measurement (at low request rates"
-  echo "it is dominated by idle work: heartbeats, ticks). Load average when the suite started:"
+  echo "it is dominated by idle work: heartbeats, ticks). Per node: that figure split over the"
+  echo "processes by each one's share of the CPU time (/proc/<pid>/stat) it used during the whole run,"
+  echo "warmup included."
+  echo "Load average when the suite started:"
   echo "$LOAD_AT_START (anything above 0 means other work shared the 2 cores)."
   echo
-  echo "| case | system | consistency | conns | in flight | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | node CPU µs/op |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  jq -r '"| \(.case) | \(.system) | \(.consistency) | \(.connections) | \(.inflight) | \(.ops_per_s) | \(.p50_us) | \(.p90_us) | \(.p99_us) | \(.p999_us) | \(.max_us) | \(.errors) | \(.node_cpu_us_per_op // "—") |"' "$OUT/results.jsonl"
+  echo "| case | system | consistency | conns | in flight | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | node CPU µs/op | per node (1 / 2 / 3) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  jq -r '"| \(.case) | \(.system) | \(.consistency) | \(.connections) | \(.inflight) | \(.ops_per_s) | \(.p50_us) | \(.p90_us) | \(.p99_us) | \(.p999_us) | \(.max_us) | \(.errors) | \(.node_cpu_us_per_op // "—") | \(.node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ") | if . == "" then "—" else . end) |"' "$OUT/results.jsonl"
   if [[ $WITH_ETCD == 1 ]]; then
     echo
     echo "## ringraft / etcd (same run)"
@@ -210,7 +222,7 @@ done
     "- 100 in flight: \(get("write-100").ops_per_s) writes/s (target ≥ 80,000)",
     "- linearizable reads: \(get("read-linearizable").ops_per_s)/s (target ≥ 150,000)",
     "- lease reads: \(get("read-lease").ops_per_s)/s (target ≥ 250,000)",
-    "- CPU per write, all nodes: \(get("write-100").node_cpu_us_per_op) µs (target ≤ 15 µs)"' "$OUT/results.jsonl"
+    "- CPU per write, all nodes: \(get("write-100").node_cpu_us_per_op) µs (target ≤ 15 µs); per node: \(get("write-100").node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ")) µs"' "$OUT/results.jsonl"
   echo
   echo "## Latency by percentile"
   echo
