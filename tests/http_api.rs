@@ -366,6 +366,14 @@ fn framing(c: &Cluster, id: usize) {
     let a = read_answer(&mut s, &mut Vec::new()).unwrap();
     assert_eq!(a.status, 413);
 
+    // 413 while the client is still sending its body: the answer arrives, not a reset.
+    let mut s = connect(addr).unwrap();
+    let mut raw = b"POST /put HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n".to_vec();
+    raw.resize(raw.len() + 2_000_000, b'x');
+    let _ = s.write_all(&raw);
+    let a = read_answer(&mut s, &mut Vec::new()).expect("an answer, not a reset");
+    assert_eq!(a.status, 413);
+
     // 100-continue: the interim answer, then the body, then the real answer.
     let body = format!(r#"{{"key": "cont", "value": "{}"}}"#, "c".repeat(2000));
     let mut s = connect(addr).unwrap();
