@@ -366,11 +366,18 @@ fn framing(c: &Cluster, id: usize) {
     let a = read_answer(&mut s, &mut Vec::new()).unwrap();
     assert_eq!(a.status, 413);
 
-    // 413 while the client is still sending its body: the answer arrives, not a reset.
+    // 413 while the client is still sending its body: the refused body is read and discarded
+    // (up to 4 MiB), so a client that sends it in full is not reset and reads the answer.
     let mut s = connect(addr).unwrap();
-    let mut raw = b"POST /put HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n".to_vec();
-    raw.resize(raw.len() + 2_000_000, b'x');
-    let _ = s.write_all(&raw);
+    let body_len = 3 << 20;
+    let mut raw =
+        format!("POST /put HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+    raw.resize(raw.len() + body_len, b'x');
+    for piece in raw.chunks(64 << 10) {
+        s.write_all(piece)
+            .expect("the refused body is drained, not reset");
+        std::thread::sleep(Duration::from_micros(200));
+    }
     let a = read_answer(&mut s, &mut Vec::new()).expect("an answer, not a reset");
     assert_eq!(a.status, 413);
 
