@@ -14,7 +14,11 @@
 //! - `GET /status`, `GET /health`, `GET /metrics` (also on the metrics port)
 //!
 //! Writes may carry `"client_id"` and `"seq"` for exactly-once retries.
-//! Owned by the node (issue 6).
+//!
+//! Failures become statuses in one place, [`http_status`]: a write is answered *not applied*
+//! (`"applied": false`, 4xx or 503) only when the node refused it before proposing it; when it
+//! may have been applied the answer is 504 with `"outcome": "unknown"`.
+//! Owned by the node's HTTP surface.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -116,8 +120,9 @@ fn json_body<T: for<'de> Deserialize<'de>>(req: &Request, shape: &str) -> Result
 fn consistency(req: &Request, reads: &ReadSettings) -> Result<Consistency, Response> {
     match req.query_param("consistency") {
         None => Ok(reads.default),
-        Some(c) => {
-            let parsed = Consistency::parse(c).ok_or_else(|| {
+        Some(raw) => {
+            let c = String::from_utf8_lossy(raw);
+            let parsed = Consistency::parse(&c).ok_or_else(|| {
                 bad(format!(
                     "consistency={c:?} is not allowed: must be linearizable, lease or eventual"
                 ))
@@ -135,7 +140,7 @@ fn consistency(req: &Request, reads: &ReadSettings) -> Result<Consistency, Respo
 
 fn key_param(req: &Request, name: &str) -> Result<Vec<u8>, Response> {
     match req.query_param(name) {
-        Some(k) if !k.is_empty() => Ok(k.as_bytes().to_vec()),
+        Some(k) if !k.is_empty() => Ok(k.to_vec()),
         _ => Err(bad(format!(
             "{} {}: missing query parameter {name}=",
             req.method, req.path
@@ -224,8 +229,8 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
             Ok(client(op, b.client_id, b.seq))
         }
         ("GET", "/scan") => {
-            let prefix = req.query_param("prefix").unwrap_or("").as_bytes().to_vec();
-            let limit = match req.query_param("limit") {
+            let prefix = req.query_param("prefix").unwrap_or_default().to_vec();
+            let limit = match req.query_param("limit").map(String::from_utf8_lossy) {
                 None => SCAN_LIMIT_DEFAULT,
                 Some(l) => l
                     .parse::<usize>()
@@ -285,44 +290,136 @@ pub fn route_metrics_port(req: &Request) -> Result<ApiCall, Response> {
 }
 
 fn text(b: &[u8]) -> serde_json::Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => json!(s),
-        Err(_) => json!(String::from_utf8_lossy(b)),
+    json!(String::from_utf8_lossy(b))
+}
+
+/// Why a call failed, as the HTTP surface sees it. Every case is either *not applied* (refused
+/// before it was proposed; safe to retry anywhere) or *outcome unknown* (it may have been, or may
+/// yet be, applied); [`http_status`] says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure<'a> {
+    /// The node answered with an error.
+    Node(&'a ClientError),
+    /// The call was forwarded to the leader and the connection broke after the request was
+    /// sent (or while it was being sent), or the answer could not be read: the leader may have
+    /// executed it.
+    ForwardBroken {
+        /// The leader's address.
+        leader: &'a str,
+        /// What broke.
+        why: &'a str,
+    },
+    /// A retried session write whose recorded result the state machine no longer keeps: it
+    /// was applied once, with a result nobody can tell any more.
+    SessionExpired,
+}
+
+/// Whether a failed write may have taken effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Refused before it was proposed; it never will be applied. Safe to retry.
+    NotApplied,
+    /// It may have been applied (or may still be). Retry only with the same session.
+    Unknown,
+}
+
+/// Status, outcome and message of a failure. `write`: whether the call could change state (a
+/// key-value write or a membership change); a read has no outcome to report.
+///
+/// Today's node error does not say whether a write was proposed before it failed; where one of
+/// its variants covers both cases the answer is *outcome unknown* (504), never 503.
+fn classify(err: &Failure<'_>, write: bool) -> (u16, Outcome, String) {
+    use Outcome::{NotApplied, Unknown};
+    match err {
+        // Raised by propose/read admission, before anything reached the log.
+        Failure::Node(e @ ClientError::NotLeader { .. }) => (503, NotApplied, e.to_string()),
+        Failure::Node(e @ ClientError::WrongShard { .. }) => (421, NotApplied, e.to_string()),
+        Failure::Node(e @ ClientError::Busy(_)) => (429, NotApplied, e.to_string()),
+        Failure::Node(e @ ClientError::Invalid(_)) => (400, NotApplied, e.to_string()),
+        // The request timer fired; a proposal may be in the log.
+        Failure::Node(e @ ClientError::Timeout) => (504, Unknown, e.to_string()),
+        // Covers refusals before proposal (shutting down, failed node) and losses after it
+        // (waiting writes failed at shutdown, reply channel dropped): unknown for a write.
+        Failure::Node(e @ ClientError::Unavailable(_)) if write => (504, Unknown, e.to_string()),
+        Failure::Node(e @ ClientError::Unavailable(_)) => (503, NotApplied, e.to_string()),
+        Failure::ForwardBroken { leader, why } => (
+            504,
+            Unknown,
+            format!("forwarded to the leader at {leader}, then {why}; the write may or may not have been applied"),
+        ),
+        Failure::SessionExpired => (
+            504,
+            Unknown,
+            "this (client_id, seq) was applied long ago and its result is no longer kept".into(),
+        ),
     }
 }
 
-/// The response to a key-value call.
-pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
-    match result {
-        Err(e) => {
-            let mut body = json!({ "error": e.to_string() });
-            let mut headers = Vec::new();
-            if let ClientError::NotLeader {
-                leader_id,
-                leader_address,
-            } = e
-            {
-                body["leader_id"] = json!(leader_id);
-                if let Some(a) = leader_address {
-                    body["leader_address"] = json!(a);
-                    headers.push(("X-Ringraft-Leader", a.clone()));
-                }
-            }
-            if matches!(e, ClientError::Busy(_) | ClientError::NotLeader { .. }) {
-                headers.push(("Retry-After", "1".to_string()));
-            }
-            let mut r = Response::json(e.http_status(), &body);
-            r.headers = headers;
-            r
+/// The HTTP status and JSON body of a failure: `{"error": …}`, plus for a write either
+/// `"applied": false` (not applied) or `"outcome": "unknown"`, plus the leader hint of a
+/// not-leader answer. The single place where errors become statuses.
+pub fn http_status(err: &Failure<'_>, write: bool) -> (u16, serde_json::Value) {
+    let (status, outcome, message) = classify(err, write);
+    let mut body = json!({ "error": message });
+    if write {
+        match outcome {
+            Outcome::NotApplied => body["applied"] = json!(false),
+            Outcome::Unknown => body["outcome"] = json!("unknown"),
         }
+    }
+    match err {
+        Failure::Node(ClientError::NotLeader {
+            leader_id,
+            leader_address,
+        }) => {
+            body["leader_id"] = json!(leader_id);
+            if let Some(a) = leader_address {
+                body["leader_address"] = json!(a);
+            }
+        }
+        Failure::Node(ClientError::WrongShard { shard }) => body["shard"] = json!(shard),
+        _ => {}
+    }
+    (status, body)
+}
+
+/// Whether a failure may have taken effect (for a write).
+pub fn outcome(err: &Failure<'_>) -> Outcome {
+    classify(err, true).1
+}
+
+/// The response to a failure: [`http_status`] plus `Retry-After` on a refusal worth retrying
+/// soon and `X-Ringraft-Leader` on a not-leader answer.
+pub fn failure_response(err: &Failure<'_>, write: bool) -> Response {
+    let (status, body) = http_status(err, write);
+    let mut r = Response::json(status, &body);
+    if let Failure::Node(e) = err {
+        if let ClientError::NotLeader {
+            leader_address: Some(a),
+            ..
+        } = e
+        {
+            r.headers.push(("X-Ringraft-Leader", a.clone()));
+        }
+        if matches!(e, ClientError::Busy(_) | ClientError::NotLeader { .. }) {
+            r.headers.push(("Retry-After", "1".to_string()));
+        }
+    }
+    r
+}
+
+/// The response to a key-value call; `key` is the call's key (or scan prefix), `write` whether
+/// it goes through the log.
+pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Response {
+    match result {
+        Err(e) => failure_response(&Failure::Node(e), write),
         Ok(ClientReply::Value(Some(v))) => Response::json(
             200,
-            &json!({ "key": text(op.routing_key()), "value": text(&v.value), "version": v.version }),
+            &json!({ "key": text(key), "value": text(&v.value), "version": v.version }),
         ),
-        Ok(ClientReply::Value(None)) => Response::json(
-            404,
-            &json!({ "error": "key not found", "key": text(op.routing_key()) }),
-        ),
+        Ok(ClientReply::Value(None)) => {
+            Response::json(404, &json!({ "error": "key not found", "key": text(key) }))
+        }
         Ok(ClientReply::Scan(items)) => Response::json(
             200,
             &json!({
@@ -356,11 +453,12 @@ pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
                 }),
             ),
             ApplyResult::Noop => Response::json(200, &json!({ "ok": true })),
-            ApplyResult::Rejected(msg) => Response::error(400, &format!("rejected: {msg}")),
-            ApplyResult::SessionExpired => Response::error(
-                409,
-                "this (client_id, seq) was applied long ago and its result is no longer kept",
+            // Applied as a deterministic refusal: the data is unchanged, now and on replay.
+            ApplyResult::Rejected(msg) => Response::json(
+                400,
+                &json!({ "error": format!("rejected: {msg}"), "applied": false }),
             ),
+            ApplyResult::SessionExpired => failure_response(&Failure::SessionExpired, true),
         },
     }
 }
@@ -528,53 +626,35 @@ mod tests {
         );
     }
 
+    fn body(r: &Response) -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     #[test]
     fn responses() {
-        let get = ClientOp::Get {
-            key: b"k".to_vec(),
-            consistency: Consistency::Lease,
-        };
         let r = client_response(
-            &get,
+            b"k",
+            false,
             &Ok(ClientReply::Value(Some(Versioned {
                 value: b"v".to_vec(),
                 version: 5,
             }))),
         );
         assert_eq!(r.status, 200);
+        assert_eq!(body(&r), json!({"key": "k", "value": "v", "version": 5}));
         assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
-            json!({"key": "k", "value": "v", "version": 5})
-        );
-        assert_eq!(
-            client_response(&get, &Ok(ClientReply::Value(None))).status,
+            client_response(b"k", false, &Ok(ClientReply::Value(None))).status,
             404
         );
         let r = client_response(
-            &get,
-            &Err(ClientError::NotLeader {
-                leader_id: 2,
-                leader_address: Some("127.0.0.1:9082".into()),
-            }),
-        );
-        assert_eq!(r.status, 503);
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(body["leader_id"], 2);
-        assert_eq!(body["leader_address"], "127.0.0.1:9082");
-        let put = ClientOp::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        };
-        let r = client_response(
-            &put,
+            b"k",
+            true,
             &Ok(ClientReply::Applied(ApplyResult::Put { version: 9 })),
         );
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
-            json!({"ok": true, "version": 9})
-        );
+        assert_eq!(body(&r), json!({"ok": true, "version": 9}));
         let r = client_response(
-            &put,
+            b"k",
+            true,
             &Ok(ClientReply::Applied(ApplyResult::Cas {
                 swapped: false,
                 version: 3,
@@ -582,9 +662,109 @@ mod tests {
             })),
         );
         assert_eq!(r.status, 409);
+    }
+
+    /// The whole mapping, one row per failure: status and body of a write, status of a read.
+    #[test]
+    fn write_failures_say_applied_false_or_outcome_unknown() {
+        let not_leader = ClientError::NotLeader {
+            leader_id: 2,
+            leader_address: Some("127.0.0.1:9082".into()),
+        };
+        let errs = [
+            not_leader.clone(),
+            ClientError::WrongShard { shard: 3 },
+            ClientError::Busy("x".into()),
+            ClientError::Invalid("x".into()),
+            ClientError::Timeout,
+            ClientError::Unavailable("x".into()),
+        ];
+        let mut failures: Vec<Failure<'_>> = errs.iter().map(Failure::Node).collect();
+        failures.push(Failure::ForwardBroken {
+            leader: "127.0.0.1:9082",
+            why: "the leader closed the connection before answering",
+        });
+        failures.push(Failure::SessionExpired);
+        let table: Vec<(u16, Option<bool>, Option<String>, u16)> = failures
+            .iter()
+            .map(|f| {
+                let (ws, wb) = http_status(f, true);
+                let (rs, rb) = http_status(f, false);
+                assert!(wb["error"].is_string() && rb["error"].is_string());
+                assert!(rb.get("applied").is_none() && rb.get("outcome").is_none());
+                (
+                    ws,
+                    wb.get("applied").and_then(|v| v.as_bool()),
+                    wb.get("outcome")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    rs,
+                )
+            })
+            .collect();
         assert_eq!(
-            client_response(&put, &Err(ClientError::Timeout)).status,
-            504
+            table,
+            vec![
+                (503, Some(false), None, 503),            // NotLeader
+                (421, Some(false), None, 421),            // WrongShard
+                (429, Some(false), None, 429),            // Busy
+                (400, Some(false), None, 400),            // Invalid
+                (504, None, Some("unknown".into()), 504), // Timeout
+                (504, None, Some("unknown".into()), 503), // Unavailable (ambiguous: unknown for writes)
+                (504, None, Some("unknown".into()), 504), // ForwardBroken
+                (504, None, Some("unknown".into()), 504), // SessionExpired
+            ]
         );
+        // Never a 503 for an unknown outcome, never "applied" and "outcome" together.
+        for f in &failures {
+            let (s, b) = http_status(f, true);
+            assert_eq!(outcome(f) == Outcome::Unknown, s == 504);
+            assert!(b.get("applied").is_none() || b.get("outcome").is_none());
+        }
+        let r = failure_response(&Failure::Node(&not_leader), true);
+        let b = body(&r);
+        assert_eq!(b["leader_id"], 2);
+        assert_eq!(b["leader_address"], "127.0.0.1:9082");
+        assert!(r
+            .headers
+            .contains(&("X-Ringraft-Leader", "127.0.0.1:9082".to_string())));
+        assert!(r.headers.contains(&("Retry-After", "1".to_string())));
+        let r = client_response(
+            b"k",
+            true,
+            &Ok(ClientReply::Applied(ApplyResult::SessionExpired)),
+        );
+        assert_eq!(
+            (r.status, body(&r)["outcome"].as_str()),
+            (504, Some("unknown"))
+        );
+        let r = client_response(
+            b"k",
+            true,
+            &Ok(ClientReply::Applied(ApplyResult::Rejected(
+                "too big".into(),
+            ))),
+        );
+        assert_eq!(
+            (r.status, body(&r)["applied"].as_bool()),
+            (400, Some(false))
+        );
+    }
+
+    #[test]
+    fn binary_keys_route() {
+        let get = req("GET /get?key=%FF%00k HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            op(route(&get, &READS).unwrap()),
+            ClientOp::Get {
+                key: vec![0xff, 0, b'k'],
+                consistency: Consistency::Lease
+            }
+        );
+        let scan = req("GET /scan?prefix=a%2Fb&limit=5 HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            op(route(&scan, &READS).unwrap()),
+            ClientOp::Scan { prefix, limit: 5, .. } if prefix == b"a/b"
+        ));
     }
 }

@@ -1,13 +1,21 @@
 //! HTTP connections: the client port's HTTP side (after the listener sniffed HTTP) and the
 //! metrics port. One task per connection, requests served in order (HTTP/1.1 keep-alive and
-//! pipelining), each bounded by the configured head and body limits.
+//! pipelining), each bounded by the configured head and body limits (framing in `http`).
+//!
+//! A framing error is answered with its status (400, 411, 413, 417, 431, 505) and the connection
+//! is then closed gracefully: the write side is shut, and whatever the client is still sending is
+//! read and discarded for a bounded time, so the kernel closes with FIN rather than a reset that
+//! could destroy the answer before the client reads it.
 //!
 //! Writes (and leader-only reads) that reach a node which does not lead the key's shard are
 //! forwarded to the leader (one hop: the forwarded request carries `X-Ringraft-Forwarded`, and
 //! a node never forwards such a request again), so the seed's `curl` commands work against any
-//! node. If the leader is unknown or unreachable the client gets 503 with the leader hint.
-//! Owned by the node (issue 6).
+//! node. If the leader cannot be reached the write was not sent and the client gets 503 with the
+//! leader hint (not applied); if the forward breaks once the request was sent, the client gets
+//! 504 with `"outcome": "unknown"`.
+//! Owned by the node's HTTP surface.
 
+use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,8 +24,10 @@ use glommio::net::{TcpListener, TcpStream};
 use serde_json::json;
 use tracing::debug;
 
-use crate::node::http::{parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE};
-use crate::node::http_api::{self, ApiCall, FORWARDED_HEADER};
+use crate::node::http::{
+    self, parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE,
+};
+use crate::node::http_api::{self, ApiCall, Failure, FORWARDED_HEADER};
 use crate::node::metrics::ErrorKind;
 use crate::node::request::{ClientError, ClientReply};
 use crate::node::server::{self, CoreCtx};
@@ -25,10 +35,18 @@ use crate::raft::{ConfChange, GroupId};
 
 /// An idle keep-alive connection is closed after this long.
 pub const HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Largest response accepted from a leader when forwarding.
+/// Largest response body accepted from a leader when forwarding: a full scan page of large
+/// values fits; anything larger is a broken leader, not an answer.
 pub const MAX_FORWARDED_RESPONSE_BYTES: usize = 64 << 20;
 /// Read chunk size.
 pub const HTTP_READ_CHUNK_BYTES: usize = 16 << 10;
+/// Longest time a closing connection keeps reading (and discarding) what the client still
+/// sends, so that it sees the answer rather than a reset; bounded so a client cannot hold the
+/// task open.
+pub const LINGER_MS: u64 = 1_000;
+/// Most bytes read and discarded while lingering: a refused body (413) up to this size is
+/// drained, a larger one is cut off.
+pub const LINGER_MAX_BYTES: usize = 4 << 20;
 
 fn limits(ctx: &CoreCtx) -> HttpLimits {
     HttpLimits {
@@ -65,8 +83,7 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
     let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
     let mut sent_continue = false;
     loop {
-        let parsed = parse_request(&buf, &lim);
-        let (req, used) = match parsed {
+        let (req, used) = match parse_request(&buf, &lim) {
             Ok(Parsed::Complete(r, n)) => (r, n),
             Ok(Parsed::Partial { expect_continue }) => {
                 if expect_continue && !sent_continue {
@@ -86,33 +103,60 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
             }
             Err(e) => {
                 ctx.st.borrow().metrics.error(ErrorKind::HttpBadRequest);
-                let _ = write_response(&ctx, &mut stream, &e.to_response()).await;
+                if write_response(&ctx, &mut stream, &e.to_response(), false)
+                    .await
+                    .is_ok()
+                {
+                    linger_close(stream, &mut chunk).await;
+                }
                 return;
             }
         };
         buf.drain(..used);
         sent_continue = false;
-        let resp = handle(&ctx, &req, metrics_port).await;
-        let close = resp.close || !req.keep_alive || ctx.stopping.get();
-        let mut resp = resp;
-        resp.close = close;
-        if req.method == "HEAD" {
-            resp.body.clear();
+        let mut resp = handle(&ctx, &req, metrics_port).await;
+        resp.close |= !req.keep_alive || ctx.stopping.get();
+        let head_only = req.method == "HEAD";
+        if write_response(&ctx, &mut stream, &resp, head_only)
+            .await
+            .is_err()
+        {
+            return;
         }
-        if write_response(&ctx, &mut stream, &resp).await.is_err() || close {
-            let _ = stream.close().await;
+        if resp.close {
+            linger_close(stream, &mut chunk).await;
             return;
         }
     }
+}
+
+/// Shuts the write side, then reads and discards what the client still sends (bounded by
+/// [`LINGER_MS`] and [`LINGER_MAX_BYTES`]) before the socket is dropped.
+async fn linger_close(stream: TcpStream, chunk: &mut [u8]) {
+    let _ = stream.shutdown(Shutdown::Write).await;
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(LINGER_MS)));
+    let mut stream = stream;
+    let drain = async {
+        let mut left = LINGER_MAX_BYTES;
+        while left > 0 {
+            match stream.read(chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+        Ok(())
+    };
+    let _ = glommio::timer::timeout(Duration::from_millis(LINGER_MS), drain).await;
 }
 
 async fn write_response(
     ctx: &CoreCtx,
     stream: &mut TcpStream,
     resp: &Response,
+    head_only: bool,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(resp.body.len() + 160);
-    resp.write_to(&mut out);
+    resp.write_to(&mut out, head_only);
     ctx.st.borrow().metrics.bytes_out.add(out.len() as u64);
     stream.write_all(&out).await?;
     stream.flush().await
@@ -136,7 +180,9 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
     let forwarded = req.header(FORWARDED_HEADER).is_some();
     match call {
         ApiCall::Client(c) => {
-            let op = c.op.clone();
+            let write = c.op.is_write();
+            // The key is kept for the reply; the value moves on to the shard uncopied.
+            let key = c.op.routing_key().to_vec();
             let r = server::execute(ctx, c).await;
             if let Err(ClientError::NotLeader {
                 leader_address: Some(addr),
@@ -144,12 +190,12 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             }) = &r
             {
                 if !forwarded {
-                    if let Some(resp) = forward(ctx, addr, req).await {
+                    if let Some(resp) = forward_or_fail(ctx, addr, req, write).await {
                         return resp;
                     }
                 }
             }
-            http_api::client_response(&op, &r)
+            http_api::client_response(&key, write, &r)
         }
         ApiCall::Promote { node_id } => promote(ctx, req, node_id, forwarded).await,
         ApiCall::Status => Response::json(200, &status_json(ctx).await),
@@ -182,7 +228,7 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
 
 async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool) -> Response {
     let mut results = Vec::new();
-    let mut all_ok = true;
+    let mut status = 200;
     for g in 0..ctx.cfg.runtime.shards_per_node as GroupId {
         let r = server::change_membership(ctx, g, ConfChange::Promote(node_id)).await;
         if let Err(ClientError::NotLeader {
@@ -191,78 +237,131 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
         }) = &r
         {
             if !forwarded && ctx.cfg.runtime.shards_per_node == 1 {
-                if let Some(resp) = forward(ctx, addr, req).await {
+                if let Some(resp) = forward_or_fail(ctx, addr, req, true).await {
                     return resp;
                 }
             }
         }
-        all_ok &= r.is_ok();
         results.push(match r {
             Ok(ClientReply::Committed { index }) => {
                 json!({ "shard": g, "ok": true, "index": index })
             }
             Ok(_) => json!({ "shard": g, "ok": true }),
-            Err(e) => json!({ "shard": g, "ok": false, "error": e.to_string() }),
+            Err(e) => {
+                let (s, mut body) = http_api::http_status(&Failure::Node(&e), true);
+                // Any unknown outcome makes the whole answer unknown; otherwise the first
+                // refusal's status stands.
+                if status == 200 || s == 504 {
+                    status = s;
+                }
+                body["shard"] = json!(g);
+                body["ok"] = json!(false);
+                body
+            }
         });
     }
-    Response::json(
-        if all_ok { 200 } else { 503 },
-        &json!({ "node_id": node_id, "shards": results }),
-    )
+    Response::json(status, &json!({ "node_id": node_id, "shards": results }))
 }
 
-/// Sends `req` to the leader at `addr` and returns its answer (None: the leader could not be
-/// reached; the caller answers with the NotLeader hint instead).
-async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Option<Response> {
-    let sock: std::net::SocketAddr = addr.parse().ok()?;
+/// What became of a request forwarded to the leader.
+enum Forwarded {
+    /// The leader answered; its answer is passed on.
+    Answer(Response),
+    /// Nothing was sent (no connection): the request was not executed by the leader.
+    NotSent(String),
+    /// The request was (at least partly) sent, then the exchange broke: the leader may have
+    /// executed it.
+    Broken(String),
+}
+
+/// Forwards `req` to the leader at `addr`: `Some` answer to send (the leader's, or 504 when the
+/// forward broke after sending), `None` when nothing was sent (the caller answers with its own
+/// not-leader error).
+async fn forward_or_fail(
+    ctx: &Rc<CoreCtx>,
+    addr: &str,
+    req: &Request,
+    write: bool,
+) -> Option<Response> {
+    match forward(ctx, addr, req).await {
+        Forwarded::Answer(resp) => Some(resp),
+        Forwarded::NotSent(why) => {
+            debug!(leader = addr, "forward not sent: {why}");
+            None
+        }
+        Forwarded::Broken(why) => {
+            debug!(leader = addr, "forward broke: {why}");
+            Some(http_api::failure_response(
+                &Failure::ForwardBroken {
+                    leader: addr,
+                    why: &why,
+                },
+                write,
+            ))
+        }
+    }
+}
+
+async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Forwarded {
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+        return Forwarded::NotSent(format!("leader address {addr:?} is not a socket address"));
+    };
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    let mut stream = TcpStream::connect_timeout(
+    let mut stream = match TcpStream::connect_timeout(
         sock,
         Duration::from_millis(ctx.cfg.network.connect_timeout_ms),
     )
     .await
-    .ok()?;
+    {
+        Ok(s) => s,
+        Err(e) => return Forwarded::NotSent(format!("connect failed: {e}")),
+    };
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
-    let mut out = format!(
-        "{} {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{FORWARDED_HEADER}: {}\r\nConnection: close\r\n\r\n",
-        req.method,
-        req.target,
-        req.body.len(),
-        ctx.cfg.cluster.node_id
-    )
-    .into_bytes();
-    out.extend_from_slice(&req.body);
-    stream.write_all(&out).await.ok()?;
+    // A HEAD is forwarded as GET so the answer carries its body and is framed by its length;
+    // the body is dropped when the answer is written.
+    let method = if req.method == "HEAD" {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
+    let me = ctx.cfg.cluster.node_id.to_string();
+    let mut out = Vec::with_capacity(req.body.len() + 256);
+    http::write_request(
+        &mut out,
+        method,
+        &req.target,
+        addr,
+        &[(FORWARDED_HEADER, &me)],
+        &req.body,
+    );
+    if let Err(e) = stream.write_all(&out).await {
+        return Forwarded::Broken(format!("sending failed: {e}"));
+    }
     let mut raw = Vec::new();
     let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
     loop {
         match stream.read(&mut chunk).await {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&chunk[..n]);
-                if raw.len() > MAX_FORWARDED_RESPONSE_BYTES {
-                    return None;
-                }
+            Ok(0) => {
+                return Forwarded::Broken(
+                    "the leader closed the connection before answering".into(),
+                )
             }
-            Err(_) => return None,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) => return Forwarded::Broken(format!("no answer: {e}")),
+        }
+        match http::parse_response(&raw, MAX_FORWARDED_RESPONSE_BYTES) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                debug!(leader = addr, status = p.status, "forwarded to the leader");
+                let mut r = Response::text(p.status, p.content_type, String::new());
+                r.body = p.body;
+                r.headers.push(("X-Ringraft-Served-By", addr.to_string()));
+                return Forwarded::Answer(r);
+            }
+            Err(e) => return Forwarded::Broken(format!("unreadable answer: {e}")),
         }
     }
-    parse_response(&raw).map(|(status, body)| {
-        debug!(leader = addr, status, "forwarded to the leader");
-        let mut r = Response::json(status, &serde_json::Value::Null);
-        r.body = body;
-        r.headers.push(("X-Ringraft-Served-By", addr.to_string()));
-        r
-    })
-}
-
-/// Status code and body of a complete HTTP response.
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split(' ').nth(1)?.parse::<u16>().ok()?;
-    Some((status, raw[end + 4..].to_vec()))
 }
 
 async fn status_json(ctx: &Rc<CoreCtx>) -> serde_json::Value {
@@ -289,17 +388,4 @@ async fn status_json(ctx: &Rc<CoreCtx>) -> serde_json::Value {
         "peers": peers,
         "shards": shards,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_forwarded_responses() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
-        assert_eq!(parse_response(raw), Some((200, b"{\"ok\":true}".to_vec())));
-        assert_eq!(parse_response(b"garbage"), None);
-        assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), None);
-    }
 }

@@ -1,0 +1,453 @@
+//! The HTTP surface of real `ringraft server` processes: the seed's curl commands against every
+//! node of a three-node cluster on loopback, and the framing rules (431, 400 on ambiguous
+//! lengths, 413 before the body, 100-continue, pipelining, percent-decoding) over real sockets,
+//! where a refusal must arrive as an answer, not as a reset.
+//!
+//! The cluster uses its own free ports and temporary directory, bounds every wait, and kills its
+//! processes by PID (also on panic, through `Drop`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringraft::node::http::{parse_response, ParsedResponse};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
+/// Longest time any single wait in these tests may take.
+const WAIT_LIMIT: Duration = Duration::from_secs(15);
+/// Largest answer body these tests read.
+const MAX_ANSWER: usize = 1 << 20;
+
+struct Cluster {
+    dir: PathBuf,
+    /// (client port, metrics port) of node i at index i - 1.
+    ports: Vec<(u16, u16)>,
+    children: Vec<Child>,
+}
+
+/// Ports the kernel reports free right now (loopback), `n` pairs.
+fn free_ports(n: usize) -> Vec<(u16, u16)> {
+    let listeners: Vec<std::net::TcpListener> = (0..2 * n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let p: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    (0..n).map(|i| (p[2 * i], p[2 * i + 1])).collect()
+}
+
+fn config_text(dir: &Path, id: usize, ports: &[(u16, u16)]) -> String {
+    let members: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| {
+            format!(
+                "    {{ id = {}, address = \"127.0.0.1:{p}\", role = 1, status = 2 }},\n",
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        r#"[cluster]
+node_id = {id}
+listen_address = "127.0.0.1:{port}"
+initial_cluster = [
+{members}]
+db_root_dir = "{db}"
+log_dir = "{logs}"
+
+[raft]
+election_timeout_ms_min = 600
+election_timeout_ms_max = 1200
+heartbeat_interval_ms = 100
+tick_interval_ms = 10
+
+[raft.persistence]
+strategy = "DiskFirst"
+flush_policy = "Immediate"
+segment_bytes = 4194304
+
+[network]
+request_timeout_ms = 3000
+
+[monitoring]
+metrics_port = {mport}
+"#,
+        port = ports[id - 1].0,
+        mport = ports[id - 1].1,
+        db = dir.join("db").display(),
+        logs = dir.join("logs").display(),
+    )
+}
+
+impl Cluster {
+    fn start(name: &str, n: usize) -> Cluster {
+        let ports = free_ports(n);
+        let dir = std::env::temp_dir().join(format!("ringraft-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Cluster {
+            dir,
+            ports,
+            children: Vec::new(),
+        };
+        for id in 1..=n {
+            let config = c.dir.join(format!("n{id}.toml"));
+            std::fs::write(&config, config_text(&c.dir, id, &c.ports)).unwrap();
+            let err = std::fs::File::create(c.dir.join(format!("n{id}.stderr"))).unwrap();
+            let child = Command::new(BIN)
+                .args(["server", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap();
+            c.children.push(child);
+        }
+        c
+    }
+
+    fn client(&self, id: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[id - 1].0))
+    }
+
+    fn metrics(&self, id: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[id - 1].1))
+    }
+
+    /// Waits until some node reports itself leader of shard 0 and every node has heard of it.
+    fn wait_leader(&self) -> usize {
+        let t0 = Instant::now();
+        while t0.elapsed() < WAIT_LIMIT {
+            let mut leader = None;
+            let mut known = 0;
+            for id in 1..=self.children.len() {
+                if let Some(a) = exchange(self.metrics(id), &request("GET", "/status", "")) {
+                    let v: serde_json::Value = match serde_json::from_slice(&a.body) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    if v["shards"][0]["role"] == "Leader" {
+                        leader = Some(id);
+                    }
+                    if v["shards"][0]["leader_id"].as_u64().unwrap_or(0) != 0 {
+                        known += 1;
+                    }
+                }
+            }
+            if let (Some(l), true) = (leader, known == self.children.len()) {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no leader known to every node within {WAIT_LIMIT:?}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// The bytes curl 7/8 sends for `curl [-X METHOD] URL [-H 'Content-Type: …'] [-d BODY]`.
+fn request(method: &str, target: &str, body: &str) -> Vec<u8> {
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+    );
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn connect(addr: SocketAddr) -> Option<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(8))).ok()?;
+    Some(s)
+}
+
+/// Reads one whole answer (framed by Content-Length) from `s`, consuming it from `pending`.
+fn read_answer(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<ParsedResponse> {
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        if let Some(p) = parse_response(pending, MAX_ANSWER).ok()? {
+            let used = answer_len(pending)?;
+            pending.drain(..used);
+            return Some(p);
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Length of the complete answer at the start of `buf`.
+fn answer_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end]).ok()?.to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(end + len)
+}
+
+/// One request on a fresh connection, one answer.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Option<ParsedResponse> {
+    let mut s = connect(addr)?;
+    s.write_all(raw).ok()?;
+    read_answer(&mut s, &mut Vec::new())
+}
+
+fn json(a: &ParsedResponse) -> serde_json::Value {
+    serde_json::from_slice(&a.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&a.body)))
+}
+
+/// Runs curl (when installed) and returns its stdout.
+fn curl(args: &[&str]) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The seed's commands, against every node: a put through a follower reaches the leader, the
+/// reads answer with the value, `/promote`, `/status` and the metrics port answer as before.
+fn seed_commands(c: &Cluster, n: usize) {
+    for id in 1..=n {
+        let key = format!("test-key-{id}");
+        let a = exchange(
+            c.client(id),
+            &request(
+                "POST",
+                "/put",
+                &format!(r#"{{"key": "{key}", "value": "test-value"}}"#),
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.status, 200, "put via node {id}: {:?}", json(&a));
+        assert_eq!(json(&a)["ok"], true);
+        assert!(json(&a)["version"].as_u64().is_some());
+        for target in [
+            format!("/get?key={key}"),
+            format!("/get?key={key}&consistency=linearizable"),
+        ] {
+            let a = exchange(c.client(id), &request("GET", &target, "")).unwrap();
+            assert_eq!(a.status, 200, "{target} via node {id}");
+            let v = json(&a);
+            assert_eq!(
+                (v["key"].as_str(), v["value"].as_str()),
+                (Some(key.as_str()), Some("test-value"))
+            );
+        }
+        // Node 9 is not a learner: refused before proposal, wherever it is asked.
+        let a = exchange(
+            c.client(id),
+            &request("POST", "/promote", r#"{"node_id": 9}"#),
+        )
+        .unwrap();
+        assert_eq!(a.status, 400, "promote via node {id}: {:?}", json(&a));
+        assert_eq!(json(&a)["shards"][0]["applied"], false);
+        let a = exchange(c.client(id), &request("GET", "/status", "")).unwrap();
+        assert_eq!(
+            (a.status, json(&a)["node_id"].as_u64()),
+            (200, Some(id as u64))
+        );
+        let a = exchange(c.metrics(id), &request("GET", "/metrics", "")).unwrap();
+        assert_eq!(a.status, 200);
+        assert!(String::from_utf8_lossy(&a.body).contains("ringraft_"));
+    }
+    // The same with curl itself, where it is installed.
+    if curl(&["--version"]).is_none() {
+        eprintln!("curl not installed: the raw-socket requests above stand in for it");
+        return;
+    }
+    let base = |id: usize| format!("http://127.0.0.1:{}", c.ports[id - 1].0);
+    for id in 1..=n {
+        let out = curl(&[
+            "-X",
+            "POST",
+            &format!("{}/put", base(id)),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"key": "test-key", "value": "test-value"}"#,
+        ])
+        .unwrap();
+        assert!(
+            out.starts_with(r#"{"ok":true,"version":"#),
+            "curl put via {id}: {out}"
+        );
+        let out = curl(&[&format!("{}/get?key=test-key", base(id))]).unwrap();
+        assert!(
+            out.contains(r#""value":"test-value""#),
+            "curl get via {id}: {out}"
+        );
+        // A body over 1 KiB: curl 7 asks Expect: 100-continue.
+        let big = format!(r#"{{"key": "big", "value": "{}"}}"#, "v".repeat(4000));
+        let out = curl(&[
+            "-X",
+            "POST",
+            &format!("{}/put", base(id)),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &big,
+        ])
+        .unwrap();
+        assert!(
+            out.starts_with(r#"{"ok":true"#),
+            "curl big put via {id}: {out}"
+        );
+    }
+}
+
+/// The framing rules over a real socket of node `id`.
+fn framing(c: &Cluster, id: usize) {
+    let addr = c.client(id);
+    // 431: a head over 8 KiB is answered, not reset, while the client is still sending.
+    let mut s = connect(addr).unwrap();
+    let mut raw = b"GET /get?key=a HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..1000 {
+        raw.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(40)).as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    let _ = s.write_all(&raw);
+    let a = read_answer(&mut s, &mut Vec::new()).expect("an answer, not a reset");
+    assert_eq!(a.status, 431);
+
+    // Ambiguous lengths: 400, and nothing after them is taken as a request.
+    for head in [
+        "POST /put HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        "POST /put HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+        "POST /put HTTP/1.1\r\nContent-Length: 2x\r\n\r\n{}",
+    ] {
+        let mut s = connect(addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(b"GET /status HTTP/1.1\r\n\r\n").unwrap();
+        let mut pending = Vec::new();
+        let a = read_answer(&mut s, &mut pending).unwrap();
+        assert_eq!(a.status, 400, "{head:?}");
+        assert!(
+            read_answer(&mut s, &mut pending).is_none(),
+            "answered a request after {head:?}"
+        );
+    }
+
+    // 413 before the body: with Expect: 100-continue, the refusal comes instead of 100.
+    let mut s = connect(addr).unwrap();
+    s.write_all(b"POST /put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let a = read_answer(&mut s, &mut Vec::new()).unwrap();
+    assert_eq!(a.status, 413);
+
+    // 413 while the client is still sending its body: the refused body is read and discarded
+    // (up to 4 MiB), so a client that sends it in full is not reset and reads the answer.
+    let mut s = connect(addr).unwrap();
+    let body_len = 3 << 20;
+    let mut raw =
+        format!("POST /put HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+    raw.resize(raw.len() + body_len, b'x');
+    for piece in raw.chunks(64 << 10) {
+        s.write_all(piece)
+            .expect("the refused body is drained, not reset");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let a = read_answer(&mut s, &mut Vec::new()).expect("an answer, not a reset");
+    assert_eq!(a.status, 413);
+
+    // 100-continue: the interim answer, then the body, then the real answer.
+    let body = format!(r#"{{"key": "cont", "value": "{}"}}"#, "c".repeat(2000));
+    let mut s = connect(addr).unwrap();
+    s.write_all(
+        format!(
+            "POST /put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let want = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, want);
+    s.write_all(body.as_bytes()).unwrap();
+    let a = read_answer(&mut s, &mut Vec::new()).unwrap();
+    assert_eq!(a.status, 200, "{:?}", json(&a));
+
+    // Pipelining: three requests in one write; the second body looks like a request line.
+    let decoy = "GET /status HTTP/1.1\r\n\r\n";
+    let value = decoy.replace('\r', "\\r").replace('\n', "\\n");
+    let mut raw = request("POST", "/put", r#"{"key": "pipe", "value": "one"}"#);
+    raw.extend(request(
+        "POST",
+        "/put",
+        &format!(r#"{{"key": "pipe", "value": "{value}"}}"#),
+    ));
+    raw.extend(request("GET", "/get?key=pipe", ""));
+    let mut s = connect(addr).unwrap();
+    s.write_all(&raw).unwrap();
+    let mut pending = Vec::new();
+    let answers: Vec<ParsedResponse> = (0..3)
+        .map(|_| read_answer(&mut s, &mut pending).unwrap())
+        .collect();
+    assert_eq!(
+        answers.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [200, 200, 200]
+    );
+    assert_eq!(json(&answers[2])["value"], decoy);
+    assert!(pending.is_empty());
+
+    // Percent-decoding: a key with a space, a slash, '&', '=' and a non-ASCII letter.
+    let a = exchange(
+        addr,
+        &request("POST", "/put", r#"{"key": "a b/ü&=+", "value": "odd"}"#),
+    )
+    .unwrap();
+    assert_eq!(a.status, 200);
+    let a = exchange(
+        addr,
+        &request(
+            "GET",
+            "/get?key=a+b%2F%C3%BC%26%3D%2B&consistency=linearizable",
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!((a.status, json(&a)["value"].as_str()), (200, Some("odd")));
+}
+
+#[test]
+fn seed_commands_and_framing_over_real_sockets() {
+    let c = Cluster::start("http-api", 3);
+    let leader = c.wait_leader();
+    seed_commands(&c, 3);
+    // Framing on the leader and on a follower (which forwards the writes).
+    framing(&c, leader);
+    framing(&c, if leader == 1 { 2 } else { 1 });
+}
