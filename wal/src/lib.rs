@@ -141,5 +141,5 @@ pub use error::{Error, Result};
 pub use fault::FaultInjector;
 pub use hard_state::HardState;
 pub use log::{Entries, Entry, Wal, MAX_INDEX};
-pub use options::{FlushPolicy, RecoveryMode, WalOptions};
-pub use recovery::RecoveryReport;
+pub use options::{FlushPolicy, RecoveryMode, WalOptions, WriteMode};
+pub use recovery::{RecoveryReport, RepairReport};

@@ -69,7 +69,7 @@ fn failed_sync_poisons_and_reopen_recovers_durable_data() {
     let lsn = wal.append(1, 11, 1, &payload(1, 11, 1, 50)).unwrap();
     wal.flush();
     match wal.durability().wait_blocking(lsn) {
-        Err(Error::Poisoned(reason)) => assert!(reason.contains("msync"), "{reason}"),
+        Err(Error::Poisoned(reason)) => assert!(reason.contains("sync"), "{reason}"),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(matches!(
