@@ -88,8 +88,12 @@ pub struct WalStats {
     pub roll_stalls: u64,
     /// Segments activated.
     pub rolls: u64,
-    /// Segments deleted by purge.
+    /// Segments deleted (or kept for reuse) by purge.
     pub segments_deleted: u64,
+    /// Segments prepared from a recycled file (no fallocate, no zero-fill).
+    pub segments_recycled: u64,
+    /// Syncs or writes that failed (the first one poisons the log).
+    pub syncs_failed: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,6 +137,8 @@ pub(crate) struct Shared {
     pub roll_stalls: AtomicU64,
     pub rolls: AtomicU64,
     pub segments_deleted: AtomicU64,
+    pub segments_recycled: AtomicU64,
+    pub syncs_failed: AtomicU64,
 }
 
 impl Shared {
@@ -174,6 +180,8 @@ impl Shared {
             roll_stalls: AtomicU64::new(0),
             rolls: AtomicU64::new(0),
             segments_deleted: AtomicU64::new(0),
+            segments_recycled: AtomicU64::new(0),
+            syncs_failed: AtomicU64::new(0),
         }
     }
 
@@ -388,6 +396,7 @@ impl Shared {
     /// A write or sync failed: the WAL refuses further writes and no later result advances
     /// durability; every waiter gets the error.
     pub fn poison(&self, err: &Error, ticket: Option<u64>) {
+        self.syncs_failed.fetch_add(1, Ordering::Relaxed);
         {
             let mut order = lock(&self.order);
             let mut reason = lock(&self.poison_reason);
@@ -605,5 +614,7 @@ pub(crate) fn stats_of(shared: &Shared) -> WalStats {
         roll_stalls: shared.roll_stalls.load(Ordering::Relaxed),
         rolls: shared.rolls.load(Ordering::Relaxed),
         segments_deleted: shared.segments_deleted.load(Ordering::Relaxed),
+        segments_recycled: shared.segments_recycled.load(Ordering::Relaxed),
+        syncs_failed: shared.syncs_failed.load(Ordering::Relaxed),
     }
 }

@@ -61,7 +61,7 @@ impl SegmentPool {
                 for cmd in cmd_rx.iter() {
                     match cmd {
                         Command::Prepare(seq) => {
-                            let r = prepare(&dir, seq, &cfg, &mut free);
+                            let r = prepare(&dir, seq, &cfg, &mut free, &shared);
                             if ready_tx.send(r).is_err() {
                                 return;
                             }
@@ -179,9 +179,11 @@ fn prepare(
     seq: u64,
     cfg: &SegConfig,
     free: &mut Vec<PathBuf>,
+    shared: &Shared,
 ) -> Result<Segment> {
     while let Some(p) = free.pop() {
         if let Some(seg) = Segment::recycle(dir, &p, seq, cfg)? {
+            shared.segments_recycled.fetch_add(1, Ordering::Relaxed);
             return Ok(seg);
         }
     }
