@@ -274,6 +274,11 @@ impl Shared {
             return Ok(());
         }
         let _w = lock(&self.write_lock);
+        // A drain that failed earlier lost its chunks: writing later ones (and, worse, the
+        // header of a later segment) would leave a hole in the log.
+        if let Some(reason) = self.poisoned() {
+            return Err(Error::Poisoned(reason));
+        }
         let chunks = std::mem::take(&mut lock(&self.stage).chunks);
         let mut done = Vec::with_capacity(chunks.len());
         let mut result = Ok(());
@@ -283,6 +288,11 @@ impl Shared {
             }
             self.staged_bytes.fetch_sub(c.buf.len(), Ordering::AcqRel);
             done.push(c.buf);
+        }
+        if let Err(e) = &result {
+            // Poisoned before the write lock is released, so no later drain writes past the
+            // lost bytes.
+            self.mark_poisoned(e);
         }
         let mut st = lock(&self.stage);
         for buf in done {
@@ -397,16 +407,9 @@ impl Shared {
     /// durability; every waiter gets the error.
     pub fn poison(&self, err: &Error, ticket: Option<u64>) {
         self.syncs_failed.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut order = lock(&self.order);
-            let mut reason = lock(&self.poison_reason);
-            if reason.is_none() {
-                *reason = Some(err.to_string());
-            }
-            self.poisoned.store(true, Ordering::SeqCst);
-            if let Some(t) = ticket {
-                order.running.remove(&t);
-            }
+        self.mark_poisoned(err);
+        if let Some(t) = ticket {
+            lock(&self.order).running.remove(&t);
         }
         self.wake_all();
         let _ = self.report_tx.try_send(FlushReport {
@@ -415,6 +418,16 @@ impl Shared {
             sync_us: 0,
             error: Some(err.to_string()),
         });
+    }
+
+    /// Sets the poisoned flag (first reason wins), under the lock `complete` checks it under.
+    fn mark_poisoned(&self, err: &Error) {
+        let _order = lock(&self.order);
+        let mut reason = lock(&self.poison_reason);
+        if reason.is_none() {
+            *reason = Some(err.to_string());
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
     }
 
     /// Owner drop: waiters that are not yet satisfied get `Closed`.

@@ -158,8 +158,9 @@ pub enum Error {
         /// Live segments.
         segments: usize,
     },
-    /// An earlier sync failed; the kernel may have dropped the dirty pages, so the WAL refuses
-    /// further writes and waits. Reopen it to recover from what is on disk.
+    /// An earlier sync or record write failed; the kernel may have dropped the dirty pages, so
+    /// the WAL refuses further writes and waits, and durability never advances again. Stop
+    /// acknowledging; reopen to recover from what is on disk.
     #[error("WAL failed earlier and refuses further writes (reopen it): {0}")]
     Poisoned(String),
     /// The WAL was closed (dropped) before the awaited position became durable.

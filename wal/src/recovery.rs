@@ -26,7 +26,7 @@
 //!    * an invalid record *followed by a valid one* is [`Error::ValidAfterInvalid`]: either a
 //!      synced record was damaged later (cutting would drop acknowledged records) or a crash
 //!      wrote pages out of order; the bytes cannot tell which, so opening refuses. The way
-//!      forward is explicit: [`repair`] (exposed as `ringraft wal repair`) cuts the log at the
+//!      forward is explicit: [`crate::Wal::repair`] (exposed as `ringraft wal repair`) cuts the log at the
 //!      first invalid record and reports everything it drops.
 //! 4. Apply records in lsn order to the group indexes (Entry appends and must follow the last
 //!    index, Truncate removes a suffix, Purge drops a prefix, HardState replaces, Checkpoint
@@ -95,7 +95,7 @@ impl std::fmt::Display for RecoveryReport {
     }
 }
 
-/// What [`repair`] dropped (`Display` gives one log line).
+/// What [`crate::Wal::repair`] dropped (`Display` gives one log line).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepairReport {
     /// Where the log was cut (file, offset of the first invalid record); `None` when nothing

@@ -28,7 +28,7 @@
 //! block allocation, fdatasync, rename, fsync the directory) or recycled from a purged segment
 //! (`.free` file: zero its header, fdatasync, rename, fsync the directory; its old records stay
 //! and are told apart by their lsn, see recovery.rs) — opens one file description per flush
-//! worker (before any record is written, see [`Segment::sync`]) and maps it with MAP_POPULATE.
+//! worker (before any record is written, see `Segment::sync`) and maps it with MAP_POPULATE.
 //! The `Wal` owner thread activates it and is the only writer of bytes `64..`, published through
 //! `written`. The header of segment n+1 is written by a flush worker only after segment n is
 //! sealed and fully synced; so a valid header proves every earlier segment is complete on disk,
@@ -205,7 +205,7 @@ pub struct Segment {
     map: MmapRaw,
     mode: WriteMode,
     /// One file description per flush worker, opened before any record is written and dropped
-    /// once the segment is sealed and durable (see [`Segment::sync`]).
+    /// once the segment is sealed and durable (see `Segment::sync`).
     sync_files: Box<[Mutex<Option<File>>]>,
     /// First lsn (set at activation, before any record is published).
     first_lsn: AtomicU64,
