@@ -209,6 +209,31 @@ fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
+    // The documented way forward: repair cuts segment 1 at the bad record, drops the records
+    // after it and every later segment, and says so; the log then opens with the prefix.
+    let rep = Wal::repair(dir.path(), &small_opts(8 * 1024)).unwrap();
+    assert_eq!(rep.cut, Some((segs[0].clone(), at as u64)));
+    assert_eq!(rep.first_dropped_lsn, Some(2));
+    assert_eq!(rep.dropped_segments, segs[1..].to_vec(), "{rep}");
+    assert!(!rep.dropped_records.is_empty(), "{rep}");
+    assert!(
+        rep.to_string().contains("dropped every record from lsn 2"),
+        "{rep}"
+    );
+    for s in &segs[1..] {
+        assert!(!s.exists());
+    }
+    let wal = Wal::open(dir.path(), small_opts(8 * 1024)).unwrap();
+    assert_eq!(wal.last_index(1), 1);
+    assert_eq!(
+        wal.entry(1, 1).unwrap().payload,
+        payload(1, 1, 1, 100).as_slice()
+    );
+    drop(wal);
+    // Nothing left to repair.
+    let rep = Wal::repair(dir.path(), &small_opts(8 * 1024)).unwrap();
+    assert_eq!(rep.cut, None);
+    assert!(rep.dropped_segments.is_empty() && rep.dropped_records.is_empty());
 }
 
 #[test]
