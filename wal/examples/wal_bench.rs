@@ -695,7 +695,7 @@ fn main() {
         md.push_str(&row(&r.name, r.batch, &r.run));
         md.push('\n');
     }
-    md.push_str("\n## Targets (batch 1, p50 of the durable wait, same run)\n\n");
+    md.push_str("\n## Targets (batch 1, p50 of append + durable wait, same run)\n\n");
     let base = Raw::Pwrite.name();
     for (label, suffix) in [
         ("idle machine", ""),

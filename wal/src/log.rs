@@ -1,10 +1,11 @@
 //! [`Wal`]: the shared write-ahead log of one core — the append path, the per-group reads,
 //! truncation, purge, hard state, and the durability API. Owned by one thread (the core's
 //! executor); `&mut self` methods never block on I/O except where documented (a roll whose next
-//! segment is not prepared yet). Flush workers and the segment pool run on their own threads.
+//! segment is not prepared yet); `&self` reads of entries still staged write the stage out
+//! first (`Pwrite` mode). Flush workers and the segment pool run on their own threads.
 //!
-//! Invariants: records are written in lsn order, each fully copied into the map before it is
-//! published; a published byte is never written again while its segment lives; a segment is
+//! Invariants: records are written in lsn order, each fully staged (`Pwrite`) or copied into
+//! the map (`Mmap`) before it is published; a published byte is never written again while its segment lives; a segment is
 //! deleted only when no group needs it, every purge record is durable, and the checkpoint at
 //! the start of the first kept segment is durable.
 
@@ -225,10 +226,11 @@ impl Wal {
 
     // ----- writes -------------------------------------------------------------------------
 
-    /// Appends the entry `index` (which must be the group's last index + 1) of `group`. Copies
-    /// it into the map and returns its lsn at once; durability is asked for separately
-    /// ([`Wal::wait_durable`]). Fails with [`Error::Backpressure`] (nothing written) when
-    /// `max_buffered_entries` records are not yet durable.
+    /// Appends the entry `index` (which must be the group's last index + 1) of `group`. Stages
+    /// it (or, in `Mmap` mode, copies it into the map) and returns its lsn at once; durability
+    /// is asked for separately ([`Wal::wait_durable`]). Fails with [`Error::Backpressure`]
+    /// (nothing written) when `max_buffered_entries` records are not yet durable or the stage
+    /// is full, and with [`Error::Poisoned`] after any failed sync or write.
     pub fn append(&mut self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
         self.check_writable()?;
         if payload.len() > self.opts.max_payload_bytes {
@@ -680,7 +682,7 @@ impl Wal {
 
     // ----- durability ---------------------------------------------------------------------
 
-    /// Highest lsn written into the map.
+    /// Highest lsn appended (staged or in the map; not necessarily durable).
     pub fn last_lsn(&self) -> Lsn {
         self.next_lsn - 1
     }
