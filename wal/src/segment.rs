@@ -504,7 +504,9 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) }
     }
 
-    /// Owner only, `Mmap` mode: copies `parts` one after another at `off` (unpublished space).
+    /// Owner only, `Mmap` mode: copies `parts` one after another at `off` (unpublished space),
+    /// followed by the end marker (48 zero bytes, where they fit), so that a segment written in
+    /// this mode after one recycled in `Pwrite` mode still ends cleanly.
     pub(crate) fn write_parts(&self, off: usize, parts: &[&[u8]]) {
         assert!(self.mode == WriteMode::Mmap, "map writes in pwrite mode");
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -512,8 +514,9 @@ impl Segment {
             off >= self.written.load(Ordering::Relaxed) && off + total <= self.map.len(),
             "write outside the unpublished part of the segment"
         );
+        let marker = RECORD_HEADER_BYTES.min(self.map.len() - (off + total));
         let mut at = off;
-        for p in parts {
+        for p in parts.iter().copied().chain([&ZEROS[..marker]]) {
             // SAFETY: [at, at+p.len()) lies inside the writable mapping (asserted) and beyond
             // `written`, which no reader touches; only the owner thread writes there.
             unsafe {
@@ -665,9 +668,11 @@ impl Segment {
                 r.map_err(|e| Error::io(op, &self.path, e))?;
             }
             WriteMode::Mmap => {
+                // The end marker after the last record is synced with it.
                 let from = from.min(to);
+                let end = to.saturating_add(RECORD_HEADER_BYTES).min(self.map.len());
                 self.map
-                    .flush_range(from, to - from)
+                    .flush_range(from, end - from)
                     .map_err(|e| Error::io(op, &self.path, e))?;
             }
         }
