@@ -97,6 +97,7 @@ fn seg_config(opts: &WalOptions) -> SegConfig {
         mode: opts.write_mode,
         prefault: opts.prefault,
         workers: opts.flush_workers,
+        open_sync_files: true,
         fault: opts.fault.clone(),
     }
 }

@@ -201,6 +201,7 @@ fn recover_inner(
 ) -> Result<Recovered> {
     let cfg = SegConfig {
         prefault: false,
+        open_sync_files: false,
         ..cfg.clone()
     };
     let found = list(dir)?;
@@ -418,7 +419,9 @@ fn recover_inner(
     }
     for s in segments.iter().take(segments.len().saturating_sub(1)) {
         s.seal();
-        s.release_sync_files();
+    }
+    if let Some(active) = segments.last() {
+        active.open_sync_files()?;
     }
     report.segments = segments.len();
     report.next_lsn = next_lsn;

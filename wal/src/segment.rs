@@ -191,6 +191,9 @@ pub struct SegConfig {
     pub prefault: bool,
     /// Flush workers (one sync file description each).
     pub workers: usize,
+    /// Open the workers' file descriptions when mapping (recovery maps every segment without
+    /// them, to stay far from the process's file limit, and opens them for the active one).
+    pub open_sync_files: bool,
     /// Injected faults (tests only).
     pub fault: Option<Arc<FaultInjector>>,
 }
@@ -439,16 +442,8 @@ impl Segment {
         } else {
             0
         };
-        let mut sync_files = Vec::with_capacity(n);
-        for _ in 0..n {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io("open segment for sync", &path, e))?;
-            sync_files.push(Mutex::new(Some(f)));
-        }
-        Ok(Segment {
+        let sync_files: Vec<Mutex<Option<File>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let seg = Segment {
             seq,
             path,
             file,
@@ -463,7 +458,27 @@ impl Segment {
             sealed: AtomicBool::new(false),
             header_written: Mutex::new(false),
             fault: cfg.fault.clone(),
-        })
+        };
+        if cfg.open_sync_files {
+            seg.open_sync_files()?;
+        }
+        Ok(seg)
+    }
+
+    /// Opens the flush workers' file descriptions that are not open yet.
+    pub(crate) fn open_sync_files(&self) -> Result<()> {
+        for slot in self.sync_files.iter() {
+            let mut s = lock(slot);
+            if s.is_none() {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(|e| Error::io("open segment for sync", &self.path, e))?;
+                *s = Some(f);
+            }
+        }
+        Ok(())
     }
 
     /// Size of the mapping.
