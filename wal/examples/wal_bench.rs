@@ -1,11 +1,15 @@
-//! wal_bench: durable-append benchmark of ringraft-wal against plain `write` + `fdatasync`.
+//! wal_bench: durable-append benchmark of ringraft-wal against the raw ways Linux offers to make
+//! bytes durable, measured side by side in the same run.
 //!
 //! 256-byte records, durable batches of 1, 10, 100 and 1000 (append the batch, then wait until
 //! its last record is durable). For each: records/s, MB/s, p50/p99 of the durable wait and of
 //! the whole batch, CPU µs per record (whole process incl. flush workers and kernel time, and
-//! the appending thread alone), syncs per batch. In the same run, the baseline: the same bytes
-//! written with std::fs `write_all` + `sync_data` (fdatasync) on a preallocated file. Every
-//! configuration runs `--runs` times; the report quotes the median run.
+//! the appending thread alone), syncs per batch. Raw baselines on a preallocated, zero-filled,
+//! synced file (as WAL segments are): `pwrite` + `fdatasync`; `memcpy` into a shared map +
+//! `msync`; `pwrite` + `sync_file_range` + `fdatasync`; `O_DIRECT` `pwrite` of the covering
+//! 4 KiB blocks + `fdatasync`. The WAL in both write modes (`pwrite`, `mmap`). Batch 1 also with
+//! three writers at once (three nodes on one disk). Every configuration runs `--runs` times,
+//! interleaved; the report quotes the median run.
 //!
 //! Usage: `cargo run --release -p ringraft-wal --example wal_bench -- --out benches/reports/wal.md
 //! [--dir DIR] [--secs S] [--runs N]`
@@ -16,7 +20,34 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringraft_wal::record::record_bytes;
-use ringraft_wal::{FlushPolicy, Wal, WalOptions};
+use ringraft_wal::{FlushPolicy, Wal, WalOptions, WriteMode};
+
+/// How a raw baseline makes its bytes durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Raw {
+    /// `pwrite` + `fdatasync`.
+    Pwrite,
+    /// `memcpy` into a shared map + `msync(MS_SYNC)` of the range.
+    Msync,
+    /// `pwrite` + `sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER)` + `fdatasync`.
+    SyncFileRange,
+    /// `O_DIRECT` `pwrite` of the 4 KiB blocks covering the batch + `fdatasync`.
+    Direct,
+}
+
+impl Raw {
+    fn name(self) -> &'static str {
+        match self {
+            Raw::Pwrite => "raw pwrite+fdatasync (baseline)",
+            Raw::Msync => "raw memcpy+msync",
+            Raw::SyncFileRange => "raw pwrite+sync_file_range+fdatasync",
+            Raw::Direct => "raw O_DIRECT pwrite+fdatasync",
+        }
+    }
+}
+
+/// Alignment of O_DIRECT buffers, offsets and lengths (covers 512 and 4096 byte sectors).
+const DIRECT_ALIGN: usize = 4096;
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 4] = [1, 10, 100, 1000];
@@ -151,31 +182,25 @@ fn pct(v: &[u64], p: f64) -> f64 {
 const NOTES: &str = "
 ## Reading the numbers
 
-- **Latency is bounded by the disk's flush, and the mapping costs extra per flush.** Compare
-  *ringraft-wal* with *memcpy+msync, one thread* (baseline 2): that is the same I/O the WAL
-  does, without flush workers, waiters or group commit, so the difference is the WAL's own
-  overhead (two cross-thread wake-ups, ~25–30 µs each on this VM). Against
-  *write+fdatasync* the mapped log pays more per flush on this ext4: dirtying a mapped page
-  goes through `page_mkwrite`, and a flush after that costs ~2.5× a flush after `write()`
-  (measured separately on this machine: ~290 µs vs ~110 µs p50 for one 304-byte record with a
-  busy neighbour). The issue asks for a memory-mapped log with zero-copy reads, so that
-  factor is structural: judge the WAL's overhead by the ratio to baseline 2 in *Targets*.
+- **Write mode.** A page dirtied through a shared map costs more to make durable than one
+  written with `pwrite`: ext4 write-protects it again on writeback (`page_mkclean`, TLB
+  shootdowns) and the next store takes a `page_mkwrite` fault. Compare the *raw* rows: they
+  are the same bytes made durable on one thread with no WAL around them. The WAL's default
+  write mode is whichever raw path wins here (`pwrite`; `WalOptions::write_mode`).
+- **WAL overhead** = WAL row vs the raw row of the same write mode: the hand-off to a flush
+  worker and back (two cross-thread wake-ups, ~25–30 µs each on this VM unless spinning).
 - **This VM's idle wake-up dominates single-threaded syncs.** When every vCPU is halted, an
-  I/O completion waits up to a host tick (~4 ms): single-threaded baselines on an idle machine
-  show ~4 ms p50 while the WAL (whose worker and waiter keep more vCPUs busy) does not. The
-  *busy neighbour* rows remove that effect for batch 1; *spin* shows that busy-waiting does not
-  pay on 2 vCPUs shared with the disk's interrupt handling.
+  I/O completion waits up to a host tick (~4 ms). The *busy neighbour* rows (a nice-19
+  spinning thread) remove that effect for batch 1.
+- **Three writers** = three threads, each its own file / WAL directory, batch 1, at once
+  (three nodes on one disk); latencies of all three merged.
 - **Throughput comes from group commit.** Closed-loop rows wait for every batch before the
   next, so they are capped at batch ÷ flush latency. The *pipelined* rows keep appending while
-  syncs run (as a Raft leader does); each sync covers everything appended before it started,
-  so records/s is bounded by the disk's bandwidth, not its flush latency.
-- **Roll stalls** count appends that had to wait for the next 64 MiB segment because the pool
-  thread was still zero-filling it: every segment is written twice (zeros once when prepared,
-  records later), so sustained ingest near half the disk bandwidth outruns preparation.
-  Recycling purged segments instead of deleting them would remove the zero-fill (future work).
-- CPU per record *(appender)* is the cost on the executor thread: copy, CRC, index update,
-  and the occasional futex wake of a flush worker. *(process)* adds the flush workers, the
-  kernel's writeback, page faults and the pool's zero-filling.
+  syncs run (as a Raft leader does); each sync covers everything appended before it started.
+- **Roll stalls** count appends that waited for the next segment. Purged segments are
+  recycled (no zero-fill), but these runs never purge, so every segment here is fresh.
+- CPU per record *(appender)* is the cost on the appending thread (copy, CRC, index update,
+  the occasional futex wake); *(process)* adds flush workers, kernel writeback and the pool.
 ";
 
 /// Worker spin of the *spin* configuration (µs).
@@ -183,9 +208,16 @@ const SPIN_WORKER_US: u64 = 150;
 /// Waiter spin of the *spin* configuration (µs).
 const SPIN_WAIT_US: u64 = 400;
 
-fn wal_run(dir: &Path, batch: usize, secs: f64, spin: bool) -> Result<Run, String> {
+fn wal_run(
+    dir: &Path,
+    batch: usize,
+    secs: f64,
+    spin: bool,
+    mode: WriteMode,
+) -> Result<Run, String> {
     let _ = std::fs::remove_dir_all(dir);
     let opts = WalOptions {
+        write_mode: mode,
         flush_policy: if batch == 1 {
             FlushPolicy::Immediate
         } else {
@@ -324,9 +356,9 @@ fn wal_pipelined_run(dir: &Path, batch: usize, secs: f64) -> Result<Run, String>
     Ok(run)
 }
 
-fn baseline_run(dir: &Path, batch: usize, secs: f64, use_mmap: bool) -> Result<Run, String> {
+fn baseline_run(dir: &Path, batch: usize, secs: f64, raw: Raw) -> Result<Run, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let path = dir.join("baseline.dat");
+    let path = dir.join(format!("baseline-{:?}.dat", std::thread::current().id()));
     let mut f: File = OpenOptions::new()
         .read(true)
         .write(true)
@@ -345,25 +377,76 @@ fn baseline_run(dir: &Path, batch: usize, secs: f64, use_mmap: bool) -> Result<R
     let buf = vec![0x5Au8; rec * batch];
     let mut pos = 0u64;
     // SAFETY: the file is ours, exclusively, for the whole run, and is not resized.
-    let mut map = if use_mmap {
+    let mut map = if raw == Raw::Msync {
         Some(unsafe { memmap2::MmapMut::map_mut(&f) }.map_err(|e| e.to_string())?)
     } else {
         None
     };
+    let direct = if raw == Raw::Direct {
+        use std::os::unix::fs::OpenOptionsExt;
+        Some(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&path)
+                .map_err(|e| format!("O_DIRECT open: {e}"))?,
+        )
+    } else {
+        None
+    };
+    // The O_DIRECT writer keeps the partly filled last block in an aligned buffer.
+    let mut block = AlignedBuf::new(buf.len() + 2 * DIRECT_ALIGN);
     let mut one = |f: &mut File, pos: &mut u64| -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::io::AsRawFd;
         if *pos + buf.len() as u64 > BASELINE_FILE_BYTES {
-            f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
             *pos = 0;
+            block.clear();
         }
-        match map.as_mut() {
-            Some(m) => {
-                let at = *pos as usize;
-                m[at..at + buf.len()].copy_from_slice(&buf);
-                m.flush_range(at, buf.len()).map_err(|e| e.to_string())?;
+        let at = *pos as usize;
+        match raw {
+            Raw::Msync => {
+                if let Some(m) = map.as_mut() {
+                    m[at..at + buf.len()].copy_from_slice(&buf);
+                    m.flush_range(at, buf.len()).map_err(|e| e.to_string())?;
+                }
             }
-            None => {
-                f.write_all(&buf).map_err(|e| e.to_string())?;
+            Raw::Pwrite => {
+                f.write_all_at(&buf, *pos).map_err(|e| e.to_string())?;
                 f.sync_data().map_err(|e| e.to_string())?;
+            }
+            Raw::SyncFileRange => {
+                f.write_all_at(&buf, *pos).map_err(|e| e.to_string())?;
+                // SAFETY: plain syscall on an fd we own.
+                let rc = unsafe {
+                    libc::sync_file_range(
+                        f.as_raw_fd(),
+                        *pos as i64,
+                        buf.len() as i64,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    )
+                };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+                f.sync_data().map_err(|e| e.to_string())?;
+            }
+            Raw::Direct => {
+                let Some(d) = direct.as_ref() else {
+                    return Err("no O_DIRECT file".into());
+                };
+                let start = at - at % DIRECT_ALIGN;
+                let end = (at + buf.len()).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+                let data = block.bytes_mut(end - start);
+                data[at - start..at - start + buf.len()].copy_from_slice(&buf);
+                d.write_all_at(data, start as u64)
+                    .map_err(|e| format!("O_DIRECT pwrite: {e}"))?;
+                d.sync_data().map_err(|e| e.to_string())?;
+                // Keep the last, partly filled block for the next write.
+                let keep_from = (at + buf.len()) - (at + buf.len()) % DIRECT_ALIGN;
+                block.shift(keep_from - start);
             }
         }
         *pos += buf.len() as u64;
@@ -396,6 +479,64 @@ fn baseline_run(dir: &Path, batch: usize, secs: f64, use_mmap: bool) -> Result<R
     Ok(run)
 }
 
+/// A zeroed buffer aligned to [`DIRECT_ALIGN`] for O_DIRECT writes.
+struct AlignedBuf {
+    mem: Vec<u8>,
+    start: usize,
+    cap: usize,
+}
+
+impl AlignedBuf {
+    fn new(cap: usize) -> AlignedBuf {
+        let cap = cap.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let mem = vec![0u8; cap + DIRECT_ALIGN];
+        let start = mem.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf { mem, start, cap }
+    }
+    fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        &mut self.mem[self.start..self.start + len.min(self.cap)]
+    }
+    /// Moves the block at `from` (one DIRECT_ALIGN block) to the front and zeroes the rest.
+    fn shift(&mut self, from: usize) {
+        let s = self.start;
+        self.mem.copy_within(s + from..s + from + DIRECT_ALIGN, s);
+        self.mem[s + DIRECT_ALIGN..s + self.cap].fill(0);
+    }
+    fn clear(&mut self) {
+        let s = self.start;
+        self.mem[s..s + self.cap].fill(0);
+    }
+}
+
+/// `n` writers at once, each on its own file or WAL directory (three nodes on one disk): the
+/// merged latencies and summed records of all writers together.
+fn concurrent<F>(n: usize, f: F) -> Result<Run, String>
+where
+    F: Fn(usize) -> Result<Run, String> + Sync,
+{
+    let runs: Vec<Result<Run, String>> = std::thread::scope(|s| {
+        let f = &f;
+        let hs: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("writer panicked".into())))
+            .collect()
+    });
+    let mut all = Run::default();
+    for r in runs {
+        let r = r?;
+        all.records += r.records;
+        all.secs = all.secs.max(r.secs);
+        all.wait_ns.extend(r.wait_ns);
+        all.batch_ns.extend(r.batch_ns);
+        all.cpu_thread_us += r.cpu_thread_us;
+        all.cpu_process_us = all.cpu_process_us.max(r.cpu_process_us);
+        all.syncs += r.syncs;
+        all.batches += r.batches;
+        all.roll_stalls += r.roll_stalls;
+    }
+    Ok(all)
+}
+
 /// The run with the median throughput.
 fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
@@ -419,6 +560,13 @@ fn row(name: &str, batch: usize, r: &Run) -> String {
     )
 }
 
+/// One table row: a name and the median run.
+struct Row {
+    name: String,
+    batch: usize,
+    run: Run,
+}
+
 fn main() {
     let a = match args() {
         Ok(a) => a,
@@ -427,83 +575,93 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut rows = Vec::new();
-    let mut summary = Vec::new();
-    let mut base_p50_b1 = 0.0;
-    let mut map_p50_b1 = 0.0;
-    let mut busy: Option<(Run, Run, Run, Run)> = None;
+    let go = |r: Result<Run, String>| r.unwrap_or_else(|e| fail(&e));
+    let w = a.dir.join("wal");
+    let raws = [Raw::Pwrite, Raw::Msync, Raw::SyncFileRange, Raw::Direct];
+    let modes = [(WriteMode::Pwrite, "pwrite"), (WriteMode::Mmap, "mmap")];
+    let mut rows: Vec<Row> = Vec::new();
     for &batch in &BATCHES {
-        let mut base = Vec::new();
-        let mut raw_map = Vec::new();
-        let mut wal = Vec::new();
-        let mut pipe = Vec::new();
-        let mut busy_base = Vec::new();
-        let mut busy_map = Vec::new();
-        let mut busy_wal = Vec::new();
-        let mut busy_spin = Vec::new();
-        let w = a.dir.join("wal");
-        let go = |r: Result<Run, String>| r.unwrap_or_else(|e| fail(&e));
-        // Interleave the runs so drift in the machine affects every mode alike.
+        // (name, runs) in the order they are printed; runs are interleaved.
+        let mut acc: Vec<(String, Vec<Run>)> = Vec::new();
+        let mut push = |name: String, r: Run| match acc.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(r),
+            None => acc.push((name, vec![r])),
+        };
         for _ in 0..a.runs {
-            base.push(go(baseline_run(&a.dir, batch, a.secs, false)));
-            raw_map.push(go(baseline_run(&a.dir, batch, a.secs, true)));
-            wal.push(go(wal_run(&w, batch, a.secs, false)));
+            for raw in raws {
+                if batch > 100 && raw == Raw::Direct {
+                    continue;
+                }
+                push(
+                    raw.name().into(),
+                    go(baseline_run(&a.dir, batch, a.secs, raw)),
+                );
+            }
+            for (mode, m) in modes {
+                push(
+                    format!("ringraft-wal {m}"),
+                    go(wal_run(&w, batch, a.secs, false, mode)),
+                );
+            }
             if batch == 1 {
                 let n = Neighbour::start();
-                busy_base.push(go(baseline_run(&a.dir, batch, a.secs, false)));
-                busy_map.push(go(baseline_run(&a.dir, batch, a.secs, true)));
-                busy_wal.push(go(wal_run(&w, batch, a.secs, false)));
-                busy_spin.push(go(wal_run(&w, batch, a.secs, true)));
+                for raw in [Raw::Pwrite, Raw::Msync] {
+                    push(
+                        format!("{}, busy neighbour", raw.name()),
+                        go(baseline_run(&a.dir, batch, a.secs, raw)),
+                    );
+                }
+                for (mode, m) in modes {
+                    push(
+                        format!("ringraft-wal {m}, busy neighbour"),
+                        go(wal_run(&w, batch, a.secs, false, mode)),
+                    );
+                }
+                push(
+                    "ringraft-wal pwrite, spin, busy neighbour".into(),
+                    go(wal_run(&w, batch, a.secs, true, WriteMode::Pwrite)),
+                );
                 drop(n);
+                for raw in [Raw::Pwrite, Raw::Msync] {
+                    push(
+                        format!("{}, 3 writers", raw.name()),
+                        go(concurrent(3, |i| {
+                            baseline_run(&a.dir.join(format!("w{i}")), batch, a.secs, raw)
+                        })),
+                    );
+                }
+                for (mode, m) in modes {
+                    push(
+                        format!("ringraft-wal {m}, 3 writers"),
+                        go(concurrent(3, |i| {
+                            wal_run(&a.dir.join(format!("wal{i}")), batch, a.secs, false, mode)
+                        })),
+                    );
+                }
             } else {
-                pipe.push(go(wal_pipelined_run(&w, batch, a.secs)));
+                push(
+                    "ringraft-wal pwrite, pipelined".into(),
+                    go(wal_pipelined_run(&w, batch, a.secs)),
+                );
             }
         }
-        let (base, raw_map, wal) = (median(base), median(raw_map), median(wal));
-        eprintln!(
-            "batch {batch}: baseline {:.0} rec/s p50 {:.1} µs | wal {:.0} rec/s p50 {:.1} µs",
-            base.rate(),
-            pct(&base.batch_ns, 0.5),
-            wal.rate(),
-            pct(&wal.batch_ns, 0.5),
-        );
-        rows.push(row("write+fdatasync (baseline)", batch, &base));
-        rows.push(row(
-            "memcpy+msync, one thread (baseline 2)",
-            batch,
-            &raw_map,
-        ));
-        rows.push(row("ringraft-wal", batch, &wal));
-        let extra = if batch == 1 {
-            let (bb, bm, bw, bs) = (
-                median(busy_base),
-                median(busy_map),
-                median(busy_wal),
-                median(busy_spin),
+        for (name, runs) in acc {
+            let run = median(runs);
+            eprintln!(
+                "batch {batch}: {name}: {:.0} rec/s, batch p50 {:.1} µs",
+                run.rate(),
+                pct(&run.batch_ns, 0.5)
             );
-            rows.push(row(
-                "write+fdatasync (baseline), busy neighbour",
-                batch,
-                &bb,
-            ));
-            rows.push(row("memcpy+msync (baseline 2), busy neighbour", batch, &bm));
-            rows.push(row("ringraft-wal, busy neighbour", batch, &bw));
-            rows.push(row("ringraft-wal, spin, busy neighbour", batch, &bs));
-            busy = Some((bb, bm, bw, bs));
-            wal.clone()
-        } else {
-            let p = median(pipe);
-            rows.push(row("ringraft-wal, pipelined", batch, &p));
-            p
-        };
-        if batch == 1 {
-            base_p50_b1 = pct(&base.batch_ns, 0.5);
-            map_p50_b1 = pct(&raw_map.batch_ns, 0.5);
+            rows.push(Row { name, batch, run });
         }
-        summary.push((batch, base, wal, extra));
     }
     let _ = std::fs::remove_dir_all(&a.dir);
 
+    let p50 = |name: &str, batch: usize| {
+        rows.iter()
+            .find(|r| r.name == name && r.batch == batch)
+            .map_or(f64::NAN, |r| pct(&r.run.batch_ns, 0.5))
+    };
     let mut md = String::new();
     md.push_str("# ringraft-wal benchmark\n\n");
     md.push_str(&format!(
@@ -522,69 +680,57 @@ fn main() {
         "Records: {PAYLOAD_BYTES}-byte payloads ({} bytes framed on disk), spread over {GROUPS} \
          Raft groups in one shared log. A batch = append N records, then wait until the last is \
          durable. *wait* = from the end of the appends to durable; *batch* = first append to \
-         durable. CPU/rec (process) includes flush workers, the segment pool and kernel time of \
-         the syncs; CPU/rec (appender) is the appending thread alone (getrusage RUSAGE_THREAD). \
-         The baseline writes the same framed bytes with `write_all` + `sync_data` into a \
-         preallocated, zero-filled file; baseline 2 copies them into a shared mapping of such a file \
-         and msyncs the range (MS_SYNC) on the same thread — the WAL's own I/O without its \
-         flush worker hand-off. *busy neighbour* (batch 1): a nice-19 thread spins meanwhile, so no \
-         vCPU ever halts; on this VM an I/O completion that arrives while every vCPU is halted \
-         waits up to a host timer tick (~4 ms), which dominates single-threaded fdatasync \
-         latency on an idle machine (a loaded server never sees that). *ringraft-wal*: default options (2 flush workers, no \
-         spinning); the appending thread waits with `wait_blocking` while a flush worker syncs \
-         and wakes it — the same hand-off an async waiter on a glommio executor gets. *spin*: \
-         one flush worker, `worker_spin_us = 150`, `wait_spin_us = 400` (both sides spin \
-         briefly instead of parking, to save the two cross-thread wake-ups). *pipelined*: the appender does not wait for its batches (a waiter thread \
-         measures each batch's append-end-to-durable time; only backpressure at \
-         200,000 buffered records stops it) — the way a Raft leader streams entries; syncs \
-         overlap and each covers everything appended before it started.\n\n",
+         durable. Raw rows write the same framed bytes on one thread into a preallocated, \
+         zero-filled, synced 64 MiB file. *ringraft-wal pwrite / mmap*: default options (2 flush \
+         workers, no spinning) in that write mode; the appending thread waits with \
+         `wait_blocking` while a flush worker syncs and wakes it — the same hand-off an async \
+         waiter on a glommio executor gets. *spin*: one flush worker, `worker_spin_us = 150`, \
+         `wait_spin_us = 400`. *pipelined*: the appender does not wait for its batches (a \
+         waiter thread measures each batch's append-end-to-durable time).\n\n",
         record_bytes(PAYLOAD_BYTES)
     ));
     md.push_str("| mode | batch | records/s | MB/s (payload) | wait p50 µs | wait p99 µs | batch p50 µs | batch p99 µs | CPU µs/rec (process) | CPU µs/rec (appender) | syncs/batch | roll stalls |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &rows {
-        md.push_str(r);
+        md.push_str(&row(&r.name, r.batch, &r.run));
         md.push('\n');
     }
-    md.push_str("\n## Targets\n\n");
-    for (batch, base, wal, extra) in &summary {
-        if *batch == 1 {
-            let w = pct(&wal.batch_ns, 0.5);
-            md.push_str(&format!(
-                "- Batch 1 latency vs raw write+fdatasync (target ≤ 1.2×), idle machine: {:.2}× ({w:.1} µs vs {base_p50_b1:.1} µs); vs memcpy+msync on one thread (baseline 2, {map_p50_b1:.1} µs): {:.2}×.\n",
-                w / base_p50_b1,
-                w / map_p50_b1,
-            ));
-            if let Some((bb, bm, bw, bs)) = &busy {
-                let (b, m, w, s) = (
-                    pct(&bb.batch_ns, 0.5),
-                    pct(&bm.batch_ns, 0.5),
-                    pct(&bw.batch_ns, 0.5),
-                    pct(&bs.batch_ns, 0.5),
-                );
-                md.push_str(&format!(
-                    "- Batch 1 latency with a busy neighbour (no vCPU halts): {:.2}× ({w:.1} µs vs write+fdatasync {b:.1} µs); vs memcpy+msync (baseline 2, {m:.1} µs): {:.2}×; spin {:.2}× ({s:.1} µs).\n",
-                    w / b,
-                    w / m,
-                    s / b
-                ));
-            }
-        }
-        if *batch >= 100 {
-            md.push_str(&format!(
-                "- Batch {batch} throughput (target ≥ 500,000 records/s): pipelined {:.0}, closed loop {:.0} (baseline closed loop {:.0}).\n",
-                extra.rate(),
-                wal.rate(),
-                base.rate()
-            ));
-        }
-        let best = if *batch == 1 { wal } else { extra };
-        let _ = base_p50_b1;
+    md.push_str("\n## Targets (batch 1, p50 of append + durable wait, same run)\n\n");
+    let base = Raw::Pwrite.name();
+    for (label, suffix) in [
+        ("idle machine", ""),
+        ("busy neighbour", ", busy neighbour"),
+        ("3 writers at once", ", 3 writers"),
+    ] {
+        let b = p50(&format!("{base}{suffix}"), 1);
+        let m = p50(&format!("{}{suffix}", Raw::Msync.name()), 1);
+        let wp = p50(&format!("ringraft-wal pwrite{suffix}"), 1);
+        let wm = p50(&format!("ringraft-wal mmap{suffix}"), 1);
         md.push_str(&format!(
-            "- Batch {batch} CPU per record (target < 1 µs): appender {:.3} µs, whole process {:.2} µs (baseline process {:.2} µs).\n",
-            best.cpu_thread_us / best.records as f64,
-            best.cpu_process_us / best.records as f64,
-            base.cpu_process_us / base.records as f64
+            "- {label}: WAL (pwrite mode) {wp:.1} µs = {:.2}× raw pwrite+fdatasync ({b:.1} µs; \
+             target ≤ 1.15×); WAL (mmap mode) {wm:.1} µs = {:.2}×; raw memcpy+msync {m:.1} µs = \
+             {:.2}× raw pwrite+fdatasync.\n",
+            wp / b,
+            wm / b,
+            m / b
+        ));
+    }
+    let spin = p50("ringraft-wal pwrite, spin, busy neighbour", 1);
+    let bb = p50(&format!("{base}, busy neighbour"), 1);
+    md.push_str(&format!(
+        "- busy neighbour, WAL pwrite mode with spinning: {spin:.1} µs = {:.2}×.\n",
+        spin / bb
+    ));
+    for r in rows
+        .iter()
+        .filter(|r| r.name == "ringraft-wal pwrite, pipelined")
+    {
+        md.push_str(&format!(
+            "- Batch {} pipelined (pwrite mode): {:.0} records/s, CPU per record: appender {:.3} µs, process {:.2} µs.\n",
+            r.batch,
+            r.run.rate(),
+            r.run.cpu_thread_us / r.run.records.max(1) as f64,
+            r.run.cpu_process_us / r.run.records.max(1) as f64
         ));
     }
     md.push_str(NOTES);

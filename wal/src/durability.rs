@@ -2,17 +2,31 @@
 //! any threads: the appended / claimed / durable lsn counters, the list of segments that may
 //! hold unsynced bytes, the registry of wakers waiting for an lsn, and the poisoned flag.
 //!
+//! In `Pwrite` mode it also holds the *stage*: records the owner appended but no worker has
+//! written to the file yet, as chunks in file order (bounded by `max_staged_bytes`). A sync
+//! first *drains* the stage — takes every chunk and `pwritev`s it, under `write_lock`, so that
+//! drains complete in the order they took their chunks — then fdatasyncs.
+//!
 //! Invariants: `durable <= appended` and `claimed <= appended`; `durable` only grows, and only after
-//! every byte of every record with lsn <= durable was msynced by a sync that started after that
+//! every byte of every record with lsn <= durable was synced by a sync that started after that
 //! record was published (group commit: one sync covers every record appended before it began,
 //! for every group, across segments). `pending` is true while a sync request sits in the
 //! channel; owner and workers pair SeqCst stores and loads on `appended`/`pending` so that a
 //! record is always either seen by a starting sync or followed by a new request.
 //!
+//! A failed sync can never be masked: every claimed sync gets a ticket (claim order), and a
+//! successful sync advances `durable` only once every sync with an earlier ticket has finished
+//! successfully; the first failure poisons the log (under the same lock), after which no result
+//! advances `durable` and every append and wait fails with [`Error::Poisoned`]. So when syncs
+//! overlap on several workers, one that succeeds never publishes durability past data an
+//! earlier, failing one was responsible for (the kernel may have dropped those pages and
+//! reported the error to that sync only). Each worker also syncs through its own file
+//! description (segment.rs), so a later sync hears of every writeback error too.
+//!
 //! [`Durability`] is the public, cloneable handle: read `durable_lsn()` anywhere, `wait(lsn)` as a
 //! future on any executor (the waker is woken from a flush worker thread), or `wait_blocking`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,8 +35,33 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::options::FlushPolicy;
+use crate::options::{FlushPolicy, WriteMode};
 use crate::segment::Segment;
+
+/// Bytes a stage chunk is allocated with (a chunk grows past it only for one larger record).
+pub const STAGE_CHUNK_BYTES: usize = 256 << 10;
+/// Empty chunk buffers kept for reuse.
+pub const STAGE_SPARE_CHUNKS: usize = 4;
+
+/// Staged records of one segment, contiguous in the file from `off`.
+struct Chunk {
+    seg: Arc<Segment>,
+    off: usize,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Stage {
+    chunks: VecDeque<Chunk>,
+    spare: Vec<Vec<u8>>,
+}
+
+/// Syncs in flight by ticket: `None` while running, `Some(target)` once succeeded.
+#[derive(Default)]
+struct Order {
+    next_ticket: u64,
+    running: BTreeMap<u64, Option<Lsn>>,
+}
 
 /// Log sequence number: position of a record in the shared log (1, 2, 3, ...).
 pub type Lsn = u64;
@@ -49,8 +88,12 @@ pub struct WalStats {
     pub roll_stalls: u64,
     /// Segments activated.
     pub rolls: u64,
-    /// Segments deleted by purge.
+    /// Segments deleted (or kept for reuse) by purge.
     pub segments_deleted: u64,
+    /// Segments prepared from a recycled file (no fallocate, no zero-fill).
+    pub segments_recycled: u64,
+    /// Syncs or writes that failed (the first one poisons the log).
+    pub syncs_failed: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +105,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared {
     pub policy: FlushPolicy,
+    pub mode: WriteMode,
+    pub max_staged_bytes: usize,
+    stage: Mutex<Stage>,
+    /// Staged bytes not yet written (readable without the stage lock).
+    staged_bytes: std::sync::atomic::AtomicUsize,
+    /// Serialises drains (file order of pwrites) — and, in `Mmap` mode, msyncs.
+    write_lock: Mutex<()>,
+    order: Mutex<Order>,
     pub max_waiters: usize,
     pub wait_spin_us: u64,
     /// Highest lsn published by the owner.
@@ -86,12 +137,16 @@ pub(crate) struct Shared {
     pub roll_stalls: AtomicU64,
     pub rolls: AtomicU64,
     pub segments_deleted: AtomicU64,
+    pub segments_recycled: AtomicU64,
+    pub syncs_failed: AtomicU64,
 }
 
 impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         policy: FlushPolicy,
+        mode: WriteMode,
+        max_staged_bytes: usize,
         max_waiters: usize,
         wait_spin_us: u64,
         durable: Lsn,
@@ -100,6 +155,12 @@ impl Shared {
     ) -> Shared {
         Shared {
             policy,
+            mode,
+            max_staged_bytes,
+            stage: Mutex::new(Stage::default()),
+            staged_bytes: std::sync::atomic::AtomicUsize::new(0),
+            write_lock: Mutex::new(()),
+            order: Mutex::new(Order::default()),
             max_waiters,
             wait_spin_us,
             appended: AtomicU64::new(durable),
@@ -119,6 +180,8 @@ impl Shared {
             roll_stalls: AtomicU64::new(0),
             rolls: AtomicU64::new(0),
             segments_deleted: AtomicU64::new(0),
+            segments_recycled: AtomicU64::new(0),
+            syncs_failed: AtomicU64::new(0),
         }
     }
 
@@ -170,19 +233,98 @@ impl Shared {
         }
     }
 
-    /// Worker: claims the sync of everything published now; `None` when another sync in flight
-    /// already covers it.
-    pub fn claim(&self) -> Option<Lsn> {
+    /// Owner, `Pwrite` mode: stages `parts` (one record, contiguous) to be written at `off` of
+    /// `seg`. The caller checked [`Shared::stage_room`].
+    pub fn stage(&self, seg: &Arc<Segment>, off: usize, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut st = lock(&self.stage);
+        let fits = st.chunks.back().is_some_and(|c| {
+            Arc::ptr_eq(&c.seg, seg)
+                && c.off + c.buf.len() == off
+                && c.buf.len() + total <= c.buf.capacity().max(STAGE_CHUNK_BYTES)
+        });
+        if !fits {
+            let mut buf = st.spare.pop().unwrap_or_default();
+            buf.clear();
+            buf.reserve(STAGE_CHUNK_BYTES.max(total));
+            st.chunks.push_back(Chunk {
+                seg: seg.clone(),
+                off,
+                buf,
+            });
+        }
+        if let Some(c) = st.chunks.back_mut() {
+            for p in parts {
+                c.buf.extend_from_slice(p);
+            }
+        }
+        self.staged_bytes.fetch_add(total, Ordering::AcqRel);
+    }
+
+    /// Owner: whether `bytes` more may be staged now.
+    pub fn stage_room(&self, bytes: usize) -> bool {
+        self.staged_bytes.load(Ordering::Acquire) + bytes <= self.max_staged_bytes
+    }
+
+    /// Writes every staged chunk to its file (in file order, serialised with other drains), so
+    /// that a following fdatasync covers them and the map shows them. Flush workers call it
+    /// before syncing; the owner before reading staged records.
+    pub fn drain(&self) -> Result<()> {
+        if self.mode != WriteMode::Pwrite {
+            return Ok(());
+        }
+        let _w = lock(&self.write_lock);
+        // A drain that failed earlier lost its chunks: writing later ones (and, worse, the
+        // header of a later segment) would leave a hole in the log.
+        if let Some(reason) = self.poisoned() {
+            return Err(Error::Poisoned(reason));
+        }
+        let chunks = std::mem::take(&mut lock(&self.stage).chunks);
+        let mut done = Vec::with_capacity(chunks.len());
+        let mut result = Ok(());
+        for c in chunks {
+            if result.is_ok() {
+                result = c.seg.pwrite_records(c.off, &c.buf);
+            }
+            self.staged_bytes.fetch_sub(c.buf.len(), Ordering::AcqRel);
+            done.push(c.buf);
+        }
+        if let Err(e) = &result {
+            // Poisoned before the write lock is released, so no later drain writes past the
+            // lost bytes.
+            self.mark_poisoned(e);
+        }
+        let mut st = lock(&self.stage);
+        for buf in done {
+            if st.spare.len() < STAGE_SPARE_CHUNKS && buf.capacity() <= 4 * STAGE_CHUNK_BYTES {
+                st.spare.push(buf);
+            }
+        }
+        result
+    }
+
+    /// Worker: claims the sync of everything published now and takes a ticket; `None` when
+    /// another sync in flight already covers it.
+    pub fn claim(&self) -> Option<(u64, Lsn)> {
+        let mut order = lock(&self.order);
         self.pending.store(false, Ordering::SeqCst);
         let target = self.appended.load(Ordering::SeqCst);
         let prev = self.claimed.fetch_max(target, Ordering::SeqCst);
-        (target > prev).then_some(target)
+        if target <= prev {
+            return None;
+        }
+        let ticket = order.next_ticket;
+        order.next_ticket += 1;
+        order.running.insert(ticket, None);
+        Some((ticket, target))
     }
 
-    /// Worker: syncs every segment holding records up to `target`, oldest first, writing a
-    /// segment's header only once all earlier segments are durable.
-    pub fn sync_to(&self, target: Lsn) -> Result<()> {
+    /// Worker: writes out the stage, then syncs every segment holding records up to `target`,
+    /// oldest first, writing a segment's header only once all earlier segments are durable.
+    pub fn sync_to(&self, target: Lsn, worker: usize) -> Result<()> {
+        self.drain()?;
         let segs: Vec<Arc<Segment>> = lock(&self.segments).clone();
+        let _serial = (self.mode == WriteMode::Mmap).then(|| lock(&self.write_lock));
         for seg in &segs {
             let first = seg.first_lsn();
             if first == 0 || first > target {
@@ -190,57 +332,85 @@ impl Shared {
             }
             // Every earlier segment in the list was synced completely by this loop (they are
             // sealed, since a later one exists), so the header may be written now.
-            seg.ensure_header();
-            seg.sync()?;
+            seg.ensure_header()?;
+            seg.sync(worker)?;
         }
         let mut list = lock(&self.segments);
         let keep_from = list
             .iter()
             .position(|s| !(s.is_sealed() && s.synced() >= s.written()))
             .unwrap_or(list.len());
-        list.drain(..keep_from);
+        for s in list.drain(..keep_from) {
+            s.release_sync_files();
+        }
         Ok(())
     }
 
-    /// Worker: claims everything published and syncs it (one group commit).
+    /// Worker `worker`: claims everything published and syncs it (one group commit).
     /// Returns false when the WAL is poisoned or shut down.
-    pub fn run_sync(&self) -> bool {
+    pub fn run_sync(&self, worker: usize) -> bool {
         if self.shutdown.load(Ordering::Acquire) || self.poisoned().is_some() {
             return false;
         }
-        let Some(target) = self.claim() else {
+        let Some((ticket, target)) = self.claim() else {
             return true;
         };
         let t0 = Instant::now();
-        match self.sync_to(target) {
+        match self.sync_to(target, worker) {
             Ok(()) => {
-                self.complete(target, t0.elapsed().as_micros() as u64);
+                self.complete(ticket, target, t0.elapsed().as_micros() as u64);
                 true
             }
             Err(e) => {
-                self.poison(&e);
+                self.poison(&e, Some(ticket));
                 false
             }
         }
     }
 
-    /// Worker: records a completed sync and wakes the waiters it satisfied.
-    pub fn complete(&self, target: Lsn, sync_us: u64) {
-        let before = self.durable.fetch_max(target, Ordering::SeqCst);
+    /// Worker: records a successful sync; advances `durable` over every leading ticket that
+    /// has succeeded (never past a sync still running or failed) and wakes the waiters.
+    pub fn complete(&self, ticket: u64, target: Lsn, sync_us: u64) {
+        let (before, after) = {
+            let mut order = lock(&self.order);
+            if self.poisoned.load(Ordering::SeqCst) {
+                order.running.remove(&ticket);
+                return;
+            }
+            order.running.insert(ticket, Some(target));
+            let mut upto = 0;
+            while let Some(entry) = order.running.first_entry() {
+                match *entry.get() {
+                    Some(t) => {
+                        upto = upto.max(t);
+                        entry.remove();
+                    }
+                    None => break,
+                }
+            }
+            let before = self.durable.fetch_max(upto, Ordering::SeqCst);
+            (before, before.max(upto))
+        };
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.wake_upto(target);
+        if after > before {
+            self.wake_upto(after);
+        }
         let _ = self.report_tx.try_send(FlushReport {
-            durable_lsn: self.durable(),
-            records: target.saturating_sub(before),
+            durable_lsn: after,
+            records: after.saturating_sub(before),
             sync_us,
             error: None,
         });
     }
 
-    /// Worker: a sync failed. The WAL refuses further writes; every waiter gets the error.
-    pub fn poison(&self, err: &Error) {
-        *lock(&self.poison_reason) = Some(err.to_string());
-        self.poisoned.store(true, Ordering::SeqCst);
+    /// A write or sync failed: the WAL refuses further writes and no later result advances
+    /// durability; every waiter gets the error.
+    pub fn poison(&self, err: &Error, ticket: Option<u64>) {
+        self.syncs_failed.fetch_add(1, Ordering::Relaxed);
+        self.mark_poisoned(err);
+        if let Some(t) = ticket {
+            lock(&self.order).running.remove(&t);
+        }
         self.wake_all();
         let _ = self.report_tx.try_send(FlushReport {
             durable_lsn: self.durable(),
@@ -248,6 +418,16 @@ impl Shared {
             sync_us: 0,
             error: Some(err.to_string()),
         });
+    }
+
+    /// Sets the poisoned flag (first reason wins), under the lock `complete` checks it under.
+    fn mark_poisoned(&self, err: &Error) {
+        let _order = lock(&self.order);
+        let mut reason = lock(&self.poison_reason);
+        if reason.is_none() {
+            *reason = Some(err.to_string());
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
     }
 
     /// Owner drop: waiters that are not yet satisfied get `Closed`.
@@ -447,5 +627,7 @@ pub(crate) fn stats_of(shared: &Shared) -> WalStats {
         roll_stalls: shared.roll_stalls.load(Ordering::Relaxed),
         rolls: shared.rolls.load(Ordering::Relaxed),
         segments_deleted: shared.segments_deleted.load(Ordering::Relaxed),
+        segments_recycled: shared.segments_recycled.load(Ordering::Relaxed),
+        syncs_failed: shared.syncs_failed.load(Ordering::Relaxed),
     }
 }

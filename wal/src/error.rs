@@ -63,6 +63,27 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An invalid record followed by a valid one of the same segment: not a torn tail (a synced
+    /// record may have been damaged, and cutting would drop the acknowledged records after
+    /// it), so opening refuses. Inspect the file; `Wal::repair` (`ringraft wal repair`) cuts
+    /// the log at `offset` and reports every record it drops.
+    #[error(
+        "{path}: invalid record at byte offset {offset} ({reason}) but a valid record (lsn \
+         {valid_lsn}) follows at offset {valid_offset}: refusing to guess; repair the log \
+         explicitly (ringraft wal repair) to cut it there and drop what follows"
+    )]
+    ValidAfterInvalid {
+        /// The segment.
+        path: PathBuf,
+        /// Offset of the invalid record.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+        /// Offset of the first valid record after it.
+        valid_offset: u64,
+        /// Its lsn.
+        valid_lsn: u64,
+    },
     /// Strict recovery found an invalid tail in the last segment (TolerateTornTail would cut it).
     #[error(
         "{path}: torn tail at byte offset {offset} (strict recovery refuses to cut it): {reason}"
@@ -137,8 +158,9 @@ pub enum Error {
         /// Live segments.
         segments: usize,
     },
-    /// An earlier sync failed; the kernel may have dropped the dirty pages, so the WAL refuses
-    /// further writes and waits. Reopen it to recover from what is on disk.
+    /// An earlier sync or record write failed; the kernel may have dropped the dirty pages, so
+    /// the WAL refuses further writes and waits, and durability never advances again. Stop
+    /// acknowledging; reopen to recover from what is on disk.
     #[error("WAL failed earlier and refuses further writes (reopen it): {0}")]
     Poisoned(String),
     /// The WAL was closed (dropped) before the awaited position became durable.

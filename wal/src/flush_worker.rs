@@ -3,8 +3,9 @@
 //! A worker sleeps on the request channel (flume, capacity = number of workers) with a timeout
 //! (`Batch`: `interval_ms`; `Immediate`: [`IDLE_WAKE_MS`] to notice shutdown), optionally
 //! spinning `worker_spin_us` first. On a request or a due timer it *claims* everything published
-//! so far (`appended`), msyncs every segment holding unsynced bytes up to that point, then
-//! advances `durable`, wakes the waiters and sends a [`crate::FlushReport`] back over flume. One
+//! so far (`appended`), writes out the staged records (`Pwrite` mode) and syncs every segment
+//! holding unsynced bytes up to that point (fdatasync through the worker's own file
+//! description, or msync), then advances `durable` in claim order (durability.rs), wakes the waiters and sends a [`crate::FlushReport`] back over flume. One
 //! sync thus covers every record, of every group, appended before it started; records appended
 //! while it runs are claimed by the next one (possibly on another worker, so syncs overlap).
 //! A failed sync poisons the WAL (see `Error::Poisoned`): after a failed msync/fsync the kernel
@@ -40,7 +41,7 @@ impl FlushWorkers {
             let rx = req_rx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("wal-flush-{i}"))
-                .spawn(move || run(&shared, &rx, spin_us))
+                .spawn(move || run(&shared, &rx, spin_us, i))
                 .map_err(|e| Error::io("spawn flush worker", "", e))?;
             handles.push(h);
         }
@@ -59,7 +60,7 @@ impl FlushWorkers {
     }
 }
 
-fn run(shared: &Shared, rx: &flume::Receiver<()>, spin_us: u64) {
+fn run(shared: &Shared, rx: &flume::Receiver<()>, spin_us: u64, worker: usize) {
     let timeout = match shared.policy {
         FlushPolicy::Immediate => Duration::from_millis(IDLE_WAKE_MS),
         FlushPolicy::Batch { interval_ms, .. } => Duration::from_millis(interval_ms),
@@ -79,7 +80,7 @@ fn run(shared: &Shared, rx: &flume::Receiver<()>, spin_us: u64) {
             Ok(()) | Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => return,
         }
-        if !shared.run_sync() {
+        if !shared.run_sync(worker) {
             return;
         }
     }

@@ -13,34 +13,50 @@
 //!   with others', so reads go through the index (a memory lookup), and a segment can be
 //!   deleted only when *no* group needs it any more (see purge below).
 //! * **Segments** ([`segment`]): preallocated fixed-size files (default 64 MiB), fallocated and
-//!   zero-filled so that writes never allocate blocks (no ENOSPC or SIGBUS on the map, no
-//!   extent conversion in the fsync), mapped shared read-write with memmap2. The file name is
-//!   the segment's sequence number (fixed before use); the header carries its first lsn. The
-//!   next segment is prepared, mapped and pre-faulted (MAP_POPULATE, then MADV_POPULATE_WRITE
-//!   to take every page's write fault) by the segment pool thread ([`segment_pool`]) before it
-//!   is needed, so an append never creates a file or takes a first-touch fault (a roll waits
-//!   only if the pool has not finished, counted in [`WalStats::roll_stalls`]); purged
-//!   segments are unmapped and unlinked on that thread too.
-//! * **Append** ([`Wal::append`]) copies the record into the map, publishes it with two atomic
-//!   stores and returns its lsn: no lock, no allocation on the hot path (apart from the index's
-//!   amortised VecDeque growth); the only syscall is an occasional futex wake of a flush worker
-//!   when a sync becomes due. Durability is asked for separately. (The kernel write-protects a
-//!   page again once msync cleaned it, so the first write to each page after a sync takes a
-//!   minor fault; that is inherent to msync-based durability; its cost is included in the
-//!   benchmark's per-record CPU figures.)
+//!   zero-filled when fresh so that writes never allocate blocks (no ENOSPC or SIGBUS, no
+//!   extent conversion in the fsync), and memory-mapped shared (read-only in the default write
+//!   mode) for reads: recovery scans and zero-copy entry reads. The file name is the segment's
+//!   sequence number (fixed before use); the header carries its first lsn. The next segment is
+//!   prepared and mapped by the segment pool thread ([`segment_pool`]) before it is needed, so
+//!   an append never creates, zero-fills or maps a file (a roll waits only if the pool has not
+//!   finished, counted in [`WalStats::roll_stalls`]). Purged segments are **recycled**: renamed
+//!   to `*.wal.free` and reused for a later segment (header zeroed, no fallocate, no zero-fill;
+//!   up to `recycle_segments` files kept, the rest unlinked), all on the pool thread.
+//! * **Write modes** ([`WriteMode`], `WalOptions::write_mode`), chosen by measurement
+//!   (`make bench-wal`: one 300-byte record made durable p50 ~80–90 µs with pwrite+fdatasync vs
+//!   ~260–290 µs through a map + msync on this ext4/virtio box; 3 writers ~145 vs ~620 µs):
+//!   - `Pwrite` (default): [`Wal::append`] encodes the record and copies it into an in-memory
+//!     *stage* (no syscall); the flush worker that syncs it writes the staged bytes with one
+//!     `pwritev` per segment run (followed by 48 zero bytes, the end marker that recycled files
+//!     need) and then `fdatasync`s. Reads go through the map: on Linux a `MAP_SHARED` map and
+//!     `pwrite` to the same file share the page cache, so the map shows every byte a completed
+//!     pwrite wrote. Reading an entry that is still staged first writes the stage out (on the
+//!     reading thread; a node reads fresh entries from its own memory, so this is rare).
+//!   - `Mmap`: `append` copies the record into a writable shared map; workers `msync` the dirty
+//!     range. (The kernel write-protects a page again once msync cleaned it, so the first write
+//!     to each page after a sync takes a fault, and the sync itself costs ~3× a fdatasync after
+//!     `pwrite` here.) Segments are never recycled in this mode.
+//!
+//!   Either way append publishes the record with two atomic stores and returns its lsn: no
+//!   lock held across I/O, no allocation on the hot path (apart from the index's amortised
+//!   VecDeque growth and stage chunks, which are reused); the only syscall is an occasional
+//!   futex wake of a flush worker when a sync becomes due. Durability is asked for separately.
 //! * **Flush workers** ([`flush_worker`]): `flush_workers` threads make records durable with
-//!   msync(MS_SYNC) of the dirty ranges, with group commit: a sync claims everything published
-//!   when it starts (all groups, all segments). [`FlushPolicy::Immediate`] requests a sync
+//!   group commit: a sync claims everything published when it starts (all groups, all
+//!   segments), writes out the stage and syncs. [`FlushPolicy::Immediate`] requests a sync
 //!   whenever records wait and none is queued; [`FlushPolicy::Batch`] when `threshold` records
-//!   wait or `interval_ms` passed. Results come back over flume ([`Wal::flush_reports`]) and
-//!   through the durable lsn.
+//!   wait or `interval_ms` passed. Syncs may overlap on several workers, but durability advances
+//!   in claim order only, and each worker syncs through its own file description, so a failed
+//!   sync can never be masked by a concurrent successful one ([`durability`]). Results come back
+//!   over flume ([`Wal::flush_reports`]) and through the durable lsn.
 //! * **Waiting without blocking the executor** ([`durability`]): [`Wal::durable_lsn`] /
 //!   [`Wal::durable_index`] can be read at any time; [`Wal::wait_durable`] returns a future any
 //!   executor (glommio included) can poll — its waker is woken from the worker thread;
 //!   [`Durability::wait_blocking`] serves plain threads.
-//! * **Backpressure**: when `max_buffered_entries` records are appended but not durable, append
-//!   returns [`Error::Backpressure`] without writing anything (and requests a sync); the caller
-//!   awaits durability and retries. Memory never grows past the bound.
+//! * **Backpressure**: when `max_buffered_entries` records are appended but not durable, or the
+//!   stage holds `max_staged_bytes`, append returns [`Error::Backpressure`] without writing
+//!   anything (and requests a sync); the caller awaits durability and retries. Memory never
+//!   grows past the bounds.
 //! * **Raft operations**: reads by index range are zero-copy slices borrowing the `Wal`
 //!   ([`Wal::entries`], CRC-checked as read); [`Wal::term`], [`Wal::first_index`],
 //!   [`Wal::last_index`] come from memory. [`Wal::truncate`] appends a Truncate record (the
@@ -53,16 +69,27 @@
 //!   last index: a Checkpoint record) at the start of the new segment, so deleting old segments
 //!   never loses them, and a replay that starts there knows which entries lived before it (they
 //!   must all be removed by later Truncate/Purge records, else recovery reports corruption).
-//! * **Recovery** ([`recovery`]): scan, verify every CRC, cut a torn tail of the last segment
-//!   ([`RecoveryMode::TolerateTornTail`]) or refuse it ([`RecoveryMode::Strict`]); invalid data
-//!   in a sealed segment is an error naming file and offset. Soundness: the header of segment
-//!   n+1 is written only after segment n is fully durable, so only the last segment can hold
-//!   bytes that were never synced.
+//! * **Recovery never guesses** ([`recovery`]): scan, verify every CRC; an invalid record at the
+//!   end of the last segment with nothing valid after it is a torn tail, cut
+//!   ([`RecoveryMode::TolerateTornTail`]) or refused ([`RecoveryMode::Strict`]); invalid data in
+//!   a sealed segment, or an invalid record followed by a valid one anywhere
+//!   ([`Error::ValidAfterInvalid`]), makes open refuse with file and offset. The way forward is
+//!   explicit: [`Wal::repair`] cuts at the first invalid record and reports every record and
+//!   segment it drops ([`RepairReport`]). Every open returns a [`RecoveryReport`]
+//!   ([`Wal::recovery_report`], `Display` for the log). Old records left in a recycled file
+//!   carry lsns below the segment's first lsn and are never taken for new ones. Soundness: the
+//!   header of segment n+1 is written only after segment n is fully durable, so only the last
+//!   segment can hold bytes that were never synced. Every number read from disk is checked
+//!   before use (typed errors, no panic; a fuzz test flips bytes and forges fields).
 //! * **Errors** ([`error`]): ENOSPC surfaces when a segment is prepared (fallocate), is returned
 //!   by the append that needed the segment with nothing written, and the next roll retries, so
-//!   writing resumes once space is freed. A failed sync poisons the log ([`Error::Poisoned`]):
-//!   after a failed fsync the kernel may have dropped the dirty pages, so the only safe way on is
-//!   to reopen and recover from the disk.
+//!   writing resumes once space is freed. A failed sync or record write poisons the log
+//!   ([`Error::Poisoned`]): every later append, sync and wait fails, and durability never
+//!   advances again (after a failed fsync the kernel may have dropped the dirty pages, so the
+//!   only safe way on is to stop acknowledging, reopen and recover from the disk).
+//! * **Fault injection** ([`fault`]): failing syncs, short writes and ENOSPC on writes or
+//!   segment preparation, only through an explicit `WalOptions::fault` (a spec string, e.g.
+//!   from `RINGRAFT_WAL_FAULT` when the node is told to read it); never on by default.
 //! * **Close**: dropping a [`Wal`] syncs what was appended (bounded wait), stops the threads and
 //!   releases the directory lock; [`Wal::close`] does the same and reports a failed sync. A
 //!   process that dies keeps what was durable (and possibly more).
@@ -88,8 +115,9 @@
 //!     60     4  crc32          over bytes 0..60
 //! ```
 //!
-//! An all-zero header is a spare (prepared, holds nothing durable). Records follow from byte
-//! 64, back to back, each padded to a multiple of 8:
+//! An all-zero header is a spare (prepared, holds nothing durable). A recycled spare keeps its
+//! old records after the zeroed header. Records follow from byte 64, back to back, each padded
+//! to a multiple of 8:
 //!
 //! ```text
 //! offset  size  field
@@ -108,10 +136,15 @@
 //!   48+n     p  zero padding to a multiple of 8
 //! ```
 //!
-//! A record position whose 48 header bytes are all zero ends the segment's records.
+//! A record position whose 48 header bytes are all zero ends the segment's records (the writer
+//! leaves 48 zero bytes after its last record, so this holds in recycled files too). A record
+//! belongs to the segment only if its lsn is the next one expected (at least the header's
+//! `first_lsn`).
 //!
 //! # Bounds
-//! Records not yet durable: `max_buffered_entries`. Live segments: `max_segments` (the in-memory
+//! Records not yet durable: `max_buffered_entries`. Staged bytes not yet written:
+//! `max_staged_bytes` (plus at most one roll checkpoint). Recycled files: `recycle_segments`.
+//! Live segments: `max_segments` (the in-memory
 //! index holds 40 bytes per live entry, so it is bounded by the retained log). Waiters:
 //! `max_waiters`. Flush requests: a channel of `flush_workers` slots. Flush reports: a channel of
 //! [`options::FLUSH_REPORT_CAPACITY`] (full = newer reports dropped; they are cumulative).
@@ -121,7 +154,8 @@
 //! `options.rs` (limits), `error.rs`, `record.rs` (record format), `segment.rs` (files, header,
 //! map), `segment_pool.rs` (preparer/deleter thread), `flush_worker.rs` (sync threads),
 //! `durability.rs` (durable position, waiters), `group_index.rs` (per-group index),
-//! `hard_state.rs`, `recovery.rs`, `fault.rs` (fault injection for tests), `log.rs` ([`Wal`]).
+//! `hard_state.rs`, `recovery.rs` (recovery and repair), `fault.rs` (fault injection),
+//! `log.rs` ([`Wal`]).
 
 pub mod durability;
 pub mod error;
@@ -141,5 +175,5 @@ pub use error::{Error, Result};
 pub use fault::FaultInjector;
 pub use hard_state::HardState;
 pub use log::{Entries, Entry, Wal, MAX_INDEX};
-pub use options::{FlushPolicy, RecoveryMode, WalOptions};
-pub use recovery::RecoveryReport;
+pub use options::{FlushPolicy, RecoveryMode, WalOptions, WriteMode};
+pub use recovery::{RecoveryReport, RepairReport};

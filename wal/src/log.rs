@@ -1,10 +1,11 @@
 //! [`Wal`]: the shared write-ahead log of one core — the append path, the per-group reads,
 //! truncation, purge, hard state, and the durability API. Owned by one thread (the core's
 //! executor); `&mut self` methods never block on I/O except where documented (a roll whose next
-//! segment is not prepared yet). Flush workers and the segment pool run on their own threads.
+//! segment is not prepared yet); `&self` reads of entries still staged write the stage out
+//! first (`Pwrite` mode). Flush workers and the segment pool run on their own threads.
 //!
-//! Invariants: records are written in lsn order, each fully copied into the map before it is
-//! published; a published byte is never written again while its segment lives; a segment is
+//! Invariants: records are written in lsn order, each fully staged (`Pwrite`) or copied into
+//! the map (`Mmap`) before it is published; a published byte is never written again while its segment lives; a segment is
 //! deleted only when no group needs it, every purge record is durable, and the checkpoint at
 //! the start of the first kept segment is durable.
 
@@ -19,13 +20,13 @@ use crate::error::{Error, Result};
 use crate::flush_worker::FlushWorkers;
 use crate::group_index::{EntryLoc, GroupIndex};
 use crate::hard_state::{HardState, HARD_STATE_BYTES};
-use crate::options::{WalOptions, FLUSH_REPORT_CAPACITY};
+use crate::options::{WalOptions, WriteMode, FLUSH_REPORT_CAPACITY};
 use crate::record::{
     decode, encode_header, record_bytes, Decoded, RecordHeader, RecordKind,
     CHECKPOINT_PAYLOAD_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
 };
-use crate::recovery::{recover, RecoveryReport};
-use crate::segment::{Segment, SEGMENT_HEADER_BYTES};
+use crate::recovery::{recover, RecoveryReport, RepairReport};
+use crate::segment::{SegConfig, Segment, SEGMENT_HEADER_BYTES};
 use crate::segment_pool::SegmentPool;
 
 /// Largest Raft index accepted (keeps index arithmetic far from overflow).
@@ -90,6 +91,17 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+fn seg_config(opts: &WalOptions) -> SegConfig {
+    SegConfig {
+        bytes: opts.segment_bytes,
+        mode: opts.write_mode,
+        prefault: opts.prefault,
+        workers: opts.flush_workers,
+        open_sync_files: true,
+        fault: opts.fault.clone(),
+    }
+}
+
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let f = OpenOptions::new()
@@ -127,7 +139,8 @@ impl Wal {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = lock_dir(&dir)?;
-        let rec = recover(&dir, &opts)?;
+        let cfg = seg_config(&opts);
+        let rec = recover(&dir, &opts, &cfg)?;
         let mut segments: VecDeque<SegMeta> = rec
             .segments
             .into_iter()
@@ -141,16 +154,10 @@ impl Wal {
             .collect();
         let mut next_lsn = rec.next_lsn;
         if segments.is_empty() {
-            let seg = Segment::prepare(
-                &dir,
-                1,
-                opts.segment_bytes,
-                opts.prefault,
-                opts.fault.clone(),
-            )?;
+            let seg = Segment::prepare(&dir, 1, &cfg)?;
             seg.activate(1, opts.owner_id);
-            seg.ensure_header();
-            seg.sync()?;
+            seg.ensure_header()?;
+            seg.sync(0)?;
             next_lsn = 1;
             segments.push_back(SegMeta {
                 seg: Arc::new(seg),
@@ -161,6 +168,8 @@ impl Wal {
         let (report_tx, report_rx) = flume::bounded(FLUSH_REPORT_CAPACITY);
         let shared = Arc::new(Shared::new(
             opts.flush_policy,
+            opts.write_mode,
+            opts.max_staged_bytes,
             opts.max_waiters,
             opts.wait_spin_us,
             next_lsn - 1,
@@ -178,13 +187,11 @@ impl Wal {
             req_rx,
             opts.worker_spin_us,
         )?;
-        let mut pool = SegmentPool::spawn(
-            dir.clone(),
-            opts.segment_bytes,
-            opts.prefault,
-            opts.fault.clone(),
-            shared.clone(),
-        )?;
+        let recycle = match opts.write_mode {
+            WriteMode::Pwrite => opts.recycle_segments,
+            WriteMode::Mmap => 0,
+        };
+        let mut pool = SegmentPool::spawn(dir.clone(), cfg, recycle, shared.clone())?;
         pool.request(active.seq + 1)?;
         Ok(Wal {
             dir,
@@ -205,12 +212,26 @@ impl Wal {
         })
     }
 
+    /// Repairs the log in `dir` without opening it: cuts it at the first invalid record (in
+    /// any segment), drops every record after it (zeroing valid ones that follow in that
+    /// segment, deleting later segments) and returns a report saying exactly what was
+    /// dropped. A log that needs no repair is left unchanged. This is the documented way
+    /// forward after [`Error::ValidAfterInvalid`] or a corrupt sealed segment; it may drop
+    /// acknowledged records, so it is never done implicitly.
+    pub fn repair(dir: impl AsRef<Path>, opts: &WalOptions) -> Result<RepairReport> {
+        opts.validate()?;
+        let dir = dir.as_ref();
+        let _lock = lock_dir(dir)?;
+        crate::recovery::repair(dir, opts, &seg_config(opts))
+    }
+
     // ----- writes -------------------------------------------------------------------------
 
-    /// Appends the entry `index` (which must be the group's last index + 1) of `group`. Copies
-    /// it into the map and returns its lsn at once; durability is asked for separately
-    /// ([`Wal::wait_durable`]). Fails with [`Error::Backpressure`] (nothing written) when
-    /// `max_buffered_entries` records are not yet durable.
+    /// Appends the entry `index` (which must be the group's last index + 1) of `group`. Stages
+    /// it (or, in `Mmap` mode, copies it into the map) and returns its lsn at once; durability
+    /// is asked for separately ([`Wal::wait_durable`]). Fails with [`Error::Backpressure`]
+    /// (nothing written) when `max_buffered_entries` records are not yet durable or the stage
+    /// is full, and with [`Error::Poisoned`] after any failed sync or write.
     pub fn append(&mut self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
         self.check_writable()?;
         if payload.len() > self.opts.max_payload_bytes {
@@ -227,7 +248,7 @@ impl Wal {
                 expected,
             });
         }
-        self.check_backpressure()?;
+        self.check_backpressure(payload.len())?;
         let (seq, off, lsn) = self.write_record(
             RecordHeader {
                 lsn: 0,
@@ -269,7 +290,7 @@ impl Wal {
         if from_index > g.last_index() {
             return Ok(self.last_lsn());
         }
-        self.check_backpressure()?;
+        self.check_backpressure(0)?;
         let (_, _, lsn) = self.write_record(
             RecordHeader {
                 lsn: 0,
@@ -306,7 +327,7 @@ impl Wal {
             self.reclaim()?;
             return Ok(self.last_lsn());
         }
-        self.check_backpressure()?;
+        self.check_backpressure(0)?;
         let (_, _, lsn) = self.write_record(
             RecordHeader {
                 lsn: 0,
@@ -326,7 +347,7 @@ impl Wal {
     /// Stores the hard state of `group` (one CRC'd record: atomic, never torn). Returns its lsn.
     pub fn set_hard_state(&mut self, group: u64, hs: HardState) -> Result<Lsn> {
         self.check_writable()?;
-        self.check_backpressure()?;
+        self.check_backpressure(HARD_STATE_BYTES)?;
         let (_, _, lsn) = self.write_record(
             RecordHeader {
                 lsn: 0,
@@ -404,9 +425,12 @@ impl Wal {
         }
     }
 
-    fn check_backpressure(&self) -> Result<()> {
+    fn check_backpressure(&self, payload_len: usize) -> Result<()> {
         let buffered = (self.next_lsn - 1).saturating_sub(self.shared.durable());
-        if buffered >= self.opts.max_buffered_entries {
+        if buffered >= self.opts.max_buffered_entries
+            || (self.opts.write_mode == WriteMode::Pwrite
+                && !self.shared.stage_room(record_bytes(payload_len)))
+        {
             self.shared.maybe_request(true);
             return Err(Error::Backpressure {
                 buffered,
@@ -441,7 +465,11 @@ impl Wal {
         let hdr = encode_header(&h, payload);
         let off = self.active_off;
         let seg = self.active();
-        seg.write_parts(off, &[&hdr, payload, &ZERO_PAD[..pad]]);
+        let parts: [&[u8]; 3] = [&hdr, payload, &ZERO_PAD[..pad]];
+        match self.opts.write_mode {
+            WriteMode::Mmap => seg.write_parts(off, &parts),
+            WriteMode::Pwrite => self.shared.stage(seg, off, &parts),
+        }
         seg.publish(off + need);
         let seq = seg.seq;
         self.active_off = off + need;
@@ -613,6 +641,13 @@ impl Wal {
         };
         let off = loc.offset as usize;
         let total = record_bytes(loc.len as usize);
+        if off + total > m.seg.pwritten() {
+            // Still staged (appended, not yet written by a flush worker): write it out now.
+            if let Err(e) = self.shared.drain() {
+                self.shared.poison(&e, None);
+                return Err(e);
+            }
+        }
         let bytes = m.seg.bytes(off, total);
         let corrupt = |reason: String| Error::Corrupt {
             path: m.seg.path.clone(),
@@ -648,7 +683,7 @@ impl Wal {
 
     // ----- durability ---------------------------------------------------------------------
 
-    /// Highest lsn written into the map.
+    /// Highest lsn appended (staged or in the map; not necessarily durable).
     pub fn last_lsn(&self) -> Lsn {
         self.next_lsn - 1
     }

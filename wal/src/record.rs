@@ -153,7 +153,10 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 /// Decodes and verifies the record at `off` in `buf` (a whole segment), which must carry
 /// `expected_lsn`.
 pub fn decode(buf: &[u8], off: usize, expected_lsn: u64) -> Decoded {
-    if off + RECORD_HEADER_BYTES > buf.len() {
+    if off
+        .checked_add(RECORD_HEADER_BYTES)
+        .is_none_or(|end| end > buf.len())
+    {
         // Not even a header fits: the segment is full.
         return Decoded::End;
     }
@@ -210,6 +213,30 @@ pub fn decode(buf: &[u8], off: usize, expected_lsn: u64) -> Decoded {
         payload_len,
         total,
     }
+}
+
+/// Looks for a valid record at any 8-byte-aligned offset after `from` (exclusive) whose lsn is
+/// at least `min_lsn` (a record of the current incarnation of the segment that would come
+/// later in the log); returns its offset, lsn and total length. Old records left in a recycled
+/// segment carry lower lsns and are not counted. Cost: one cheap field check per 8 bytes, a crc
+/// only where the lsn field is plausible.
+pub fn find_valid_after(buf: &[u8], from: usize, min_lsn: u64) -> Option<(usize, u64, usize)> {
+    // An lsn more than this far ahead cannot belong to a record of this segment (each record
+    // is at least one header long), so it is not worth a crc.
+    let max_ahead = (buf.len() / RECORD_HEADER_BYTES) as u64;
+    let max_lsn = min_lsn.saturating_add(max_ahead);
+    let mut off = from.checked_add(RECORD_ALIGN_BYTES)?;
+    off -= off % RECORD_ALIGN_BYTES;
+    while off.checked_add(RECORD_HEADER_BYTES)? <= buf.len() {
+        let lsn = u64_at(buf, off + 8);
+        if lsn >= min_lsn && lsn <= max_lsn {
+            if let Decoded::Record { total, .. } = decode(buf, off, lsn) {
+                return Some((off, lsn, total));
+            }
+        }
+        off += RECORD_ALIGN_BYTES;
+    }
+    None
 }
 
 #[cfg(test)]

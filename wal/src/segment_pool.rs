@@ -2,13 +2,15 @@
 //! ones, so the append path never creates, zero-fills, maps, pre-faults or unlinks a file.
 //!
 //! The owner asks for segment `seq` ahead of time (`SegmentPool::request`); the thread
-//! prepares it (segment.rs: fallocate, zero-fill, fdatasync, rename, directory fsync, mmap with
-//! MAP_POPULATE) and hands it back over a flume channel of capacity [`READY_CAPACITY`]. A roll
+//! prepares it — recycling a purged segment file when it keeps one (zero the header, fdatasync,
+//! rename: no fallocate, no zero-fill), else a fresh file (fallocate, zero-fill, fdatasync,
+//! rename, directory fsync) — maps it with MAP_POPULATE and hands it back over a flume channel of capacity [`READY_CAPACITY`]. A roll
 //! takes it with `try_recv`; only if preparation has not finished does the roll wait for it
 //! (counted in `WalStats::roll_stalls`). A failed preparation (ENOSPC, ...) comes back as the
-//! error; the next roll asks again, so writing resumes once space is freed. Deletion unlinks
-//! each purged segment and fsyncs the directory before the next one, oldest first, so a crash
-//! never leaves a hole in the sequence.
+//! error; the next roll asks again, so writing resumes once space is freed. A purged segment
+//! is renamed to `{seq}.wal.free` (kept for reuse, up to `recycle` files; recovery leaves
+//! them alone and the pool picks them up again on open) or unlinked, and the directory fsynced
+//! before the next one, oldest first, so a crash never leaves a hole in the sequence.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -17,8 +19,7 @@ use std::thread::JoinHandle;
 
 use crate::durability::Shared;
 use crate::error::{Error, Result};
-use crate::fault::FaultInjector;
-use crate::segment::{sync_dir, Segment};
+use crate::segment::{free_path, sync_dir, SegConfig, Segment, FREE_EXT, SEGMENT_EXT};
 
 /// Prepared segments waiting to be taken.
 pub const READY_CAPACITY: usize = 1;
@@ -41,31 +42,46 @@ pub(crate) struct SegmentPool {
 impl SegmentPool {
     pub fn spawn(
         dir: PathBuf,
-        segment_bytes: usize,
-        prefault: bool,
-        fault: Option<Arc<FaultInjector>>,
+        cfg: SegConfig,
+        recycle: usize,
         shared: Arc<Shared>,
     ) -> Result<SegmentPool> {
         let (cmd_tx, cmd_rx) = flume::bounded::<Command>(COMMAND_CAPACITY);
         let (ready_tx, ready_rx) = flume::bounded(READY_CAPACITY);
+        let mut free = list_free(&dir)?;
+        // Keep no more than allowed (e.g. after `recycle_segments` was lowered).
+        while free.len() > recycle {
+            if let Some(p) = free.pop() {
+                std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("wal-segment-pool".into())
             .spawn(move || {
                 for cmd in cmd_rx.iter() {
                     match cmd {
                         Command::Prepare(seq) => {
-                            let r =
-                                Segment::prepare(&dir, seq, segment_bytes, prefault, fault.clone());
+                            let r = prepare(&dir, seq, &cfg, &mut free, &shared);
                             if ready_tx.send(r).is_err() {
                                 return;
                             }
                         }
                         Command::Delete(seg) => {
-                            let path = seg.path.clone();
+                            let (path, seq) = (seg.path.clone(), seg.seq);
                             drop(seg);
-                            // A failed unlink leaves an obsolete but consistent segment behind;
-                            // recovery replays it harmlessly, so it is not fatal.
-                            if std::fs::remove_file(&path).is_ok() && sync_dir(&dir).is_ok() {
+                            // A failed unlink or rename leaves an obsolete but consistent
+                            // segment behind; recovery replays it harmlessly, so it is not fatal.
+                            let done = if free.len() < recycle {
+                                let to = free_path(&dir, seq);
+                                let ok = std::fs::rename(&path, &to).is_ok();
+                                if ok {
+                                    free.push(to);
+                                }
+                                ok
+                            } else {
+                                std::fs::remove_file(&path).is_ok()
+                            };
+                            if done && sync_dir(&dir).is_ok() {
                                 shared.segments_deleted.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -136,6 +152,42 @@ impl SegmentPool {
             None => Err(Error::Closed),
         }
     }
+}
+
+/// Purged segment files kept for reuse (`*.wal.free`).
+fn list_free(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let suffix = format!(".{SEGMENT_EXT}.{FREE_EXT}");
+    let mut v = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        if ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(&suffix))
+        {
+            v.push(ent.path());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Prepares segment `seq`: from a recycled file when one is kept, else fresh.
+fn prepare(
+    dir: &std::path::Path,
+    seq: u64,
+    cfg: &SegConfig,
+    free: &mut Vec<PathBuf>,
+    shared: &Shared,
+) -> Result<Segment> {
+    while let Some(p) = free.pop() {
+        if let Some(seg) = Segment::recycle(dir, &p, seq, cfg)? {
+            shared.segments_recycled.fetch_add(1, Ordering::Relaxed);
+            return Ok(seg);
+        }
+    }
+    Segment::prepare(dir, seq, cfg)
 }
 
 impl Drop for SegmentPool {

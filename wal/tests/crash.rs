@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{payload, Rng};
-use ringraft_wal::{FlushPolicy, HardState, Wal, WalOptions};
+use ringraft_wal::{FlushPolicy, HardState, Wal, WalOptions, WriteMode};
 
 const CHILD_ENV: &str = "RINGRAFT_WAL_CRASH_CHILD";
+const CHILD_MODE_ENV: &str = "RINGRAFT_WAL_CRASH_CHILD_MODE";
 const GROUPS: u64 = 4;
 /// A child never runs longer than this, even if nobody kills it.
 const CHILD_MAX_SECS: u64 = 20;
@@ -45,7 +46,17 @@ struct Reported {
 
 fn child(dir: &str) {
     let start = Instant::now();
-    let mut wal = Wal::open(dir, opts()).expect("child open");
+    // Every third round writes in mmap mode: both write modes share one on-disk format, so
+    // the same log is continued in either (a segment recycled by one, written by the other).
+    let mode = match std::env::var(CHILD_MODE_ENV).as_deref() {
+        Ok("mmap") => WriteMode::Mmap,
+        _ => WriteMode::Pwrite,
+    };
+    let o = WalOptions {
+        write_mode: mode,
+        ..opts()
+    };
+    let mut wal = Wal::open(dir, o).expect("child open");
     let seed: u64 = std::env::var("RINGRAFT_WAL_CHILD_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -183,6 +194,10 @@ fn sigkill_at_random_moments_keeps_every_reported_durable_index() {
             ])
             .env(CHILD_ENV, dir.path())
             .env("RINGRAFT_WAL_CHILD_SEED", rng.next().to_string())
+            .env(
+                CHILD_MODE_ENV,
+                if round % 3 == 2 { "mmap" } else { "pwrite" },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

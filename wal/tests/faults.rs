@@ -69,7 +69,7 @@ fn failed_sync_poisons_and_reopen_recovers_durable_data() {
     let lsn = wal.append(1, 11, 1, &payload(1, 11, 1, 50)).unwrap();
     wal.flush();
     match wal.durability().wait_blocking(lsn) {
-        Err(Error::Poisoned(reason)) => assert!(reason.contains("msync"), "{reason}"),
+        Err(Error::Poisoned(reason)) => assert!(reason.contains("sync"), "{reason}"),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(matches!(
@@ -145,6 +145,131 @@ fn real_enospc_on_a_full_tmpfs_then_resume_after_freeing_space() {
         assert_eq!(
             wal.entry(1, k).unwrap().payload,
             payload(1, k, 1, 500).as_slice()
+        );
+    }
+}
+
+/// Two flush workers: a sync fails (slowly) while a later one, on the other worker, succeeds.
+/// The later success must not make anything durable past the failed sync's data: waiting for
+/// it reports the poison, and `durable_lsn` never reaches the failed sync's records.
+#[test]
+fn a_failed_sync_is_never_masked_by_a_concurrent_successful_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = Arc::new(FaultInjector::new());
+    let mut opts = small_opts(64 * 1024);
+    opts.flush_workers = 2;
+    opts.fault = Some(fault.clone());
+    let mut wal = Wal::open(dir.path(), opts).unwrap();
+    for i in 1..=5 {
+        wal.append(1, i, 1, &payload(1, i, 1, 40)).unwrap();
+    }
+    wal.sync().unwrap();
+    let durable_before = wal.durable_lsn();
+    fault.delay_failing_syncs_ms(300);
+    fault.fail_syncs_eio(1);
+    let l1 = wal.append(1, 6, 1, &payload(1, 6, 1, 40)).unwrap();
+    wal.flush();
+    // The first worker is now inside its (failing, delayed) sync; the second takes the next.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let l2 = wal.append(1, 7, 1, &payload(1, 7, 1, 40)).unwrap();
+    wal.flush();
+    match wal.durability().wait_blocking(l2) {
+        Err(Error::Poisoned(_)) => {}
+        other => panic!("a sync after a failed one made lsn {l2} durable: {other:?}"),
+    }
+    assert!(
+        wal.durable_lsn() < l1,
+        "durable {} reached the failed sync's lsn {l1}",
+        wal.durable_lsn()
+    );
+    assert_eq!(wal.durable_lsn(), durable_before);
+    assert_eq!(wal.stats().syncs_failed, 1);
+    drop(wal);
+    let wal = Wal::open(dir.path(), small_opts(64 * 1024)).unwrap();
+    for k in 1..=5 {
+        assert_eq!(
+            wal.entry(1, k).unwrap().payload,
+            payload(1, k, 1, 40).as_slice()
+        );
+    }
+}
+
+/// With a fault plan (as the node and the chaos suite enable it), after the first failed sync,
+/// short write or ENOSPC on a write: no append, hard state or sync succeeds any more,
+/// durability never moves again, and every record acknowledged durable before the error is
+/// intact after reopening.
+#[test]
+fn after_a_write_or_sync_error_nothing_is_acknowledged_and_acknowledged_records_survive() {
+    for spec in [
+        "fsync_fail_after=37",
+        "short_write_after=23",
+        "enospc_after=11",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = small_opts(16 * 1024);
+        opts.flush_workers = 2;
+        opts.fault = Some(Arc::new(FaultInjector::from_spec(spec).unwrap()));
+        let mut wal = Wal::open(dir.path(), opts).unwrap();
+        let mut acked = 0u64;
+        let mut i = 1u64;
+        let err = loop {
+            assert!(i < 10_000, "{spec}: the fault never fired");
+            let n = 1 + i % 3;
+            let mut last = 0;
+            let mut failed = None;
+            for _ in 0..n {
+                match wal.append(1, i, 1, &payload(1, i, 1, 90)) {
+                    Ok(l) => {
+                        last = l;
+                        i += 1;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break e;
+            }
+            wal.flush();
+            match wal.durability().wait_blocking(last) {
+                Ok(()) => acked = i - 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::Poisoned(_)), "{spec}: {err}");
+        let durable = wal.durable_lsn();
+        for _ in 0..3 {
+            let next = wal.last_index(1) + 1;
+            assert!(matches!(
+                wal.append(1, next, 1, b"x"),
+                Err(Error::Poisoned(_))
+            ));
+            assert!(matches!(
+                wal.set_hard_state(1, ringraft_wal::HardState::default()),
+                Err(Error::Poisoned(_))
+            ));
+            assert!(matches!(wal.sync(), Err(Error::Poisoned(_))));
+            assert_eq!(wal.durable_lsn(), durable, "{spec}: durability moved");
+        }
+        drop(wal);
+        let wal = Wal::open(dir.path(), small_opts(16 * 1024)).unwrap();
+        assert!(
+            wal.last_index(1) >= acked,
+            "{spec}: lost acknowledged records"
+        );
+        for k in 1..=acked {
+            assert_eq!(
+                wal.entry(1, k).unwrap().payload,
+                payload(1, k, 1, 90).as_slice(),
+                "{spec}: entry {k}"
+            );
+        }
+        eprintln!(
+            "{spec}: {acked} acknowledged, {} recovered; {}",
+            wal.last_index(1),
+            wal.recovery_report()
         );
     }
 }

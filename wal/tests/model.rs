@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use ringraft_wal::{HardState, Wal, WalOptions};
+use ringraft_wal::{HardState, Wal, WalOptions, WriteMode};
 
 const GROUPS: u64 = 3;
 
@@ -59,8 +59,11 @@ impl Group {
     }
 }
 
-fn opts() -> WalOptions {
-    common::small_opts(8 * 1024)
+fn opts(mode: WriteMode) -> WalOptions {
+    WalOptions {
+        write_mode: mode,
+        ..common::small_opts(8 * 1024)
+    }
 }
 
 fn check(wal: &Wal, model: &BTreeMap<u64, Group>) -> Result<(), TestCaseError> {
@@ -83,13 +86,13 @@ fn check(wal: &Wal, model: &BTreeMap<u64, Group>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, mode: WriteMode) -> Result<(), TestCaseError> {
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         tempfile::tempdir_in("/dev/shm").unwrap()
     } else {
         tempfile::tempdir().unwrap()
     };
-    let mut wal = Wal::open(dir.path(), opts()).unwrap();
+    let mut wal = Wal::open(dir.path(), opts(mode)).unwrap();
     let mut model: BTreeMap<u64, Group> = BTreeMap::new();
     for (step, op) in ops.into_iter().enumerate() {
         let shown = format!("{op:?}");
@@ -164,7 +167,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     wal.sync().map_err(|e| TestCaseError::fail(e.to_string()))?;
                 }
                 drop(wal);
-                wal = Wal::open(dir.path(), opts())
+                wal = Wal::open(dir.path(), opts(mode))
                     .map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
                 // Everything found on open is synced first, so all of it is durable.
                 prop_assert_eq!(wal.durable_lsn(), wal.last_lsn());
@@ -184,6 +187,11 @@ proptest! {
 
     #[test]
     fn wal_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops)?;
+        run(ops, WriteMode::Pwrite)?;
+    }
+
+    #[test]
+    fn wal_matches_model_in_mmap_mode(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops, WriteMode::Mmap)?;
     }
 }

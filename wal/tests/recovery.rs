@@ -50,6 +50,11 @@ fn check_prefix(wal: &Wal, keep: u64) {
     }
 }
 
+/// A flipped bit in the last record (or just past it) is a torn tail: cut, reported, and the
+/// cut is permanent. A flipped bit in any earlier record is followed by valid records, which
+/// may have been acknowledged: opening refuses in both modes, naming the file, the bad record
+/// and the valid one after it, and nothing is dropped until `Wal::repair` is called, which
+/// reports exactly the records it drops.
 #[test]
 fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
     let seed = common::seed(0xB17F_11B5);
@@ -60,9 +65,13 @@ fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
     let path = segment_path(dir.path(), 1);
     let pristine = std::fs::read(&path).unwrap();
     for round in 0..40 {
-        // Mostly inside the records, sometimes just past the end.
-        let off =
-            SEGMENT_HEADER_BYTES + rng.below((end + 64 - SEGMENT_HEADER_BYTES) as u64) as usize;
+        // Mostly inside the records, sometimes just past the end; every fourth round in the
+        // last record.
+        let off = if round % 4 == 3 {
+            offs[N as usize - 1] + rng.below((end - offs[N as usize - 1]) as u64) as usize
+        } else {
+            SEGMENT_HEADER_BYTES + rng.below((end + 64 - SEGMENT_HEADER_BYTES) as u64) as usize
+        };
         let bit = rng.below(8) as u8;
         let mut bytes = pristine.clone();
         bytes[off] ^= 1 << bit;
@@ -71,6 +80,35 @@ fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
         let k = offs.iter().rposition(|&o| o <= off).unwrap();
         let damaged_start = offs[k];
         let keep = k as u64;
+        if (k as u64) + 1 < N {
+            for mode in [RecoveryMode::Strict, RecoveryMode::TolerateTornTail] {
+                match Wal::open(dir.path(), opts(mode)) {
+                    Err(Error::ValidAfterInvalid {
+                        path: p,
+                        offset,
+                        valid_offset,
+                        valid_lsn,
+                        ..
+                    }) => {
+                        assert_eq!(p, path);
+                        assert_eq!(offset as usize, damaged_start, "round {round} seed {seed}");
+                        assert_eq!(valid_offset as usize, offs[k + 1]);
+                        assert_eq!(valid_lsn, keep + 2);
+                    }
+                    other => panic!("round {round} seed {seed}: {mode:?} open gave {other:?}"),
+                }
+            }
+            // Refusing changed nothing on disk.
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+            let rep = Wal::repair(dir.path(), &opts(RecoveryMode::Strict)).unwrap();
+            assert_eq!(rep.cut, Some((path.clone(), damaged_start as u64)));
+            assert_eq!(rep.first_dropped_lsn, Some(keep + 1));
+            assert_eq!(rep.dropped_records.len() as u64, N - keep - 1, "{rep}");
+            assert_eq!(rep.dropped_records[0], (offs[k + 1] as u64, keep + 2));
+            let wal = Wal::open(dir.path(), opts(RecoveryMode::Strict)).unwrap();
+            check_prefix(&wal, keep);
+            continue;
+        }
         match Wal::open(dir.path(), opts(RecoveryMode::Strict)) {
             Err(Error::TornTail {
                 path: p, offset, ..
@@ -86,6 +124,7 @@ fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
             wal.recovery_report().torn_tail,
             Some((path.clone(), damaged_start as u64))
         );
+        assert!(wal.recovery_report().to_string().contains("torn tail cut"));
         drop(wal);
         // The cut is permanent and clean: a strict reopen now succeeds with the same prefix.
         let wal = Wal::open(dir.path(), opts(RecoveryMode::Strict)).unwrap();
@@ -162,7 +201,7 @@ fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
             ..small_opts(8 * 1024)
         };
         match Wal::open(dir.path(), o) {
-            Err(e @ Error::Corrupt { .. }) => {
+            Err(e @ (Error::Corrupt { .. } | Error::ValidAfterInvalid { .. })) => {
                 let msg = e.to_string();
                 assert!(msg.contains(&segs[0].display().to_string()), "{msg}");
                 assert!(msg.contains(&format!("offset {at}")), "{msg}");
@@ -170,6 +209,31 @@ fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
+    // The documented way forward: repair cuts segment 1 at the bad record, drops the records
+    // after it and every later segment, and says so; the log then opens with the prefix.
+    let rep = Wal::repair(dir.path(), &small_opts(8 * 1024)).unwrap();
+    assert_eq!(rep.cut, Some((segs[0].clone(), at as u64)));
+    assert_eq!(rep.first_dropped_lsn, Some(2));
+    assert_eq!(rep.dropped_segments, segs[1..].to_vec(), "{rep}");
+    assert!(!rep.dropped_records.is_empty(), "{rep}");
+    assert!(
+        rep.to_string().contains("dropped every record from lsn 2"),
+        "{rep}"
+    );
+    for s in &segs[1..] {
+        assert!(!s.exists());
+    }
+    let wal = Wal::open(dir.path(), small_opts(8 * 1024)).unwrap();
+    assert_eq!(wal.last_index(1), 1);
+    assert_eq!(
+        wal.entry(1, 1).unwrap().payload,
+        payload(1, 1, 1, 100).as_slice()
+    );
+    drop(wal);
+    // Nothing left to repair.
+    let rep = Wal::repair(dir.path(), &small_opts(8 * 1024)).unwrap();
+    assert_eq!(rep.cut, None);
+    assert!(rep.dropped_segments.is_empty() && rep.dropped_records.is_empty());
 }
 
 #[test]
