@@ -276,6 +276,10 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         let _ = w.join();
     }
     let workload_ns = t0.elapsed().as_nanos() as u64;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // The cluster is killed by its drop guard; nothing is checked.
+        return Err("interrupted; every node started was killed".into());
+    }
 
     // Heal everything, let the cluster recover, read everything back.
     cluster.proxy.heal_all();
