@@ -346,6 +346,20 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         ev.push('\n');
     }
     write("eventual.jsonl", &ev)?;
+    let mut all = String::new();
+    for o in &ops {
+        all.push_str(
+            &serde_json::json!({
+                "start_ns": o.start_ns, "end_ns": o.end_ns, "f": o.f.name(), "key": o.key,
+                "value": o.value, "outcome": format!("{:?}", o.outcome).to_lowercase(),
+                "via": format!("{:?}", o.via).to_lowercase(), "consistency": o.consistency,
+                "error": o.error,
+            })
+            .to_string(),
+        );
+        all.push('\n');
+    }
+    write("ops.jsonl", &all)?;
 
     let budget = Budget {
         time: Some(Duration::from_secs(args.check_budget_s)),

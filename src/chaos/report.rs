@@ -441,7 +441,7 @@ pub fn markdown(s: &Summary) -> String {
     for l in &s.schedule {
         let _ = writeln!(m, "{l}");
     }
-    let _ = writeln!(m, "```\n\nFiles: `history.jsonl` (checked: `ringraft check history.jsonl --model kv`), `eventual.jsonl`, `timeline.svg`, `checker.txt`, `work/` (configs, data, node logs).");
+    let _ = writeln!(m, "```\n\nFiles: `history.jsonl` (checked: `ringraft check history.jsonl --model kv`), `ops.jsonl` (every operation with its error), `eventual.jsonl`, `timeline.svg`, `checker.txt`, `work/` (configs, data, node logs).");
     m
 }
 

@@ -30,8 +30,10 @@ use super::schedule::Rng;
 
 /// Most operations recorded in one run (the workers stop issuing new ones past it).
 pub const MAX_OPS: usize = 2_000_000;
-/// Timeout of one HTTP request of the workload.
-pub const HTTP_TIMEOUT: Duration = Duration::from_millis(3_000);
+/// Timeout of one HTTP request of the workload: longer than the node's own request timeout
+/// (5 s in the shipped configs), so the suite sees how a node answers when its forward to the
+/// leader fails, instead of giving up first.
+pub const HTTP_TIMEOUT: Duration = Duration::from_millis(8_000);
 /// Pause between two operations of one worker (keeps three nodes, the checker and other work
 /// on a small machine responsive; the faults, not the load, are the point).
 pub const THINK: Duration = Duration::from_millis(2);
@@ -549,6 +551,17 @@ fn append_worker(
             if outcome != Outcome::Ok {
                 std::thread::sleep(THINK);
                 continue;
+            }
+            if cas_tried
+                && cur
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .any(|t| t == id)
+            {
+                // An earlier attempt was answered "not applied", yet the id is in: stop here
+                // (appending again would duplicate it); the final check reports the id.
+                break;
             }
             if cur.as_deref().unwrap_or("").split_whitespace().count() >= APPEND_IDS_PER_KEY {
                 // Full: this id goes to the slot's next generation (never tried here).
