@@ -152,6 +152,8 @@ pub fn check_registers(ops: &[OpRecord], is_append_key: impl Fn(&str) -> bool, f
             .copied()
             .find(|w| w.value.as_deref() == Some(v))
     };
+    // A "not applied" write seen by reads: reported once, with its first read and the count.
+    let mut seen_failed: HashMap<(&str, &str), (&OpRecord, &OpRecord, usize)> = HashMap::new();
     for r in ops
         .iter()
         .filter(|o| !o.is_write() && o.outcome == Outcome::Ok && !is_append_key(&o.key))
@@ -160,16 +162,13 @@ pub fn check_registers(ops: &[OpRecord], is_append_key: impl Fn(&str) -> bool, f
             continue;
         };
         match value_of(&r.key, v) {
-            Some(w) if w.outcome == Outcome::Fail => f.not_applied_seen.push(format!(
-                "key {}: {} {v:?} at t={:.3}s was answered \"not applied\" ({}), yet a {} read \
-                 at t={:.3}s returned it",
-                r.key,
-                w.f.name(),
-                secs(w.start_ns),
-                w.error.as_deref().unwrap_or("?"),
-                r.consistency.unwrap_or("final"),
-                secs(r.end_ns)
-            )),
+            Some(w) if w.outcome == Outcome::Fail => {
+                let e = seen_failed.entry((r.key.as_str(), v)).or_insert((w, r, 0));
+                if r.end_ns < e.1.end_ns {
+                    e.1 = r;
+                }
+                e.2 += 1;
+            }
             Some(_) => {}
             None if r.consistency == Some("eventual") => f.bad_eventual_reads.push(format!(
                 "key {}: eventual read at t={:.3}s returned {v:?}, which no client wrote",
@@ -182,6 +181,20 @@ pub fn check_registers(ops: &[OpRecord], is_append_key: impl Fn(&str) -> bool, f
                 secs(r.end_ns)
             )),
         }
+    }
+    let mut seen_failed: Vec<_> = seen_failed.into_iter().collect();
+    seen_failed.sort_by_key(|(_, (w, _, _))| w.start_ns);
+    for ((key, v), (w, r, n)) in seen_failed {
+        f.not_applied_seen.push(format!(
+            "key {key}: {} {v:?} called at t={:.3}s was answered \"not applied\" at t={:.3}s ({}), \
+             yet {n} read(s) returned it, the first a {} read at t={:.3}s",
+            w.f.name(),
+            secs(w.start_ns),
+            secs(w.end_ns),
+            w.error.as_deref().unwrap_or("?"),
+            r.consistency.unwrap_or("final"),
+            secs(r.end_ns)
+        ));
     }
     // Lost writes: the final read must show a write that no acknowledged write followed.
     for fin in ops.iter().filter(|o| {
@@ -664,9 +677,11 @@ mod tests {
         // A write answered "not applied" that a read sees.
         let mut ops = base.clone();
         ops.push(op(Get, "k", Some("3"), Ok, (80, 90)));
+        ops.push(op(Get, "k", Some("3"), Ok, (91, 95)));
         let mut f = Findings::default();
         check_registers(&ops, no_append, &mut f);
         assert_eq!(f.not_applied_seen.len(), 1, "{f:?}");
+        assert!(f.not_applied_seen[0].contains("2 read(s)"), "{f:?}");
         // An eventual read of a value nobody wrote; a linearizable one is a phantom.
         let mut ops = base.clone();
         let mut e = op(Get, "k", Some("zz"), Ok, (80, 90));
