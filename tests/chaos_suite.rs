@@ -1,6 +1,9 @@
 //! The fault suite end to end: `ringraft chaos` starts three real nodes, runs its workload
-//! through a short schedule of faults (a killed leader, a partition, a paused leader), checks
-//! everything, and must call a healthy cluster valid. The negative control (a test-only Raft
+//! through a short schedule of faults (a killed node, a partition), checks everything, and must
+//! call a healthy cluster valid. (The nemeses that race a write's answer against a crash
+//! or a pause of the node answering it — `kill-leader`, `pause`, `restart-all` — are left to
+//! `make chaos`: whether such a race happens in a 16 s run is chance, and this test must give
+//! the same answer every time.) The negative control (a test-only Raft
 //! fault switched on in the servers must be caught) is `#[ignore]`d: it needs several runs of
 //! 30 s; run it with `cargo test --release --test chaos_suite -- --ignored`.
 //!
@@ -69,7 +72,7 @@ fn a_short_run_with_faults_on_a_healthy_cluster_is_valid() {
             "--seed",
             "3",
             "--nemesis",
-            "kill-leader,partition,pause",
+            "kill,partition",
             "--http-workers",
             "2",
             "--frame-workers",
