@@ -464,7 +464,7 @@ pub fn svg(ops: &[OpRecord], faults: &[FaultRecord], total_ns: u64) -> String {
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 160.0;
     const LEFT: f64 = 60.0;
-    const TOP: f64 = 30.0;
+    const TOP: f64 = 40.0;
     let total_ns = total_ns.max(1);
     let buckets = ((total_ns / 500_000_000) as usize).clamp(10, 240);
     let bucket_ns = total_ns.div_ceil(buckets as u64).max(1);
@@ -517,15 +517,23 @@ pub fn svg(ops: &[OpRecord], faults: &[FaultRecord], total_ns: u64) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    for f in faults {
+    for (i, f) in faults.iter().enumerate() {
         let (a, b) = (x(f.start_ns), x(f.end_ns.max(f.start_ns)));
+        // The name when it fits over the window, else the fault's number (the summary's #).
+        let label = if (b - a) >= 6.0 * f.kind.len() as f64 {
+            f.kind.to_string()
+        } else {
+            (i + 1).to_string()
+        };
         let _ = writeln!(
             s,
-            r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#f4a261" fill-opacity="0.25"/><text x="{a:.1}" y="{:.1}" fill="#9a4d00" font-size="9">{}</text>"##,
+            r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#f4a261" fill-opacity="0.25"><title>#{} {} {}</title></rect><text x="{a:.1}" y="{:.1}" fill="#9a4d00" font-size="9">{label}</text>"##,
             (b - a).max(1.0),
             top2 + PANEL_H - TOP,
-            TOP - 4.0,
-            f.kind
+            i + 1,
+            f.kind,
+            f.target.replace('<', "&lt;").replace('>', "&gt;"),
+            TOP - 4.0 - if i % 2 == 1 { 8.0 } else { 0.0 },
         );
     }
     let poly = |vals: &[Option<f64>], y: &dyn Fn(f64) -> f64, color: &str| -> String {
