@@ -279,9 +279,9 @@ mod tests {
         addr
     }
 
-    fn round_trip(s: &mut TcpStream) -> bool {
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
+    /// Whether "ping" comes back within `wait`.
+    fn round_trip_within(s: &mut TcpStream, wait: Duration) -> bool {
+        s.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 4];
         s.write_all(b"ping").is_ok() && s.read_exact(&mut b).is_ok() && &b == b"ping"
     }
