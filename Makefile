@@ -142,3 +142,22 @@ perf-cluster:
 
 bench-scripts-test:
 	benches/test_lib.sh
+## ---- fault suite: real processes, real faults, every history checked ----
+## chaos: 60 s of mixed faults (kill, pause, partitions, restart-all, ...) against a fresh
+##   3-node cluster built from config/ (own ports and work directory: it never touches the
+##   cluster of start-cluster). Report in chaos_reports/<time>-seed<seed>/; exit 1 on a violation.
+##   SEED=… replays a run's schedule; CHAOS_ARGS=… adds options (see `ringraft chaos --help`).
+## chaos-long: 12 minutes, every nemesis.
+CHAOS_SECONDS      ?= 60
+CHAOS_LONG_SECONDS ?= 720
+CHAOS_ARGS         ?=
+CHAOS_SEED_ARG      = $(if $(filter command line environment,$(origin SEED)),--seed $(SEED))
+
+.PHONY: chaos chaos-long
+chaos: build
+	$(RELEASE_BIN) chaos --seconds $(CHAOS_SECONDS) --nemesis mixed $(CHAOS_SEED_ARG) $(CHAOS_ARGS)
+
+chaos-long: build
+	$(RELEASE_BIN) chaos --seconds $(CHAOS_LONG_SECONDS) \
+	  --nemesis kill,kill-leader,pause,partition,isolate-leader,bridge,one-way,restart-all,lagging-election \
+	  $(CHAOS_SEED_ARG) $(CHAOS_ARGS)

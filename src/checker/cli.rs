@@ -1,5 +1,5 @@
 //! `ringraft check HISTORY [--model register|kv] [--format ...] [--budget-ms N]
-//! [--max-states N] [--explain] [--svg PATH] [--json]`.
+//! [--max-states N] [--initial empty|unknown] [--explain] [--svg PATH] [--json]`.
 //!
 //! Exit status (a contract for scripts and CI): 0 linearizable, 1 not linearizable, 2 the input
 //! (or an output file) could not be read/written — the message names the line and its text —
@@ -34,6 +34,11 @@ pub struct CheckArgs {
     /// The input format; default: detected from the first lines.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// What every key held before the history: `empty` (the model's start) or `unknown` (the
+    /// history was recorded against a store that already held data, e.g. after a preload: the
+    /// first read of a key may return anything, once).
+    #[arg(long, value_enum, default_value_t = super::Initial::Empty)]
+    pub initial: super::Initial,
     /// Time budget in milliseconds, after which the answer is "unknown" (0 = unlimited).
     #[arg(long, default_value_t = super::DEFAULT_BUDGET_MS)]
     pub budget_ms: u64,
@@ -74,7 +79,15 @@ pub fn main(args: CheckArgs) -> ExitCode {
     if let Some(t) = args.threads {
         budget.threads = t;
     }
-    let report = match super::check_file(&args.history, args.format, args.model, &budget) {
+    let checked = super::read_history_file(&args.history).and_then(|text| {
+        let format = match args.format {
+            Some(f) => f,
+            None => super::parse_jepsen::detect_format(&text)?,
+        };
+        let history = super::parse_jepsen::parse(&text, format)?;
+        super::check_history_with(&history, args.model, &budget, args.initial)
+    });
+    let report = match checked {
         Ok(r) => r,
         Err(e) => {
             eprintln!(

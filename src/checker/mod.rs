@@ -83,7 +83,7 @@ pub use cli::{main, CheckArgs};
 pub use history::{
     write_json_lines, Event, EventType, Format, History, HistoryError, Op, OpFunction, Operation,
 };
-pub use model::{KvModel, Model, ModelKind, RegisterModel};
+pub use model::{Initial, KvModel, Model, ModelKind, RegisterModel, UnknownInitial};
 pub use report::{KeyReport, Report, Verdict, Violation};
 
 use search::{GaveUp, SearchLimits, SearchVerdict};
@@ -139,6 +139,17 @@ pub fn check_events(
     budget: &Budget,
 ) -> Result<Report, HistoryError> {
     check_history(&History::from_events(events), Some(model), budget)
+}
+
+/// Checks in-memory events whose keys held `initial` before the history began (see
+/// [`Initial::Unknown`]: for histories recorded against a store that already held data).
+pub fn check_events_with(
+    events: &[Event],
+    model: ModelKind,
+    budget: &Budget,
+    initial: Initial,
+) -> Result<Report, HistoryError> {
+    check_history_with(&History::from_events(events), Some(model), budget, initial)
 }
 
 /// Reads a history file (format autodetected unless given) and checks it.
@@ -201,17 +212,38 @@ pub fn check_history(
     model: Option<ModelKind>,
     budget: &Budget,
 ) -> Result<Report, HistoryError> {
+    check_history_with(history, model, budget, Initial::Empty)
+}
+
+/// [`check_history`] with every key starting as `initial` instead of the model's own start.
+pub fn check_history_with(
+    history: &History,
+    model: Option<ModelKind>,
+    budget: &Budget,
+    initial: Initial,
+) -> Result<Report, HistoryError> {
     let ops = history::pair_events(history)?;
     let model = model.unwrap_or_else(|| match history.format {
         Format::JepsenEtcd => ModelKind::Register,
         Format::JepsenKv => ModelKind::Kv,
         Format::Json => ModelKind::infer(history.events.iter().map(|e| e.f)),
     });
-    match model {
-        ModelKind::Register => check_model(&RegisterModel, history, ops, budget),
-        ModelKind::Kv => {
-            let initial = (history.format == Format::JepsenKv).then(String::new);
-            check_model(&KvModel { initial }, history, ops, budget)
+    let kv = KvModel {
+        initial: (history.format == Format::JepsenKv).then(String::new),
+    };
+    match (model, initial) {
+        (ModelKind::Register, Initial::Empty) => check_model(&RegisterModel, history, ops, budget),
+        (ModelKind::Kv, Initial::Empty) => check_model(&kv, history, ops, budget),
+        (ModelKind::Register, Initial::Unknown) => check_model(
+            &UnknownInitial {
+                inner: RegisterModel,
+            },
+            history,
+            ops,
+            budget,
+        ),
+        (ModelKind::Kv, Initial::Unknown) => {
+            check_model(&UnknownInitial { inner: kv }, history, ops, budget)
         }
     }
 }
@@ -532,6 +564,42 @@ mod tests {
             .unwrap_or("")
             .contains("state budget"));
         assert_eq!(verdict(&h, ModelKind::Register), Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn a_history_against_a_preloaded_store_passes_with_unknown_initial_values() {
+        // The store held k = "pre" (and j absent) before the history; nobody wrote it in it.
+        let h = [
+            inv(1, Get).key("k").time(1),
+            ok(1, Get).key("k").value("pre").time(2),
+            inv(2, Get).key("j").time(3),
+            ok(2, Get).key("j").time(4),
+            inv(1, Put).key("k").value("new").time(5),
+            ok(1, Put).key("k").time(6),
+            inv(2, Get).key("k").time(7),
+            ok(2, Get).key("k").value("new").time(8),
+        ];
+        assert_eq!(verdict(&h, ModelKind::Kv), Verdict::NotLinearizable);
+        let unknown = |h: &[Event]| {
+            check_events_with(h, ModelKind::Kv, &Budget::default(), Initial::Unknown)
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(unknown(&h), Verdict::Linearizable);
+        // Unknown is chosen once: two reads of k before any write must agree.
+        let mut bad = h.to_vec();
+        bad.splice(
+            2..2,
+            [
+                inv(3, Get).key("k").time(2),
+                ok(3, Get).key("k").value("other").time(2),
+            ],
+        );
+        assert_eq!(unknown(&bad), Verdict::NotLinearizable);
+        // A stale read after the write is still caught.
+        let mut stale = h.to_vec();
+        stale[7] = ok(2, Get).key("k").value("pre").time(8);
+        assert_eq!(unknown(&stale), Verdict::NotLinearizable);
     }
 
     #[test]

@@ -180,6 +180,106 @@ impl Model for KvModel {
     }
 }
 
+/// What a key held before the history began.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Initial {
+    /// The model's own start (absent / nil; the empty string for Jepsen kv histories).
+    #[default]
+    Empty,
+    /// Unknown: the history was recorded against a store that already held data (a preload,
+    /// an earlier run). The first operation that pins the value (a read, a write, a cas that
+    /// applied) decides it, once, and every later operation must agree with that choice.
+    Unknown,
+}
+
+/// The state of a key whose value before the history is unknown, as far as the history has
+/// pinned it down so far.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UnknownState {
+    /// Nothing pinned yet: any value (or absence) is possible.
+    Unknown,
+    /// An unknown value followed by these appended bytes (appends before any read).
+    Suffix(String),
+    /// Pinned: the inner model's state.
+    Known(Option<String>),
+}
+
+/// Wraps a model whose state is `Option<String>` so that every key starts [`Initial::Unknown`]:
+/// the first read may return anything (a read of an appended-to key: anything ending in what
+/// was appended), and from then on the inner model decides. Writes, deletes and applied cas
+/// operations pin the value too (a cas that applied shows the value was its `expected`).
+#[derive(Debug, Clone, Default)]
+pub struct UnknownInitial<M> {
+    /// The model once the value is known.
+    pub inner: M,
+}
+
+impl<M: Model<State = Option<String>>> Model for UnknownInitial<M> {
+    type State = UnknownState;
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn supports(&self, f: OpFunction) -> bool {
+        self.inner.supports(f)
+    }
+
+    fn init(&self) -> Self::State {
+        UnknownState::Unknown
+    }
+
+    fn step(&self, state: &Self::State, op: &Op) -> Option<Self::State> {
+        use UnknownState::*;
+        let pinned = |v: Option<String>| self.inner.step(&v, op).map(Known);
+        match state {
+            Known(s) => self.inner.step(s, op).map(Known),
+            Unknown => match op {
+                Op::Read { observed } | Op::Get { observed } => pinned(observed.clone()),
+                Op::Cas { expected, .. } => pinned(expected.clone()),
+                Op::Write { .. } | Op::Put { .. } | Op::Delete => pinned(None),
+                Op::Append { value } => Some(Suffix(value.clone())),
+            },
+            Suffix(sfx) => match op {
+                Op::Read { observed } | Op::Get { observed } => match observed {
+                    Some(o) if o.ends_with(sfx.as_str()) => pinned(observed.clone()),
+                    _ => None,
+                },
+                Op::Cas { expected, .. } => match expected {
+                    Some(e) if e.ends_with(sfx.as_str()) => pinned(expected.clone()),
+                    _ => None,
+                },
+                Op::Write { .. } | Op::Put { .. } | Op::Delete => pinned(None),
+                Op::Append { value } => Some(Suffix(format!("{sfx}{value}"))),
+            },
+        }
+    }
+
+    fn describe(&self, state: &Self::State) -> String {
+        match state {
+            UnknownState::Unknown => "unknown (before the history)".to_string(),
+            UnknownState::Suffix(s) => {
+                format!(
+                    "unknown followed by {}",
+                    super::history::show_value(Some(s))
+                )
+            }
+            UnknownState::Known(v) => self.inner.describe(v),
+        }
+    }
+
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        match state {
+            UnknownState::Unknown => std::mem::size_of::<UnknownState>(),
+            UnknownState::Suffix(s) => string_state_bytes(&Some(s.clone())),
+            UnknownState::Known(v) => string_state_bytes(v),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +344,37 @@ mod tests {
             ModelKind::infer([OpFunction::Cas, OpFunction::Append]),
             ModelKind::Kv
         );
+    }
+
+    #[test]
+    fn unknown_initial_value_is_pinned_once() {
+        let m = UnknownInitial {
+            inner: KvModel::default(),
+        };
+        let get = |v: Option<&str>| Op::Get {
+            observed: v.map(String::from),
+        };
+        let s = m.init();
+        // Any first read is allowed, and pins the value.
+        let s1 = m.step(&s, &get(Some("old"))).unwrap();
+        assert!(m.step(&s1, &get(Some("old"))).is_some());
+        assert!(m.step(&s1, &get(Some("other"))).is_none());
+        assert!(m.step(&s, &get(None)).is_some());
+        // An append to an unknown value: a later read must end with what was appended.
+        let s2 = m.step(&s, &Op::Append { value: "x".into() }).unwrap();
+        assert!(m.step(&s2, &get(Some("oldx"))).is_some());
+        assert!(m.step(&s2, &get(Some("xo"))).is_none());
+        assert!(m.step(&s2, &get(None)).is_none());
+        // A cas that applied pins the old value to its expected value.
+        let cas = Op::Cas {
+            expected: Some("a".into()),
+            new: "b".into(),
+        };
+        let s3 = m.step(&s, &cas).unwrap();
+        assert_eq!(s3, UnknownState::Known(Some("b".into())));
+        assert!(m.step(&s3, &cas).is_none());
+        // A write forgets the unknown value.
+        let s4 = m.step(&s, &Op::Put { value: "p".into() }).unwrap();
+        assert!(m.step(&s4, &get(Some("old"))).is_none());
     }
 }

@@ -183,7 +183,31 @@ pub fn raft_config(cfg: &Config, group: GroupId) -> crate::raft::Config {
         PersistenceStrategy::DiskFirst => Durability::DiskFirst,
         PersistenceStrategy::MemFirst => Durability::MemFirst,
     };
+    apply_unsafe_test_faults(&mut c);
     c
+}
+
+/// Environment variable naming test-only Raft faults, comma-separated (the fault suite's
+/// negative controls): `commit_previous_term`, `skip_vote_log_check`. Never set in production.
+pub const UNSAFE_TEST_FAULTS_ENV: &str = "RINGRAFT_UNSAFE_TEST_FAULTS";
+
+/// Switches on the test-only faults named in [`UNSAFE_TEST_FAULTS_ENV`] (unknown names are
+/// reported and ignored).
+fn apply_unsafe_test_faults(c: &mut crate::raft::Config) {
+    let Ok(faults) = std::env::var(UNSAFE_TEST_FAULTS_ENV) else {
+        return;
+    };
+    for f in faults.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        match f {
+            "commit_previous_term" => c.unsafe_commit_previous_term = true,
+            "skip_vote_log_check" => c.unsafe_skip_vote_log_check = true,
+            other => {
+                tracing::warn!("{UNSAFE_TEST_FAULTS_ENV}: unknown fault {other:?} ignored");
+                continue;
+            }
+        }
+        tracing::warn!("{UNSAFE_TEST_FAULTS_ENV}: TEST-ONLY fault {f} is on: Raft is unsafe");
+    }
 }
 
 /// The membership a fresh group starts with.

@@ -1,0 +1,393 @@
+//! The cluster under test: real `ringraft server` processes started from a config set rewritten
+//! into the run's work directory (own ports, own data and log directories, peer addresses
+//! through the fault [`Proxy`]), and the process-level nemeses: SIGKILL + restart on the same
+//! data directory, SIGSTOP/SIGCONT.
+//!
+//! Invariants: every process this module starts is killed by its PID when the [`Cluster`] is
+//! dropped (also on a panic, and on Ctrl-C through the run's stop flag), paused processes are
+//! continued first; a node that exits without the suite having killed it is recorded as an
+//! unexpected exit (a violation). Owned by the fault suite.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::http::{request, HttpOutcome};
+use super::proxy::Proxy;
+
+/// Environment variable the node reads for test-only Raft faults (negative controls).
+pub const UNSAFE_TEST_FAULTS_ENV: &str = "RINGRAFT_UNSAFE_TEST_FAULTS";
+/// Timeout of one `/status` poll.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One node process.
+#[derive(Debug)]
+pub struct Node {
+    /// Node id (1-based, from its config).
+    pub id: u64,
+    /// Its real client/peer address.
+    pub address: SocketAddr,
+    /// Its rewritten config file.
+    pub config: PathBuf,
+    /// stdout+stderr of every incarnation, appended.
+    pub output: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    /// Exits nobody caused: (when, status text).
+    pub unexpected_exits: Vec<String>,
+}
+
+impl Node {
+    /// The PID of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether a process is running (not killed by the suite).
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// The processes, the proxy and the work directory.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Work directory (configs, data, logs).
+    pub dir: PathBuf,
+    /// The nodes, index i = node id i + 1.
+    pub nodes: Vec<Node>,
+    /// The fault proxy between peers.
+    pub proxy: Proxy,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Rewrites `config_dir/n1.toml ..= n<nodes>.toml` into `dir` and starts nothing yet.
+    pub fn prepare(
+        config_dir: &Path,
+        nodes: usize,
+        dir: &Path,
+        bin: &Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Cluster, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut addrs = Vec::new();
+        let mut metrics_ports = Vec::new();
+        // Ports the kernel reports free now; held by no one until the nodes bind them.
+        for _ in 0..nodes {
+            let p = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let m = free_port().map_err(|e| format!("no free port: {e}"))?;
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], p)));
+            metrics_ports.push(m);
+        }
+        let proxy = Proxy::start(&addrs).map_err(|e| format!("cannot start the proxy: {e}"))?;
+        let mut out = Vec::new();
+        for i in 0..nodes {
+            let src = config_dir.join(format!("n{}.toml", i + 1));
+            let text =
+                std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+            let rewritten = rewrite_config(&text, i, &addrs, metrics_ports[i], dir, &proxy)
+                .map_err(|e| format!("{}: {e}", src.display()))?;
+            let config = dir.join(format!("n{}.toml", i + 1));
+            std::fs::write(&config, rewritten).map_err(|e| format!("{}: {e}", config.display()))?;
+            out.push(Node {
+                id: i as u64 + 1,
+                address: addrs[i],
+                config,
+                output: dir.join(format!("n{}.out", i + 1)),
+                child: None,
+                paused: false,
+                unexpected_exits: Vec::new(),
+            });
+        }
+        Ok(Cluster {
+            dir: dir.to_path_buf(),
+            nodes: out,
+            proxy,
+            bin: bin.to_path_buf(),
+            env,
+        })
+    }
+
+    /// Client addresses of every node.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.address.to_string()).collect()
+    }
+
+    /// Starts node `i` (a no-op if it runs).
+    pub fn start(&mut self, i: usize) -> Result<(), String> {
+        let (bin, env) = (self.bin.clone(), self.env.clone());
+        let n = &mut self.nodes[i];
+        if n.child.is_some() {
+            return Ok(());
+        }
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&n.output)
+            .map_err(|e| format!("{}: {e}", n.output.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("server")
+            .env("CONFIG_PATH", &n.config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        n.child = Some(child);
+        n.paused = false;
+        Ok(())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs node `i` (continuing it first if paused) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(mut c) = n.child.take() {
+            let pid = c.id() as libc::pid_t;
+            // SAFETY: plain signals to a child this process started and has not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGCONT);
+            }
+            let _ = c.wait();
+        }
+        n.paused = false;
+    }
+
+    /// SIGSTOPs node `i`.
+    pub fn pause(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(pid) = n.pid() {
+            // SAFETY: a signal to our own unreaped child.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGSTOP);
+            }
+            n.paused = true;
+        }
+    }
+
+    /// SIGCONTs node `i`.
+    pub fn resume(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(pid) = n.pid() {
+            // SAFETY: a signal to our own unreaped child.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGCONT);
+            }
+        }
+        n.paused = false;
+    }
+
+    /// Records nodes that exited although the suite did not kill them (a crash: a violation).
+    pub fn reap_unexpected(&mut self, at: Duration) -> Vec<String> {
+        let mut found = Vec::new();
+        for n in &mut self.nodes {
+            if let Some(c) = n.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    let msg = format!(
+                        "n{} (pid {}) exited on its own at t={:.1}s: {status}",
+                        n.id,
+                        c.id(),
+                        at.as_secs_f64()
+                    );
+                    n.unexpected_exits.push(msg.clone());
+                    found.push(msg);
+                    n.child = None;
+                }
+            }
+        }
+        found
+    }
+
+    /// The node that claims to lead shard 0 with the highest term, by asking every running,
+    /// unpaused node's `/status`.
+    pub fn leader(&self) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.child.is_none() || n.paused {
+                continue;
+            }
+            let HttpOutcome::Answer(200, body) =
+                request(n.address, "GET", "/status", None, STATUS_TIMEOUT)
+            else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            let Some(shard) = v["shards"].as_array().and_then(|s| s.first()) else {
+                continue;
+            };
+            if shard["role"].as_str() == Some("Leader") {
+                let term = shard["term"].as_u64().unwrap_or(0);
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Waits up to `limit` for a leader.
+    pub fn wait_leader(&self, limit: Duration) -> Option<usize> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Every log file of the nodes (captured output and the nodes' own log files).
+    pub fn log_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.nodes.iter().map(|n| n.output.clone()).collect();
+        let mut stack = vec![self.dir.join("logs")];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+        files
+    }
+
+    /// Stops every node: SIGKILL by PID (the data stays for inspection).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Rewrites one node's config: real listen address, peers through the proxy, data and logs
+/// in the work directory, own metrics port. Every other setting stays as the operator wrote it.
+fn rewrite_config(
+    text: &str,
+    i: usize,
+    addrs: &[SocketAddr],
+    metrics_port: u16,
+    dir: &Path,
+    proxy: &Proxy,
+) -> Result<String, String> {
+    let mut doc: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let cluster = doc
+        .entry("cluster")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or("[cluster] is not a table")?;
+    let id = cluster
+        .get("node_id")
+        .and_then(|v| v.as_integer())
+        .ok_or("cluster.node_id missing")?;
+    if id != i as i64 + 1 {
+        return Err(format!("cluster.node_id is {id}, expected {}", i + 1));
+    }
+    cluster.insert("listen_address".into(), addrs[i].to_string().into());
+    cluster.insert(
+        "db_root_dir".into(),
+        dir.join("db").display().to_string().into(),
+    );
+    cluster.insert(
+        "log_dir".into(),
+        dir.join("logs").display().to_string().into(),
+    );
+    let members = cluster
+        .get_mut("initial_cluster")
+        .and_then(|v| v.as_array_mut())
+        .ok_or("cluster.initial_cluster missing")?;
+    members.retain(|m| {
+        m.get("id")
+            .and_then(|v| v.as_integer())
+            .is_some_and(|id| id >= 1 && (id as usize) <= addrs.len())
+    });
+    if members.len() != addrs.len() {
+        return Err(format!(
+            "cluster.initial_cluster lists {} of the nodes 1..={}",
+            members.len(),
+            addrs.len()
+        ));
+    }
+    for m in members.iter_mut() {
+        let t = m
+            .as_table_mut()
+            .ok_or("initial_cluster entry is not a table")?;
+        let j = t.get("id").and_then(|v| v.as_integer()).unwrap_or(0) as usize - 1;
+        let addr = if j == i {
+            addrs[i]
+        } else {
+            proxy.address(i, j).ok_or("no proxy link")?
+        };
+        t.insert("address".into(), addr.to_string().into());
+    }
+    let mon = doc
+        .entry("monitoring")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or("[monitoring] is not a table")?;
+    mon.insert("metrics_port".into(), i64::from(metrics_port).into());
+    toml::to_string(&doc).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_rewritten_to_own_ports_and_the_proxy() {
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i)))
+            .collect();
+        let proxy = Proxy::start(&addrs).unwrap();
+        let text = std::fs::read_to_string("config/n2.toml").unwrap();
+        let out = rewrite_config(&text, 1, &addrs, 31_000, Path::new("/tmp/w"), &proxy).unwrap();
+        let doc: toml::Table = out.parse().unwrap();
+        let c = doc["cluster"].as_table().unwrap();
+        assert_eq!(c["listen_address"].as_str(), Some("127.0.0.1:20001"));
+        assert_eq!(c["db_root_dir"].as_str(), Some("/tmp/w/db"));
+        let m = c["initial_cluster"].as_array().unwrap();
+        let a1 = m[0]["address"].as_str().unwrap();
+        assert_eq!(a1, proxy.address(1, 0).unwrap().to_string());
+        assert_eq!(m[1]["address"].as_str(), Some("127.0.0.1:20001"));
+        assert_eq!(doc["monitoring"]["metrics_port"].as_integer(), Some(31_000));
+        // Untouched settings survive.
+        assert_eq!(doc["raft"]["heartbeat_interval_ms"].as_integer(), Some(100));
+        assert!(rewrite_config(&text, 0, &addrs, 1, Path::new("/tmp"), &proxy).is_err());
+    }
+}

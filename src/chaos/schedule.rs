@@ -1,0 +1,285 @@
+//! The seeded fault schedule: which nemesis strikes when, for how long, and at whom. Same seed,
+//! same schedule (the schedule is printed at the start of a run and written into the report).
+//! "The leader" is a target resolved when the fault starts, so which node that is depends on the
+//! run; everything else (kinds, times, node indexes, partition sides) is fixed by the seed.
+//!
+//! Invariants: faults never overlap (each one is healed before the next starts), every fault
+//! ends at least [`RECOVERY_TAIL`] before the workload stops, and pauses outlast the election
+//! timeout (a paused leader must be replaced). Owned by the fault suite.
+
+use std::fmt;
+use std::time::Duration;
+
+/// No fault during the first part of a run: the cluster settles and the workload warms up.
+pub const WARMUP: Duration = Duration::from_secs(2);
+/// The last part of a run is fault-free: the cluster must recover while the workload runs.
+pub const RECOVERY_TAIL: Duration = Duration::from_secs(4);
+/// Quiet time between two faults, at least and at most, in milliseconds.
+pub const GAP_MS: (u64, u64) = (1_000, 3_000);
+/// How long a fault lasts, at least and at most, in milliseconds. The lower bound is above the
+/// election timeout of the shipped configs (600..1200 ms) so that a pause, a partition or a
+/// killed leader forces an election.
+pub const FAULT_MS: (u64, u64) = (2_500, 6_000);
+
+/// SplitMix64: a small, seedable, portable generator (the schedule must not depend on a
+/// library's algorithm choice to stay replayable).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0; 0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo).saturating_add(1))
+    }
+}
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum NemesisKind {
+    /// SIGKILL a random node; restart it on the same data directory when the fault ends.
+    Kill,
+    /// SIGKILL the leader; restart it when the fault ends.
+    KillLeader,
+    /// SIGSTOP the leader; SIGCONT it when the fault ends (it comes back believing it leads).
+    Pause,
+    /// Cut the peer links between a random majority and the minority (both directions).
+    Partition,
+    /// Cut the leader's peer links (both directions); clients still reach it directly.
+    IsolateLeader,
+    /// Two halves that cannot talk to each other but both talk to one bridge node.
+    Bridge,
+    /// One-way: the leader's outgoing peer links are cut, its incoming ones still work.
+    OneWay,
+    /// SIGKILL every node at once; restart them all when the fault ends.
+    RestartAll,
+    /// Isolate a random follower (it falls behind), then at the heal kill the leader: the
+    /// lagging follower must not win the election that follows.
+    LaggingElection,
+    /// Each fault a random one of the kinds above.
+    Mixed,
+}
+
+impl NemesisKind {
+    /// Every concrete kind (what `mixed` draws from, and what `chaos-long` runs).
+    pub const ALL: [NemesisKind; 9] = [
+        NemesisKind::Kill,
+        NemesisKind::KillLeader,
+        NemesisKind::Pause,
+        NemesisKind::Partition,
+        NemesisKind::IsolateLeader,
+        NemesisKind::Bridge,
+        NemesisKind::OneWay,
+        NemesisKind::RestartAll,
+        NemesisKind::LaggingElection,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::Kill => "kill",
+            NemesisKind::KillLeader => "kill-leader",
+            NemesisKind::Pause => "pause",
+            NemesisKind::Partition => "partition",
+            NemesisKind::IsolateLeader => "isolate-leader",
+            NemesisKind::Bridge => "bridge",
+            NemesisKind::OneWay => "one-way",
+            NemesisKind::RestartAll => "restart-all",
+            NemesisKind::LaggingElection => "lagging-election",
+            NemesisKind::Mixed => "mixed",
+        }
+    }
+}
+
+/// Who a fault strikes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Node at this index (0-based).
+    Node(usize),
+    /// Whoever leads when the fault starts.
+    Leader,
+    /// Every node.
+    All,
+    /// Partition: these node indexes on one side, the rest on the other.
+    Side(Vec<usize>),
+    /// Bridge: this node sees both halves; `side` is one half, the rest the other.
+    Bridge {
+        /// The bridge node.
+        bridge: usize,
+        /// One half (without the bridge).
+        side: Vec<usize>,
+    },
+    /// Lagging election: this follower index is isolated (if it leads when the fault
+    /// starts, the next node is taken).
+    Lagging(usize),
+}
+
+/// One planned fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// When it starts, from the start of the workload.
+    pub at: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// The kind.
+    pub kind: NemesisKind,
+    /// Whom it strikes.
+    pub target: Target,
+}
+
+fn node_list(v: &[usize]) -> String {
+    let names: Vec<String> = v.iter().map(|i| format!("n{}", i + 1)).collect();
+    format!("{{{}}}", names.join(","))
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match &self.target {
+            Target::Node(i) => format!("n{}", i + 1),
+            Target::Leader => "the leader".to_string(),
+            Target::All => "every node".to_string(),
+            Target::Side(s) => format!("{} | rest", node_list(s)),
+            Target::Bridge { bridge, side } => {
+                format!("{} | rest, bridged by n{}", node_list(side), bridge + 1)
+            }
+            Target::Lagging(i) => format!("n{} lags, then the leader dies", i + 1),
+        };
+        write!(
+            f,
+            "t={:>6.1}s  {:<16} {:>5.1}s  {}",
+            self.at.as_secs_f64(),
+            self.kind.name(),
+            self.duration.as_secs_f64(),
+            target
+        )
+    }
+}
+
+/// The faults of a run of `total` with `nodes` nodes, drawn from `kinds` (`mixed` = all).
+pub fn plan(seed: u64, nodes: usize, total: Duration, kinds: &[NemesisKind]) -> Vec<Fault> {
+    let mut rng = Rng::new(seed);
+    let mut pool: Vec<NemesisKind> = Vec::new();
+    for k in kinds {
+        if *k == NemesisKind::Mixed {
+            pool.extend(NemesisKind::ALL);
+        } else {
+            pool.push(*k);
+        }
+    }
+    pool.dedup();
+    let mut out = Vec::new();
+    if pool.is_empty() || nodes == 0 {
+        return out;
+    }
+    let mut t = WARMUP.as_millis() as u64;
+    let end = total.saturating_sub(RECOVERY_TAIL).as_millis() as u64;
+    loop {
+        let kind = pool[rng.below(pool.len() as u64) as usize];
+        let dur = rng.between(FAULT_MS.0, FAULT_MS.1);
+        if t + dur > end {
+            break;
+        }
+        let target = target_for(kind, nodes, &mut rng);
+        out.push(Fault {
+            at: Duration::from_millis(t),
+            duration: Duration::from_millis(dur),
+            kind,
+            target,
+        });
+        t += dur + rng.between(GAP_MS.0, GAP_MS.1);
+    }
+    out
+}
+
+fn target_for(kind: NemesisKind, nodes: usize, rng: &mut Rng) -> Target {
+    let n = nodes as u64;
+    match kind {
+        NemesisKind::Kill => Target::Node(rng.below(n) as usize),
+        NemesisKind::KillLeader
+        | NemesisKind::Pause
+        | NemesisKind::IsolateLeader
+        | NemesisKind::OneWay
+        | NemesisKind::Mixed => Target::Leader,
+        NemesisKind::RestartAll => Target::All,
+        NemesisKind::LaggingElection => Target::Lagging(rng.below(n) as usize),
+        NemesisKind::Partition => {
+            // A random minority (at least one node) against the rest.
+            let mut order: Vec<usize> = (0..nodes).collect();
+            shuffle(&mut order, rng);
+            let minority = ((nodes - 1) / 2).max(1);
+            let mut side: Vec<usize> = order[..minority.min(nodes)].to_vec();
+            side.sort_unstable();
+            Target::Side(side)
+        }
+        NemesisKind::Bridge => {
+            let mut order: Vec<usize> = (0..nodes).collect();
+            shuffle(&mut order, rng);
+            let bridge = order[0];
+            let rest = &order[1..];
+            let mut side: Vec<usize> = rest[..rest.len() / 2].to_vec();
+            if side.is_empty() && !rest.is_empty() {
+                side.push(rest[0]);
+            }
+            side.sort_unstable();
+            Target::Bridge { bridge, side }
+        }
+    }
+}
+
+fn shuffle(v: &mut [usize], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_schedule_and_faults_fit_the_run() {
+        let total = Duration::from_secs(60);
+        let a = plan(7, 3, total, &[NemesisKind::Mixed]);
+        assert_eq!(a, plan(7, 3, total, &[NemesisKind::Mixed]));
+        assert_ne!(a, plan(8, 3, total, &[NemesisKind::Mixed]));
+        assert!(a.len() >= 5, "{a:?}");
+        let mut prev_end = WARMUP;
+        for f in &a {
+            assert!(f.at >= prev_end, "overlap: {f}");
+            prev_end = f.at + f.duration;
+            assert!(f.duration >= Duration::from_millis(FAULT_MS.0));
+        }
+        assert!(prev_end + RECOVERY_TAIL <= total);
+        let only = plan(1, 3, total, &[NemesisKind::Partition]);
+        for f in &only {
+            let Target::Side(s) = &f.target else {
+                panic!("{f}")
+            };
+            assert_eq!(s.len(), 1);
+        }
+        assert!(plan(1, 3, Duration::from_secs(5), &[NemesisKind::Kill]).is_empty());
+    }
+}

@@ -1,0 +1,131 @@
+//! The fault suite end to end: `ringraft chaos` starts three real nodes, runs its workload
+//! through a short schedule of faults (a killed node, a partition), checks everything, and must
+//! call a healthy cluster valid. (The nemeses that race a write's answer against a crash
+//! or a pause of the node answering it — `kill-leader`, `pause`, `restart-all` — are left to
+//! `make chaos`: whether such a race happens in a 16 s run is chance, and this test must give
+//! the same answer every time.) The negative control (a test-only Raft
+//! fault switched on in the servers must be caught) is `#[ignore]`d: it needs several runs of
+//! 30 s; run it with `cargo test --release --test chaos_suite -- --ignored`.
+//!
+//! Bounded: the suite process is given a deadline; past it the test sends SIGTERM (the suite
+//! kills every node it started by PID), then SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
+/// Longest a suite run may take here (workload + start-up + read-back + check).
+const RUN_LIMIT: Duration = Duration::from_secs(150);
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ringraft-chaos-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Runs the suite; returns its exit status and its stdout.
+fn chaos(out: &Path, args: &[&str]) -> (i32, String) {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut child = Command::new(BIN)
+        .arg("chaos")
+        .args(["--config-dir", config, "--out"])
+        .arg(out)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ringraft chaos");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > RUN_LIMIT {
+            // SAFETY: a signal to our own unreaped child.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringraft chaos ran past {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut stdout);
+    }
+    (status.code().unwrap_or(-1), stdout)
+}
+
+#[test]
+fn a_short_run_with_faults_on_a_healthy_cluster_is_valid() {
+    let out = out_dir("valid");
+    let (code, stdout) = chaos(
+        &out,
+        &[
+            "--seconds",
+            "16",
+            "--seed",
+            "3",
+            "--nemesis",
+            "kill,partition",
+            "--http-workers",
+            "2",
+            "--frame-workers",
+            "2",
+            "--check-budget-s",
+            "60",
+        ],
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap_or_default();
+    assert_eq!(code, 0, "{stdout}\n{summary}");
+    assert!(stdout.contains("chaos VALID"), "{stdout}");
+    // Faults really happened and were recorded with their recovery.
+    assert!(summary.contains("| 1 |"), "{summary}");
+    // The history file is what the checker judged: it must pass `ringraft check` on its own.
+    let report = ringraft::checker::check_file(
+        &out.join("history.jsonl"),
+        None,
+        Some(ringraft::checker::ModelKind::Kv),
+        &ringraft::checker::Budget::default(),
+    )
+    .expect("history readable");
+    assert_eq!(report.verdict, ringraft::checker::Verdict::Linearizable);
+    assert!(report.operations.len() > 100, "{}", report.operations.len());
+    assert!(out.join("timeline.svg").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+#[ignore = "several 30 s runs; the negative control of the fault suite"]
+fn a_raft_that_grants_votes_to_stale_logs_is_caught() {
+    // Seeds that caught it on the development machine; which node leads when a fault starts
+    // depends on the run, so more than one seed is tried.
+    for seed in ["11", "13", "14", "15"] {
+        let out = out_dir(&format!("neg{seed}"));
+        let (code, stdout) = chaos(
+            &out,
+            &[
+                "--seconds",
+                "30",
+                "--seed",
+                seed,
+                "--nemesis",
+                "lagging-election",
+                "--unsafe-faults",
+                "skip_vote_log_check",
+            ],
+        );
+        if code == 1 {
+            assert!(stdout.contains("chaos VIOLATION"), "{stdout}");
+            let _ = std::fs::remove_dir_all(&out);
+            return;
+        }
+        assert_eq!(code, 0, "{stdout}");
+    }
+    panic!("no seed caught the stale-log vote");
+}
