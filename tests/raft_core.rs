@@ -591,7 +591,7 @@ fn bad_input_is_refused_without_panic() {
     // answered with the commit index and the log is unchanged.
     let bad = Entry {
         index: 1,
-        term: term + 1,
+        term,
         kind: EntryKind::Normal,
         data: b"z".to_vec().into(),
     };

@@ -2,7 +2,9 @@
 //! term's no-op (appended by `become_leader`). A replica grants a vote only to a candidate whose
 //! log is at least as up-to-date as its own, at most once per term, and (with CheckQuorum) not
 //! while it heard from a leader within the minimum election timeout, unless the request comes
-//! from a leadership transfer.
+//! from a leadership transfer. A candidate becomes leader only after the `Ready` carrying its
+//! new term and own vote is durable (`Raft::on_persisted`), even if a quorum of others granted
+//! their votes earlier.
 
 use super::core::Raft;
 use super::message::{MessageBody, NodeId};
@@ -19,7 +21,7 @@ pub(super) enum Tally {
 impl Raft {
     /// Starts an election now (PreVote first if configured). Ignored by non-voters and leaders.
     pub fn campaign(&mut self) {
-        if self.role == Role::Leader || !self.promotable() {
+        if self.role == Role::Leader || !self.promotable() || self.term_exhausted() {
             return;
         }
         if self.cfg.pre_vote {
@@ -32,7 +34,7 @@ impl Raft {
     }
 
     pub(super) fn campaign_transfer(&mut self) {
-        if !self.promotable() {
+        if !self.promotable() || self.term_exhausted() {
             return;
         }
         self.become_candidate();
@@ -107,7 +109,13 @@ impl Raft {
             .iter()
             .filter(|v| self.votes.get(v) == Some(&false))
             .count();
-        if granted >= q {
+        // A candidate wins only once its own vote counts, i.e. once its new term and vote are
+        // durable: a candidate that led and appended before that could crash, come back in the
+        // previous term, win the same term again from the same voters and write different
+        // entries at the same index and term.
+        let own_vote_durable =
+            self.role != Role::Candidate || self.votes.get(&self.id) == Some(&true);
+        if granted >= q && own_vote_durable {
             Tally::Won
         } else if rejected > m.voters.len() - q {
             Tally::Lost
