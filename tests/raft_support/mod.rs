@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use ringraft::raft::*;
 
+pub mod fuzz;
+
 /// A replica's durable state (what survives a crash).
 #[derive(Debug, Clone, Default)]
 pub struct Disk {
@@ -17,7 +19,8 @@ pub struct Disk {
 }
 
 impl Disk {
-    fn write(&mut self, rd: &Ready) {
+    /// Makes a Ready's snapshot, entries and hard state durable.
+    pub fn write_ready(&mut self, rd: &Ready) {
         if let Some(s) = &rd.snapshot {
             self.entries.retain(|e| e.index > s.meta.index);
             self.snapshot = s.clone();
@@ -140,7 +143,7 @@ impl Net {
     pub fn persist(&mut self, id: NodeId) {
         let pending = std::mem::take(self.unsynced.entry(id).or_default());
         for u in pending {
-            self.disks.get_mut(&id).unwrap().write(&u.write);
+            self.disks.get_mut(&id).unwrap().write_ready(&u.write);
             self.queue.extend(u.after);
             if let Some((i, t)) = u.mark {
                 if let Some(r) = self.rafts.get_mut(&id) {
