@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let mut stats = FuzzStats::default();
     let mut seed = first;
-    while start.elapsed() < deadline {
+    loop {
         let hostile = seed % 2 == 1;
         let res = catch_unwind(AssertUnwindSafe(|| {
             run_seed(seed, steps as usize, hostile, &mut stats)
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             }
         }
         seed += 1;
-        if seconds == 0 {
+        if start.elapsed() >= deadline {
             break;
         }
     }

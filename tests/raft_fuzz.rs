@@ -11,11 +11,16 @@ use raft_support::fuzz::{run_seed, FuzzStats};
 const SEEDS: u64 = 200;
 /// Inputs per seed.
 const STEPS: usize = 5_000;
+/// Seeds that once found a bug (replayed on every run).
+const REGRESSION_SEEDS: [u64; 1] = [
+    // A restarted candidate counted a grant its previous incarnation earned.
+    23_828,
+];
 
 #[test]
 fn benign_schedules_keep_raft_safe() {
     let mut stats = FuzzStats::default();
-    for seed in 0..SEEDS {
+    for seed in (0..SEEDS).chain(REGRESSION_SEEDS) {
         run_seed(seed, STEPS, false, &mut stats).unwrap_or_else(|e| panic!("{e}"));
     }
     println!("{stats:?}");

@@ -69,20 +69,80 @@ fn a_candidate_leads_only_after_its_own_term_and_vote_are_durable() {
     );
 }
 
+/// A candidate whose disk lost its new term (and the tail of its log) in a crash comes back in
+/// the previous term and campaigns for the same term again. A grant its previous incarnation
+/// earned (with its longer log) must not count: it would win without a committed entry. Found
+/// by the fuzzer (`raft_fuzz` seed 23828). Vote requests now leave only after the term is
+/// durable, so no grant for a term the candidate can lose exists.
 #[test]
-fn a_candidate_with_a_slow_disk_wins_as_soon_as_its_vote_is_durable() {
+fn a_restarted_candidate_cannot_use_grants_from_before_its_crash() {
+    let mut net = Net::new(3, |c| {
+        c.pre_vote = false;
+        c.check_quorum = false;
+        c.lease_read = false;
+    });
+    net.elect(1);
+    // X reaches node 3 (durable) and node 2 (in memory only); 1 and 3 commit it.
+    *net.sync.get_mut(&2).unwrap() = false;
+    let x = net.r(1).propose(b"X".to_vec()).unwrap();
+    net.run();
+    assert_eq!(net.r(1).log().committed(), x);
+    assert_eq!(net.r(2).log().last_index(), x);
+    // Node 2 campaigns for term 2 with X in its log; node 3 grants; the grant is in flight.
+    net.r(2).campaign();
+    net.flush();
+    net.persist(3);
+    let before_crash: Vec<Message> = net.queue.drain(..).collect();
+    for m in before_crash.iter().filter(|m| m.to == 3 || m.to == 1) {
+        net.r(m.to).step(m.clone()).unwrap();
+    }
+    net.flush();
+    net.persist(1);
+    net.persist(3);
+    let grants: Vec<Message> = net
+        .queue
+        .drain(..)
+        .filter(|m| m.to == 2 && m.body == MessageBody::VoteResponse { reject: false })
+        .collect();
+    // Node 2 crashes: its disk has neither term 2 nor X.
+    net.crash(2);
+    net.restart(2);
+    assert_eq!(net.r(2).term(), 1);
+    assert!(net.r(2).log().last_index() < x);
+    net.r(2).campaign();
+    net.flush();
+    net.queue.clear();
+    net.persist(2);
+    for g in grants {
+        net.r(2).step(g).unwrap();
+    }
+    net.flush();
+    assert_ne!(
+        net.r(2).role(),
+        Role::Leader,
+        "won term {} without committed entry {x}",
+        net.r(2).term()
+    );
+}
+
+#[test]
+fn a_candidate_asks_for_votes_only_once_its_term_is_durable_then_wins() {
     let mut net = Net::new(5, |_| {});
     *net.sync.get_mut(&1).unwrap() = false;
     net.r(1).campaign();
     net.run();
     assert_eq!(net.r(1).role(), Role::Candidate);
     assert!(
+        net.queue.is_empty(),
+        "vote requests before the term is durable"
+    );
+    assert!(
         net.r(1).log().entries().next().is_none(),
         "nothing appended"
     );
     net.persist(1);
-    assert_eq!(net.r(1).role(), Role::Leader);
     net.run();
+    assert_eq!(net.r(1).role(), Role::Leader);
     net.persist(1);
     net.run();
     assert_eq!(net.r(5).log().committed(), 1);

@@ -2,9 +2,11 @@
 //! term's no-op (appended by `become_leader`). A replica grants a vote only to a candidate whose
 //! log is at least as up-to-date as its own, at most once per term, and (with CheckQuorum) not
 //! while it heard from a leader within the minimum election timeout, unless the request comes
-//! from a leadership transfer. A candidate becomes leader only after the `Ready` carrying its
-//! new term and own vote is durable (`Raft::on_persisted`), even if a quorum of others granted
-//! their votes earlier.
+//! from a leadership transfer. A candidate's vote requests go out only after the `Ready`
+//! carrying its new term and own vote is durable (`Ready::messages_after_persist`), and it
+//! becomes leader only after that `Ready` was reported durable (`Raft::on_persisted`): a
+//! candidate never campaigns twice for one term, so no grant can count for a different
+//! incarnation of it, and it never leads (and appends) in a term it could lose in a crash.
 
 use super::core::Raft;
 use super::message::{MessageBody, NodeId};
@@ -84,12 +86,22 @@ impl Raft {
                     transfer,
                 }
             };
-            self.msgs.push(super::message::Message {
+            let m = super::message::Message {
                 from: self.id,
                 to: v,
                 term,
                 body,
-            });
+            };
+            if pre {
+                self.msgs.push(m);
+            } else {
+                // A vote request leaves only once the candidate's new term and own vote are
+                // durable. Sent earlier, a candidate that crashed before that would restart in
+                // the previous term, campaign for the same term again (with a shorter log, if
+                // entries were lost too), and count grants its previous incarnation's requests
+                // earned: it could win without a committed entry.
+                self.msgs_after_persist.push(m);
+            }
         }
     }
 

@@ -69,7 +69,12 @@ struct Fuzz {
     chosen: BTreeMap<u64, Entry>,
     next_ctx: u64,
     stats: FuzzStats,
+    /// The latest inputs, printed with a broken invariant.
+    trace: std::collections::VecDeque<String>,
 }
+
+/// Inputs kept in the failure trace.
+const TRACE_LINES: usize = 3000;
 
 fn interesting(rng: &mut Rng, near: u64) -> u64 {
     match rng.below(12) {
@@ -139,7 +144,35 @@ impl Fuzz {
             chosen: BTreeMap::new(),
             next_ctx: 1,
             stats: FuzzStats::default(),
+            trace: std::collections::VecDeque::new(),
         }
+    }
+
+    fn log(&mut self, line: String) {
+        if self.trace.len() >= TRACE_LINES {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(line);
+    }
+
+    fn state_line(&self) -> String {
+        let mut out = String::new();
+        for (id, rep) in &self.reps {
+            match &rep.raft {
+                Some(r) => out.push_str(&format!(
+                    " [{id}: {:?} t{} v{} last {}/{} commit {} durable {}]",
+                    r.role(),
+                    r.term(),
+                    r.vote(),
+                    r.log().last_index(),
+                    r.log().last_term(),
+                    r.log().committed(),
+                    r.log().durable()
+                )),
+                None => out.push_str(&format!(" [{id}: down]")),
+            }
+        }
+        out
     }
 
     fn pick_node(&mut self) -> NodeId {
@@ -157,6 +190,22 @@ impl Fuzz {
                 break;
             }
             let mut rd = r.ready();
+            let line = format!(
+                "ready {id}: hs {:?} snap {:?} entries {:?} persisted {:?} committed {:?}",
+                rd.hard_state,
+                rd.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term)),
+                rd.entries
+                    .iter()
+                    .map(|e| (e.index, e.term))
+                    .collect::<Vec<_>>(),
+                rd.persisted,
+                rd.committed_entries
+                    .iter()
+                    .map(|e| (e.index, e.term))
+                    .collect::<Vec<_>>()
+            );
+            self.log(line);
+            let rep = self.reps.get_mut(&id).expect("replica");
             if let Some(i) = rd.snapshot_request {
                 if self.rng.below(2) == 0 {
                     let r = rep.raft.as_mut().expect("live");
@@ -240,6 +289,7 @@ impl Fuzz {
     }
 
     fn persist(&mut self, id: NodeId, all: bool) -> Result<(), String> {
+        self.log(format!("persist {id} all={all}"));
         let rep = self.reps.get_mut(&id).expect("replica");
         if rep.raft.is_none() || rep.unsynced.is_empty() {
             return Ok(());
@@ -258,6 +308,7 @@ impl Fuzz {
     }
 
     fn crash(&mut self, id: NodeId) {
+        self.log(format!("crash {id}"));
         let rep = self.reps.get_mut(&id).expect("replica");
         if rep.raft.take().is_some() {
             self.stats.crashes += 1;
@@ -271,6 +322,18 @@ impl Fuzz {
         if rep.raft.is_some() {
             return Ok(());
         }
+        let line = format!(
+            "restart {id} from hs {:?} snap {} entries {:?}",
+            rep.disk.hard_state,
+            rep.disk.snapshot.meta.index,
+            rep.disk
+                .entries
+                .iter()
+                .map(|e| (e.index, e.term))
+                .collect::<Vec<_>>()
+        );
+        self.log(line);
+        let rep = self.reps.get_mut(&id).expect("replica");
         let r = Raft::restart(rep.cfg.clone(), rep.disk.restart_state())
             .map_err(|e| format!("restart: {e}"))?;
         rep.last_term = r.term();
@@ -284,6 +347,7 @@ impl Fuzz {
 
     fn deliver(&mut self, m: Message) -> Result<(), String> {
         let to = m.to;
+        self.log(format!("deliver {m:?}"));
         let Some(rep) = self.reps.get_mut(&to) else {
             return Ok(());
         };
@@ -489,6 +553,7 @@ impl Fuzz {
                     self.stats.inputs += 1;
                     r.tick_at(self.now);
                 }
+                self.log(format!("tick {id}"));
                 self.drain(id)?;
             }
             25..=59 => {
@@ -561,6 +626,7 @@ impl Fuzz {
                         r.campaign();
                     }
                 }
+                self.log(format!("campaign/transfer {id} -> {to}"));
                 self.drain(id)?;
             }
             _ => {
@@ -598,7 +664,12 @@ pub fn run_seed(
     let mut res = Ok(());
     for step in 0..steps {
         if let Err(e) = f.step() {
-            res = Err(format!("seed {seed} step {step} (hostile: {hostile}): {e}"));
+            let trace: Vec<String> = f.trace.iter().cloned().collect();
+            res = Err(format!(
+                "seed {seed} step {step} (hostile: {hostile}): {e}\nstate:{}\nlatest inputs:\n{}",
+                f.state_line(),
+                trace.join("\n")
+            ));
             break;
         }
     }

@@ -22,7 +22,14 @@ impl Disk {
     /// Makes a Ready's snapshot, entries and hard state durable.
     pub fn write_ready(&mut self, rd: &Ready) {
         if let Some(s) = &rd.snapshot {
-            self.entries.retain(|e| e.index > s.meta.index);
+            // An installed snapshot replaces the stored log, unless the log holds the
+            // snapshot's last entry (then only what it covers goes).
+            let (i, t) = (s.meta.index, s.meta.term);
+            if self.entries.iter().any(|e| e.index == i && e.term == t) {
+                self.entries.retain(|e| e.index > i);
+            } else {
+                self.entries.clear();
+            }
             self.snapshot = s.clone();
         }
         if let Some(first) = rd.entries.first() {
