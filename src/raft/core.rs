@@ -7,7 +7,9 @@
 //! [`Rng`]. Every input is a method call; every output accumulates until [`Raft::ready`].
 //! Invariants kept here: a replica's term never decreases; it votes at most once per term; it
 //! answers a vote only after the vote is durable (the answer is in
-//! `Ready::messages_after_persist`); the commit index never decreases.
+//! `Ready::messages_after_persist`); a candidate asks for votes, and counts itself, only once
+//! its new term and own vote are durable; the commit index never decreases; every peer message
+//! passes [`super::validate`] before it can change anything.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
