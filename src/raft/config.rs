@@ -13,6 +13,10 @@ pub const ELECTION_TIMEOUT_MAX_TICKS_DEFAULT: u32 = 20;
 pub const HEARTBEAT_INTERVAL_TICKS_DEFAULT: u32 = 2;
 /// Default clock-drift margin subtracted from the election timeout to get the lease, in ticks.
 pub const CLOCK_DRIFT_MARGIN_TICKS_DEFAULT: u32 = 3;
+/// Default length of one tick in the driver's monotonic clock, in nanoseconds (10 ms). The lease
+/// in real time is `lease_ticks() × tick_nanos`; a driver whose ticks are longer must say so, or
+/// its leases are shorter than they could be (never longer: see [`Config::tick_nanos`]).
+pub const TICK_NANOS_DEFAULT: u64 = 10_000_000;
 /// Default maximum number of AppendEntries messages in flight to one follower.
 pub const MAX_INFLIGHT_MSGS_DEFAULT: usize = 256;
 /// Default maximum number of entries in one AppendEntries message.
@@ -76,6 +80,10 @@ pub struct Config {
     pub lease_read: bool,
     /// Ticks of clock drift between replicas that the lease tolerates.
     pub clock_drift_margin_ticks: u32,
+    /// Nominal length of one tick in the driver's monotonic clock (ns): the driver calls `tick`
+    /// at most once per `tick_nanos` of real time (late ticks are delivered late, never early).
+    /// Used only by the clock-checked lease (`Raft::read_at`).
+    pub tick_nanos: u64,
     /// Per-follower in-flight AppendEntries window.
     pub max_inflight_msgs: usize,
     /// Maximum entries per AppendEntries message.
@@ -104,6 +112,11 @@ pub struct Config {
     pub unsafe_commit_previous_term: bool,
     /// TEST ONLY: breaks Raft on purpose by granting votes without the log up-to-date check.
     pub unsafe_skip_vote_log_check: bool,
+    /// TEST ONLY: breaks linearizability on purpose by serving every `ReadMode::Lease` read of a
+    /// leader (that committed in its term) locally, checking neither the monotonic clock nor the
+    /// tick lease: a paused or partitioned old leader then answers stale reads. A negative
+    /// control for fault suites. Never set this outside tests.
+    pub unsafe_lease_ignore_clock: bool,
 }
 
 impl Config {
@@ -119,6 +132,7 @@ impl Config {
             check_quorum: true,
             lease_read: true,
             clock_drift_margin_ticks: CLOCK_DRIFT_MARGIN_TICKS_DEFAULT,
+            tick_nanos: TICK_NANOS_DEFAULT,
             max_inflight_msgs: MAX_INFLIGHT_MSGS_DEFAULT,
             max_entries_per_msg: MAX_ENTRIES_PER_MSG_DEFAULT,
             max_bytes_per_msg: MAX_BYTES_PER_MSG_DEFAULT,
@@ -132,6 +146,7 @@ impl Config {
             durability: Durability::DiskFirst,
             unsafe_commit_previous_term: false,
             unsafe_skip_vote_log_check: false,
+            unsafe_lease_ignore_clock: false,
         }
     }
 
@@ -139,6 +154,11 @@ impl Config {
     pub fn lease_ticks(&self) -> u32 {
         self.election_timeout_min_ticks
             .saturating_sub(self.clock_drift_margin_ticks)
+    }
+
+    /// Lease length in the driver's monotonic clock: `lease_ticks() × tick_nanos` nanoseconds.
+    pub fn lease_nanos(&self) -> u64 {
+        u64::from(self.lease_ticks()).saturating_mul(self.tick_nanos)
     }
 
     /// Checks every bound; returns the first problem found.
@@ -161,6 +181,9 @@ impl Config {
         }
         if self.lease_read && self.lease_ticks() == 0 {
             return bad("lease_read needs election_timeout_min_ticks > clock_drift_margin_ticks");
+        }
+        if self.tick_nanos == 0 {
+            return bad("tick_nanos must be at least 1");
         }
         if self.max_inflight_msgs == 0
             || self.max_entries_per_msg == 0

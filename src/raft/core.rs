@@ -2,11 +2,14 @@
 //! [`Raft::tick`], and the [`Ready`] hand-off. Elections, replication, reads, membership
 //! changes, snapshots and leadership transfer are `impl Raft` blocks in their own files.
 //!
-//! Purity: no I/O, no clock, no threads. Time is `tick()` calls; randomness is the seeded
+//! Purity: no I/O, no clock, no threads. Time is `tick()` calls, plus the driver's monotonic
+//! clock handed in as numbers (`advance_clock`, `tick_at`, `read_at`); randomness is the seeded
 //! [`Rng`]. Every input is a method call; every output accumulates until [`Raft::ready`].
 //! Invariants kept here: a replica's term never decreases; it votes at most once per term; it
 //! answers a vote only after the vote is durable (the answer is in
-//! `Ready::messages_after_persist`); the commit index never decreases.
+//! `Ready::messages_after_persist`); a candidate asks for votes, and counts itself, only once
+//! its new term and own vote are durable; the commit index never decreases; every peer message
+//! passes [`super::validate`] before it can change anything.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use super::progress::Progress;
 use super::read_index::ReadRounds;
 use super::ready::{ReadState, Ready, Role, SoftState};
 use super::rng::Rng;
+use super::validate::{validate, InvalidMessage, MAX_INDEX, MAX_TERM};
 
 /// Durable state a replica is rebuilt from after a restart.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +55,10 @@ pub enum StepError {
     /// A leader tried to overwrite a committed entry: proof of a safety bug elsewhere.
     #[error(transparent)]
     CommittedConflict(#[from] CommittedConflict),
+    /// A term, index or field relation no honest peer sends: refused before any state changed
+    /// and counted in [`Raft::invalid_messages`].
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidMessage),
 }
 
 /// Why a proposal was refused (nothing was appended).
@@ -74,6 +82,9 @@ pub enum ProposeError {
     /// The membership change itself is invalid.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// The log reached the largest index this core appends (see [`super::validate::MAX_INDEX`]).
+    #[error("the log index space is exhausted")]
+    IndexSpaceExhausted,
 }
 
 /// One replica of one Raft group.
@@ -124,6 +135,10 @@ pub struct Raft {
     pub(super) persisted_seq: u64,
     pub(super) prev_hard: HardState,
     pub(super) prev_soft: SoftState,
+    /// Messages refused as invalid (see [`super::validate`]).
+    pub(super) invalid: u64,
+    /// Latest monotonic time the driver reported, in nanoseconds (0 until it reports one).
+    pub(super) now_nanos: u64,
 }
 
 impl Raft {
@@ -201,6 +216,8 @@ impl Raft {
                 leader: NO_NODE,
                 role: Role::Follower,
             },
+            invalid: 0,
+            now_nanos: 0,
         };
         r.prev_hard = r.hard_state();
         r.randomize_timeout();
@@ -270,6 +287,20 @@ impl Raft {
             && self.committed_in_term()
             && self.lease.is_valid(self.ticks)
     }
+    /// Peer messages refused as invalid since this replica started (hostile or corrupt input;
+    /// the node exports it as a metric).
+    pub fn invalid_messages(&self) -> u64 {
+        self.invalid
+    }
+    /// True if this leader may serve a lease read at the driver's monotonic time `now_nanos`:
+    /// [`Raft::lease_valid`] and the lease also covers `now_nanos` (see [`super::lease`]).
+    pub fn lease_valid_at(&self, now_nanos: u64) -> bool {
+        self.lease_valid() && self.lease.is_valid_at(now_nanos)
+    }
+    /// The driver's monotonic time as last reported (ns).
+    pub fn now_nanos(&self) -> u64 {
+        self.now_nanos
+    }
     /// True if this voter may campaign.
     pub fn promotable(&self) -> bool {
         self.log.membership().is_voter(self.id)
@@ -317,6 +348,17 @@ impl Raft {
         }
     }
 
+    /// True if this replica's term cannot be raised any further (see [`super::validate`]).
+    pub(super) fn term_exhausted(&self) -> bool {
+        self.term >= MAX_TERM
+    }
+
+    /// Counts and returns an invalid-message error.
+    pub(super) fn refuse(&mut self, e: InvalidMessage) -> StepError {
+        self.invalid = self.invalid.saturating_add(1);
+        StepError::Invalid(e)
+    }
+
     /// True if a follower heard from a leader too recently to grant a vote (CheckQuorum).
     pub(super) fn in_lease(&self) -> bool {
         self.cfg.check_quorum
@@ -358,8 +400,9 @@ impl Raft {
         self.role = Role::PreCandidate;
     }
 
+    /// Callers check `term_exhausted` first.
     pub(super) fn become_candidate(&mut self) {
-        let term = self.term + 1;
+        let term = self.term.saturating_add(1);
         self.reset(term);
         self.vote = self.id;
         self.role = Role::Candidate;
@@ -399,6 +442,20 @@ impl Raft {
     }
 
     // ----- inputs -----
+
+    /// Reports the driver's monotonic time in nanoseconds (read from a monotonic clock just
+    /// before the call; earlier values than one already reported are ignored). Heartbeat rounds
+    /// started afterwards are stamped with it, which anchors the clock-checked lease; a stale
+    /// value only shortens the lease.
+    pub fn advance_clock(&mut self, now_nanos: u64) {
+        self.now_nanos = self.now_nanos.max(now_nanos);
+    }
+
+    /// [`Raft::advance_clock`] then [`Raft::tick`].
+    pub fn tick_at(&mut self, now_nanos: u64) {
+        self.advance_clock(now_nanos);
+        self.tick();
+    }
 
     /// Advances time by one tick.
     pub fn tick(&mut self) {
@@ -473,6 +530,9 @@ impl Raft {
         if m.from == self.id {
             return Err(StepError::FromSelf);
         }
+        if let Err(e) = validate(&m) {
+            return Err(self.refuse(e));
+        }
         if m.term > self.term {
             match &m.body {
                 MessageBody::PreVote { .. } => {
@@ -534,10 +594,10 @@ impl Raft {
         match self.role {
             Role::Leader => match m.body {
                 MessageBody::AppendResponse { index, reject } => {
-                    self.handle_append_response(m.from, index, reject)
+                    self.handle_append_response(m.from, index, reject)?
                 }
                 MessageBody::HeartbeatResponse { round } => {
-                    self.handle_heartbeat_response(m.from, round)
+                    self.handle_heartbeat_response(m.from, round)?
                 }
                 _ => {}
             },
@@ -617,6 +677,9 @@ impl Raft {
         }
         if self.log.last_index() - self.log.committed() >= self.cfg.max_uncommitted_entries {
             return Err(ProposeError::TooManyUncommitted);
+        }
+        if self.log.last_index() >= MAX_INDEX {
+            return Err(ProposeError::IndexSpaceExhausted);
         }
         Ok(())
     }

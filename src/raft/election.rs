@@ -2,7 +2,11 @@
 //! term's no-op (appended by `become_leader`). A replica grants a vote only to a candidate whose
 //! log is at least as up-to-date as its own, at most once per term, and (with CheckQuorum) not
 //! while it heard from a leader within the minimum election timeout, unless the request comes
-//! from a leadership transfer.
+//! from a leadership transfer. A candidate's vote requests go out only after the `Ready`
+//! carrying its new term and own vote is durable (`Ready::messages_after_persist`), and it
+//! becomes leader only after that `Ready` was reported durable (`Raft::on_persisted`): a
+//! candidate never campaigns twice for one term, so no grant can count for a different
+//! incarnation of it, and it never leads (and appends) in a term it could lose in a crash.
 
 use super::core::Raft;
 use super::message::{MessageBody, NodeId};
@@ -19,7 +23,7 @@ pub(super) enum Tally {
 impl Raft {
     /// Starts an election now (PreVote first if configured). Ignored by non-voters and leaders.
     pub fn campaign(&mut self) {
-        if self.role == Role::Leader || !self.promotable() {
+        if self.role == Role::Leader || !self.promotable() || self.term_exhausted() {
             return;
         }
         if self.cfg.pre_vote {
@@ -32,7 +36,7 @@ impl Raft {
     }
 
     pub(super) fn campaign_transfer(&mut self) {
-        if !self.promotable() {
+        if !self.promotable() || self.term_exhausted() {
             return;
         }
         self.become_candidate();
@@ -82,12 +86,22 @@ impl Raft {
                     transfer,
                 }
             };
-            self.msgs.push(super::message::Message {
+            let m = super::message::Message {
                 from: self.id,
                 to: v,
                 term,
                 body,
-            });
+            };
+            if pre {
+                self.msgs.push(m);
+            } else {
+                // A vote request leaves only once the candidate's new term and own vote are
+                // durable. Sent earlier, a candidate that crashed before that would restart in
+                // the previous term, campaign for the same term again (with a shorter log, if
+                // entries were lost too), and count grants its previous incarnation's requests
+                // earned: it could win without a committed entry.
+                self.msgs_after_persist.push(m);
+            }
         }
     }
 
@@ -107,7 +121,13 @@ impl Raft {
             .iter()
             .filter(|v| self.votes.get(v) == Some(&false))
             .count();
-        if granted >= q {
+        // A candidate wins only once its own vote counts, i.e. once its new term and vote are
+        // durable: a candidate that led and appended before that could crash, come back in the
+        // previous term, win the same term again from the same voters and write different
+        // entries at the same index and term.
+        let own_vote_durable =
+            self.role != Role::Candidate || self.votes.get(&self.id) == Some(&true);
+        if granted >= q && own_vote_durable {
             Tally::Won
         } else if rejected > m.voters.len() - q {
             Tally::Lost

@@ -22,6 +22,7 @@ pub mod replication;
 pub mod rng;
 pub mod snapshot;
 pub mod transfer;
+pub mod validate;
 
 pub use self::config::{Config, ConfigError, Durability};
 pub use self::core::{ProposeError, Raft, RestartState, StepError};
@@ -35,3 +36,4 @@ pub use self::read_index::{ReadError, ReadMode};
 pub use self::ready::{ReadState, Ready, Role, SoftState};
 pub use self::snapshot::SnapshotError;
 pub use self::transfer::TransferError;
+pub use self::validate::{InvalidMessage, MAX_INDEX, MAX_TERM};

@@ -89,6 +89,18 @@ pub enum MultiError {
     /// A group refused a message.
     #[error("group {0}: {1}")]
     Step(GroupId, StepError),
+    /// A message inside the envelope names another sender or receiver than the envelope.
+    #[error("group {group}: message from {from} to {to} inside an envelope from {env_from}")]
+    Misaddressed {
+        /// Group.
+        group: GroupId,
+        /// The message's sender.
+        from: NodeId,
+        /// The message's receiver.
+        to: NodeId,
+        /// The envelope's sender.
+        env_from: NodeId,
+    },
 }
 
 /// The output of one `MultiRaft::ready` round.
@@ -107,6 +119,8 @@ pub struct MultiReady {
 pub struct MultiRaft {
     node_id: NodeId,
     groups: BTreeMap<GroupId, Raft>,
+    /// Invalid messages counted by groups since removed, and mis-addressed envelope content.
+    invalid_other: u64,
 }
 
 impl MultiRaft {
@@ -115,6 +129,7 @@ impl MultiRaft {
         MultiRaft {
             node_id,
             groups: BTreeMap::new(),
+            invalid_other: 0,
         }
     }
     /// This node.
@@ -134,7 +149,9 @@ impl MultiRaft {
     }
     /// Stops hosting a group.
     pub fn remove_group(&mut self, group: GroupId) -> Option<Raft> {
-        self.groups.remove(&group)
+        let r = self.groups.remove(&group)?;
+        self.invalid_other = self.invalid_other.saturating_add(r.invalid_messages());
+        Some(r)
     }
     /// A group.
     pub fn group(&self, group: GroupId) -> Option<&Raft> {
@@ -153,6 +170,29 @@ impl MultiRaft {
         for r in self.groups.values_mut() {
             r.tick();
         }
+    }
+    /// Reports the driver's monotonic time (ns) to every group (see [`Raft::advance_clock`]).
+    pub fn advance_clock(&mut self, now_nanos: u64) {
+        for r in self.groups.values_mut() {
+            r.advance_clock(now_nanos);
+        }
+    }
+    /// [`MultiRaft::advance_clock`] then [`MultiRaft::tick`].
+    pub fn tick_at(&mut self, now_nanos: u64) {
+        for r in self.groups.values_mut() {
+            r.tick_at(now_nanos);
+        }
+    }
+    /// Peer messages refused as invalid by any group (including groups removed since) and
+    /// envelopes whose messages name other nodes than the envelope (the node exports it as a
+    /// metric).
+    pub fn invalid_messages(&self) -> u64 {
+        self.invalid_other
+            + self
+                .groups
+                .values()
+                .map(Raft::invalid_messages)
+                .sum::<u64>()
     }
 
     /// Delivers an envelope to its groups. Every message is tried; the first error is returned.
@@ -192,6 +232,16 @@ impl MultiRaft {
             }))
             .chain(env.messages);
         for (g, m) in unpacked {
+            if m.from != from || m.to != to {
+                self.invalid_other = self.invalid_other.saturating_add(1);
+                first_err.get_or_insert(MultiError::Misaddressed {
+                    group: g,
+                    from: m.from,
+                    to: m.to,
+                    env_from: from,
+                });
+                continue;
+            }
             let res = match self.groups.get_mut(&g) {
                 Some(r) => r.step(m).map_err(|e| MultiError::Step(g, e)),
                 None => Err(MultiError::UnknownGroup(g)),

@@ -5,15 +5,17 @@
 //! all of them with the commit index at that moment, so many reads share one round trip. When a
 //! quorum of voters echoed round `r` (or a later one), every read of rounds `<= r` is ready at
 //! its recorded index, and the lease is extended from the tick round `r` was sent (see
-//! [`super::lease`]). Reads wait until the leader committed an entry of its term (its no-op), so
+//! [`super::lease`]; rounds also record the driver's monotonic time for the clock-checked
+//! lease of [`Raft::read_at`]). Reads wait until the leader committed an entry of its term (its no-op), so
 //! the commit index it records is at least every previously committed index.
 //! Bounds: `max_pending_reads` reads, `max_read_rounds_in_flight` rounds.
 
 use std::collections::VecDeque;
 
-use super::core::Raft;
+use super::core::{Raft, StepError};
 use super::message::{MessageBody, NodeId};
 use super::ready::{ReadState, Role};
+use super::validate::InvalidMessage;
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub enum ReadError {
 struct Round {
     id: u64,
     sent_tick: u64,
+    /// The driver's monotonic time when the round started (never later than the real send).
+    sent_nanos: u64,
     index: u64,
     reads: Vec<u64>,
 }
@@ -81,8 +85,25 @@ impl ReadRounds {
 
 impl Raft {
     /// Requests a linearizable read identified by `ctx`; the answer comes as a `ReadState` (or in
-    /// `reads_dropped` if leadership is lost first).
+    /// `reads_dropped` if leadership is lost first). A `Lease` read is checked against the tick
+    /// lease only: drivers that can read a monotonic clock use [`Raft::read_at`].
     pub fn read(&mut self, ctx: u64, mode: ReadMode) -> Result<(), ReadError> {
+        let lease_ok = self.lease_valid();
+        self.read_with(ctx, mode, lease_ok)
+    }
+
+    /// Like [`Raft::read`], with the driver's monotonic time `now_nanos` read just before the
+    /// call: a `Lease` read is served locally only if the lease also covers `now_nanos`, so a
+    /// leader that was stalled (stopped process, blocked executor) longer than its lease refuses
+    /// it, even before its tick driver caught up, until a fresh quorum round confirms it again.
+    /// Also advances the core's clock like [`Raft::advance_clock`].
+    pub fn read_at(&mut self, ctx: u64, mode: ReadMode, now_nanos: u64) -> Result<(), ReadError> {
+        self.advance_clock(now_nanos);
+        let lease_ok = self.lease_valid_at(now_nanos);
+        self.read_with(ctx, mode, lease_ok)
+    }
+
+    fn read_with(&mut self, ctx: u64, mode: ReadMode, lease_ok: bool) -> Result<(), ReadError> {
         if self.role != Role::Leader {
             return Err(ReadError::NotLeader {
                 leader: self.leader,
@@ -91,7 +112,8 @@ impl Raft {
         if self.reads.pending >= self.cfg.max_pending_reads {
             return Err(ReadError::TooManyReads);
         }
-        if mode == ReadMode::Lease && self.lease_valid() {
+        let unsafe_serve = self.cfg.unsafe_lease_ignore_clock && self.committed_in_term();
+        if mode == ReadMode::Lease && (lease_ok || unsafe_serve) {
             self.read_states.push(ReadState {
                 ctx,
                 index: self.log.committed(),
@@ -126,6 +148,7 @@ impl Raft {
             self.reads.rounds.push_back(Round {
                 id: self.reads.last_round,
                 sent_tick: self.ticks,
+                sent_nanos: self.now_nanos,
                 index: self.log.committed(),
                 reads,
             });
@@ -148,11 +171,20 @@ impl Raft {
         self.confirm_rounds();
     }
 
-    /// Leader: answer to a heartbeat.
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+    /// Leader: answer to a heartbeat. Refuses (and counts) a round this leader never started:
+    /// it would confirm reads and extend the lease for rounds not yet sent.
+    pub(super) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        round: u64,
+    ) -> Result<(), StepError> {
+        if round > self.reads.last_round {
+            let last = self.reads.last_round;
+            return Err(self.refuse(InvalidMessage::UnknownRound { round, last }));
+        }
         let last = self.log.last_index();
         let Some(pr) = self.prs.get_mut(&from) else {
-            return;
+            return Ok(());
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(round);
@@ -165,6 +197,7 @@ impl Raft {
         if behind {
             self.maybe_send_append(from, true);
         }
+        Ok(())
     }
 
     fn confirm_rounds(&mut self) {
@@ -198,11 +231,12 @@ impl Raft {
                     index: r.index,
                 });
             }
-            lease_from = Some(r.sent_tick);
+            lease_from = Some((r.sent_tick, r.sent_nanos));
         }
-        if let Some(sent) = lease_from {
+        if let Some((tick, nanos)) = lease_from {
             if !self.lease_disabled && self.cfg.lease_read {
-                self.lease.extend(sent, self.cfg.lease_ticks());
+                self.lease
+                    .extend(tick, self.cfg.lease_ticks(), nanos, self.cfg.lease_nanos());
             }
         }
     }

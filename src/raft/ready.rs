@@ -3,10 +3,13 @@
 //! The driver must process a `Ready` in this order:
 //! 1. send `messages` (they do not depend on local durability: a leader's appends go out before
 //!    its own fsync);
-//! 2. persist `snapshot` (if any), then `entries` (truncating any stored entry at or after
-//!    `entries[0].index`), then `hard_state`, in one durable write;
-//! 3. send `messages_after_persist` (vote answers, and in DiskFirst the followers'
-//!    acknowledgements), then call `Raft::on_persisted(persisted)` if set;
+//! 2. persist `snapshot` (if any: it replaces every stored entry, unless the stored log holds
+//!    the snapshot's last entry `(index, term)`, in which case only the entries up to it go),
+//!    then `entries` (truncating any stored entry at or after `entries[0].index`), then
+//!    `hard_state`, in one durable write;
+//! 3. send `messages_after_persist` (vote requests and answers, snapshot acknowledgements, and in
+//!    DiskFirst the followers' acknowledgements), then call `Raft::on_persisted(persisted)` if
+//!    set;
 //! 4. apply `snapshot` and then `committed_entries` to the state machine (may overlap with 2–3);
 //! 5. answer `read_states` once the state machine applied their index; fail `reads_dropped`;
 //! 6. if `snapshot_request` is set, build a snapshot at or after that index when convenient and
@@ -63,7 +66,8 @@ pub struct Ready {
     /// Set when this `Ready` asked for persistence (hard state, snapshot or entries): the
     /// last `(index, term)` of the log handed out so far. Once durable, report it with
     /// `Raft::on_persisted` — exactly once per such `Ready`, in order (the core counts the
-    /// calls: a candidate's own vote counts only after the `Ready` carrying it is durable).
+    /// calls: a candidate's own vote counts only after the `Ready` carrying it is durable, and
+    /// it cannot become leader before, whatever the other voters answered).
     pub persisted: Option<(u64, u64)>,
     /// Apply these, in order.
     pub committed_entries: Vec<Entry>,

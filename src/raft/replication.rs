@@ -8,6 +8,7 @@ use super::core::{Raft, StepError};
 use super::message::{Entry, MessageBody, NodeId, RejectHint, NO_NODE};
 use super::progress::ProgressState;
 use super::ready::Role;
+use super::validate::InvalidMessage;
 
 impl Raft {
     /// Leader: sends what each follower is missing (and the commit index when it moved).
@@ -124,16 +125,20 @@ impl Raft {
         Ok(())
     }
 
-    /// Leader: answer to an Append or InstallSnapshot.
+    /// Leader: answer to an Append or InstallSnapshot. Refuses (and counts) an answer about an
+    /// index past this leader's log: no Append or snapshot it sent ends there.
     pub(super) fn handle_append_response(
         &mut self,
         from: NodeId,
         index: u64,
         reject: Option<RejectHint>,
-    ) {
+    ) -> Result<(), StepError> {
         let last = self.log.last_index();
+        if index > last {
+            return Err(self.refuse(InvalidMessage::AckPastLog { index, last }));
+        }
         let Some(pr) = self.prs.get_mut(&from) else {
-            return;
+            return Ok(());
         };
         pr.recent_active = true;
         if let Some(hint) = reject {
@@ -143,7 +148,7 @@ impl Raft {
                 hint.index
             };
             let Some(pr) = self.prs.get_mut(&from) else {
-                return;
+                return Ok(());
             };
             if pr.maybe_decrease_to(index, probe_at) {
                 if pr.state == ProgressState::Replicate {
@@ -151,10 +156,10 @@ impl Raft {
                 }
                 self.maybe_send_append(from, true);
             }
-            return;
+            return Ok(());
         }
         if !pr.maybe_update(index) {
-            return;
+            return Ok(());
         }
         match pr.state {
             ProgressState::Probe => pr.become_replicate(),
@@ -167,7 +172,7 @@ impl Raft {
             self.commit_dirty = true;
         }
         if self.role != Role::Leader {
-            return;
+            return Ok(());
         }
         if from == self.transferee && caught_up {
             self.send_timeout_now(from);
@@ -184,6 +189,7 @@ impl Raft {
         if !sent && stale_commit {
             self.maybe_send_append(from, true);
         }
+        Ok(())
     }
 
     /// Leader: advances the commit index to the highest index held by a quorum of voters,
