@@ -32,6 +32,8 @@ enum Command {
     Client(ringraft::cli::ClientCommand),
     /// Run the seeded deterministic Raft simulator.
     Sim(ringraft::sim::SimArgs),
+    /// Generate a CA and node and client certificates for TLS.
+    Certs(ringraft::certs::CertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Server(args) => ringraft::node::main(args),
         Command::Check(args) => ringraft::checker::main(args),
         Command::Sim(args) => ringraft::sim::main(args),
+        Command::Certs(args) => ringraft::certs::main(args),
         Command::Bench(args) => ringraft::bench::main(args, &cli.endpoints),
         Command::Client(cmd) => ringraft::cli::main(cmd, &cli.endpoints),
     }
