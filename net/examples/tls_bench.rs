@@ -38,7 +38,7 @@ use rkyv::util::AlignedVec;
 
 const CLUSTER: u64 = 0x7153;
 const SERVER_NODE: u64 = 1;
-const REPS: usize = 7;
+const REPS: usize = 11;
 const CONNECTS: usize = 100;
 const ROUND_TRIPS: usize = 2_000;
 const FRAMES_PER_WRITE: usize = 64;

@@ -26,6 +26,7 @@ use ringraft_net::tls::certgen::{CertAuthority, IssuedCert};
 use ringraft_net::tls::{self, Alpn, CertIdentity, NetStream, Role, TlsConfig, TlsOptions};
 use ringraft_net::Frame;
 use rkyv::util::AlignedVec;
+use rustls::HandshakeKind;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -585,20 +586,26 @@ impl<T: Read + Write> ReadWrite for T {}
 fn http_over_tls_shares_the_port_with_frames() {
     let server = TlsServer::start(tls_config(Some(&pki().server), false));
     let tls = tls_config(Some(&pki().admin), false);
-    let tcp = TcpStream::connect(server.addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(TEST_TIMEOUT_MS)))
-        .unwrap();
-    let (mut s, reached) = tls::connect_blocking(tcp, &tls, Alpn::Http, Some(SERVER_NODE)).unwrap();
-    assert_eq!(reached.node_id(), Some(SERVER_NODE));
-    let resp = http_get(&mut s, "/whoami");
-    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
-    assert!(
-        resp.ends_with(
-            "tls=true alpn=http/1.1 who=client \"ops\" (admin) of cluster 11 \
-             line=GET /whoami HTTP/1.1"
-        ),
-        "{resp}"
-    );
+    // The second connection resumes the first one's session: the client's identity must
+    // survive resumption.
+    for want in [HandshakeKind::Full, HandshakeKind::Resumed] {
+        let tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(TEST_TIMEOUT_MS)))
+            .unwrap();
+        let (mut s, reached) =
+            tls::connect_blocking(tcp, &tls, Alpn::Http, Some(SERVER_NODE)).unwrap();
+        assert_eq!(reached.node_id(), Some(SERVER_NODE));
+        assert_eq!(s.conn.handshake_kind(), Some(want));
+        let resp = http_get(&mut s, "/whoami");
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+        assert!(
+            resp.ends_with(
+                "tls=true alpn=http/1.1 who=client \"ops\" (admin) of cluster 11 \
+                 line=GET /whoami HTTP/1.1"
+            ),
+            "{want:?}: {resp}"
+        );
+    }
     // Frames on the same port, same server.
     let mut c = BlockingClient::connect(server.addr, client_cfg(None)).unwrap();
     assert!(matches!(
@@ -611,7 +618,7 @@ fn http_over_tls_shares_the_port_with_frames() {
     ));
     assert_eq!(
         ringraft_net::metrics::NetMetrics::get(&server.metrics.http_connections),
-        1
+        2
     );
 }
 
