@@ -6,10 +6,12 @@
 //! - [`checker`]: the linearizability checker for recorded client histories.
 //! - [`client`]: the client library (routing, failover, exactly-once writes, history recorder).
 //! - [`cli`]: the client commands of the binary; [`bench`]: the latency benchmark.
+//! - [`certs`]: `ringraft certs`, a CA and node and client certificates for TLS.
 //! - [`node`]: the server: thread-per-core runtime, shards, config, state machine, HTTP, metrics.
 
 pub mod bench;
 pub mod chaos;
+pub mod certs;
 pub mod checker;
 pub mod cli;
 pub mod client;

@@ -7,10 +7,14 @@
 //! `max_stashed_responses`) for later `wait_for` calls. Every read waits at most
 //! `response_timeout_ms`. Not for the node's hot path (it deserializes stashed responses);
 //! [`BlockingClient::recv_with`] gives in-place access for benchmarks.
+//!
+//! With [`ClientConfig::tls`] set the connection runs over TLS: the server must present a node
+//! certificate of the cluster signed by the configured CA (and of `expected_node_id`, when
+//! set), and the client presents its own certificate if the config has one.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use crate::message::{ArchivedErrorFrame, Encode, ErrorCode, LocalIdentity, Messa
 use crate::metrics::NetMetrics;
 use crate::send_queue::{SendQueue, SendQueueConfig};
 use crate::socket::{connect_std, SocketOptions};
+use crate::tls::{self, Alpn, BlockingStream, CertIdentity, TlsConfig};
 
 /// Default wait for one response.
 pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 5_000;
@@ -45,6 +50,11 @@ pub struct ClientConfig {
     pub max_stashed_responses: usize,
     /// Reconnect policy of [`BlockingClient::connect_with_backoff`].
     pub backoff: BackoffConfig,
+    /// TLS (`None`: plaintext, the default).
+    pub tls: Option<TlsConfig>,
+    /// The node the client means to reach: checked against the server's certificate under
+    /// TLS and against its handshake ack in plaintext (`None`: any node of the cluster).
+    pub expected_node_id: Option<u64>,
 }
 
 impl ClientConfig {
@@ -58,6 +68,8 @@ impl ClientConfig {
             response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT_MS,
             max_stashed_responses: DEFAULT_MAX_STASHED_RESPONSES,
             backoff: BackoffConfig::default(),
+            tls: None,
+            expected_node_id: None,
         }
     }
 }
@@ -89,7 +101,8 @@ fn owned(frame: &Frame<'_>) -> Result<OwnedFrame, NetError> {
 /// A blocking, handshaken client connection.
 #[derive(Debug)]
 pub struct BlockingClient {
-    stream: TcpStream,
+    stream: BlockingStream,
+    server_identity: Option<CertIdentity>,
     dec: Decoder,
     queue: SendQueue,
     next_request_id: u64,
@@ -123,11 +136,19 @@ impl BlockingClient {
         cfg: ClientConfig,
         metrics: Arc<NetMetrics>,
     ) -> Result<Self, NetError> {
-        let stream = connect_std(addr, &cfg.socket)?;
-        stream.set_read_timeout(Some(Duration::from_millis(cfg.response_timeout_ms.max(1))))?;
-        stream.set_write_timeout(Some(Duration::from_millis(cfg.response_timeout_ms.max(1))))?;
+        let tcp = connect_std(addr, &cfg.socket)?;
+        tcp.set_read_timeout(Some(Duration::from_millis(cfg.response_timeout_ms.max(1))))?;
+        tcp.set_write_timeout(Some(Duration::from_millis(cfg.response_timeout_ms.max(1))))?;
+        let (stream, server_identity) = match &cfg.tls {
+            None => (BlockingStream::Plain(tcp), None),
+            Some(t) => {
+                let (s, id) = tls::connect_blocking(tcp, t, Alpn::Frames, cfg.expected_node_id)?;
+                (BlockingStream::Tls(Box::new(s)), Some(id))
+            }
+        };
         let mut client = BlockingClient {
             stream,
+            server_identity,
             dec: Decoder::new(cfg.decoder),
             queue: SendQueue::new(cfg.send_queue),
             next_request_id: 1,
@@ -157,6 +178,14 @@ impl BlockingClient {
                 other.kind()
             ))),
         })??;
+        if let Some(expected) = client.cfg.expected_node_id {
+            if node != expected {
+                return Err(NetError::WrongPeer {
+                    expected,
+                    found: node,
+                });
+            }
+        }
         client.peer_node_id = node;
         Ok(client)
     }
@@ -167,7 +196,9 @@ impl BlockingClient {
         loop {
             match Self::connect(addr, cfg.clone()) {
                 Ok(c) => return Ok(c),
-                Err(e @ NetError::Refused { .. }) => return Err(e),
+                Err(
+                    e @ (NetError::Refused { .. } | NetError::Tls(_) | NetError::WrongPeer { .. }),
+                ) => return Err(e),
                 Err(e) => match backoff.next_delay() {
                     Some(d) => std::thread::sleep(d),
                     None => return Err(e),
@@ -188,7 +219,17 @@ impl BlockingClient {
 
     /// Local socket address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.stream.tcp().local_addr()
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, BlockingStream::Tls(_))
+    }
+
+    /// The identity the server's verified certificate names (`None` in plaintext).
+    pub fn server_identity(&self) -> Option<&CertIdentity> {
+        self.server_identity.as_ref()
     }
 
     /// Queues a request and returns its request id; flushes first if the queue is full.
@@ -224,10 +265,13 @@ impl BlockingClient {
     /// Writes every queued frame in one write.
     pub fn flush(&mut self) -> Result<(), NetError> {
         if let Some(buf) = self.queue.take_batch() {
-            let r = self.stream.write_all(buf.as_slice());
+            let r = self
+                .stream
+                .write_all(buf.as_slice())
+                .and_then(|()| self.stream.flush());
             NetMetrics::add(&self.metrics.bytes_out, buf.len() as u64);
             self.queue.recycle(buf);
-            r?;
+            r.map_err(tls::tls_io_error)?;
         }
         Ok(())
     }
@@ -235,7 +279,10 @@ impl BlockingClient {
     /// Writes raw bytes (for tests of bad input).
     pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         self.flush()?;
-        self.stream.write_all(bytes)?;
+        self.stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush())
+            .map_err(tls::tls_io_error)?;
         Ok(())
     }
 
@@ -250,7 +297,7 @@ impl BlockingClient {
                     self.metrics.count_error(ErrorKind::Timeout);
                     return Err(NetError::Timeout("waiting for a response"));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(tls::tls_io_error(e)),
             };
             if n == 0 {
                 return Err(match self.dec.finish() {

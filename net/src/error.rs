@@ -38,11 +38,14 @@ pub enum ErrorKind {
     Encode,
     /// The peer answered something the protocol does not allow at that point.
     Protocol,
+    /// A TLS handshake failed: no or a refused certificate, a plaintext connection to a TLS
+    /// listener, or a TLS protocol error.
+    Tls,
 }
 
 impl ErrorKind {
     /// Number of kinds (size of the counter array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every kind, in counter order.
     pub const ALL: [ErrorKind; Self::COUNT] = [
         ErrorKind::Truncated,
@@ -59,6 +62,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Encode,
         ErrorKind::Protocol,
+        ErrorKind::Tls,
     ];
 
     /// Index into counter arrays.
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Encode => "encode",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -227,6 +232,19 @@ pub enum NetError {
     /// The peer broke the protocol (e.g. an unexpected message kind at this point).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The TLS handshake failed or a certificate was refused (ours by the peer, or the
+    /// peer's by us).
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The dialer reached a node other than the one it meant (its certificate, or in
+    /// plaintext its handshake ack, names another node id).
+    #[error("reached node {found}, expected node {expected}")]
+    WrongPeer {
+        /// The node id the dialer meant.
+        expected: u64,
+        /// The node id it reached.
+        found: u64,
+    },
 }
 
 impl NetError {
@@ -242,6 +260,8 @@ impl NetError {
             NetError::Timeout(_) => ErrorKind::Timeout,
             NetError::Encode(_) => ErrorKind::Encode,
             NetError::Protocol(_) => ErrorKind::Protocol,
+            NetError::Tls(_) => ErrorKind::Tls,
+            NetError::WrongPeer { .. } => ErrorKind::HandshakeRefused,
         }
     }
 }

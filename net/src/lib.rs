@@ -7,6 +7,8 @@
 //! - [`send_queue`]: frames in → one batched, bounded write buffer out.
 //! - [`sniff`]: tells a frame connection from HTTP by its first bytes.
 //! - [`socket`] and [`backoff`]: socket options, connect with timeout, reconnect backoff.
+//! - [`tls`]: mutual TLS for peers and TLS for clients (rustls), certificate identities, and
+//!   certificate generation; off unless a [`tls::TlsConfig`] is given.
 //! - [`listener`]: the glommio listener and connection driver the node plugs its handler into.
 //! - [`blocking_client`]: a std::net client for tools, tests and benchmarks.
 //!
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod send_queue;
 pub mod sniff;
 pub mod socket;
+pub mod tls;
 
 pub use decoder::{Decoder, DecoderConfig, Frame};
 pub use error::{DecodeError, ErrorKind, NetError};
@@ -31,3 +34,4 @@ pub use message::{Encode, Kind, Message, MessageRef};
 pub use metrics::NetMetrics;
 pub use send_queue::{SendQueue, SendQueueConfig};
 pub use sniff::{sniff, Protocol};
+pub use tls::{CertIdentity, NetStream, Role, TlsConfig, TlsOptions};

@@ -2,10 +2,15 @@
 //! dialer for outgoing peer connections. The node plugs in its own [`Handler`].
 //!
 //! Per accepted connection (one local task each, on the accepting executor):
-//! 1. Sniff the first bytes ([`crate::sniff`]): HTTP goes to [`Handler::on_http`] with the bytes
-//!    already read; anything that is neither HTTP nor a frame gets an error frame and is closed.
+//! 0. With [`ConnectionConfig::tls`] set: the TLS handshake ([`crate::tls::accept`]) within
+//!    `handshake_timeout_ms`; a refused or missing certificate (or plaintext) ends the
+//!    connection here, before any frame is read. Everything below then runs over TLS.
+//! 1. Sniff the first bytes ([`crate::sniff`]): HTTP goes to [`Handler::on_http_stream`] with
+//!    the bytes already read; anything that is neither HTTP nor a frame gets an error frame
+//!    and is closed.
 //! 2. Handshake: the first frame must be a valid [`Handshake`] of our cluster and version,
-//!    within `handshake_timeout_ms`; otherwise an error frame, then close.
+//!    within `handshake_timeout_ms`, and under TLS its claimed role must match the certificate
+//!    ([`crate::tls::check_claim`]); otherwise an error frame, then close.
 //! 3. Steady state: a reader decodes frames into the reusable aligned buffer and calls
 //!    [`Handler::on_frame`] with each validated in-place frame; a writer drains the
 //!    connection's bounded [`SendQueue`] in batches, one write per batch. Any decode error
@@ -15,6 +20,9 @@
 //! Bounds: `max_connections` live connections per listener (extra ones get an error frame),
 //! the decoder's `max_frame_bytes`, the send queue's byte/frame limits, `write_timeout_ms` on
 //! every socket write (a peer that stops reading cannot pin a connection forever).
+//!
+//! Dialing ([`dial_node`]) mirrors this: TLS handshake (the server's certificate must name the
+//! node meant), frame handshake, then the same reader and writer.
 //!
 //! Everything here runs on one glommio executor: connections are `Rc`, never shared across
 //! threads; only [`NetMetrics`] (atomics) is shared.
@@ -45,6 +53,7 @@ use crate::metrics::NetMetrics;
 use crate::send_queue::{encode_frame, SendQueue, SendQueueConfig};
 use crate::sniff::{sniff, Protocol, SNIFF_BYTES};
 use crate::socket::{bind_listener, connect_glommio, SocketOptions};
+use crate::tls::{self, Alpn, CertIdentity, NetStream, TlsConfig, TLS_HANDSHAKE_RECORD};
 
 /// Default bound on live connections per listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -75,6 +84,8 @@ pub struct ConnectionConfig {
     /// Close a handshaken connection that sends nothing for this long (`None`: never; peers
     /// that go silent are still caught by TCP keepalive).
     pub read_idle_timeout_ms: Option<u64>,
+    /// TLS for every accepted and dialed connection (`None`: plaintext, the default).
+    pub tls: Option<TlsConfig>,
 }
 
 impl ConnectionConfig {
@@ -88,6 +99,7 @@ impl ConnectionConfig {
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
             read_idle_timeout_ms: None,
+            tls: None,
         }
     }
 }
@@ -125,11 +137,26 @@ pub trait Handler: 'static {
     /// The connection closed (`conn.close_reason()` tells why, `None` = orderly).
     fn on_close(&self, _conn: &Rc<Connection>) {}
 
-    /// The connection speaks HTTP: serve it. `first_bytes` were already read from `stream`.
-    /// The default closes it.
+    /// The connection speaks plaintext HTTP: serve it. `first_bytes` were already read from
+    /// `stream`. The default closes it. Only called by the default [`Handler::on_http_stream`].
     fn on_http(&self, stream: TcpStream, first_bytes: Vec<u8>) -> impl Future<Output = ()> {
         drop((stream, first_bytes));
         std::future::ready(())
+    }
+
+    /// The connection speaks HTTP, plaintext or TLS: serve it. `first_bytes` were already read
+    /// (decrypted) from `stream`; `stream.peer_identity()` is the client's verified
+    /// certificate identity, if it presented one. The default hands plaintext to
+    /// [`Handler::on_http`] and closes TLS connections.
+    fn on_http_stream(&self, stream: NetStream, first_bytes: Vec<u8>) -> impl Future<Output = ()> {
+        async move {
+            match stream.into_plain() {
+                Ok(tcp) => self.on_http(tcp, first_bytes).await,
+                Err(mut tls) => {
+                    let _ = tls.close().await;
+                }
+            }
+        }
     }
 }
 
@@ -166,6 +193,8 @@ pub struct Connection {
     id: u64,
     peer_addr: SocketAddr,
     peer: PeerRole,
+    tls: bool,
+    identity: Option<CertIdentity>,
     queue: RefCell<SendQueue>,
     wake: Notify,
     closing: Cell<bool>,
@@ -179,6 +208,8 @@ impl std::fmt::Debug for Connection {
             .field("id", &self.id)
             .field("peer_addr", &self.peer_addr)
             .field("peer", &self.peer)
+            .field("tls", &self.tls)
+            .field("identity", &self.identity)
             .field("closing", &self.closing.get())
             .finish()
     }
@@ -188,6 +219,7 @@ impl Connection {
     fn new(
         peer_addr: SocketAddr,
         peer: PeerRole,
+        stream: &NetStream,
         cfg: &ConnectionConfig,
         metrics: Arc<NetMetrics>,
     ) -> Self {
@@ -195,6 +227,8 @@ impl Connection {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             peer_addr,
             peer,
+            tls: stream.is_tls(),
+            identity: stream.peer_identity().cloned(),
             queue: RefCell::new(SendQueue::new(cfg.send_queue)),
             wake: Notify::default(),
             closing: Cell::new(false),
@@ -213,9 +247,21 @@ impl Connection {
         self.peer_addr
     }
 
-    /// Who the peer said it is in its handshake (or, dialing, the node that acked).
+    /// Who the peer said it is in its handshake (or, dialing, the node that acked). Under TLS
+    /// a `Node` claim was checked against the peer's certificate.
     pub fn peer(&self) -> PeerRole {
         self.peer
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The identity of the peer's verified certificate (`None`: plaintext, or a TLS client
+    /// that presented none). This, not [`Connection::peer`], is what authorization should use.
+    pub fn peer_identity(&self) -> Option<&CertIdentity> {
+        self.identity.as_ref()
     }
 
     /// Frames waiting to be written.
@@ -348,6 +394,13 @@ pub async fn serve<H: Handler>(
                 (cfg.clone(), handler.clone(), metrics.clone(), live.clone());
             if live.get() >= cfg.max_connections {
                 NetMetrics::add(&metrics.connections_rejected_limit, 1);
+                if cfg.connection.tls.is_some() {
+                    // A plaintext error frame would only garble a TLS client's handshake, and a
+                    // TLS handshake costs what the limit is there to save: just close.
+                    drop(stream);
+                    NetMetrics::add(&metrics.connections_closed, 1);
+                    continue;
+                }
                 glommio::spawn_local(async move {
                     let mut stream = stream;
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(
@@ -381,8 +434,8 @@ pub async fn serve<H: Handler>(
 }
 
 /// Encodes and writes one error frame straight to a stream (before a connection exists).
-async fn write_error_now(
-    stream: &mut TcpStream,
+async fn write_error_now<W: AsyncWrite + Unpin>(
+    stream: &mut W,
     request_id: u64,
     code: ErrorCode,
     message: String,
@@ -446,18 +499,82 @@ fn decode_failure_code(e: &NetError) -> Option<ErrorCode> {
     }
 }
 
+/// What a plaintext connection to a TLS listener is told, in words.
+const TLS_REQUIRED: &str = "this listener requires TLS";
+
+/// Under TLS: refuses plaintext (answered in plaintext) and runs the TLS handshake. `None`
+/// when the connection is over (counted).
+async fn accept_tls(
+    tcp: TcpStream,
+    tls: &TlsConfig,
+    cfg: &ConnectionConfig,
+    metrics: &NetMetrics,
+) -> Option<NetStream> {
+    let timeout = Duration::from_millis(cfg.handshake_timeout_ms.max(1));
+    let mut first = [0u8; 1];
+    let peeked = futures_lite::future::or(async { Some(tcp.peek(&mut first).await) }, async {
+        glommio::timer::sleep(timeout).await;
+        None
+    })
+    .await;
+    match peeked {
+        Some(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Some(Ok(1)) => {
+            metrics.count_error(ErrorKind::Tls);
+            let mut tcp = tcp;
+            if first[0] == crate::frame::MAGIC[0] {
+                let msg = TLS_REQUIRED.to_string();
+                write_error_now(&mut tcp, 0, ErrorCode::Unauthenticated, msg, cfg, metrics).await;
+            } else if first[0].is_ascii_uppercase() {
+                let body = format!("{TLS_REQUIRED} (use https)\n");
+                let resp = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(resp.as_bytes()).await;
+                let _ = tcp.close().await;
+            }
+            return None;
+        }
+        Some(Ok(_)) => return None,
+        Some(Err(e)) => {
+            metrics.count_error(NetError::from(io::Error::from(e)).kind());
+            return None;
+        }
+        None => {
+            metrics.count_error(ErrorKind::Timeout);
+            return None;
+        }
+    }
+    match tls::accept(tcp, tls, timeout).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            metrics.count_error(e.kind());
+            None
+        }
+    }
+}
+
 async fn serve_accepted<H: Handler>(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     cfg: &ConnectionConfig,
     handler: Rc<H>,
     metrics: Arc<NetMetrics>,
 ) {
-    let peer_addr = stream
+    let peer_addr = tcp
         .peer_addr()
         .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
-    let _ = stream.set_nodelay(cfg.socket.nodelay);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(cfg.write_timeout_ms.max(1))));
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(cfg.handshake_timeout_ms.max(1))));
+    let _ = tcp.set_nodelay(cfg.socket.nodelay);
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(cfg.write_timeout_ms.max(1))));
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(cfg.handshake_timeout_ms.max(1))));
+    let mut stream = match &cfg.tls {
+        None => NetStream::plain(tcp),
+        Some(tls) => match accept_tls(tcp, tls, cfg, &metrics).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
     let mut dec = Decoder::new(cfg.decoder);
 
     // 1. Sniff.
@@ -473,7 +590,7 @@ async fn serve_accepted<H: Handler>(
                 dec.advance(n);
             }
             Err(e) => {
-                metrics.count_error(NetError::from(e).kind());
+                metrics.count_error(tls::tls_io_error(e).kind());
                 return;
             }
         }
@@ -482,9 +599,9 @@ async fn serve_accepted<H: Handler>(
         Protocol::Frame => {}
         Protocol::Http => {
             NetMetrics::add(&metrics.http_connections, 1);
-            let _ = stream.set_read_timeout(None);
+            let _ = stream.tcp().set_read_timeout(None);
             let first = dec.pending().to_vec();
-            handler.on_http(stream, first).await;
+            handler.on_http_stream(stream, first).await;
             return;
         }
         Protocol::Unknown | Protocol::Incomplete => {
@@ -509,6 +626,12 @@ async fn serve_accepted<H: Handler>(
             let id = frame.header.request_id;
             match frame.message {
                 MessageRef::Handshake(hs) => match check_handshake(&cfg.local, hs) {
+                    Ok(role) if stream.is_tls() => {
+                        match tls::check_claim(role, stream.peer_identity()) {
+                            Ok(()) => Ok((id, role)),
+                            Err(refusal) => Err((id, refusal)),
+                        }
+                    }
                     Ok(role) => Ok((id, role)),
                     Err(refusal) => Err((id, refusal)),
                 },
@@ -551,8 +674,14 @@ async fn serve_accepted<H: Handler>(
             return;
         }
     };
-    let _ = stream.set_read_timeout(idle_timeout(cfg));
-    let conn = Rc::new(Connection::new(peer_addr, role, cfg, metrics.clone()));
+    let _ = stream.tcp().set_read_timeout(idle_timeout(cfg));
+    let conn = Rc::new(Connection::new(
+        peer_addr,
+        role,
+        &stream,
+        cfg,
+        metrics.clone(),
+    ));
     if conn.respond(hs_id, &cfg.local.ack()).is_err() {
         return;
     }
@@ -562,14 +691,29 @@ async fn serve_accepted<H: Handler>(
 
 /// Dials `addr`, handshakes as `cfg.local`, and drives the connection on a local task.
 /// Answers and requests from the peer arrive in `handler.on_frame`. A refusal (other cluster,
-/// unsupported version) is [`NetError::Refused`].
+/// unsupported version) is [`NetError::Refused`]. Same as [`dial_node`] with no expected
+/// node: under TLS any node of the cluster is accepted.
 pub async fn dial<H: Handler>(
     addr: SocketAddr,
     cfg: &ConnectionConfig,
     handler: Rc<H>,
     metrics: Arc<NetMetrics>,
 ) -> Result<Rc<Connection>, NetError> {
-    let r = dial_inner(addr, cfg, handler, metrics.clone()).await;
+    dial_node(addr, None, cfg, handler, metrics).await
+}
+
+/// Like [`dial`], and the node reached must be `expected_node` (when given): under TLS its
+/// certificate must name it (checked right after the TLS handshake, before anything is sent);
+/// in plaintext its handshake ack must. Reaching another node is [`NetError::WrongPeer`].
+/// Under TLS a refused certificate on either side is [`NetError::Tls`].
+pub async fn dial_node<H: Handler>(
+    addr: SocketAddr,
+    expected_node: Option<u64>,
+    cfg: &ConnectionConfig,
+    handler: Rc<H>,
+    metrics: Arc<NetMetrics>,
+) -> Result<Rc<Connection>, NetError> {
+    let r = dial_inner(addr, expected_node, cfg, handler, metrics.clone()).await;
     if let Err(e) = &r {
         metrics.count_error(e.kind());
     }
@@ -578,17 +722,23 @@ pub async fn dial<H: Handler>(
 
 async fn dial_inner<H: Handler>(
     addr: SocketAddr,
+    expected_node: Option<u64>,
     cfg: &ConnectionConfig,
     handler: Rc<H>,
     metrics: Arc<NetMetrics>,
 ) -> Result<Rc<Connection>, NetError> {
-    let mut stream = connect_glommio(addr, &cfg.socket).await?;
-    stream
-        .set_write_timeout(Some(Duration::from_millis(cfg.write_timeout_ms.max(1))))
+    let tcp = connect_glommio(addr, &cfg.socket).await?;
+    tcp.set_write_timeout(Some(Duration::from_millis(cfg.write_timeout_ms.max(1))))
         .map_err(to_io)?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(cfg.handshake_timeout_ms.max(1))))
+    tcp.set_read_timeout(Some(Duration::from_millis(cfg.handshake_timeout_ms.max(1))))
         .map_err(to_io)?;
+    let mut stream = match &cfg.tls {
+        None => NetStream::plain(tcp),
+        Some(tls) => {
+            let timeout = Duration::from_millis(cfg.handshake_timeout_ms.max(1));
+            tls::connect(tcp, addr, tls, Alpn::Frames, expected_node, timeout).await?
+        }
+    };
     let mut out = AlignedVec::<16>::new();
     encode_frame(
         &mut out,
@@ -597,11 +747,20 @@ async fn dial_inner<H: Handler>(
         &cfg.local.handshake(),
         cfg.send_queue.max_frame_bytes,
     )?;
-    stream.write_all(out.as_slice()).await?;
+    stream
+        .write_all(out.as_slice())
+        .await
+        .map_err(tls::tls_io_error)?;
+    stream.flush().await.map_err(tls::tls_io_error)?;
     NetMetrics::add(&metrics.frames_out, 1);
     NetMetrics::add(&metrics.bytes_out, out.len() as u64);
     let mut dec = Decoder::new(cfg.decoder);
-    fill_until_frame(&mut stream, &mut dec, &metrics).await?;
+    fill_until_frame(&mut stream, &mut dec, &metrics)
+        .await
+        .map_err(|e| match e {
+            NetError::Io(io) => tls::tls_io_error(io),
+            other => other,
+        })?;
     let node_id = match dec.next_frame()? {
         Some(frame) => {
             NetMetrics::add(&metrics.frames_in, 1);
@@ -616,7 +775,21 @@ async fn dial_inner<H: Handler>(
                             ),
                         });
                     }
-                    ack.node_id.to_native()
+                    let node_id = ack.node_id.to_native();
+                    // Under TLS the certificate already named the node; the ack must agree.
+                    let meant = stream
+                        .peer_identity()
+                        .and_then(CertIdentity::node_id)
+                        .or(expected_node);
+                    if let Some(expected) = meant {
+                        if node_id != expected {
+                            return Err(NetError::WrongPeer {
+                                expected,
+                                found: node_id,
+                            });
+                        }
+                    }
+                    node_id
                 }
                 MessageRef::Error(err) => {
                     return Err(refusal_from(err));
@@ -631,10 +804,14 @@ async fn dial_inner<H: Handler>(
         }
         None => return Err(NetError::Closed),
     };
-    stream.set_read_timeout(idle_timeout(cfg)).map_err(to_io)?;
+    stream
+        .tcp()
+        .set_read_timeout(idle_timeout(cfg))
+        .map_err(to_io)?;
     let conn = Rc::new(Connection::new(
         addr,
         PeerRole::Node { node_id },
+        &stream,
         cfg,
         metrics,
     ));
@@ -658,13 +835,28 @@ pub async fn dial_with_backoff<H: Handler>(
     metrics: Arc<NetMetrics>,
     backoff: &mut Backoff,
 ) -> Result<Rc<Connection>, NetError> {
+    dial_node_with_backoff(addr, None, cfg, handler, metrics, backoff).await
+}
+
+/// [`dial_node`] with bounded exponential backoff. Refusals, refused certificates and
+/// reaching the wrong node are final (retrying the same address cannot fix them).
+pub async fn dial_node_with_backoff<H: Handler>(
+    addr: SocketAddr,
+    expected_node: Option<u64>,
+    cfg: &ConnectionConfig,
+    handler: Rc<H>,
+    metrics: Arc<NetMetrics>,
+    backoff: &mut Backoff,
+) -> Result<Rc<Connection>, NetError> {
     loop {
-        match dial(addr, cfg, handler.clone(), metrics.clone()).await {
+        match dial_node(addr, expected_node, cfg, handler.clone(), metrics.clone()).await {
             Ok(c) => {
                 backoff.reset();
                 return Ok(c);
             }
-            Err(e @ NetError::Refused { .. }) => return Err(e),
+            Err(e @ (NetError::Refused { .. } | NetError::Tls(_) | NetError::WrongPeer { .. })) => {
+                return Err(e)
+            }
             Err(e) => match backoff.next_delay() {
                 Some(d) => glommio::timer::sleep(d).await,
                 None => return Err(e),
@@ -685,7 +877,7 @@ pub fn refusal_from(err: &crate::message::ArchivedErrorFrame) -> NetError {
 
 /// Steady state of a handshaken connection: reader and writer until either ends.
 async fn run_connection<H: Handler>(
-    stream: TcpStream,
+    stream: NetStream,
     mut dec: Decoder,
     conn: Rc<Connection>,
     handler: Rc<H>,
@@ -756,7 +948,7 @@ async fn read_loop<R: AsyncRead + Unpin, H: Handler>(
                 dec.advance(n);
             }
             Err(e) => {
-                let e = NetError::from(e);
+                let e = tls::tls_io_error(e);
                 metrics.count_error(e.kind());
                 return Some(e);
             }
@@ -768,13 +960,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(wr: &mut W, conn: &Connection) {
     loop {
         let batch = conn.queue.borrow_mut().take_batch();
         match batch {
-            Some(buf) => match wr.write_all(buf.as_slice()).await {
+            // The flush matters under TLS (records the socket did not take yet stay in the TLS
+            // layer); on plain TCP it is a no-op.
+            Some(buf) => match write_and_flush(wr, buf.as_slice()).await {
                 Ok(()) => {
                     NetMetrics::add(&conn.metrics.bytes_out, buf.len() as u64);
                     conn.queue.borrow_mut().recycle(buf);
                 }
                 Err(e) => {
-                    let e = NetError::from(e);
+                    let e = tls::tls_io_error(e);
                     conn.metrics.count_error(e.kind());
                     conn.set_reason(e);
                     conn.close();
@@ -790,4 +984,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(wr: &mut W, conn: &Connection) {
             }
         }
     }
+}
+
+async fn write_and_flush<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> io::Result<()> {
+    wr.write_all(buf).await?;
+    wr.flush().await
 }

@@ -84,6 +84,9 @@ pub enum ErrorCode {
     Unsupported,
     /// The endpoint is shutting down.
     ShuttingDown,
+    /// The peer's credentials do not allow what it asked: a handshake claiming a node id
+    /// without that node's certificate, or a plaintext connection to a TLS listener.
+    Unauthenticated,
 }
 
 /// Error frame body: sent with flag ERROR before the sender closes the connection (or, for
