@@ -10,8 +10,8 @@
 //! - [`node`]: the server: thread-per-core runtime, shards, config, state machine, HTTP, metrics.
 
 pub mod bench;
-pub mod chaos;
 pub mod certs;
+pub mod chaos;
 pub mod checker;
 pub mod cli;
 pub mod client;
