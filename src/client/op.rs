@@ -201,11 +201,8 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
             Answer::Done(Reply::Written { version })
         }
         (Op::Get { .. }, OpOutcome::Ok(OpReply::Value(v))) => Answer::Done(Reply::Value(Some(v))),
-        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version })) => {
-            Answer::Done(Reply::Deleted {
-                existed: true,
-                version,
-            })
+        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version, existed })) => {
+            Answer::Done(Reply::Deleted { existed, version })
         }
         (Op::Cas { .. }, OpOutcome::Ok(OpReply::Cas { swapped, current })) => {
             Answer::Done(Reply::Cas { swapped, current })
@@ -216,26 +213,6 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
         (op, OpOutcome::Ok(other)) => {
             Answer::Malformed(format!("{} was answered with {other:?}", op.name()))
         }
-    }
-}
-
-/// A wire error in words.
-pub fn describe(e: &WireError) -> String {
-    match e {
-        WireError::NotLeader { leader: Some(h) } => format!(
-            "not the leader; the leader is node {} at {}",
-            h.node_id, h.address
-        ),
-        WireError::NotLeader { leader: None } => {
-            "not the leader, and no leader is known (election in progress?)".into()
-        }
-        WireError::WrongShard { shard } => format!("wrong shard; the key belongs to shard {shard}"),
-        WireError::Busy { retry_after_ms } => {
-            format!("the node is busy; retry after {retry_after_ms} ms")
-        }
-        WireError::InvalidRequest(m) => format!("invalid request: {m}"),
-        WireError::Timeout => "the node timed out waiting for the cluster".into(),
-        WireError::KeyNotFound => "key not found".into(),
     }
 }
 
@@ -300,7 +277,7 @@ mod tests {
             interpret(&put, ClientOutcome::Failed(nl.clone())),
             Answer::Failed(nl.clone())
         );
-        assert!(describe(&nl).contains("127.0.0.1:9082"));
+        assert!(nl.to_string().contains("127.0.0.1:9082"));
         assert!(matches!(
             interpret(
                 &put,

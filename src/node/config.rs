@@ -120,8 +120,6 @@ pub mod limits {
     pub const KEY_BYTES_MAX: usize = 64 << 10;
     /// Value size bound.
     pub const VALUE_BYTES_MAX: usize = 16 << 20;
-    /// Session table capacity bound.
-    pub const SESSIONS_MAX: usize = 10_000_000;
     /// Scan result bound.
     pub const SCAN_LIMIT_MAX: usize = 1_000_000;
     /// Snapshot threshold bound (entries).
@@ -386,7 +384,9 @@ pub enum Placement {
     Pinned,
 }
 
-/// `[state_machine]`: per-shard key-value store limits.
+/// `[state_machine]`: what this node admits (checked before a write is proposed) and how many
+/// pairs a scan returns. Limits that change how a write is *applied* are not configurable:
+/// they are constants of [`crate::node::limits`], equal on every replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateMachineConfig {
@@ -394,8 +394,6 @@ pub struct StateMachineConfig {
     pub max_key_bytes: usize,
     /// Largest value.
     pub max_value_bytes: usize,
-    /// Exactly-once session entries kept per shard (oldest evicted first).
-    pub session_capacity: usize,
     /// Most pairs one scan returns.
     pub max_scan_results: usize,
 }
@@ -511,7 +509,6 @@ impl Default for StateMachineConfig {
         Self {
             max_key_bytes: 4 << 10,
             max_value_bytes: 1 << 20,
-            session_capacity: 100_000,
             max_scan_results: 10_000,
         }
     }
@@ -893,12 +890,6 @@ impl Config {
             s.max_value_bytes as u64,
             0,
             VALUE_BYTES_MAX.min(n.max_frame_bytes / 2) as u64,
-        )?;
-        range(
-            "state_machine.session_capacity",
-            s.session_capacity as u64,
-            1,
-            SESSIONS_MAX as u64,
         )?;
         range(
             "state_machine.max_scan_results",

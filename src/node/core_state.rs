@@ -35,9 +35,12 @@ use ringraft_net::listener::Connection;
 use tracing::{debug, error, info, warn};
 
 use crate::node::config::{Config, PersistenceStrategy, ROLE_FOLLOWER, ROLE_LEARNER};
+use crate::node::kv::{Command, KvStore, WriteOp};
+use crate::node::limits::Admission;
 use crate::node::metrics::{CoreMetrics, ErrorKind, RoleGauge, ShardGauges};
-use crate::node::request::{ClientError, ClientOp, ClientReply, ClientResult, Consistency};
-use crate::node::state_machine::{Command, KvLimits, KvStore, Op};
+use crate::node::request::{
+    busy, ClientError, ClientOp, ClientReply, ClientResult, Consistency, LeaderHint,
+};
 use crate::node::storage;
 use crate::node::wire::{self, HeartbeatRounds, Inbound, SnapshotAssembly};
 use crate::raft::{
@@ -88,6 +91,47 @@ struct Shard {
     gauges: Arc<ShardGauges>,
 }
 
+impl Shard {
+    /// Registers a proposed write. A write still waiting at the same index was proposed in an
+    /// older term and its entry has been replaced: it can never commit.
+    fn add_write(&mut self, index: u64, term: u64, reply: Reply) {
+        let w = PendingWrite {
+            term,
+            reply,
+            started: Instant::now(),
+        };
+        if let Some(old) = self.writes.insert(index, w) {
+            let _ = old.reply.try_send(Err(ClientError::Superseded));
+        }
+    }
+
+    /// Answers the writes a just-installed snapshot covers: each may or may not be in it.
+    fn fail_writes_through(&mut self, index: u64) {
+        while let Some(entry) = self.writes.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let w = entry.remove();
+            let _ = w.reply.try_send(Err(ClientError::LeadershipLost));
+        }
+    }
+}
+
+/// Admission of a write: key and values within this node's limits, and the whole encoded
+/// command within what the log, the WAL's largest record and one frame can carry (so nothing
+/// admitted can fail to be logged). Refusals are not applied.
+pub fn admit(cmd: &Command, adm: &Admission) -> Result<(), ClientError> {
+    let bytes = cmd.encoded_len();
+    if bytes > adm.max_command_bytes {
+        return Err(ClientError::TooLarge {
+            bytes: bytes as u64,
+            limit: adm.max_command_bytes as u64,
+        });
+    }
+    cmd.check_sizes(adm.max_key_bytes, adm.max_value_bytes)
+        .map_err(|e| ClientError::InvalidRequest(e.0))
+}
+
 /// Persistence handed from the driver to the persist loop.
 #[derive(Debug)]
 pub struct PersistBatch {
@@ -114,6 +158,7 @@ pub struct CoreState {
     pub core: usize,
     /// Node configuration.
     pub cfg: Arc<Config>,
+    admission: Admission,
     multi: MultiRaft,
     wal: ringraft_wal::Wal,
     shards: BTreeMap<GroupId, Shard>,
@@ -211,15 +256,6 @@ pub fn initial_membership(cfg: &Config) -> Membership {
     m
 }
 
-fn kv_limits(cfg: &Config) -> KvLimits {
-    KvLimits {
-        max_key_bytes: cfg.state_machine.max_key_bytes,
-        max_value_bytes: cfg.state_machine.max_value_bytes,
-        session_capacity: cfg.state_machine.session_capacity,
-        max_scan_results: cfg.state_machine.max_scan_results,
-    }
-}
-
 fn role_gauge(r: Role) -> RoleGauge {
     match r {
         Role::Follower => RoleGauge::Follower,
@@ -247,13 +283,12 @@ impl CoreState {
             let path = storage::snapshot_path(&cfg, core, g);
             let snap = storage::read_snapshot(&path)?;
             let rcfg = raft_config(&cfg, g);
-            let limits = kv_limits(&cfg);
             let (raft, kv) = match storage::restart_state(&wal, g, snap)? {
                 Some(rs) => {
                     let kv = if rs.snapshot.data.is_empty() {
-                        KvStore::new(limits)
+                        KvStore::new()
                     } else {
-                        KvStore::restore(&rs.snapshot.data, limits)
+                        KvStore::restore(&rs.snapshot.data)
                             .map_err(|e| format!("shard {g}: snapshot {}: {e}", path.display()))?
                     };
                     info!(
@@ -264,10 +299,7 @@ impl CoreState {
                     );
                     (Raft::restart(rcfg, rs), kv)
                 }
-                None => (
-                    Raft::new(rcfg, initial_membership(&cfg)),
-                    KvStore::new(limits),
-                ),
+                None => (Raft::new(rcfg, initial_membership(&cfg)), KvStore::new()),
             };
             let raft = raft.map_err(|e| format!("shard {g}: {e}"))?;
             multi
@@ -306,6 +338,7 @@ impl CoreState {
         let st = CoreState {
             node_id,
             core,
+            admission: Admission::from_config(&cfg),
             cfg,
             multi,
             wal,
@@ -350,14 +383,15 @@ impl CoreState {
     }
 
     fn not_leader(&self, leader: NodeId) -> ClientError {
-        ClientError::NotLeader {
-            leader_id: leader,
-            leader_address: if leader == 0 {
-                None
-            } else {
-                self.address_of(leader)
-            },
-        }
+        let hint = if leader == 0 {
+            None
+        } else {
+            self.address_of(leader).map(|address| LeaderHint {
+                node_id: leader,
+                address,
+            })
+        };
+        ClientError::NotLeader { leader: hint }
     }
 
     /// Starts a client operation on `group` (owned by this core); the answer goes to `reply`.
@@ -388,8 +422,10 @@ impl CoreState {
         if let Err((e, reply)) = r {
             match &e {
                 ClientError::NotLeader { .. } => self.metrics.error(ErrorKind::NotLeader),
-                ClientError::Busy(_) => self.metrics.error(ErrorKind::Busy),
-                ClientError::Invalid(_) => self.metrics.error(ErrorKind::InvalidRequest),
+                ClientError::Busy { .. } => self.metrics.error(ErrorKind::Busy),
+                ClientError::InvalidRequest(_) | ClientError::TooLarge { .. } => {
+                    self.metrics.error(ErrorKind::InvalidRequest)
+                }
                 _ => {}
             }
             let _ = reply.try_send(Err(e));
@@ -399,14 +435,15 @@ impl CoreState {
 
     fn read_local(&self, group: GroupId, op: &ClientOp) -> ClientResult {
         let shard = self.shards.get(&group).ok_or(ClientError::WrongShard {
-            shard: group as usize,
+            shard: group as u32,
         })?;
         Ok(match op {
             ClientOp::Get { key, .. } => ClientReply::Value(shard.kv.get(key).cloned()),
-            ClientOp::Scan { prefix, limit, .. } => {
-                ClientReply::Scan(shard.kv.scan_prefix(prefix, *limit))
-            }
-            _ => return Err(ClientError::Invalid("not a read".into())),
+            ClientOp::Scan { prefix, limit, .. } => ClientReply::Scan(shard.kv.scan_prefix(
+                prefix,
+                (*limit).min(self.cfg.state_machine.max_scan_results),
+            )),
+            _ => return Err(ClientError::InvalidRequest("not a read".into())),
         })
     }
 
@@ -418,18 +455,16 @@ impl CoreState {
         reply: Reply,
     ) -> Result<(), (ClientError, Reply)> {
         if self.reads.len() >= self.cfg.raft.max_inflight_proposals {
-            return Err((
-                ClientError::Busy(format!(
-                    "{} reads in flight on this core (raft.max_inflight_proposals)",
-                    self.reads.len()
-                )),
-                reply,
-            ));
+            debug!(
+                reads = self.reads.len(),
+                "busy: raft.max_inflight_proposals reads in flight on this core"
+            );
+            return Err((busy(), reply));
         }
         let Some(raft) = self.multi.group_mut(group) else {
             return Err((
                 ClientError::WrongShard {
-                    shard: group as usize,
+                    shard: group as u32,
                 },
                 reply,
             ));
@@ -456,10 +491,7 @@ impl CoreState {
                 Ok(())
             }
             Err(ReadError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
-            Err(ReadError::TooManyReads) => Err((
-                ClientError::Busy("too many reads waiting for a quorum".into()),
-                reply,
-            )),
+            Err(ReadError::TooManyReads) => Err((busy(), reply)),
         }
     }
 
@@ -472,45 +504,44 @@ impl CoreState {
         reply: Reply,
     ) -> Result<(), (ClientError, Reply)> {
         let op = match op {
-            ClientOp::Put { key, value } => Op::Put { key, value },
-            ClientOp::Delete { key } => Op::Delete { key },
-            ClientOp::CasValue { key, expected, new } => Op::CasValue { key, expected, new },
+            ClientOp::Put { key, value } => WriteOp::Put { key, value },
+            ClientOp::Delete { key } => WriteOp::Delete { key },
+            ClientOp::CasValue { key, expected, new } => WriteOp::CasValue { key, expected, new },
             ClientOp::CasVersion {
                 key,
                 expected_version,
                 new,
-            } => Op::CasVersion {
+            } => WriteOp::CasVersion {
                 key,
                 expected_version,
                 new,
             },
-            _ => return Err((ClientError::Invalid("not a write".into()), reply)),
+            _ => return Err((ClientError::InvalidRequest("not a write".into()), reply)),
         };
         let cmd = Command { client_id, seq, op };
-        let Some(shard) = self.shards.get(&group) else {
+        if !self.shards.contains_key(&group) {
             return Err((
                 ClientError::WrongShard {
-                    shard: group as usize,
+                    shard: group as u32,
                 },
                 reply,
             ));
-        };
-        if let Err(e) = cmd.validate(shard.kv.limits()) {
-            return Err((ClientError::Invalid(e.0), reply));
+        }
+        if let Err(e) = admit(&cmd, &self.admission) {
+            return Err((e, reply));
         }
         let inflight: usize = self.shards.values().map(|s| s.writes.len()).sum();
         if inflight >= self.cfg.raft.max_inflight_proposals {
-            return Err((
-                ClientError::Busy(format!(
-                    "{inflight} writes in flight on this core (raft.max_inflight_proposals)"
-                )),
-                reply,
-            ));
+            debug!(
+                inflight,
+                "busy: raft.max_inflight_proposals writes in flight on this core"
+            );
+            return Err((busy(), reply));
         }
         let Some(raft) = self.multi.group_mut(group) else {
             return Err((
                 ClientError::WrongShard {
-                    shard: group as usize,
+                    shard: group as u32,
                 },
                 reply,
             ));
@@ -520,22 +551,12 @@ impl CoreState {
             Ok(index) => {
                 self.metrics.proposals.inc();
                 if let Some(shard) = self.shards.get_mut(&group) {
-                    shard.writes.insert(
-                        index,
-                        PendingWrite {
-                            term,
-                            reply,
-                            started: Instant::now(),
-                        },
-                    );
+                    shard.add_write(index, term, reply);
                 }
                 Ok(())
             }
             Err(ProposeError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
-            Err(ProposeError::TooManyUncommitted) => Err((
-                ClientError::Busy("too many uncommitted entries".into()),
-                reply,
-            )),
+            Err(ProposeError::TooManyUncommitted) => Err((busy(), reply)),
             Err(e) => Err((ClientError::Unavailable(e.to_string()), reply)),
         }
     }
@@ -544,7 +565,7 @@ impl CoreState {
     /// that is already a member counts as done).
     pub fn change_membership(&mut self, g: GroupId, change: ConfChange, reply: Reply) {
         let Some(raft) = self.multi.group_mut(g) else {
-            let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as usize }));
+            let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as u32 }));
             return;
         };
         let term = raft.term();
@@ -552,14 +573,7 @@ impl CoreState {
             Ok(index) => {
                 info!(shard = g, ?change, index, "membership change proposed");
                 if let Some(shard) = self.shards.get_mut(&g) {
-                    shard.writes.insert(
-                        index,
-                        PendingWrite {
-                            term,
-                            reply,
-                            started: Instant::now(),
-                        },
-                    );
+                    shard.add_write(index, term, reply);
                 }
             }
             Err(ProposeError::NotLeader { leader }) => {
@@ -569,12 +583,11 @@ impl CoreState {
                 let _ = reply.try_send(Ok(ClientReply::Committed { index: 0 }));
             }
             Err(ProposeError::ConfChangePending) => {
-                let _ = reply.try_send(Err(ClientError::Busy(
-                    "another membership change is in progress".into(),
-                )));
+                debug!(shard = g, "busy: another membership change is in progress");
+                let _ = reply.try_send(Err(busy()));
             }
             Err(e) => {
-                let _ = reply.try_send(Err(ClientError::Invalid(e.to_string())));
+                let _ = reply.try_send(Err(ClientError::InvalidRequest(e.to_string())));
             }
         }
         self.kick();
@@ -739,10 +752,9 @@ impl CoreState {
     pub fn fail_all(&mut self, why: &str) {
         for s in self.shards.values_mut() {
             s.read_queue.clear();
+            // Proposed writes may still commit (another leader can carry them on).
             for (_, w) in std::mem::take(&mut s.writes) {
-                let _ = w
-                    .reply
-                    .try_send(Err(ClientError::Unavailable(why.to_string())));
+                let _ = w.reply.try_send(Err(ClientError::LeadershipLost));
             }
         }
         for (_, r) in self.reads.drain() {
@@ -969,15 +981,15 @@ async fn persist_snapshot(
             .purge(g, snap.meta.index + 1)
             .map_err(|e| format!("shard {g}: WAL purge for snapshot: {e}"))?;
     }
-    let limits = kv_limits(&s.cfg);
     let kv = if snap.data.is_empty() {
-        KvStore::new(limits)
+        KvStore::new()
     } else {
-        KvStore::restore(&snap.data, limits)
+        KvStore::restore(&snap.data)
             .map_err(|e| format!("shard {g}: snapshot from the leader: {e}"))?
     };
     if let Some(shard) = s.shards.get_mut(&g) {
         shard.kv = kv;
+        shard.fail_writes_through(snap.meta.index);
     }
     if snap.meta.index > 0 {
         info!(
@@ -1026,14 +1038,16 @@ impl CoreState {
                     match (&result, e.kind) {
                         (Some(r), _) => Ok(ClientReply::Applied(r.clone())),
                         (None, EntryKind::Config) => Ok(ClientReply::Committed { index: i }),
-                        (None, _) => Err(ClientError::Unavailable(
-                            "a no-op replaced this write; it was not applied, retry".into(),
-                        )),
+                        (None, _) => Err(ClientError::Superseded),
                     }
+                } else if i == e.index {
+                    // Another term's entry committed at the write's index: the write's own
+                    // entry can never commit.
+                    Err(ClientError::Superseded)
                 } else {
-                    Err(ClientError::Unavailable(
-                        "a newer leader replaced this write; it was not applied, retry".into(),
-                    ))
+                    // The write's index was passed without this core seeing its entry
+                    // applied (a snapshot covered it): it may be in the snapshot.
+                    Err(ClientError::LeadershipLost)
                 };
                 self.metrics
                     .commit_latency_us
@@ -1289,6 +1303,84 @@ metrics_port = 8082
         assert_eq!(r.durability, Durability::DiskFirst);
         assert!(r.validate().is_ok());
         assert_ne!(raft_config(&c, 1).seed, r.seed);
+    }
+
+    fn cas_value(key_len: usize, value_len: usize) -> Command {
+        Command {
+            client_id: 1,
+            seq: 1,
+            op: WriteOp::CasValue {
+                key: vec![b'k'; key_len],
+                expected: Some(vec![1; value_len]),
+                new: vec![2; value_len],
+            },
+        }
+    }
+
+    /// Whatever admission lets through fits one WAL record of this node's WAL (opened with the
+    /// node's own options), and what would not fit is refused as too large before proposing.
+    #[test]
+    fn admitted_writes_always_fit_the_wal() {
+        let small_segments = format!(
+            "{THREE}\n[raft.persistence]\nsegment_bytes = 1048576\n[state_machine]\nmax_value_bytes = 1048576\n"
+        );
+        for text in [THREE.to_string(), small_segments] {
+            let c = cfg(&text);
+            let adm = Admission::from_config(&c);
+            let dir = std::env::temp_dir().join(format!(
+                "ringraft-admit-{}-{}",
+                std::process::id(),
+                c.raft.persistence.segment_bytes
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut wal = ringraft_wal::Wal::open(&dir, storage::wal_options(&c)).unwrap();
+            let max_v = adm.max_value_bytes;
+            let mut index = 0;
+            // A value-based CAS carries two values: both at the value limit.
+            for cmd in [cas_value(16, max_v), cas_value(adm.max_key_bytes, max_v)] {
+                let entry = crate::raft::Entry {
+                    index: 0,
+                    term: 1,
+                    kind: EntryKind::Normal,
+                    data: cmd.encode().into(),
+                };
+                let payload = storage::entry_payload(&entry);
+                match admit(&cmd, &adm) {
+                    Ok(()) => {
+                        index += 1;
+                        wal.append(0, index, 1, &payload)
+                            .expect("an admitted write must fit the WAL");
+                    }
+                    Err(ClientError::TooLarge { bytes, limit }) => {
+                        assert_eq!(bytes as usize, cmd.encoded_len());
+                        assert!(bytes > limit);
+                        assert_eq!(
+                            ClientError::TooLarge { bytes, limit }.class(),
+                            crate::node::request::ErrorClass::NotApplied
+                        );
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            drop(wal);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // 1 MiB segments hold records of at most 512 KiB: a 1 MiB put is refused up front.
+        let c = cfg(&format!(
+            "{THREE}\n[raft.persistence]\nsegment_bytes = 1048576\n"
+        ));
+        let put = Command {
+            client_id: 0,
+            seq: 0,
+            op: WriteOp::Put {
+                key: b"k".to_vec(),
+                value: vec![0; 1 << 20],
+            },
+        };
+        assert!(matches!(
+            admit(&put, &Admission::from_config(&c)),
+            Err(ClientError::TooLarge { .. })
+        ));
     }
 
     #[test]

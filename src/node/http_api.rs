@@ -20,10 +20,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::node::http::{Request, Response};
+use crate::node::kv::ApplyResult;
 use crate::node::request::{
-    ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
+    http_status, ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
+    ErrorClass,
 };
-use crate::node::state_machine::ApplyResult;
 
 /// Header set on a request a follower forwards to the leader; a forwarded request is never
 /// forwarded again (one hop at most).
@@ -291,30 +292,34 @@ fn text(b: &[u8]) -> serde_json::Value {
     }
 }
 
+/// The response to a failed call: the status of the error's class (every outcome-unknown
+/// error is 504) and a body that names the class (`"outcome": "not_applied" | "unknown"`).
+pub fn client_response_error(e: &ClientError) -> Response {
+    let mut body = json!({ "error": e.to_string() });
+    let mut headers = Vec::new();
+    body["outcome"] = json!(match e.class() {
+        ErrorClass::NotApplied => "not_applied",
+        ErrorClass::OutcomeUnknown => "unknown",
+    });
+    if let ClientError::NotLeader { leader } = e {
+        body["leader_id"] = json!(leader.as_ref().map_or(0, |h| h.node_id));
+        if let Some(h) = leader {
+            body["leader_address"] = json!(h.address);
+            headers.push(("X-Ringraft-Leader", h.address.clone()));
+        }
+    }
+    if matches!(e, ClientError::Busy { .. } | ClientError::NotLeader { .. }) {
+        headers.push(("Retry-After", "1".to_string()));
+    }
+    let mut r = Response::json(http_status(e), &body);
+    r.headers = headers;
+    r
+}
+
 /// The response to a key-value call.
 pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
     match result {
-        Err(e) => {
-            let mut body = json!({ "error": e.to_string() });
-            let mut headers = Vec::new();
-            if let ClientError::NotLeader {
-                leader_id,
-                leader_address,
-            } = e
-            {
-                body["leader_id"] = json!(leader_id);
-                if let Some(a) = leader_address {
-                    body["leader_address"] = json!(a);
-                    headers.push(("X-Ringraft-Leader", a.clone()));
-                }
-            }
-            if matches!(e, ClientError::Busy(_) | ClientError::NotLeader { .. }) {
-                headers.push(("Retry-After", "1".to_string()));
-            }
-            let mut r = Response::json(e.http_status(), &body);
-            r.headers = headers;
-            r
-        }
+        Err(e) => client_response_error(e),
         Ok(ClientReply::Value(Some(v))) => Response::json(
             200,
             &json!({ "key": text(op.routing_key()), "value": text(&v.value), "version": v.version }),
@@ -357,10 +362,7 @@ pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
             ),
             ApplyResult::Noop => Response::json(200, &json!({ "ok": true })),
             ApplyResult::Rejected(msg) => Response::error(400, &format!("rejected: {msg}")),
-            ApplyResult::SessionExpired => Response::error(
-                409,
-                "this (client_id, seq) was applied long ago and its result is no longer kept",
-            ),
+            ApplyResult::SessionExpired => client_response(op, &Err(ClientError::SessionExpired)),
         },
     }
 }
@@ -369,7 +371,7 @@ pub fn client_response(op: &ClientOp, result: &ClientResult) -> Response {
 mod tests {
     use super::*;
     use crate::node::http::{parse_request, HttpLimits, Parsed};
-    use crate::node::state_machine::Versioned;
+    use crate::node::kv::Versioned;
 
     fn req(raw: &str) -> Request {
         match parse_request(raw.as_bytes(), &HttpLimits::default()).unwrap() {
@@ -553,8 +555,10 @@ mod tests {
         let r = client_response(
             &get,
             &Err(ClientError::NotLeader {
-                leader_id: 2,
-                leader_address: Some("127.0.0.1:9082".into()),
+                leader: Some(crate::node::request::LeaderHint {
+                    node_id: 2,
+                    address: "127.0.0.1:9082".into(),
+                }),
             }),
         );
         assert_eq!(r.status, 503);

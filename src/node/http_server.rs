@@ -138,13 +138,9 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
         ApiCall::Client(c) => {
             let op = c.op.clone();
             let r = server::execute(ctx, c).await;
-            if let Err(ClientError::NotLeader {
-                leader_address: Some(addr),
-                ..
-            }) = &r
-            {
+            if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
                 if !forwarded {
-                    if let Some(resp) = forward(ctx, addr, req).await {
+                    if let Some(resp) = forward(ctx, &h.address, req).await {
                         return resp;
                     }
                 }
@@ -185,13 +181,9 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
     let mut all_ok = true;
     for g in 0..ctx.cfg.runtime.shards_per_node as GroupId {
         let r = server::change_membership(ctx, g, ConfChange::Promote(node_id)).await;
-        if let Err(ClientError::NotLeader {
-            leader_address: Some(addr),
-            ..
-        }) = &r
-        {
+        if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
             if !forwarded && ctx.cfg.runtime.shards_per_node == 1 {
-                if let Some(resp) = forward(ctx, addr, req).await {
+                if let Some(resp) = forward(ctx, &h.address, req).await {
                     return resp;
                 }
             }
@@ -211,17 +203,33 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
     )
 }
 
-/// Sends `req` to the leader at `addr` and returns its answer (None: the leader could not be
-/// reached; the caller answers with the NotLeader hint instead).
+/// Sends `req` to the leader at `addr` and returns its answer. `None`: the request never
+/// reached the leader (no connection, or it could not be written), so it was not applied and
+/// the caller answers with the NotLeader hint. Once the request was written, every failure
+/// (connection broken, timeout, unreadable answer) is answered 504 "outcome unknown": the
+/// leader may have proposed the write, and it may commit.
 async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Option<Response> {
-    let sock: std::net::SocketAddr = addr.parse().ok()?;
-    let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    let mut stream = TcpStream::connect_timeout(
-        sock,
+    forward_to(
+        addr,
         Duration::from_millis(ctx.cfg.network.connect_timeout_ms),
+        Duration::from_millis(ctx.cfg.network.request_timeout_ms),
+        ctx.cfg.cluster.node_id,
+        req,
     )
     .await
-    .ok()?;
+}
+
+async fn forward_to(
+    addr: &str,
+    connect_timeout: Duration,
+    timeout: Duration,
+    node_id: u64,
+    req: &Request,
+) -> Option<Response> {
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(sock, connect_timeout)
+        .await
+        .ok()?;
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let mut out = format!(
@@ -229,11 +237,16 @@ async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Option<Respons
         req.method,
         req.target,
         req.body.len(),
-        ctx.cfg.cluster.node_id
+        node_id
     )
     .into_bytes();
     out.extend_from_slice(&req.body);
     stream.write_all(&out).await.ok()?;
+    let broken = |why: String| {
+        debug!(leader = addr, "forward broke after sending: {why}");
+        let e = ClientError::ForwardBroken(format!("leader {addr}: {why}"));
+        http_api::client_response_error(&e)
+    };
     let mut raw = Vec::new();
     let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
     loop {
@@ -242,18 +255,23 @@ async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Option<Respons
             Ok(n) => {
                 raw.extend_from_slice(&chunk[..n]);
                 if raw.len() > MAX_FORWARDED_RESPONSE_BYTES {
-                    return None;
+                    return Some(broken(format!(
+                        "answer over {MAX_FORWARDED_RESPONSE_BYTES} bytes"
+                    )));
                 }
             }
-            Err(_) => return None,
+            Err(e) => return Some(broken(e.to_string())),
         }
     }
-    parse_response(&raw).map(|(status, body)| {
-        debug!(leader = addr, status, "forwarded to the leader");
-        let mut r = Response::json(status, &serde_json::Value::Null);
-        r.body = body;
-        r.headers.push(("X-Ringraft-Served-By", addr.to_string()));
-        r
+    Some(match parse_response(&raw) {
+        Some((status, body)) => {
+            debug!(leader = addr, status, "forwarded to the leader");
+            let mut r = Response::json(status, &serde_json::Value::Null);
+            r.body = body;
+            r.headers.push(("X-Ringraft-Served-By", addr.to_string()));
+            r
+        }
+        None => broken(format!("no complete HTTP answer ({} bytes)", raw.len())),
     })
 }
 
@@ -301,5 +319,56 @@ mod tests {
         assert_eq!(parse_response(raw), Some((200, b"{\"ok\":true}".to_vec())));
         assert_eq!(parse_response(b"garbage"), None);
         assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), None);
+    }
+
+    /// A leader that receives a forwarded write and dies (closes) before answering: the
+    /// follower must answer "outcome unknown" (504), never 503 "not leader".
+    #[test]
+    fn a_forward_broken_after_sending_is_outcome_unknown() {
+        let leader = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = leader.local_addr().unwrap().to_string();
+        let got = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut s, _) = leader.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(2).any(|w| w == b"}") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            seen
+            // `s` drops here: the connection closes without an answer.
+        });
+        let req = Request {
+            method: "POST".into(),
+            target: "/put".into(),
+            path: "/put".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: br#"{"key":"k","value":"v"}"#.to_vec(),
+            keep_alive: false,
+        };
+        let resp = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                forward_to(
+                    &addr,
+                    Duration::from_secs(2),
+                    Duration::from_secs(5),
+                    2,
+                    &req,
+                )
+                .await
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+            .expect("the request was sent: an answer is due");
+        assert!(String::from_utf8_lossy(&got.join().unwrap()).contains("/put"));
+        assert_eq!(resp.status, 504);
+        let body = String::from_utf8_lossy(&resp.body);
+        assert!(body.contains("unknown"), "{body}");
     }
 }

@@ -6,7 +6,7 @@
 //! shards ([`storage`]), so one fsync covers many groups. Peers and clients speak the binary
 //! frame protocol of `ringraft-net` ([`wire`], [`frame_api`]) or HTTP ([`http`], [`http_api`],
 //! [`http_server`]) on the same port. Configuration ([`config`]), the key-value state machine
-//! ([`state_machine`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
+//! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node (issue 6).
 
 pub mod config;
@@ -15,12 +15,13 @@ pub mod frame_api;
 pub mod http;
 pub mod http_api;
 pub mod http_server;
+pub mod kv;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod request;
 pub mod runtime;
 pub mod server;
-pub mod state_machine;
 pub mod storage;
 pub mod wire;
 

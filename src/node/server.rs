@@ -31,7 +31,7 @@ use crate::node::config::Config;
 use crate::node::core_state::{self, CoreState, Reply};
 use crate::node::http_api::ReadSettings;
 use crate::node::metrics::{ErrorKind, NodeMetrics};
-use crate::node::request::{ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
+use crate::node::request::{busy, ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
 use crate::node::runtime::{self, core_of_shard, shard_of_key, shards_of_core, Event, Mesh};
 use crate::node::wire::{inbound_from_wire, Inbound};
 use crate::raft::{ConfChange, GroupId, NodeId};
@@ -138,7 +138,7 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
     let g = ctx.shard_of(req.op.routing_key());
     if let Some(s) = req.shard {
         if s as GroupId != g {
-            return Err(ClientError::WrongShard { shard: g as usize });
+            return Err(ClientError::WrongShard { shard: g as u32 });
         }
     }
     let (tx, rx) = flume::bounded(1);
@@ -161,7 +161,10 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
                     reply: tx,
                 },
             )
-            .map_err(|e| ClientError::Busy(format!("core {owner} inbox: {e:?}")))?;
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
     }
     wait_reply(ctx, rx).await
 }
@@ -178,7 +181,9 @@ async fn wait_reply(ctx: &CoreCtx, rx: flume::Receiver<ClientResult>) -> ClientR
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
     match glommio::timer::timeout(timeout, async { Ok(rx.recv_async().await.ok()) }).await {
         Ok(Some(r)) => r,
-        Ok(None) => Err(ClientError::Unavailable("the shard's core stopped".into())),
+        // The core dropped the request without answering (it stopped): a write may have been
+        // proposed.
+        Ok(None) => Err(ClientError::LeadershipLost),
         Err(_) => {
             ctx.st.borrow().metrics.error(ErrorKind::Timeout);
             Err(ClientError::Timeout)
@@ -202,7 +207,10 @@ pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange
                     reply: tx,
                 },
             )
-            .map_err(|e| ClientError::Busy(format!("core {owner} inbox: {e:?}")))?;
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
     }
     wait_reply(ctx, rx).await
 }
