@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use ringraft_net::listener::Connection;
 use tracing::{debug, error, info, warn};
 
+use crate::node::apply::{apply_entry, check_truncation};
 use crate::node::config::{Config, PersistenceStrategy, ROLE_FOLLOWER, ROLE_LEARNER};
 use crate::node::kv::{Command, KvStore, WriteOp};
 use crate::node::limits::Admission;
@@ -874,6 +875,8 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             {
                 let mut s = st.borrow_mut();
                 if s.wal.last_index(g) >= first {
+                    let applied = s.shards.get(&g).map_or(0, |sh| sh.kv.applied_index());
+                    check_truncation(first, applied).map_err(|v| format!("shard {g}: {v}"))?;
                     s.wal
                         .truncate(g, first)
                         .map_err(|e| format!("shard {g}: WAL truncate at {first}: {e}"))?;
@@ -919,7 +922,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     }
     let mut s = st.borrow_mut();
     for (g, rd) in applies {
-        s.apply_ready(g, rd);
+        s.apply_ready(g, rd)?;
         s.update_gauges(g);
     }
     Ok(true)
@@ -1003,28 +1006,20 @@ async fn persist_snapshot(
 }
 
 impl CoreState {
-    fn apply_ready(&mut self, g: GroupId, rd: Ready) {
+    fn apply_ready(&mut self, g: GroupId, rd: Ready) -> Result<(), String> {
         let now = Instant::now();
         let leader = self.multi.group(g).map_or(0, |r| r.leader());
+        let committed = self.multi.group(g).map_or(0, |r| r.log().committed());
         let not_leader = self.not_leader(leader);
         let Some(shard) = self.shards.get_mut(&g) else {
-            return;
+            return Ok(());
         };
         let mut membership_changed = false;
         for e in &rd.committed_entries {
             self.metrics.entries_committed.inc();
-            let result = match e.kind {
-                EntryKind::Normal => shard.kv.apply(e.index, &e.data),
-                EntryKind::Noop => {
-                    shard.kv.apply_empty(e.index);
-                    None
-                }
-                EntryKind::Config => {
-                    shard.kv.apply_empty(e.index);
-                    membership_changed = true;
-                    None
-                }
-            };
+            let result =
+                apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
+            membership_changed |= e.kind == EntryKind::Config;
             self.metrics.entries_applied.inc();
             // Writes proposed at or below this index are decided now.
             while let Some((&i, _)) = shard.writes.first_key_value() {
@@ -1075,6 +1070,7 @@ impl CoreState {
         if let Some(at) = rd.snapshot_request {
             self.take_snapshot(g, at);
         }
+        Ok(())
     }
 
     fn serve_ready_reads(&mut self, g: GroupId) {

@@ -9,6 +9,7 @@
 //! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node (issue 6).
 
+pub mod apply;
 pub mod config;
 pub mod core_state;
 pub mod frame_api;
