@@ -42,6 +42,7 @@ use crate::node::metrics::{CoreMetrics, ErrorKind, RoleGauge, ShardGauges};
 use crate::node::request::{
     busy, ClientError, ClientOp, ClientReply, ClientResult, Consistency, LeaderHint,
 };
+use crate::node::status::{FollowerReport, ShardReport};
 use crate::node::storage;
 use crate::node::wire::{self, HeartbeatRounds, Inbound, SnapshotAssembly};
 use crate::raft::{
@@ -780,43 +781,43 @@ impl CoreState {
         self.reads.len() + self.shards.values().map(|s| s.writes.len()).sum::<usize>()
     }
 
-    /// Per-shard status for `/status` (this core's shards).
-    pub fn status(&self) -> Vec<serde_json::Value> {
+    /// Per-shard status of this core's shards.
+    pub fn status(&self) -> Vec<ShardReport> {
         self.shards
             .keys()
             .filter_map(|g| {
                 let r = self.multi.group(*g)?;
-                let followers: Vec<serde_json::Value> = if r.role() == Role::Leader {
+                let followers = if r.role() == Role::Leader {
                     r.membership()
                         .members()
                         .filter(|m| *m != self.node_id)
                         .map(|m| {
                             let matched = r.progress(m).map_or(0, |p| p.match_index);
-                            serde_json::json!({
-                                "node_id": m,
-                                "match_index": matched,
-                                "lag": r.log().last_index().saturating_sub(matched),
-                                "learner": !r.membership().is_voter(m),
-                            })
+                            FollowerReport {
+                                node_id: m,
+                                match_index: matched,
+                                lag: r.log().last_index().saturating_sub(matched),
+                                learner: !r.membership().is_voter(m),
+                            }
                         })
                         .collect()
                 } else {
                     Vec::new()
                 };
-                Some(serde_json::json!({
-                    "shard": g,
-                    "core": self.core,
-                    "role": format!("{:?}", r.role()),
-                    "term": r.term(),
-                    "leader_id": r.leader(),
-                    "leader_address": self.address_of(r.leader()),
-                    "commit_index": r.log().committed(),
-                    "applied_index": self.shards.get(g).map_or(0, |s| s.kv.applied_index()),
-                    "last_index": r.log().last_index(),
-                    "voters": r.membership().voters.iter().collect::<Vec<_>>(),
-                    "learners": r.membership().learners.iter().collect::<Vec<_>>(),
-                    "followers": followers,
-                }))
+                Some(ShardReport {
+                    shard: *g,
+                    core: self.core,
+                    role: format!("{:?}", r.role()),
+                    term: r.term(),
+                    leader_id: r.leader(),
+                    leader_address: self.address_of(r.leader()),
+                    commit_index: r.log().committed(),
+                    applied_index: self.shards.get(g).map_or(0, |s| s.kv.applied_index()),
+                    last_index: r.log().last_index(),
+                    voters: r.membership().voters.iter().copied().collect(),
+                    learners: r.membership().learners.iter().copied().collect(),
+                    followers,
+                })
             })
             .collect()
     }

@@ -278,29 +278,7 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
                     reachable: l.conn.as_ref().is_some_and(|c| !c.is_closing()),
                 });
             }
-            let shard_status = shards
-                .iter()
-                .map(|v| wire::ShardStatus {
-                    group: v["shard"].as_u64().unwrap_or(0),
-                    leader: v["leader_id"].as_u64().filter(|l| *l != 0),
-                    term: v["term"].as_u64().unwrap_or(0),
-                    commit_index: v["commit_index"].as_u64().unwrap_or(0),
-                    applied_index: v["applied_index"].as_u64().unwrap_or(0),
-                    followers: v["followers"]
-                        .as_array()
-                        .map(|fs| {
-                            fs.iter()
-                                .map(|f| wire::FollowerStatus {
-                                    node_id: f["node_id"].as_u64().unwrap_or(0),
-                                    match_index: f["match_index"].as_u64().unwrap_or(0),
-                                    lag: f["lag"].as_u64().unwrap_or(0),
-                                    learner: f["learner"].as_bool().unwrap_or(false),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect();
+            let shard_status = shards.iter().map(|r| r.to_wire()).collect();
             wire::AdminResponse::Status(wire::ClusterStatus {
                 reporter: s.node_id,
                 nodes,

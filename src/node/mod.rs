@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod request;
 pub mod runtime;
 pub mod server;
+pub mod status;
 pub mod storage;
 pub mod wire;
 

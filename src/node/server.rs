@@ -33,6 +33,7 @@ use crate::node::http_api::ReadSettings;
 use crate::node::metrics::{ErrorKind, NodeMetrics};
 use crate::node::request::{busy, ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
 use crate::node::runtime::{self, core_of_shard, shard_of_key, shards_of_core, Event, Mesh};
+use crate::node::status::ShardReport;
 use crate::node::wire::{inbound_from_wire, Inbound};
 use crate::raft::{ConfChange, GroupId, NodeId};
 
@@ -92,7 +93,7 @@ pub enum CoreMsg {
     /// Per-shard status of the receiving core.
     Status {
         /// Answer.
-        reply: flume::Sender<Vec<serde_json::Value>>,
+        reply: flume::Sender<Vec<ShardReport>>,
     },
 }
 
@@ -135,12 +136,21 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
     if ctx.stopping.get() {
         return Err(ClientError::Unavailable("the node is shutting down".into()));
     }
-    let g = ctx.shard_of(req.op.routing_key());
-    if let Some(s) = req.shard {
-        if s as GroupId != g {
-            return Err(ClientError::WrongShard { shard: g as u32 });
+    let g = match (&req.op, req.shard) {
+        // A scan reads the one shard it names: prefixes span shards, and the client scans
+        // each and merges.
+        (ClientOp::Scan { .. }, Some(s)) if s < ctx.cfg.runtime.shards_per_node => s as GroupId,
+        (ClientOp::Scan { .. }, Some(s)) => {
+            return Err(ClientError::WrongShard { shard: s as u32 })
         }
-    }
+        (_, shard) => {
+            let g = ctx.shard_of(req.op.routing_key());
+            if shard.is_some_and(|s| s as GroupId != g) {
+                return Err(ClientError::WrongShard { shard: g as u32 });
+            }
+            g
+        }
+    };
     let (tx, rx) = flume::bounded(1);
     let owner = ctx.owner(g);
     ctx.inflight.set(ctx.inflight.get() + 1);
@@ -216,7 +226,7 @@ pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange
 }
 
 /// Per-shard status of every core.
-pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<serde_json::Value> {
+pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
     let mut out = ctx.st.borrow().status();
     for c in 0..ctx.mesh.cores() {
         if c == ctx.core {
@@ -233,7 +243,7 @@ pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<serde_json::Value> {
             }
         }
     }
-    out.sort_by_key(|v| v["shard"].as_u64().unwrap_or(0));
+    out.sort_by_key(|v| v.shard);
     out
 }
 
