@@ -1,7 +1,7 @@
 //! The ringraft node: the server an operator runs (`ringraft server --config config/n1.toml`).
 //!
 //! Thread-per-core: one glommio executor per configured core ([`runtime`]); the key space is
-//! hashed into shards (Raft groups), each living on exactly one core ([`core_state`]); cores
+//! hashed into shards (Raft groups), each living on exactly one core ([`core`]); cores
 //! share nothing mutable and talk by message. Each core has one write-ahead log for all its
 //! shards ([`storage`]), so one fsync covers many groups. Peers and clients speak the binary
 //! frame protocol of `ringraft-net` ([`wire`], [`frame_api`]) or HTTP ([`http`], [`http_api`],
@@ -9,9 +9,8 @@
 //! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node (issue 6).
 
-pub mod apply;
 pub mod config;
-pub mod core_state;
+pub mod core;
 pub mod frame_api;
 pub mod http;
 pub mod http_api;

@@ -28,7 +28,7 @@ use ringraft_net::{DecoderConfig, Frame, NetMetrics, SendQueueConfig};
 use tracing::{debug, error, info, warn};
 
 use crate::node::config::Config;
-use crate::node::core_state::{self, CoreState, Reply};
+use crate::node::core::{self as node_core, CoreState, Reply};
 use crate::node::http_api::ReadSettings;
 use crate::node::metrics::{ErrorKind, NodeMetrics};
 use crate::node::request::{busy, ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
@@ -684,13 +684,13 @@ async fn core_main(
     };
 
     let mut tasks = vec![
-        glommio::spawn_local(core_state::drive(st.clone(), chans.kick_rx)),
-        glommio::spawn_local(core_state::persist_loop(
+        glommio::spawn_local(node_core::drive(st.clone(), chans.kick_rx)),
+        glommio::spawn_local(node_core::persist_loop(
             st.clone(),
             chans.persist_rx,
             durability,
         )),
-        glommio::spawn_local(core_state::tick_loop(
+        glommio::spawn_local(node_core::tick_loop(
             st.clone(),
             Duration::from_millis(cfg.raft.tick_interval_ms),
         )),
@@ -765,7 +765,7 @@ async fn core_main(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     st.borrow_mut().fail_all("the node is shutting down");
-    let synced = core_state::sync_wal(&st).await;
+    let synced = node_core::sync_wal(&st).await;
     for l in st.borrow_mut().peers.values_mut() {
         if let Some(c) = l.conn.take() {
             c.close();

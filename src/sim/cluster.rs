@@ -1,7 +1,7 @@
 //! The simulated cluster: N nodes, each hosting G groups of the real core in a [`MultiRaft`], with
 //! simulated storage (durable vs pending, see [`super::storage`]), the node's own key-value
 //! state machine ([`KvStore`]) per group, applied through the node's own
-//! [`apply_entry`](crate::node::apply::apply_entry), and a network that is either *timed* (seeded delays, drops, duplicates, partitions;
+//! [`apply_entry`](crate::node::kv::apply::apply_entry), and a network that is either *timed* (seeded delays, drops, duplicates, partitions;
 //! used by the random runner) or *manual* (an outbox the scenario scripts deliver explicitly).
 //! Everything runs on one thread from one seed, so a run is replayed exactly by its seed.
 //! After every step that touched a node, [`super::invariants`] checks all its replicas.
@@ -18,7 +18,7 @@ use crate::raft::{
 
 use super::invariants::{Invariants, Violation};
 use super::storage::{GroupWrite, NodeStorage, PendingWrite};
-use crate::node::apply::apply_entry;
+use crate::node::kv::apply::apply_entry;
 use crate::node::kv::{ApplyResult, KvStore, PlantedFault};
 
 /// Maximum trace lines kept for a failure report.

@@ -5,7 +5,7 @@
 //! step ([`invariants`]); client histories are checked for linearizability by
 //! [`crate::checker`]. On a failure the seed and the step count to replay it are printed.
 //! [`script`] is the scenario language of the scripted tests. The key-value state machine and
-//! its apply checks are the node's own ([`crate::node::kv`], [`crate::node::apply`]).
+//! its apply checks are the node's own ([`crate::node::kv`], [`crate::node::kv::apply`]).
 
 pub mod cluster;
 pub mod invariants;

@@ -9,6 +9,7 @@
 //! the same store. Limits that change results are constants of [`crate::node::limits`], so
 //! every replica computes the same state from the same log.
 
+pub mod apply;
 pub mod command;
 pub mod result;
 pub mod session;

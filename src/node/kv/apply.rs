@@ -6,7 +6,7 @@
 //! is returned as an [`ApplyViolation`]; the node stops the core with its message, the
 //! simulator reports it with the seed that replays it.
 
-use crate::node::kv::{ApplyResult, KvStore};
+use super::{ApplyResult, KvStore};
 use crate::raft::{Entry, EntryKind};
 
 /// A broken apply invariant (a bug: the node must stop rather than diverge).
