@@ -82,8 +82,6 @@ pub mod limits {
     pub const APPEND_BATCH_BYTES_MIN: usize = 4 << 10;
     /// Upper bound of bytes per AppendEntries.
     pub const APPEND_BATCH_BYTES_MAX: usize = 64 << 20;
-    /// Batching delay bound in ms.
-    pub const APPEND_BATCH_DELAY_MS_MAX: u64 = 1_000;
     /// AppendEntries in flight per follower.
     pub const INFLIGHT_APPENDS_MAX: usize = 4_096;
     /// Proposals in flight per shard.
@@ -306,8 +304,6 @@ pub struct ReplicationConfig {
     pub append_entries_batch_threshold: usize,
     /// Most payload bytes in one AppendEntries.
     pub append_entries_max_bytes: usize,
-    /// How long to wait for more proposals before sending (0 = send at once).
-    pub append_entries_batch_delay_ms: u64,
     /// AppendEntries in flight per follower.
     pub max_inflight_appends: usize,
 }
@@ -456,7 +452,6 @@ impl Default for ReplicationConfig {
         Self {
             append_entries_batch_threshold: 5_000,
             append_entries_max_bytes: 4 << 20,
-            append_entries_batch_delay_ms: 0,
             max_inflight_appends: 64,
         }
     }
@@ -743,12 +738,6 @@ impl Config {
             rp.append_entries_max_bytes as u64,
             APPEND_BATCH_BYTES_MIN as u64,
             APPEND_BATCH_BYTES_MAX.min(self.network.max_frame_bytes / 2) as u64,
-        )?;
-        range(
-            "raft.replication.append_entries_batch_delay_ms",
-            rp.append_entries_batch_delay_ms,
-            0,
-            APPEND_BATCH_DELAY_MS_MAX,
         )?;
         range(
             "raft.replication.max_inflight_appends",

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use ringraft_net::listener::Connection;
 use ringraft_net::message as wire;
 
-use crate::node::kv::{ApplyResult, Versioned};
+use crate::node::kv::{ApplyResult, Versioned, WriteOp};
 use crate::node::request::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
 };
@@ -51,14 +51,6 @@ pub fn to_request(
 ) -> Result<ClientRequest, ClientError> {
     let shard = (shard != ANY_SHARD).then_some(shard as usize);
     let (client_id, seq, op) = match op {
-        wire::ClientOp::Put {
-            key,
-            value,
-            session: s,
-        } => {
-            let (c, q) = session(s);
-            (c, q, ClientOp::Put { key, value })
-        }
         wire::ClientOp::Get {
             key,
             consistency: c,
@@ -70,31 +62,6 @@ pub fn to_request(
                 consistency: consistency(c, ctx)?,
             },
         ),
-        wire::ClientOp::Delete { key, session: s } => {
-            let (c, q) = session(s);
-            (c, q, ClientOp::Delete { key })
-        }
-        wire::ClientOp::CompareAndSwap {
-            key,
-            expect,
-            new_value,
-            session: s,
-        } => {
-            let (c, q) = session(s);
-            let op = match expect {
-                wire::CasExpect::Value(expected) => ClientOp::CasValue {
-                    key,
-                    expected,
-                    new: new_value,
-                },
-                wire::CasExpect::Version(v) => ClientOp::CasVersion {
-                    key,
-                    expected_version: v,
-                    new: new_value,
-                },
-            };
-            (c, q, op)
-        }
         wire::ClientOp::Scan {
             range,
             limit,
@@ -115,6 +82,13 @@ pub fn to_request(
                 ))
             }
         },
+        write => {
+            let Some((w, s)) = WriteOp::from_wire(write) else {
+                return Err(ClientError::InvalidRequest("not a write".into()));
+            };
+            let (c, q) = session(s);
+            (c, q, ClientOp::Write(w))
+        }
     };
     Ok(ClientRequest {
         client_id,
@@ -170,12 +144,12 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             } => {
                 let current = if swapped {
                     match op {
-                        ClientOp::CasValue { new, .. } | ClientOp::CasVersion { new, .. } => {
-                            Some(wire::Versioned {
-                                value: new.clone(),
-                                version,
-                            })
-                        }
+                        ClientOp::Write(
+                            WriteOp::CasValue { new, .. } | WriteOp::CasVersion { new, .. },
+                        ) => Some(wire::Versioned {
+                            value: new.clone(),
+                            version,
+                        }),
                         _ => None,
                     }
                 } else {
@@ -332,10 +306,10 @@ mod tests {
 
     #[test]
     fn outcomes_map_results() {
-        let put = ClientOp::Put {
+        let put = ClientOp::Write(WriteOp::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
-        };
+        });
         assert_eq!(
             to_outcome(
                 &put,
@@ -351,11 +325,11 @@ mod tests {
             to_outcome(&get, Ok(ClientReply::Value(None))),
             wire::OpOutcome::Err(wire::ClientError::KeyNotFound)
         );
-        let cas = ClientOp::CasValue {
+        let cas = ClientOp::Write(WriteOp::CasValue {
             key: b"k".to_vec(),
             expected: None,
             new: b"n".to_vec(),
-        };
+        });
         assert_eq!(
             to_outcome(
                 &cas,

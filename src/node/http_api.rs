@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::node::http::{Request, Response};
-use crate::node::kv::ApplyResult;
+use crate::node::kv::{ApplyResult, WriteOp};
 use crate::node::request::{
     http_status, ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
     ErrorClass,
@@ -163,10 +163,10 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 return Err(bad("key must not be empty"));
             }
             Ok(client(
-                ClientOp::Put {
+                ClientOp::Write(WriteOp::Put {
                     key: b.key.into_bytes(),
                     value: b.value.into_bytes(),
-                },
+                }),
                 b.client_id,
                 b.seq,
             ))
@@ -185,17 +185,17 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 return Err(bad("key must not be empty"));
             }
             Ok(client(
-                ClientOp::Delete {
+                ClientOp::Write(WriteOp::Delete {
                     key: b.key.into_bytes(),
-                },
+                }),
                 b.client_id,
                 b.seq,
             ))
         }
         ("DELETE", "/delete") => Ok(client(
-            ClientOp::Delete {
+            ClientOp::Write(WriteOp::Delete {
                 key: key_param(req, "key")?,
-            },
+            }),
             0,
             0,
         )),
@@ -211,16 +211,16 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 (Some(_), Some(_)) => {
                     return Err(bad("give either expected or expected_version, not both"))
                 }
-                (_, Some(v)) => ClientOp::CasVersion {
+                (_, Some(v)) => ClientOp::Write(WriteOp::CasVersion {
                     key: b.key.into_bytes(),
                     expected_version: v,
                     new: b.new.into_bytes(),
-                },
-                (e, None) => ClientOp::CasValue {
+                }),
+                (e, None) => ClientOp::Write(WriteOp::CasValue {
                     key: b.key.into_bytes(),
                     expected: e.map(String::into_bytes),
                     new: b.new.into_bytes(),
-                },
+                }),
             };
             Ok(client(op, b.client_id, b.seq))
         }
@@ -404,10 +404,10 @@ mod tests {
         let put = post("/put", r#"{"key": "test-key", "value": "test-value"}"#);
         assert_eq!(
             op(route(&put, &READS).unwrap()),
-            ClientOp::Put {
+            ClientOp::Write(WriteOp::Put {
                 key: b"test-key".to_vec(),
                 value: b"test-value".to_vec()
-            }
+            })
         );
         let get = req("GET /get?key=test-key HTTP/1.1\r\n\r\n");
         assert_eq!(
@@ -445,19 +445,19 @@ mod tests {
         let cas = post("/cas", r#"{"key": "k", "expected": null, "new": "a"}"#);
         assert_eq!(
             op(route(&cas, &READS).unwrap()),
-            ClientOp::CasValue {
+            ClientOp::Write(WriteOp::CasValue {
                 key: b"k".to_vec(),
                 expected: None,
                 new: b"a".to_vec()
-            }
+            })
         );
         let cas = post("/cas", r#"{"key": "k", "expected_version": 7, "new": "a"}"#);
         assert!(matches!(
             op(route(&cas, &READS).unwrap()),
-            ClientOp::CasVersion {
+            ClientOp::Write(WriteOp::CasVersion {
                 expected_version: 7,
                 ..
-            }
+            })
         ));
         let cas = post(
             "/cas",
@@ -565,10 +565,10 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["leader_id"], 2);
         assert_eq!(body["leader_address"], "127.0.0.1:9082");
-        let put = ClientOp::Put {
+        let put = ClientOp::Write(WriteOp::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
-        };
+        });
         let r = client_response(
             &put,
             &Ok(ClientReply::Applied(ApplyResult::Put { version: 9 })),

@@ -4,7 +4,7 @@
 //! Owned by the node (issue 6).
 
 use crate::node::config::ReadPolicy;
-use crate::node::kv::{ApplyResult, Versioned};
+use crate::node::kv::{ApplyResult, Versioned, WriteOp};
 
 /// Consistency of one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,42 +59,14 @@ impl Consistency {
 /// One client operation on one key (or one prefix, for scans).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOp {
-    /// Write a value.
-    Put {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-    },
+    /// A write, exactly as the log will carry it.
+    Write(WriteOp),
     /// Read a value.
     Get {
         /// Key.
         key: Vec<u8>,
         /// Consistency.
         consistency: Consistency,
-    },
-    /// Remove a key.
-    Delete {
-        /// Key.
-        key: Vec<u8>,
-    },
-    /// Compare-and-swap on the value (`expected = None`: the key must be absent).
-    CasValue {
-        /// Key.
-        key: Vec<u8>,
-        /// Expected value.
-        expected: Option<Vec<u8>>,
-        /// New value.
-        new: Vec<u8>,
-    },
-    /// Compare-and-swap on the version (0: the key must be absent).
-    CasVersion {
-        /// Key.
-        key: Vec<u8>,
-        /// Expected version.
-        expected_version: u64,
-        /// New value.
-        new: Vec<u8>,
     },
     /// Keys with a prefix, in one shard.
     Scan {
@@ -111,18 +83,15 @@ impl ClientOp {
     /// The key that picks the shard.
     pub fn routing_key(&self) -> &[u8] {
         match self {
-            ClientOp::Put { key, .. }
-            | ClientOp::Get { key, .. }
-            | ClientOp::Delete { key }
-            | ClientOp::CasValue { key, .. }
-            | ClientOp::CasVersion { key, .. } => key,
+            ClientOp::Write(w) => w.key().unwrap_or(&[]),
+            ClientOp::Get { key, .. } => key,
             ClientOp::Scan { prefix, .. } => prefix,
         }
     }
 
     /// Whether the op goes through the log.
     pub fn is_write(&self) -> bool {
-        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
+        matches!(self, ClientOp::Write(_))
     }
 }
 

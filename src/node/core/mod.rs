@@ -40,7 +40,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::node::config::{Config, PersistenceStrategy, ROLE_FOLLOWER, ROLE_LEARNER};
 use crate::node::kv::apply::{apply_entry, check_truncation};
-use crate::node::kv::{Command, KvStore, WriteOp};
+use crate::node::kv::{Command, KvStore};
 use crate::node::limits::Admission;
 use crate::node::metrics::{CoreMetrics, ErrorKind, RoleGauge, ShardGauges};
 use crate::node::request::{

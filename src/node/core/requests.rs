@@ -128,20 +128,8 @@ impl CoreState {
         op: ClientOp,
         reply: Reply,
     ) -> Result<(), (ClientError, Reply)> {
-        let op = match op {
-            ClientOp::Put { key, value } => WriteOp::Put { key, value },
-            ClientOp::Delete { key } => WriteOp::Delete { key },
-            ClientOp::CasValue { key, expected, new } => WriteOp::CasValue { key, expected, new },
-            ClientOp::CasVersion {
-                key,
-                expected_version,
-                new,
-            } => WriteOp::CasVersion {
-                key,
-                expected_version,
-                new,
-            },
-            _ => return Err((ClientError::InvalidRequest("not a write".into()), reply)),
+        let ClientOp::Write(op) = op else {
+            return Err((ClientError::InvalidRequest("not a write".into()), reply));
         };
         let cmd = Command { client_id, seq, op };
         if !self.shards.contains_key(&group) {

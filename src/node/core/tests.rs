@@ -1,6 +1,7 @@
 //! Tests of the core: config mapping, initial membership, admission against the real WAL.
 
 use super::*;
+use crate::node::kv::WriteOp;
 
 fn cfg(text: &str) -> Config {
     Config::from_toml_with_env(text, &[]).unwrap()
