@@ -291,11 +291,11 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
             }
             done_or_failed(server::change_membership(ctx, group, ConfChange::Remove(node_id)).await)
         }
-        wire::AdminRequest::TransferLeadership { .. } => {
-            wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(
-                "leadership transfer is not offered: the wire's RequestVote has no transfer flag"
-                    .into(),
-            ))
+        wire::AdminRequest::TransferLeadership { group, to } => {
+            if let Err(r) = check(group) {
+                return r;
+            }
+            done_or_failed(server::transfer_leadership(ctx, group, to).await)
         }
     }
 }

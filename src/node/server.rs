@@ -83,6 +83,15 @@ pub enum CoreMsg {
         /// Answer.
         reply: Reply,
     },
+    /// Hand leadership of one group to another voter.
+    Transfer {
+        /// Group.
+        group: GroupId,
+        /// Target voter.
+        to: NodeId,
+        /// Answer.
+        reply: Reply,
+    },
     /// A peer address learned (learner join).
     Address {
         /// Node.
@@ -225,6 +234,31 @@ pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange
     wait_reply(ctx, rx).await
 }
 
+/// Starts handing leadership of group `g` to voter `to` (routed to the group's core); answered
+/// once the transfer started.
+pub async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> ClientResult {
+    let (tx, rx) = flume::bounded(1);
+    let owner = ctx.owner(g);
+    if owner == ctx.core {
+        ctx.st.borrow_mut().transfer_leadership(g, to, tx);
+    } else {
+        ctx.mesh
+            .try_send(
+                owner,
+                CoreMsg::Transfer {
+                    group: g,
+                    to,
+                    reply: tx,
+                },
+            )
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
+    }
+    wait_reply(ctx, rx).await
+}
+
 /// Per-shard status of every core.
 pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
     let mut out = ctx.st.borrow().status();
@@ -280,6 +314,7 @@ async fn inbox_loop(ctx: Rc<CoreCtx>, rx: flume::Receiver<CoreMsg>) {
                 change,
                 reply,
             } => s.change_membership(group, change, reply),
+            CoreMsg::Transfer { group, to, reply } => s.transfer_leadership(group, to, reply),
             CoreMsg::Address { node, address } => s.learn_address(node, address),
             CoreMsg::Status { reply } => {
                 let _ = reply.try_send(s.status());

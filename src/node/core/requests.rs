@@ -2,6 +2,7 @@
 //! consistency, membership changes, and failing or sweeping what waits.
 
 use super::*;
+use crate::raft::TransferError;
 
 /// Admission of a write: key and values within this node's limits, and the whole encoded
 /// command within what the log, the WAL's largest record and one frame can carry (so nothing
@@ -172,6 +173,26 @@ impl CoreState {
             Err(ProposeError::TooManyUncommitted) => Err((busy(), reply)),
             Err(e) => Err((ClientError::Unavailable(e.to_string()), reply)),
         }
+    }
+
+    /// Starts handing leadership of group `g` to voter `to`; answered at once (the transfer
+    /// then runs: the target campaigns with the transfer flag on its votes).
+    pub fn transfer_leadership(&mut self, g: GroupId, to: NodeId, reply: Reply) {
+        let Some(raft) = self.multi.group_mut(g) else {
+            let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as u32 }));
+            return;
+        };
+        let leader = raft.leader();
+        let answer = match raft.transfer_leadership(to) {
+            Ok(()) | Err(TransferError::ToSelf) => Ok(ClientReply::Committed { index: 0 }),
+            Err(TransferError::NotLeader) => Err(self.not_leader(leader)),
+            Err(e @ TransferError::NotVoter(_)) => Err(ClientError::InvalidRequest(e.to_string())),
+        };
+        if answer.is_ok() {
+            info!(shard = g, to, "leadership transfer started");
+        }
+        let _ = reply.try_send(answer);
+        self.kick();
     }
 
     /// Starts a membership change on group `g` (answered once its entry is applied; a learner
