@@ -432,6 +432,27 @@ mod tests {
     }
 
     #[test]
+    fn unknown_outcomes_are_retried_and_never_reported_as_not_applied() {
+        let (cfg, mut topo) = setup();
+        for (e, unknown) in [
+            (WireError::LeadershipLost, true),
+            (WireError::ForwardBroken("reset".into()), true),
+            (WireError::Timeout, true),
+            (WireError::Superseded, false),
+            (WireError::Unavailable("stopping".into()), false),
+        ] {
+            let now = Instant::now();
+            let mut a = Attempts::new(&cfg, true, now);
+            a.begin(now).unwrap();
+            // The caller retries with the same session: the step only decides whether to retry.
+            let s = a.on_answer(&mut topo, 0, "x:1", Answer::Failed(e.clone()), now);
+            assert!(matches!(s, Step::Retry(_)), "{e}: {s:?}");
+            assert_eq!(a.maybe_applied(), unknown, "{e}");
+            assert_eq!(e.outcome_unknown(), unknown, "{e}");
+        }
+    }
+
+    #[test]
     fn invalid_requests_are_final() {
         let (cfg, mut topo) = setup();
         let now = Instant::now();

@@ -1,5 +1,14 @@
 //! Client requests on one core: admission, proposing writes, starting reads at the chosen
-//! consistency, membership changes, and failing or sweeping what waits.
+//! consistency, membership changes, leadership transfer, and failing or sweeping what waits.
+//!
+//! Copies of a put's value on the leader, counted by reading the path (frame API): (1) the
+//! frame's archive is deserialized into an owned `ClientOp`; (2) [`Command::encode`] writes the
+//! command bytes; (3) `Raft::propose` turns that `Vec` into the entry's `Arc<[u8]>`; (4)
+//! `storage::entry_payload` prefixes the entry kind byte; (5) the WAL copies the payload into
+//! its segment (the one copy durability needs); (6) applying decodes the command and the store
+//! keeps the decoded value. Six copies, against a target of the WAL write and one more:
+//! encoding straight from the archived frame into the entry's shared buffer and a WAL append
+//! that takes the kind byte and the data separately would remove (1), (3) and (4).
 
 use super::*;
 use crate::raft::TransferError;
