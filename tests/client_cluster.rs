@@ -278,6 +278,17 @@ fn failover_after_sigkill_of_the_leader_and_history_check() {
         );
     }
 
+    // A prefix scan covers every shard: the client scans each and merges in key order.
+    let (items, more) = client.scan("k", None, Consistency::Linearizable).unwrap();
+    let keys: Vec<String> = items
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect();
+    let want: Vec<String> = (0..KEYS).map(|k| format!("k{k}")).collect();
+    assert_eq!((keys, more), (want, false), "keys of 4 shards, merged");
+    let (items, more) = client.scan("k", Some(3), Consistency::Lease).unwrap();
+    assert_eq!((items.len(), more), (3, true));
+
     // The CLI's status shows the dead node and the new leader.
     let (code, out, err) = c.cli(&["status", "--json"]);
     assert_eq!(code, 0, "{err}");

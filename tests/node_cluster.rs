@@ -544,7 +544,26 @@ fn three_nodes_elect_serve_fail_over_and_keep_acknowledged_writes() {
 fn a_minority_cannot_write() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = Cluster::new("minority", 3, 1_500);
-    let (leader, _) = c.wait_leader(Duration::from_secs(3)).expect("no leader");
+    let (first, _) = c.wait_leader(Duration::from_secs(3)).expect("no leader");
+    // The node offers leadership transfer over the admin frame (the target's votes carry the
+    // transfer flag, so the followers grant them though they heard from a leader recently).
+    let to = if first == 1 { 2 } else { 1 };
+    let mut admin = net_client(c.client_addr(first), 78);
+    match admin
+        .call(&wire::AdminRequest::TransferLeadership { group: 0, to })
+        .unwrap()
+    {
+        wire::Message::AdminResponse(wire::AdminResponse::Done { .. }) => {}
+        other => panic!("transfer refused: {other:?}"),
+    }
+    let moved = eventually(Duration::from_secs(3), || {
+        (c.leader() == Some(to)).then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "leadership did not move from {first} to {to}"
+    );
+    let leader = to;
     let (s, _) = put(c.client_addr(leader), "before", "1").unwrap();
     assert_eq!(s, 200);
     // Keep only one node (the old leader: it must not accept writes on its own).

@@ -46,7 +46,7 @@ use crate::client::blocking::{connect_failure, resolve, CasResult};
 use crate::client::config::ClientConfig;
 use crate::client::error::{Error, Result};
 use crate::client::history::HistoryRecorder;
-use crate::client::op::{Op, Reply};
+use crate::client::op::{merge_scans, Op, Reply};
 use crate::client::retry::{Attempts, Exchange, Step};
 use crate::client::session::Sessions;
 use crate::client::topology::Topology;
@@ -249,23 +249,32 @@ impl AsyncClient {
         }
     }
 
-    /// Keys starting with `prefix` (at most `limit`); returns the pairs and whether the limit
-    /// cut them short.
+    /// Keys starting with `prefix` in every shard (one scan per shard, merged in key order; at
+    /// most `limit`); returns the pairs and whether the limit cut them short.
     pub async fn scan(
         &self,
         prefix: impl AsRef<[u8]>,
         limit: u32,
         consistency: Consistency,
     ) -> Result<(Vec<KeyValue>, bool)> {
-        let op = Op::Scan {
-            prefix: prefix.as_ref().to_vec(),
-            limit,
-            consistency,
-        };
-        match self.execute(op).await? {
-            Reply::Scan { items, more } => Ok((items, more)),
-            other => Err(unexpected("scan", &other)),
+        if !self.inner.topo.borrow().is_known() {
+            self.cluster_status().await?;
         }
+        let shards = self.inner.topo.borrow().shard_count().unwrap_or(1);
+        let mut parts = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            let op = Op::Scan {
+                prefix: prefix.as_ref().to_vec(),
+                limit,
+                consistency,
+                shard: Some(shard),
+            };
+            match self.execute(op).await? {
+                Reply::Scan { items, more } => parts.push((items, more)),
+                other => return Err(unexpected("scan", &other)),
+            }
+        }
+        Ok(merge_scans(parts, limit))
     }
 
     /// Runs one operation to completion (routing, hints, failover, retries).
@@ -309,7 +318,7 @@ impl AsyncClient {
             } else {
                 let (shard, target) = {
                     let mut t = inner.topo.borrow_mut();
-                    let shard = t.shard_of(op.routing_key());
+                    let shard = op.shard(&t);
                     let any = op.consistency() == Some(Consistency::Eventual)
                         && inner.cfg.spread_eventual_reads;
                     (shard, t.target(shard, any, now))

@@ -36,7 +36,7 @@ use ringraft_net::{NetError, NetMetrics};
 use crate::client::config::{ClientConfig, DEFAULT_SCAN_LIMIT};
 use crate::client::error::{Error, Result};
 use crate::client::history::HistoryRecorder;
-use crate::client::op::{interpret, Answer, Op, Reply};
+use crate::client::op::{interpret, merge_scans, Answer, Op, Reply};
 use crate::client::retry::{Attempts, Exchange, Step};
 use crate::client::session::Sessions;
 use crate::client::topology::Topology;
@@ -239,23 +239,34 @@ impl Client {
         }
     }
 
-    /// Keys starting with `prefix` (at most `limit`, default [`DEFAULT_SCAN_LIMIT`]); returns
-    /// the pairs and whether the limit cut them short.
+    /// Keys starting with `prefix` in every shard (one scan per shard, merged in key order; at
+    /// most `limit`, default [`DEFAULT_SCAN_LIMIT`]); returns the pairs and whether the limit
+    /// cut them short.
     pub fn scan(
         &mut self,
         prefix: impl AsRef<[u8]>,
         limit: Option<u32>,
         consistency: Consistency,
     ) -> Result<(Vec<KeyValue>, bool)> {
-        let op = Op::Scan {
-            prefix: prefix.as_ref().to_vec(),
-            limit: limit.unwrap_or(DEFAULT_SCAN_LIMIT),
-            consistency,
-        };
-        match self.execute(op)? {
-            Reply::Scan { items, more } => Ok((items, more)),
-            other => Err(unexpected("scan", &other)),
+        let limit = limit.unwrap_or(DEFAULT_SCAN_LIMIT);
+        if !self.topo.is_known() {
+            self.cluster_status()?;
         }
+        let shards = self.topo.shard_count().unwrap_or(1);
+        let mut parts = Vec::with_capacity(shards as usize);
+        for shard in 0..shards {
+            let op = Op::Scan {
+                prefix: prefix.as_ref().to_vec(),
+                limit,
+                consistency,
+                shard: Some(shard),
+            };
+            match self.execute(op)? {
+                Reply::Scan { items, more } => parts.push((items, more)),
+                other => return Err(unexpected("scan", &other)),
+            }
+        }
+        Ok(merge_scans(parts, limit))
     }
 
     /// Runs one operation to completion (routing, hints, failover, retries).
@@ -296,7 +307,7 @@ impl Client {
             let session = op.is_write().then(|| self.sessions.next());
             sessions.push(session);
             pendings.push(self.recorder.as_ref().and_then(|r| r.invoke(op)));
-            let shard = self.topo.shard_of(op.routing_key());
+            let shard = op.shard(&self.topo);
             let target = self.target_for(op, shard, now);
             let req = op.to_request(shard, session);
             let id = self.conn(&target).ok().and_then(|c| c.send(&req).ok());
@@ -361,7 +372,7 @@ impl Client {
             let step = if !self.topo.is_known() {
                 self.refresh_topology(&mut att, now)
             } else {
-                let shard = self.topo.shard_of(op.routing_key());
+                let shard = op.shard(&self.topo);
                 let target = self.target_for(op, shard, now);
                 let req = op.to_request(shard, session);
                 let ex = self.exchange(&target, &req);

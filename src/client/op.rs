@@ -42,14 +42,17 @@ pub enum Op {
         /// Value stored when the condition holds.
         new_value: Vec<u8>,
     },
-    /// Keys starting with `prefix`, in key order, at most `limit`.
+    /// Keys starting with `prefix` in one shard, in key order, at most `limit`. The clients'
+    /// `scan` runs one per shard and merges them ([`merge_scans`]).
     Scan {
-        /// Prefix (it picks the shard: keys of one prefix scan live in one shard).
+        /// Prefix.
         prefix: Vec<u8>,
         /// Most pairs.
         limit: u32,
         /// Read consistency.
         consistency: Consistency,
+        /// The shard to scan (`None`: the shard the prefix itself hashes to).
+        shard: Option<u32>,
     },
 }
 
@@ -68,6 +71,14 @@ impl Op {
     /// Whether the operation goes through the Raft log (and carries a session).
     pub fn is_write(&self) -> bool {
         matches!(self, Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. })
+    }
+
+    /// The shard the operation goes to: a scan's explicit shard, else the routing key's.
+    pub fn shard(&self, topo: &crate::client::topology::Topology) -> u32 {
+        match self {
+            Op::Scan { shard: Some(s), .. } => *s,
+            _ => topo.shard_of(self.routing_key()),
+        }
     }
 
     /// The read consistency, for reads.
@@ -113,6 +124,7 @@ impl Op {
                 prefix,
                 limit,
                 consistency,
+                ..
             } => ClientOp::Scan {
                 range: ScanRange::Prefix(prefix),
                 limit,
@@ -159,6 +171,20 @@ pub enum Reply {
     },
 }
 
+/// Merges per-shard scan results into one answer: pairs in key order, at most `limit`, and
+/// `more` when any shard was cut short or the merge dropped pairs.
+pub fn merge_scans(parts: Vec<(Vec<KeyValue>, bool)>, limit: u32) -> (Vec<KeyValue>, bool) {
+    let mut more = parts.iter().any(|(_, m)| *m);
+    let mut items: Vec<KeyValue> = parts.into_iter().flat_map(|(i, _)| i).collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let limit = limit as usize;
+    if items.len() > limit {
+        items.truncate(limit);
+        more = true;
+    }
+    (items, more)
+}
+
 /// What one attempt's answer means for the operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -201,11 +227,8 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
             Answer::Done(Reply::Written { version })
         }
         (Op::Get { .. }, OpOutcome::Ok(OpReply::Value(v))) => Answer::Done(Reply::Value(Some(v))),
-        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version })) => {
-            Answer::Done(Reply::Deleted {
-                existed: true,
-                version,
-            })
+        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version, existed })) => {
+            Answer::Done(Reply::Deleted { existed, version })
         }
         (Op::Cas { .. }, OpOutcome::Ok(OpReply::Cas { swapped, current })) => {
             Answer::Done(Reply::Cas { swapped, current })
@@ -216,26 +239,6 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
         (op, OpOutcome::Ok(other)) => {
             Answer::Malformed(format!("{} was answered with {other:?}", op.name()))
         }
-    }
-}
-
-/// A wire error in words.
-pub fn describe(e: &WireError) -> String {
-    match e {
-        WireError::NotLeader { leader: Some(h) } => format!(
-            "not the leader; the leader is node {} at {}",
-            h.node_id, h.address
-        ),
-        WireError::NotLeader { leader: None } => {
-            "not the leader, and no leader is known (election in progress?)".into()
-        }
-        WireError::WrongShard { shard } => format!("wrong shard; the key belongs to shard {shard}"),
-        WireError::Busy { retry_after_ms } => {
-            format!("the node is busy; retry after {retry_after_ms} ms")
-        }
-        WireError::InvalidRequest(m) => format!("invalid request: {m}"),
-        WireError::Timeout => "the node timed out waiting for the cluster".into(),
-        WireError::KeyNotFound => "key not found".into(),
     }
 }
 
@@ -265,6 +268,26 @@ mod tests {
         };
         assert!(!get.is_write());
         assert_eq!(get.to_request(1, None).shard, 1);
+    }
+
+    #[test]
+    fn scans_of_all_shards_merge_in_key_order() {
+        let kv = |k: &str| KeyValue {
+            key: k.as_bytes().to_vec(),
+            value: Vec::new(),
+            version: 1,
+        };
+        let (items, more) = merge_scans(
+            vec![
+                (vec![kv("a"), kv("d")], false),
+                (vec![kv("b"), kv("c")], false),
+            ],
+            3,
+        );
+        let keys: Vec<_> = items.iter().map(|i| i.key.clone()).collect();
+        assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert!(more, "the merge cut one pair");
+        assert!(!merge_scans(vec![(vec![kv("a")], false)], 3).1);
     }
 
     #[test]
@@ -300,7 +323,7 @@ mod tests {
             interpret(&put, ClientOutcome::Failed(nl.clone())),
             Answer::Failed(nl.clone())
         );
-        assert!(describe(&nl).contains("127.0.0.1:9082"));
+        assert!(nl.to_string().contains("127.0.0.1:9082"));
         assert!(matches!(
             interpret(
                 &put,

@@ -22,12 +22,8 @@ use ringraft_net::message::{AdminResponse, ClientError as WireError, ErrorCode, 
 
 use crate::client::config::{ClientConfig, BUSY_RETRY_AFTER_MS_MAX};
 use crate::client::error::Error;
-use crate::client::op::{describe, interpret, Answer, Op, Reply};
+use crate::client::op::{interpret, Answer, Op, Reply};
 use crate::client::topology::Topology;
-
-/// How the node words `InvalidRequest` for a retried write whose session result was evicted
-/// (the wire has no variant of its own for it).
-pub const SESSION_EXPIRED_PREFIX: &str = "session expired";
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +143,7 @@ impl Attempts {
             }
             Answer::Failed(e) => e,
         };
-        self.last = format!("{target}: {}", describe(&e));
+        self.last = format!("{target}: {e}");
         match e {
             WireError::NotLeader { leader: Some(h) } => {
                 topo.set_leader(shard, h.node_id, &h.address);
@@ -161,15 +157,12 @@ impl Attempts {
                     self.capped(Duration::ZERO, now)
                 }
             }
-            WireError::NotLeader { leader: None } => {
-                // Also what a node answers when it shut down or a newer leader replaced the
-                // write: for a write, the outcome is not known.
-                if self.is_write {
-                    self.maybe_applied = true;
-                }
+            WireError::NotLeader { leader: None } | WireError::Unavailable(_) => {
                 topo.clear_leader(shard, Some(target));
                 self.pause(now)
             }
+            // Not applied, and never will be: retrying is safe.
+            WireError::Superseded => self.pause(now),
             WireError::Busy { retry_after_ms } => {
                 let ms = u64::from(retry_after_ms).clamp(1, BUSY_RETRY_AFTER_MS_MAX);
                 self.capped(Duration::from_millis(ms), now)
@@ -178,16 +171,20 @@ impl Attempts {
                 topo.invalidate();
                 self.pause(now)
             }
-            WireError::Timeout => {
+            // Outcome unknown: retried with the same session (the caller keeps it for every
+            // attempt of one operation), which the state machine answers with the first result.
+            WireError::Timeout | WireError::LeadershipLost | WireError::ForwardBroken(_) => {
                 if self.is_write {
                     self.maybe_applied = true;
                 }
+                if !matches!(e, WireError::Timeout) {
+                    topo.clear_leader(shard, Some(target));
+                }
                 self.pause(now)
             }
-            WireError::InvalidRequest(m) if m.starts_with(SESSION_EXPIRED_PREFIX) => {
-                Step::Done(Err(Error::SessionExpired(m)))
-            }
+            WireError::SessionExpired => Step::Done(Err(Error::SessionExpired(e.to_string()))),
             WireError::InvalidRequest(m) => Step::Done(Err(Error::InvalidRequest(m))),
+            WireError::TooLarge { .. } => Step::Done(Err(Error::InvalidRequest(e.to_string()))),
             WireError::KeyNotFound => Step::Done(Err(Error::Protocol {
                 address: target.to_string(),
                 message: "KeyNotFound answered an operation that has no key to find".into(),
@@ -422,16 +419,36 @@ mod tests {
         let now = Instant::now();
         let mut a = Attempts::new(&cfg, true, now);
         a.begin(now).unwrap();
-        let m = "session expired: this (client_id, seq) was applied long ago".to_string();
         match a.on_answer(
             &mut topo,
             0,
             "x:1",
-            Answer::Failed(WireError::InvalidRequest(m)),
+            Answer::Failed(WireError::SessionExpired),
             now,
         ) {
             Step::Done(Err(e @ Error::SessionExpired(_))) => assert!(e.maybe_applied()),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes_are_retried_and_never_reported_as_not_applied() {
+        let (cfg, mut topo) = setup();
+        for (e, unknown) in [
+            (WireError::LeadershipLost, true),
+            (WireError::ForwardBroken("reset".into()), true),
+            (WireError::Timeout, true),
+            (WireError::Superseded, false),
+            (WireError::Unavailable("stopping".into()), false),
+        ] {
+            let now = Instant::now();
+            let mut a = Attempts::new(&cfg, true, now);
+            a.begin(now).unwrap();
+            // The caller retries with the same session: the step only decides whether to retry.
+            let s = a.on_answer(&mut topo, 0, "x:1", Answer::Failed(e.clone()), now);
+            assert!(matches!(s, Step::Retry(_)), "{e}: {s:?}");
+            assert_eq!(a.maybe_applied(), unknown, "{e}");
+            assert_eq!(e.outcome_unknown(), unknown, "{e}");
         }
     }
 

@@ -82,8 +82,6 @@ pub mod limits {
     pub const APPEND_BATCH_BYTES_MIN: usize = 4 << 10;
     /// Upper bound of bytes per AppendEntries.
     pub const APPEND_BATCH_BYTES_MAX: usize = 64 << 20;
-    /// Batching delay bound in ms.
-    pub const APPEND_BATCH_DELAY_MS_MAX: u64 = 1_000;
     /// AppendEntries in flight per follower.
     pub const INFLIGHT_APPENDS_MAX: usize = 4_096;
     /// Proposals in flight per shard.
@@ -120,8 +118,6 @@ pub mod limits {
     pub const KEY_BYTES_MAX: usize = 64 << 10;
     /// Value size bound.
     pub const VALUE_BYTES_MAX: usize = 16 << 20;
-    /// Session table capacity bound.
-    pub const SESSIONS_MAX: usize = 10_000_000;
     /// Scan result bound.
     pub const SCAN_LIMIT_MAX: usize = 1_000_000;
     /// Snapshot threshold bound (entries).
@@ -308,8 +304,6 @@ pub struct ReplicationConfig {
     pub append_entries_batch_threshold: usize,
     /// Most payload bytes in one AppendEntries.
     pub append_entries_max_bytes: usize,
-    /// How long to wait for more proposals before sending (0 = send at once).
-    pub append_entries_batch_delay_ms: u64,
     /// AppendEntries in flight per follower.
     pub max_inflight_appends: usize,
 }
@@ -386,7 +380,9 @@ pub enum Placement {
     Pinned,
 }
 
-/// `[state_machine]`: per-shard key-value store limits.
+/// `[state_machine]`: what this node admits (checked before a write is proposed) and how many
+/// pairs a scan returns. Limits that change how a write is *applied* are not configurable:
+/// they are constants of [`crate::node::limits`], equal on every replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateMachineConfig {
@@ -394,8 +390,6 @@ pub struct StateMachineConfig {
     pub max_key_bytes: usize,
     /// Largest value.
     pub max_value_bytes: usize,
-    /// Exactly-once session entries kept per shard (oldest evicted first).
-    pub session_capacity: usize,
     /// Most pairs one scan returns.
     pub max_scan_results: usize,
 }
@@ -458,7 +452,6 @@ impl Default for ReplicationConfig {
         Self {
             append_entries_batch_threshold: 5_000,
             append_entries_max_bytes: 4 << 20,
-            append_entries_batch_delay_ms: 0,
             max_inflight_appends: 64,
         }
     }
@@ -511,7 +504,6 @@ impl Default for StateMachineConfig {
         Self {
             max_key_bytes: 4 << 10,
             max_value_bytes: 1 << 20,
-            session_capacity: 100_000,
             max_scan_results: 10_000,
         }
     }
@@ -748,12 +740,6 @@ impl Config {
             APPEND_BATCH_BYTES_MAX.min(self.network.max_frame_bytes / 2) as u64,
         )?;
         range(
-            "raft.replication.append_entries_batch_delay_ms",
-            rp.append_entries_batch_delay_ms,
-            0,
-            APPEND_BATCH_DELAY_MS_MAX,
-        )?;
-        range(
             "raft.replication.max_inflight_appends",
             rp.max_inflight_appends as u64,
             1,
@@ -893,12 +879,6 @@ impl Config {
             s.max_value_bytes as u64,
             0,
             VALUE_BYTES_MAX.min(n.max_frame_bytes / 2) as u64,
-        )?;
-        range(
-            "state_machine.session_capacity",
-            s.session_capacity as u64,
-            1,
-            SESSIONS_MAX as u64,
         )?;
         range(
             "state_machine.max_scan_results",

@@ -4,25 +4,22 @@
 //!
 //! Mapping rules: `shard = u32::MAX` means "route by key" (no WrongShard check); a `Default`
 //! consistency uses the configured policy; a write's `session` becomes the exactly-once
-//! `(client_id, seq)`; a missing key is `KeyNotFound`; an error the wire has no variant for
-//! (the node is shutting down, a write overwritten by a newer leader) is `NotLeader` without a
-//! hint, which tells the client to find the leader again and retry.
-//! Owned by the node (issue 6).
+//! `(client_id, seq)`; a missing key is `KeyNotFound` for a get (a delete of a missing key is
+//! `Deleted { existed: false }`); errors are the one error type of `ringraft-net`, sent as they
+//! are, each classified as not applied or outcome unknown.
 
 use std::rc::Rc;
 
 use ringraft_net::listener::Connection;
 use ringraft_net::message as wire;
 
+use crate::node::kv::{ApplyResult, Versioned, WriteOp};
 use crate::node::request::{
     ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
 };
 use crate::node::server::{self, CoreCtx, ANY_SHARD};
-use crate::node::state_machine::{ApplyResult, Versioned};
 use crate::raft::{ConfChange, GroupId};
 
-/// Suggested client back-off on Busy.
-pub const BUSY_RETRY_AFTER_MS: u32 = 10;
 /// Most operations in one batch request.
 pub const MAX_BATCH_OPS: usize = 1_024;
 
@@ -34,7 +31,7 @@ fn consistency(c: wire::Consistency, ctx: &CoreCtx) -> Result<Consistency, Clien
         wire::Consistency::Eventual => Consistency::Eventual,
     };
     if !ctx.reads.allow_override && wanted != ctx.reads.default {
-        return Err(ClientError::Invalid(format!(
+        return Err(ClientError::InvalidRequest(format!(
             "consistency {} refused: raft.read_consistency.allow_client_override = false",
             wanted.name()
         )));
@@ -54,14 +51,6 @@ pub fn to_request(
 ) -> Result<ClientRequest, ClientError> {
     let shard = (shard != ANY_SHARD).then_some(shard as usize);
     let (client_id, seq, op) = match op {
-        wire::ClientOp::Put {
-            key,
-            value,
-            session: s,
-        } => {
-            let (c, q) = session(s);
-            (c, q, ClientOp::Put { key, value })
-        }
         wire::ClientOp::Get {
             key,
             consistency: c,
@@ -73,31 +62,6 @@ pub fn to_request(
                 consistency: consistency(c, ctx)?,
             },
         ),
-        wire::ClientOp::Delete { key, session: s } => {
-            let (c, q) = session(s);
-            (c, q, ClientOp::Delete { key })
-        }
-        wire::ClientOp::CompareAndSwap {
-            key,
-            expect,
-            new_value,
-            session: s,
-        } => {
-            let (c, q) = session(s);
-            let op = match expect {
-                wire::CasExpect::Value(expected) => ClientOp::CasValue {
-                    key,
-                    expected,
-                    new: new_value,
-                },
-                wire::CasExpect::Version(v) => ClientOp::CasVersion {
-                    key,
-                    expected_version: v,
-                    new: new_value,
-                },
-            };
-            (c, q, op)
-        }
         wire::ClientOp::Scan {
             range,
             limit,
@@ -113,11 +77,18 @@ pub fn to_request(
                 },
             ),
             wire::ScanRange::Range { .. } => {
-                return Err(ClientError::Invalid(
+                return Err(ClientError::InvalidRequest(
                     "range scans span shards; use a prefix scan (one shard)".into(),
                 ))
             }
         },
+        write => {
+            let Some((w, s)) = WriteOp::from_wire(write) else {
+                return Err(ClientError::InvalidRequest("not a write".into()));
+            };
+            let (c, q) = session(s);
+            (c, q, ClientOp::Write(w))
+        }
     };
     Ok(ClientRequest {
         client_id,
@@ -134,34 +105,10 @@ fn versioned(v: Versioned) -> wire::Versioned {
     }
 }
 
-/// Converts a node error into the wire's.
-pub fn to_wire_error(e: ClientError) -> wire::ClientError {
-    match e {
-        ClientError::NotLeader {
-            leader_id,
-            leader_address,
-        } => wire::ClientError::NotLeader {
-            leader: match (leader_id, leader_address) {
-                (0, _) | (_, None) => None,
-                (node_id, Some(address)) => Some(wire::LeaderHint { node_id, address }),
-            },
-        },
-        ClientError::WrongShard { shard } => wire::ClientError::WrongShard {
-            shard: shard as u32,
-        },
-        ClientError::Busy(_) => wire::ClientError::Busy {
-            retry_after_ms: BUSY_RETRY_AFTER_MS,
-        },
-        ClientError::Invalid(m) => wire::ClientError::InvalidRequest(m),
-        ClientError::Timeout => wire::ClientError::Timeout,
-        ClientError::Unavailable(_) => wire::ClientError::NotLeader { leader: None },
-    }
-}
-
 /// Converts the result of `op` into a wire outcome.
 pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
     let reply = match r {
-        Err(e) => return wire::OpOutcome::Err(to_wire_error(e)),
+        Err(e) => return wire::OpOutcome::Err(e),
         Ok(r) => r,
     };
     let ok = match reply {
@@ -187,12 +134,8 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
         ClientReply::Committed { index } => wire::OpReply::Written { version: index },
         ClientReply::Applied(a) => match a {
             ApplyResult::Put { version } => wire::OpReply::Written { version },
-            ApplyResult::Deleted {
-                existed: true,
-                version,
-            } => wire::OpReply::Deleted { version },
-            ApplyResult::Deleted { existed: false, .. } => {
-                return wire::OpOutcome::Err(wire::ClientError::KeyNotFound)
+            ApplyResult::Deleted { existed, version } => {
+                wire::OpReply::Deleted { version, existed }
             }
             ApplyResult::Cas {
                 swapped,
@@ -201,12 +144,12 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             } => {
                 let current = if swapped {
                     match op {
-                        ClientOp::CasValue { new, .. } | ClientOp::CasVersion { new, .. } => {
-                            Some(wire::Versioned {
-                                value: new.clone(),
-                                version,
-                            })
-                        }
+                        ClientOp::Write(
+                            WriteOp::CasValue { new, .. } | WriteOp::CasVersion { new, .. },
+                        ) => Some(wire::Versioned {
+                            value: new.clone(),
+                            version,
+                        }),
                         _ => None,
                     }
                 } else {
@@ -219,9 +162,7 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
                 return wire::OpOutcome::Err(wire::ClientError::InvalidRequest(m))
             }
             ApplyResult::SessionExpired => {
-                return wire::OpOutcome::Err(wire::ClientError::InvalidRequest(
-                    "session expired: this (client_id, seq) was applied long ago".into(),
-                ))
+                return wire::OpOutcome::Err(wire::ClientError::SessionExpired)
             }
         },
     };
@@ -235,7 +176,7 @@ async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOu
             let r = server::execute(ctx, req).await;
             to_outcome(&op, r)
         }
-        Err(e) => wire::OpOutcome::Err(to_wire_error(e)),
+        Err(e) => wire::OpOutcome::Err(e),
     }
 }
 
@@ -281,7 +222,7 @@ fn done_or_failed(r: ClientResult) -> wire::AdminResponse {
     match r {
         Ok(ClientReply::Committed { index }) => wire::AdminResponse::Done { index },
         Ok(_) => wire::AdminResponse::Done { index: 0 },
-        Err(e) => wire::AdminResponse::Failed(to_wire_error(e)),
+        Err(e) => wire::AdminResponse::Failed(e),
     }
 }
 
@@ -311,29 +252,7 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
                     reachable: l.conn.as_ref().is_some_and(|c| !c.is_closing()),
                 });
             }
-            let shard_status = shards
-                .iter()
-                .map(|v| wire::ShardStatus {
-                    group: v["shard"].as_u64().unwrap_or(0),
-                    leader: v["leader_id"].as_u64().filter(|l| *l != 0),
-                    term: v["term"].as_u64().unwrap_or(0),
-                    commit_index: v["commit_index"].as_u64().unwrap_or(0),
-                    applied_index: v["applied_index"].as_u64().unwrap_or(0),
-                    followers: v["followers"]
-                        .as_array()
-                        .map(|fs| {
-                            fs.iter()
-                                .map(|f| wire::FollowerStatus {
-                                    node_id: f["node_id"].as_u64().unwrap_or(0),
-                                    match_index: f["match_index"].as_u64().unwrap_or(0),
-                                    lag: f["lag"].as_u64().unwrap_or(0),
-                                    learner: f["learner"].as_bool().unwrap_or(false),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect();
+            let shard_status = shards.iter().map(|r| r.to_wire()).collect();
             wire::AdminResponse::Status(wire::ClusterStatus {
                 reporter: s.node_id,
                 nodes,
@@ -372,11 +291,11 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
             }
             done_or_failed(server::change_membership(ctx, group, ConfChange::Remove(node_id)).await)
         }
-        wire::AdminRequest::TransferLeadership { .. } => {
-            wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(
-                "leadership transfer is not offered: the wire's RequestVote has no transfer flag"
-                    .into(),
-            ))
+        wire::AdminRequest::TransferLeadership { group, to } => {
+            if let Err(r) = check(group) {
+                return r;
+            }
+            done_or_failed(server::transfer_leadership(ctx, group, to).await)
         }
     }
 }
@@ -387,10 +306,10 @@ mod tests {
 
     #[test]
     fn outcomes_map_results() {
-        let put = ClientOp::Put {
+        let put = ClientOp::Write(WriteOp::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
-        };
+        });
         assert_eq!(
             to_outcome(
                 &put,
@@ -406,11 +325,11 @@ mod tests {
             to_outcome(&get, Ok(ClientReply::Value(None))),
             wire::OpOutcome::Err(wire::ClientError::KeyNotFound)
         );
-        let cas = ClientOp::CasValue {
+        let cas = ClientOp::Write(WriteOp::CasValue {
             key: b"k".to_vec(),
             expected: None,
             new: b"n".to_vec(),
-        };
+        });
         assert_eq!(
             to_outcome(
                 &cas,
@@ -432,8 +351,10 @@ mod tests {
             to_outcome(
                 &put,
                 Err(ClientError::NotLeader {
-                    leader_id: 2,
-                    leader_address: Some("127.0.0.1:9082".into())
+                    leader: Some(wire::LeaderHint {
+                        node_id: 2,
+                        address: "127.0.0.1:9082".into()
+                    })
                 })
             ),
             wire::OpOutcome::Err(wire::ClientError::NotLeader {
@@ -444,9 +365,9 @@ mod tests {
             })
         );
         assert_eq!(
-            to_outcome(&put, Err(ClientError::Busy("x".into()))),
+            to_outcome(&put, Err(crate::node::request::busy())),
             wire::OpOutcome::Err(wire::ClientError::Busy {
-                retry_after_ms: BUSY_RETRY_AFTER_MS
+                retry_after_ms: crate::node::request::BUSY_RETRY_AFTER_MS
             })
         );
     }

@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::node::http::{Request, Response};
+use crate::node::kv::{ApplyResult, WriteOp};
 use crate::node::request::{
-    ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency,
+    http_status as node_http_status, ClientError, ClientOp, ErrorClass, ClientReply, ClientRequest, ClientResult, Consistency,
 };
-use crate::node::state_machine::ApplyResult;
 
 /// Header set on a request a follower forwards to the leader; a forwarded request is never
 /// forwarded again (one hop at most).
@@ -167,10 +167,10 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 return Err(bad("key must not be empty"));
             }
             Ok(client(
-                ClientOp::Put {
+                ClientOp::Write(WriteOp::Put {
                     key: b.key.into_bytes(),
                     value: b.value.into_bytes(),
-                },
+                }),
                 b.client_id,
                 b.seq,
             ))
@@ -189,17 +189,17 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 return Err(bad("key must not be empty"));
             }
             Ok(client(
-                ClientOp::Delete {
+                ClientOp::Write(WriteOp::Delete {
                     key: b.key.into_bytes(),
-                },
+                }),
                 b.client_id,
                 b.seq,
             ))
         }
         ("DELETE", "/delete") => Ok(client(
-            ClientOp::Delete {
+            ClientOp::Write(WriteOp::Delete {
                 key: key_param(req, "key")?,
-            },
+            }),
             0,
             0,
         )),
@@ -215,16 +215,16 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 (Some(_), Some(_)) => {
                     return Err(bad("give either expected or expected_version, not both"))
                 }
-                (_, Some(v)) => ClientOp::CasVersion {
+                (_, Some(v)) => ClientOp::Write(WriteOp::CasVersion {
                     key: b.key.into_bytes(),
                     expected_version: v,
                     new: b.new.into_bytes(),
-                },
-                (e, None) => ClientOp::CasValue {
+                }),
+                (e, None) => ClientOp::Write(WriteOp::CasValue {
                     key: b.key.into_bytes(),
                     expected: e.map(String::into_bytes),
                     new: b.new.into_bytes(),
-                },
+                }),
             };
             Ok(client(op, b.client_id, b.seq))
         }
@@ -324,24 +324,18 @@ pub enum Outcome {
 }
 
 /// Status, outcome and message of a failure. `write`: whether the call could change state (a
-/// key-value write or a membership change); a read has no outcome to report.
-///
-/// Today's node error does not say whether a write was proposed before it failed; where one of
-/// its variants covers both cases the answer is *outcome unknown* (504), never 503.
-fn classify(err: &Failure<'_>, write: bool) -> (u16, Outcome, String) {
+/// key-value write or a membership change); a read has no outcome to report. The outcome is the
+/// error's own class ([`ClientError::class`]): every outcome-unknown error is 504, never 503.
+fn classify(err: &Failure<'_>, _write: bool) -> (u16, Outcome, String) {
     use Outcome::{NotApplied, Unknown};
     match err {
-        // Raised by propose/read admission, before anything reached the log.
-        Failure::Node(e @ ClientError::NotLeader { .. }) => (503, NotApplied, e.to_string()),
-        Failure::Node(e @ ClientError::WrongShard { .. }) => (421, NotApplied, e.to_string()),
-        Failure::Node(e @ ClientError::Busy(_)) => (429, NotApplied, e.to_string()),
-        Failure::Node(e @ ClientError::Invalid(_)) => (400, NotApplied, e.to_string()),
-        // The request timer fired; a proposal may be in the log.
-        Failure::Node(e @ ClientError::Timeout) => (504, Unknown, e.to_string()),
-        // Covers refusals before proposal (shutting down, failed node) and losses after it
-        // (waiting writes failed at shutdown, reply channel dropped): unknown for a write.
-        Failure::Node(e @ ClientError::Unavailable(_)) if write => (504, Unknown, e.to_string()),
-        Failure::Node(e @ ClientError::Unavailable(_)) => (503, NotApplied, e.to_string()),
+        Failure::Node(e) => {
+            let outcome = match e.class() {
+                ErrorClass::NotApplied => NotApplied,
+                ErrorClass::OutcomeUnknown => Unknown,
+            };
+            (node_http_status(e), outcome, e.to_string())
+        }
         Failure::ForwardBroken { leader, why } => (
             504,
             Unknown,
@@ -368,13 +362,10 @@ pub fn http_status(err: &Failure<'_>, write: bool) -> (u16, serde_json::Value) {
         }
     }
     match err {
-        Failure::Node(ClientError::NotLeader {
-            leader_id,
-            leader_address,
-        }) => {
-            body["leader_id"] = json!(leader_id);
-            if let Some(a) = leader_address {
-                body["leader_address"] = json!(a);
+        Failure::Node(ClientError::NotLeader { leader }) => {
+            body["leader_id"] = json!(leader.as_ref().map_or(0, |h| h.node_id));
+            if let Some(h) = leader {
+                body["leader_address"] = json!(h.address);
             }
         }
         Failure::Node(ClientError::WrongShard { shard }) => body["shard"] = json!(shard),
@@ -394,14 +385,10 @@ pub fn failure_response(err: &Failure<'_>, write: bool) -> Response {
     let (status, body) = http_status(err, write);
     let mut r = Response::json(status, &body);
     if let Failure::Node(e) = err {
-        if let ClientError::NotLeader {
-            leader_address: Some(a),
-            ..
-        } = e
-        {
-            r.headers.push(("X-Ringraft-Leader", a.clone()));
+        if let ClientError::NotLeader { leader: Some(h) } = e {
+            r.headers.push(("X-Ringraft-Leader", h.address.clone()));
         }
-        if matches!(e, ClientError::Busy(_) | ClientError::NotLeader { .. }) {
+        if matches!(e, ClientError::Busy { .. } | ClientError::NotLeader { .. }) {
             r.headers.push(("Retry-After", "1".to_string()));
         }
     }
@@ -467,7 +454,7 @@ pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Respon
 mod tests {
     use super::*;
     use crate::node::http::{parse_request, HttpLimits, Parsed};
-    use crate::node::state_machine::Versioned;
+    use crate::node::kv::Versioned;
 
     fn req(raw: &str) -> Request {
         match parse_request(raw.as_bytes(), &HttpLimits::default()).unwrap() {
@@ -500,10 +487,10 @@ mod tests {
         let put = post("/put", r#"{"key": "test-key", "value": "test-value"}"#);
         assert_eq!(
             op(route(&put, &READS).unwrap()),
-            ClientOp::Put {
+            ClientOp::Write(WriteOp::Put {
                 key: b"test-key".to_vec(),
                 value: b"test-value".to_vec()
-            }
+            })
         );
         let get = req("GET /get?key=test-key HTTP/1.1\r\n\r\n");
         assert_eq!(
@@ -541,19 +528,19 @@ mod tests {
         let cas = post("/cas", r#"{"key": "k", "expected": null, "new": "a"}"#);
         assert_eq!(
             op(route(&cas, &READS).unwrap()),
-            ClientOp::CasValue {
+            ClientOp::Write(WriteOp::CasValue {
                 key: b"k".to_vec(),
                 expected: None,
                 new: b"a".to_vec()
-            }
+            })
         );
         let cas = post("/cas", r#"{"key": "k", "expected_version": 7, "new": "a"}"#);
         assert!(matches!(
             op(route(&cas, &READS).unwrap()),
-            ClientOp::CasVersion {
+            ClientOp::Write(WriteOp::CasVersion {
                 expected_version: 7,
                 ..
-            }
+            })
         ));
         let cas = post(
             "/cas",

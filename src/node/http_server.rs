@@ -184,11 +184,8 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             // The key is kept for the reply; the value moves on to the shard uncopied.
             let key = c.op.routing_key().to_vec();
             let r = server::execute(ctx, c).await;
-            if let Err(ClientError::NotLeader {
-                leader_address: Some(addr),
-                ..
-            }) = &r
-            {
+            if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
+                let addr = &h.address;
                 if !forwarded {
                     if let Some(resp) = forward_or_fail(ctx, addr, req, write).await {
                         return resp;
@@ -231,11 +228,8 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
     let mut status = 200;
     for g in 0..ctx.cfg.runtime.shards_per_node as GroupId {
         let r = server::change_membership(ctx, g, ConfChange::Promote(node_id)).await;
-        if let Err(ClientError::NotLeader {
-            leader_address: Some(addr),
-            ..
-        }) = &r
-        {
+        if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
+            let addr = &h.address;
             if !forwarded && ctx.cfg.runtime.shards_per_node == 1 {
                 if let Some(resp) = forward_or_fail(ctx, addr, req, true).await {
                     return resp;

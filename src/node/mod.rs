@@ -1,26 +1,28 @@
 //! The ringraft node: the server an operator runs (`ringraft server --config config/n1.toml`).
 //!
 //! Thread-per-core: one glommio executor per configured core ([`runtime`]); the key space is
-//! hashed into shards (Raft groups), each living on exactly one core ([`core_state`]); cores
+//! hashed into shards (Raft groups), each living on exactly one core ([`core`]); cores
 //! share nothing mutable and talk by message. Each core has one write-ahead log for all its
 //! shards ([`storage`]), so one fsync covers many groups. Peers and clients speak the binary
 //! frame protocol of `ringraft-net` ([`wire`], [`frame_api`]) or HTTP ([`http`], [`http_api`],
 //! [`http_server`]) on the same port. Configuration ([`config`]), the key-value state machine
-//! ([`state_machine`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
+//! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node (issue 6).
 
 pub mod config;
-pub mod core_state;
+pub mod core;
 pub mod frame_api;
 pub mod http;
 pub mod http_api;
 pub mod http_server;
+pub mod kv;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod request;
 pub mod runtime;
 pub mod server;
-pub mod state_machine;
+pub mod status;
 pub mod storage;
 pub mod wire;
 

@@ -4,7 +4,7 @@
 //! Owned by the node (issue 6).
 
 use crate::node::config::ReadPolicy;
-use crate::node::state_machine::{ApplyResult, Versioned};
+use crate::node::kv::{ApplyResult, Versioned, WriteOp};
 
 /// Consistency of one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,42 +59,14 @@ impl Consistency {
 /// One client operation on one key (or one prefix, for scans).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOp {
-    /// Write a value.
-    Put {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-    },
+    /// A write, exactly as the log will carry it.
+    Write(WriteOp),
     /// Read a value.
     Get {
         /// Key.
         key: Vec<u8>,
         /// Consistency.
         consistency: Consistency,
-    },
-    /// Remove a key.
-    Delete {
-        /// Key.
-        key: Vec<u8>,
-    },
-    /// Compare-and-swap on the value (`expected = None`: the key must be absent).
-    CasValue {
-        /// Key.
-        key: Vec<u8>,
-        /// Expected value.
-        expected: Option<Vec<u8>>,
-        /// New value.
-        new: Vec<u8>,
-    },
-    /// Compare-and-swap on the version (0: the key must be absent).
-    CasVersion {
-        /// Key.
-        key: Vec<u8>,
-        /// Expected version.
-        expected_version: u64,
-        /// New value.
-        new: Vec<u8>,
     },
     /// Keys with a prefix, in one shard.
     Scan {
@@ -111,18 +83,15 @@ impl ClientOp {
     /// The key that picks the shard.
     pub fn routing_key(&self) -> &[u8] {
         match self {
-            ClientOp::Put { key, .. }
-            | ClientOp::Get { key, .. }
-            | ClientOp::Delete { key }
-            | ClientOp::CasValue { key, .. }
-            | ClientOp::CasVersion { key, .. } => key,
+            ClientOp::Write(w) => w.key().unwrap_or(&[]),
+            ClientOp::Get { key, .. } => key,
             ClientOp::Scan { prefix, .. } => prefix,
         }
     }
 
     /// Whether the op goes through the log.
     pub fn is_write(&self) -> bool {
-        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
+        matches!(self, ClientOp::Write(_))
     }
 }
 
@@ -155,66 +124,34 @@ pub enum ClientReply {
     },
 }
 
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientError {
-    /// This node does not lead the shard; the leader if known.
-    NotLeader {
-        /// Leader node id (0 = unknown).
-        leader_id: u64,
-        /// Leader's address, if known.
-        leader_address: Option<String>,
-    },
-    /// The request named a shard that does not own the key.
-    WrongShard {
-        /// The right shard.
-        shard: usize,
-    },
-    /// Over a bound (in-flight proposals, inbox, buffered entries): retry later.
-    Busy(String),
-    /// Malformed or over a size limit.
-    Invalid(String),
-    /// No answer within the request timeout (a write may or may not have been applied).
-    Timeout,
-    /// The node is shutting down or a part of it failed.
-    Unavailable(String),
-}
+pub use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};
 
-impl ClientError {
-    /// The HTTP status for this error.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ClientError::NotLeader { .. } => 503,
-            ClientError::WrongShard { .. } => 421,
-            ClientError::Busy(_) => 429,
-            ClientError::Invalid(_) => 400,
-            ClientError::Timeout => 504,
-            ClientError::Unavailable(_) => 503,
-        }
+/// Suggested client back-off on Busy.
+pub const BUSY_RETRY_AFTER_MS: u32 = 10;
+
+/// A Busy refusal (not applied) with the node's suggested back-off.
+pub fn busy() -> ClientError {
+    ClientError::Busy {
+        retry_after_ms: BUSY_RETRY_AFTER_MS,
     }
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::NotLeader {
-                leader_id,
-                leader_address,
-            } => match (leader_id, leader_address) {
-                (0, _) => write!(f, "not leader; no leader is known yet, retry shortly"),
-                (id, Some(a)) => write!(f, "not leader; the leader is node {id} at {a}"),
-                (id, None) => write!(f, "not leader; the leader is node {id}"),
-            },
-            ClientError::WrongShard { shard } => {
-                write!(f, "wrong shard; the key belongs to shard {shard}")
-            }
-            ClientError::Busy(why) => write!(f, "busy: {why}; retry later"),
-            ClientError::Invalid(why) => write!(f, "invalid request: {why}"),
-            ClientError::Timeout => {
-                write!(f, "timed out; a write may or may not have been applied")
-            }
-            ClientError::Unavailable(why) => write!(f, "unavailable: {why}"),
+/// The HTTP status of an error. Not-applied refusals are 4xx/503 (safe to retry); every
+/// outcome-unknown error is 504, and its body says the outcome is unknown.
+pub fn http_status(e: &ClientError) -> u16 {
+    match e {
+        ClientError::NotLeader { .. } | ClientError::Unavailable(_) | ClientError::Superseded => {
+            503
         }
+        ClientError::WrongShard { .. } => 421,
+        ClientError::Busy { .. } => 429,
+        ClientError::InvalidRequest(_) => 400,
+        ClientError::TooLarge { .. } => 413,
+        ClientError::KeyNotFound => 404,
+        ClientError::Timeout
+        | ClientError::LeadershipLost
+        | ClientError::ForwardBroken(_)
+        | ClientError::SessionExpired => 504,
     }
 }
 
@@ -243,11 +180,24 @@ mod tests {
     #[test]
     fn errors_explain_themselves() {
         let e = ClientError::NotLeader {
-            leader_id: 2,
-            leader_address: Some("127.0.0.1:9082".into()),
+            leader: Some(LeaderHint {
+                node_id: 2,
+                address: "127.0.0.1:9082".into(),
+            }),
         };
         assert!(e.to_string().contains("node 2 at 127.0.0.1:9082"));
-        assert_eq!(e.http_status(), 503);
-        assert_eq!(ClientError::Busy("x".into()).http_status(), 429);
+        assert_eq!(http_status(&e), 503);
+        assert_eq!(http_status(&busy()), 429);
+        // Every outcome-unknown error is a 504 that says so, never a 503.
+        for e in [
+            ClientError::Timeout,
+            ClientError::LeadershipLost,
+            ClientError::ForwardBroken("reset".into()),
+            ClientError::SessionExpired,
+        ] {
+            assert_eq!(e.class(), ErrorClass::OutcomeUnknown);
+            assert_eq!(http_status(&e), 504);
+            assert!(e.to_string().contains("unknown"), "{e}");
+        }
     }
 }

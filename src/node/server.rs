@@ -28,11 +28,12 @@ use ringraft_net::{DecoderConfig, Frame, NetMetrics, SendQueueConfig};
 use tracing::{debug, error, info, warn};
 
 use crate::node::config::Config;
-use crate::node::core_state::{self, CoreState, Reply};
+use crate::node::core::{self as node_core, CoreState, Reply};
 use crate::node::http_api::ReadSettings;
 use crate::node::metrics::{ErrorKind, NodeMetrics};
-use crate::node::request::{ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
+use crate::node::request::{busy, ClientError, ClientOp, ClientRequest, ClientResult, Consistency};
 use crate::node::runtime::{self, core_of_shard, shard_of_key, shards_of_core, Event, Mesh};
+use crate::node::status::ShardReport;
 use crate::node::wire::{inbound_from_wire, Inbound};
 use crate::raft::{ConfChange, GroupId, NodeId};
 
@@ -82,6 +83,15 @@ pub enum CoreMsg {
         /// Answer.
         reply: Reply,
     },
+    /// Hand leadership of one group to another voter.
+    Transfer {
+        /// Group.
+        group: GroupId,
+        /// Target voter.
+        to: NodeId,
+        /// Answer.
+        reply: Reply,
+    },
     /// A peer address learned (learner join).
     Address {
         /// Node.
@@ -92,7 +102,7 @@ pub enum CoreMsg {
     /// Per-shard status of the receiving core.
     Status {
         /// Answer.
-        reply: flume::Sender<Vec<serde_json::Value>>,
+        reply: flume::Sender<Vec<ShardReport>>,
     },
 }
 
@@ -135,12 +145,21 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
     if ctx.stopping.get() {
         return Err(ClientError::Unavailable("the node is shutting down".into()));
     }
-    let g = ctx.shard_of(req.op.routing_key());
-    if let Some(s) = req.shard {
-        if s as GroupId != g {
-            return Err(ClientError::WrongShard { shard: g as usize });
+    let g = match (&req.op, req.shard) {
+        // A scan reads the one shard it names: prefixes span shards, and the client scans
+        // each and merges.
+        (ClientOp::Scan { .. }, Some(s)) if s < ctx.cfg.runtime.shards_per_node => s as GroupId,
+        (ClientOp::Scan { .. }, Some(s)) => {
+            return Err(ClientError::WrongShard { shard: s as u32 })
         }
-    }
+        (_, shard) => {
+            let g = ctx.shard_of(req.op.routing_key());
+            if shard.is_some_and(|s| s as GroupId != g) {
+                return Err(ClientError::WrongShard { shard: g as u32 });
+            }
+            g
+        }
+    };
     let (tx, rx) = flume::bounded(1);
     let owner = ctx.owner(g);
     ctx.inflight.set(ctx.inflight.get() + 1);
@@ -161,7 +180,10 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
                     reply: tx,
                 },
             )
-            .map_err(|e| ClientError::Busy(format!("core {owner} inbox: {e:?}")))?;
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
     }
     wait_reply(ctx, rx).await
 }
@@ -178,7 +200,9 @@ async fn wait_reply(ctx: &CoreCtx, rx: flume::Receiver<ClientResult>) -> ClientR
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
     match glommio::timer::timeout(timeout, async { Ok(rx.recv_async().await.ok()) }).await {
         Ok(Some(r)) => r,
-        Ok(None) => Err(ClientError::Unavailable("the shard's core stopped".into())),
+        // The core dropped the request without answering (it stopped): a write may have been
+        // proposed.
+        Ok(None) => Err(ClientError::LeadershipLost),
         Err(_) => {
             ctx.st.borrow().metrics.error(ErrorKind::Timeout);
             Err(ClientError::Timeout)
@@ -202,13 +226,41 @@ pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange
                     reply: tx,
                 },
             )
-            .map_err(|e| ClientError::Busy(format!("core {owner} inbox: {e:?}")))?;
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
+    }
+    wait_reply(ctx, rx).await
+}
+
+/// Starts handing leadership of group `g` to voter `to` (routed to the group's core); answered
+/// once the transfer started.
+pub async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> ClientResult {
+    let (tx, rx) = flume::bounded(1);
+    let owner = ctx.owner(g);
+    if owner == ctx.core {
+        ctx.st.borrow_mut().transfer_leadership(g, to, tx);
+    } else {
+        ctx.mesh
+            .try_send(
+                owner,
+                CoreMsg::Transfer {
+                    group: g,
+                    to,
+                    reply: tx,
+                },
+            )
+            .map_err(|e| {
+                debug!(core = owner, "busy: core inbox: {e:?}");
+                busy()
+            })?;
     }
     wait_reply(ctx, rx).await
 }
 
 /// Per-shard status of every core.
-pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<serde_json::Value> {
+pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
     let mut out = ctx.st.borrow().status();
     for c in 0..ctx.mesh.cores() {
         if c == ctx.core {
@@ -225,7 +277,7 @@ pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<serde_json::Value> {
             }
         }
     }
-    out.sort_by_key(|v| v["shard"].as_u64().unwrap_or(0));
+    out.sort_by_key(|v| v.shard);
     out
 }
 
@@ -262,6 +314,7 @@ async fn inbox_loop(ctx: Rc<CoreCtx>, rx: flume::Receiver<CoreMsg>) {
                 change,
                 reply,
             } => s.change_membership(group, change, reply),
+            CoreMsg::Transfer { group, to, reply } => s.transfer_leadership(group, to, reply),
             CoreMsg::Address { node, address } => s.learn_address(node, address),
             CoreMsg::Status { reply } => {
                 let _ = reply.try_send(s.status());
@@ -666,13 +719,13 @@ async fn core_main(
     };
 
     let mut tasks = vec![
-        glommio::spawn_local(core_state::drive(st.clone(), chans.kick_rx)),
-        glommio::spawn_local(core_state::persist_loop(
+        glommio::spawn_local(node_core::drive(st.clone(), chans.kick_rx)),
+        glommio::spawn_local(node_core::persist_loop(
             st.clone(),
             chans.persist_rx,
             durability,
         )),
-        glommio::spawn_local(core_state::tick_loop(
+        glommio::spawn_local(node_core::tick_loop(
             st.clone(),
             Duration::from_millis(cfg.raft.tick_interval_ms),
         )),
@@ -747,7 +800,7 @@ async fn core_main(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     st.borrow_mut().fail_all("the node is shutting down");
-    let synced = core_state::sync_wal(&st).await;
+    let synced = node_core::sync_wal(&st).await;
     for l in st.borrow_mut().peers.values_mut() {
         if let Some(c) = l.conn.take() {
             c.close();

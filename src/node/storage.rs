@@ -99,11 +99,7 @@ pub fn wal_options(config: &Config) -> ringraft_wal::WalOptions {
         },
         max_buffered_entries: p.max_buffered_entries,
         flush_workers: p.flush_workers,
-        max_payload_bytes: (config.state_machine.max_value_bytes
-            + config.state_machine.max_key_bytes
-            + crate::node::state_machine::COMMAND_HEADER_BYTES
-            + 64)
-            .min(p.segment_bytes as usize / 2),
+        max_payload_bytes: crate::node::limits::wal_max_payload_bytes(config),
         owner_id: config.cluster.node_id,
         ..ringraft_wal::WalOptions::default()
     }

@@ -16,8 +16,8 @@
 //! with `match_index = index` (on a reject: the rejected `prev_index`, as the core defines it)
 //! and `conflict = reject`'s hint. A core `InstallSnapshot` travels as one or more
 //! `InstallSnapshot` chunks whose bytes are `membership_len u32 | membership | state-machine
-//! snapshot`; the receiver reassembles them ([`SnapshotAssembly`]). The wire has no
-//! "leadership transfer" flag on RequestVote, so transfer votes arrive as ordinary votes.
+//! snapshot`; the receiver reassembles them ([`SnapshotAssembly`]). A vote sent for a
+//! leadership transfer carries RequestVote's `transfer` flag.
 //! Owned by the node (issue 6).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -158,13 +158,14 @@ pub fn message_to_wire(group: GroupId, m: &Message, chunk_bytes: usize) -> Vec<w
         MessageBody::Vote {
             last_index,
             last_term,
-            ..
+            transfer,
         } => vec![wire::RequestVote {
             group,
             term,
             candidate: from,
             last_log_index: *last_index,
             last_log_term: *last_term,
+            transfer: *transfer,
         }
         .into()],
         MessageBody::VoteResponse { reject } => vec![wire::RequestVoteResponse {
@@ -407,7 +408,7 @@ pub fn inbound_from_wire(
                 MessageBody::Vote {
                     last_index: v.last_log_index.to_native(),
                     last_term: v.last_log_term.to_native(),
-                    transfer: false,
+                    transfer: v.transfer,
                 },
             )]
         }
@@ -651,6 +652,11 @@ mod tests {
                 last_index: 3,
                 last_term: 2,
                 transfer: false,
+            },
+            MessageBody::Vote {
+                last_index: 3,
+                last_term: 2,
+                transfer: true,
             },
             MessageBody::VoteResponse { reject: true },
             MessageBody::PreVote {

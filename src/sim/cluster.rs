@@ -1,6 +1,7 @@
 //! The simulated cluster: N nodes, each hosting G groups of the real core in a [`MultiRaft`], with
-//! simulated storage (durable vs pending, see [`super::storage`]), a [`Kv`] state machine per
-//! group, and a network that is either *timed* (seeded delays, drops, duplicates, partitions;
+//! simulated storage (durable vs pending, see [`super::storage`]), the node's own key-value
+//! state machine ([`KvStore`]) per group, applied through the node's own
+//! [`apply_entry`](crate::node::kv::apply::apply_entry), and a network that is either *timed* (seeded delays, drops, duplicates, partitions;
 //! used by the random runner) or *manual* (an outbox the scenario scripts deliver explicitly).
 //! Everything runs on one thread from one seed, so a run is replayed exactly by its seed.
 //! After every step that touched a node, [`super::invariants`] checks all its replicas.
@@ -16,8 +17,9 @@ use crate::raft::{
 };
 
 use super::invariants::{Invariants, Violation};
-use super::kv::{ApplyResult, Kv};
 use super::storage::{GroupWrite, NodeStorage, PendingWrite};
+use crate::node::kv::apply::apply_entry;
+use crate::node::kv::{ApplyResult, KvStore, PlantedFault};
 
 /// Maximum trace lines kept for a failure report.
 pub const TRACE_LINES_MAX: usize = 64;
@@ -57,6 +59,8 @@ pub struct Knobs {
     pub tick_skew_permille: u64,
     /// Fsync delay range (time units).
     pub fsync_delay: (u64, u64),
+    /// Test-only: a fault planted in every replica's key-value state machine.
+    pub planted_kv_fault: PlantedFault,
     /// Message delay range (time units).
     pub net_delay: (u64, u64),
     /// Drop probability (ppm).
@@ -83,6 +87,7 @@ impl Knobs {
             unsafe_skip_vote_log_check: false,
             tick_skew_permille: 0,
             fsync_delay: (50, 400),
+            planted_kv_fault: PlantedFault::None,
             net_delay: (50, 1_500),
             drop_ppm: 0,
             dup_ppm: 0,
@@ -121,8 +126,8 @@ pub enum Note {
         index: u64,
         /// Payload.
         data: Arc<[u8]>,
-        /// Result.
-        result: ApplyResult,
+        /// Result (`None`: the store saw the index before, which the apply checks refuse).
+        result: Option<ApplyResult>,
     },
     /// A read may be served now from `node`'s state machine.
     ReadReady {
@@ -159,7 +164,7 @@ pub struct SimNode {
     /// Storage (durable part survives crashes).
     pub storage: NodeStorage,
     /// State machines (lost on crash, rebuilt from the snapshot).
-    pub kvs: BTreeMap<GroupId, Kv>,
+    pub kvs: BTreeMap<GroupId, KvStore>,
     parked_reads: Vec<(GroupId, ReadState)>,
     /// Restarts so far.
     pub incarnation: u64,
@@ -256,7 +261,7 @@ impl Cluster {
                 multi
                     .add_group(g, raft)
                     .map_err(|e| Violation(e.to_string()))?;
-                kvs.insert(g, Kv::default());
+                kvs.insert(g, new_store(&knobs));
             }
             let skew = knobs.tick_skew_permille;
             let tick_period = TICK_PERIOD_NOMINAL - TICK_PERIOD_NOMINAL * skew / 1000
@@ -422,26 +427,20 @@ impl Cluster {
                     if s.meta.index > 0 {
                         self.stats.snapshots_installed += 1;
                     }
-                    let kv = Kv::restore(s.meta.index, &s.data).ok_or_else(|| {
-                        Violation(format!("node {id} group {g}: bad snapshot bytes"))
-                    })?;
+                    let kv = restore_store(&self.knobs, &s.data)
+                        .map_err(|e| Violation(format!("node {id} group {g}: {e}")))?;
                     node.kvs.insert(g, kv);
                 }
+                let committed = node
+                    .multi
+                    .as_ref()
+                    .and_then(|m| m.group(g))
+                    .map_or(0, |r| r.log().committed());
                 for e in &rd.committed_entries {
                     self.inv.check_apply(g, id, e)?;
-                    let kv = node.kvs.entry(g).or_default();
-                    if e.index != kv.applied + 1 {
-                        return Err(Violation(format!(
-                            "node {id} group {g}: applied {} after {}",
-                            e.index, kv.applied
-                        )));
-                    }
-                    let result = if e.kind == EntryKind::Normal {
-                        kv.apply(e.index, &e.data)
-                    } else {
-                        kv.applied = e.index;
-                        ApplyResult::Skipped
-                    };
+                    let kv = node.kvs.entry(g).or_insert_with(|| new_store(&self.knobs));
+                    let result = apply_entry(kv, e, committed)
+                        .map_err(|v| Violation(format!("node {id} group {g}: {v}")))?;
                     self.stats.applied += 1;
                     if e.kind == EntryKind::Normal {
                         self.notes.push(Note::Applied {
@@ -463,10 +462,12 @@ impl Cluster {
                     });
                 }
                 if rd.snapshot_request.is_some() {
-                    let kv = node.kvs.get(&g).cloned().unwrap_or_default();
-                    let data = kv.snapshot();
+                    let (applied, data) = node
+                        .kvs
+                        .get(&g)
+                        .map_or((0, Vec::new()), |kv| (kv.applied_index(), kv.snapshot()));
                     if let Some(r) = node.multi.as_mut().and_then(|m| m.group_mut(g)) {
-                        if r.compact(kv.applied, data).is_ok() {
+                        if r.compact(applied, data).is_ok() {
                             self.stats.snapshots += 1;
                             if let Some(s) = r.snapshot().cloned() {
                                 snap_writes.push((g, s));
@@ -482,7 +483,7 @@ impl Cluster {
             // Serve reads whose index is applied.
             let mut ready_reads = Vec::new();
             node.parked_reads.retain(|(g, rs)| {
-                let applied = node.kvs.get(g).map_or(0, |k| k.applied);
+                let applied = node.kvs.get(g).map_or(0, |k| k.applied_index());
                 if applied >= rs.index {
                     ready_reads.push((*g, rs.ctx));
                     false
@@ -688,8 +689,8 @@ impl Cluster {
         let mut multi = MultiRaft::new(id);
         for g in 1..=knobs.groups {
             let st = node.storage.durable.get(&g).cloned().unwrap_or_default();
-            let kv = Kv::restore(st.snapshot.meta.index, &st.snapshot.data)
-                .ok_or_else(|| Violation(format!("node {id}: bad durable snapshot")))?;
+            let kv = restore_store(&knobs, &st.snapshot.data)
+                .map_err(|e| Violation(format!("node {id}: durable snapshot: {e}")))?;
             let cfg = knobs.raft_config(id, g, node.incarnation, seed);
             let raft =
                 Raft::restart(cfg, st.restart_state()).map_err(|e| Violation(e.to_string()))?;
@@ -750,6 +751,24 @@ impl Cluster {
         }
         Ok(Some(ev))
     }
+}
+
+/// A fresh store with the knobs' planted fault (if any).
+fn new_store(knobs: &Knobs) -> KvStore {
+    let mut kv = KvStore::new();
+    kv.plant_fault(knobs.planted_kv_fault);
+    kv
+}
+
+/// The store of a snapshot's data (empty data: the empty store of a fresh group).
+fn restore_store(knobs: &Knobs, data: &[u8]) -> Result<KvStore, String> {
+    let mut kv = if data.is_empty() {
+        KvStore::new()
+    } else {
+        KvStore::restore(data).map_err(|e| format!("bad snapshot bytes: {e}"))?
+    };
+    kv.plant_fault(knobs.planted_kv_fault);
+    Ok(kv)
 }
 
 /// A one-line description of an envelope for traces.

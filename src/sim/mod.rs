@@ -4,11 +4,11 @@
 //! from their simulated disk; tick rates are skewed. Safety invariants are checked after every
 //! step ([`invariants`]); client histories are checked for linearizability by
 //! [`crate::checker`]. On a failure the seed and the step count to replay it are printed.
-//! [`script`] is the scenario language of the scripted tests.
+//! [`script`] is the scenario language of the scripted tests. The key-value state machine and
+//! its apply checks are the node's own ([`crate::node::kv`], [`crate::node::kv::apply`]).
 
 pub mod cluster;
 pub mod invariants;
-pub mod kv;
 pub mod runner;
 pub mod script;
 pub mod storage;
@@ -34,10 +34,17 @@ pub struct SimArgs {
     /// TEST ONLY: grant votes without the log up-to-date check (shows the checks can fail).
     #[arg(long)]
     pub break_vote_rule: bool,
+    /// TEST ONLY: plant a fault in the key-value state machine: a compare-and-swap ignores its
+    /// expected value (shows the linearizability check catches a broken state machine).
+    #[arg(long)]
+    pub plant_cas_fault: bool,
 }
 
 /// Knob changes selected by the `ringraft sim` flags, and the flags as text.
 pub fn tweak_for(args: &SimArgs) -> (Option<fn(&mut cluster::Knobs)>, &'static str) {
+    if args.plant_cas_fault {
+        return (Some(cas_fault_tweak), " --plant-cas-fault");
+    }
     match (args.mem_first, args.break_vote_rule) {
         (false, false) => (None, ""),
         (true, false) => (Some(mem_first_tweak), " --mem-first"),
@@ -55,6 +62,11 @@ pub fn mem_first_tweak(k: &mut cluster::Knobs) {
 /// `--break-vote-rule`.
 pub fn break_vote_tweak(k: &mut cluster::Knobs) {
     k.unsafe_skip_vote_log_check = true;
+}
+
+/// `--plant-cas-fault`.
+pub fn cas_fault_tweak(k: &mut cluster::Knobs) {
+    k.planted_kv_fault = crate::node::kv::PlantedFault::CasIgnoresExpected;
 }
 
 fn both_tweak(k: &mut cluster::Knobs) {

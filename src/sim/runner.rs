@@ -14,7 +14,7 @@ use crate::raft::{ConfChange, Durability, GroupId, NodeId, ProposeError, ReadMod
 
 use super::cluster::{Cluster, Event, Knobs, Note, TICK_PERIOD_NOMINAL};
 use super::invariants::Violation;
-use super::kv::{ApplyResult, Command, WriteOp};
+use crate::node::kv::{ApplyResult, Command, WriteOp};
 
 /// Clients per group.
 pub const CLIENTS_PER_GROUP: u64 = 3;
@@ -148,7 +148,7 @@ enum Pending {
 struct Client {
     group: GroupId,
     process: u64,
-    seq: u32,
+    seq: u64,
     pending: Pending,
 }
 
@@ -406,7 +406,7 @@ impl Run {
             // Eventual read: local state of any live node, not linearizable by design.
             if let Some(n) = self.c.nodes.get(&node) {
                 if let Some(kv) = n.kvs.get(&g) {
-                    std::hint::black_box(kv.get(key));
+                    std::hint::black_box(kv.get(&[key]));
                     self.eventual_reads += 1;
                 }
             }
@@ -414,26 +414,29 @@ impl Run {
         }
         self.clients[i].seq += 1;
         let seq = self.clients[i].seq;
-        let value = (process << 20) | u64::from(seq);
+        let value = ((process << 20) | seq).to_le_bytes().to_vec();
+        let k = vec![key];
         let op = match self.rng.below(10) {
-            0..=5 => WriteOp::Put { key, value },
-            6 => WriteOp::Delete { key },
+            0..=5 => WriteOp::Put { key: k, value },
+            6 => WriteOp::Delete { key: k },
             _ => {
                 let expected = self
                     .c
                     .raft(node, g)
                     .and(self.c.nodes.get(&node))
                     .and_then(|n| n.kvs.get(&g))
-                    .and_then(|kv| kv.get(key));
-                WriteOp::Cas {
-                    key,
+                    .and_then(|kv| kv.get(&k))
+                    .map(|v| v.value.clone());
+                WriteOp::CasValue {
+                    key: k,
                     expected,
                     new: value,
                 }
             }
         };
+        // Every process is its own exactly-once client (ids from 1: 0 means "no session").
         let cmd = Command {
-            client: process as u32,
+            client_id: process + 1,
             seq,
             op,
         };
@@ -441,13 +444,16 @@ impl Run {
             Ok(index) => {
                 let (f, k) = write_key(g, &cmd);
                 let ev = self.record(process, EventType::Invoke, f, k);
-                match op {
-                    WriteOp::Put { value, .. } => ev.value = Some(value.to_string()),
-                    WriteOp::Cas { expected, new, .. } => {
-                        ev.value = Some(new.to_string());
-                        ev.expected = expected.map(|v| v.to_string());
+                match &cmd.op {
+                    WriteOp::Put { value, .. } => ev.value = Some(number(value)?.to_string()),
+                    WriteOp::CasValue { expected, new, .. } => {
+                        ev.value = Some(number(new)?.to_string());
+                        ev.expected = match expected {
+                            Some(v) => Some(number(v)?.to_string()),
+                            None => None,
+                        };
                     }
-                    WriteOp::Delete { .. } => {}
+                    _ => {}
                 }
                 self.clients[i].pending = Pending::Write {
                     node,
@@ -481,7 +487,7 @@ impl Run {
                             node: wn,
                             group: wg,
                             index: wi,
-                            cmd,
+                            ref cmd,
                             ..
                         } = self.clients[i].pending
                         else {
@@ -491,17 +497,30 @@ impl Run {
                             continue;
                         }
                         let process = self.clients[i].process;
-                        let (f, key) = write_key(group, &cmd);
-                        if *data != cmd.encode()[..] {
+                        let (f, key) = write_key(group, cmd);
+                        let ours = *data == cmd.encode()[..];
+                        match (ours, &result) {
                             // Another entry won this index: ours can never commit.
-                            self.record(process, EventType::Fail, f, key);
-                            self.ops_fail += 1;
-                        } else if result == ApplyResult::CasFailed {
-                            self.record(process, EventType::Fail, f, key);
-                            self.ops_fail += 1;
-                        } else {
-                            self.record(process, EventType::Ok, f, key);
-                            self.ops_ok += 1;
+                            (false, _) | (true, Some(ApplyResult::Cas { swapped: false, .. })) => {
+                                self.record(process, EventType::Fail, f, key);
+                                self.ops_fail += 1;
+                            }
+                            (
+                                true,
+                                Some(
+                                    ApplyResult::Put { .. }
+                                    | ApplyResult::Deleted { .. }
+                                    | ApplyResult::Cas { swapped: true, .. },
+                                ),
+                            ) => {
+                                self.record(process, EventType::Ok, f, key);
+                                self.ops_ok += 1;
+                            }
+                            (true, other) => {
+                                return Err(Violation(format!(
+                                    "node {node} group {group}: entry {index} of a valid write applied as {other:?}"
+                                )))
+                            }
                         }
                         self.clients[i].pending = Pending::Idle;
                     }
@@ -526,7 +545,9 @@ impl Run {
                             .nodes
                             .get(&node)
                             .and_then(|n| n.kvs.get(&group))
-                            .and_then(|kv| kv.get(key));
+                            .and_then(|kv| kv.get(&[key]))
+                            .map(|v| number(&v.value))
+                            .transpose()?;
                         let process = self.clients[i].process;
                         let ev = self.record(
                             process,
@@ -680,11 +701,20 @@ impl Run {
 }
 
 fn write_key(g: GroupId, cmd: &Command) -> (OpFunction, String) {
-    match cmd.op {
-        WriteOp::Put { key, .. } => (OpFunction::Put, key_name(g, key)),
-        WriteOp::Delete { key } => (OpFunction::Delete, key_name(g, key)),
-        WriteOp::Cas { key, .. } => (OpFunction::Cas, key_name(g, key)),
-    }
+    let key = cmd.op.key().and_then(|k| k.first().copied()).unwrap_or(0);
+    let f = match cmd.op {
+        WriteOp::Put { .. } => OpFunction::Put,
+        WriteOp::Delete { .. } => OpFunction::Delete,
+        _ => OpFunction::Cas,
+    };
+    (f, key_name(g, key))
+}
+
+/// The workload's values are 8-byte little-endian numbers (the checker compares numbers).
+fn number(v: &[u8]) -> Result<u64, Violation> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_le_bytes)
+        .map_err(|_| Violation(format!("a value of {} bytes, not 8", v.len())))
 }
 
 /// Runs `count` seeds from `first`; returns the reports or the first failure.

@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 use crate::raft::{ConfChange, NodeId, ReadMode, Role};
 
 use super::cluster::{Cluster, Knobs, Note};
-use super::kv::{Command, WriteOp};
+use crate::node::kv::{Command, WriteOp};
 
 /// Most `stabilize` rounds before a script is declared stuck.
 pub const STABILIZE_ROUNDS_MAX: usize = 10_000;
@@ -134,9 +134,12 @@ impl State {
                     let key = num(w.get(2).ok_or("put needs a key")?)? as u8;
                     let value = num(w.get(3).ok_or("put needs a value")?)?;
                     Command {
-                        client: 0,
+                        client_id: 0,
                         seq: 0,
-                        op: WriteOp::Put { key, value },
+                        op: WriteOp::Put {
+                            key: vec![key],
+                            value: value.to_le_bytes().to_vec(),
+                        },
                     }
                     .encode()
                 } else {
@@ -274,7 +277,7 @@ impl State {
                     .cloned()
                     .ok_or("node down")?;
                 let r = c.raft_mut(n, g).ok_or("node down")?;
-                r.compact(kv.applied, kv.snapshot())
+                r.compact(kv.applied_index(), kv.snapshot())
                     .map_err(|e| e.to_string())?;
             }
             "read" => {
@@ -375,7 +378,7 @@ impl State {
                     .nodes
                     .get(&n)
                     .and_then(|x| x.kvs.get(&g))
-                    .map_or(0, |k| k.applied);
+                    .map_or(0, |k| k.applied_index());
                 check(a == arg(2)?, format!("node {n} applied {a}"))
             }
             "last" => check(

@@ -114,6 +114,31 @@ pub enum ClientOp {
     },
 }
 
+impl ClientOp {
+    /// The key that picks the shard (a scan's prefix or range start).
+    pub fn routing_key(&self) -> &[u8] {
+        match self {
+            ClientOp::Put { key, .. }
+            | ClientOp::Get { key, .. }
+            | ClientOp::Delete { key, .. }
+            | ClientOp::CompareAndSwap { key, .. } => key,
+            ClientOp::Scan {
+                range: ScanRange::Prefix(p),
+                ..
+            } => p,
+            ClientOp::Scan {
+                range: ScanRange::Range { start, .. },
+                ..
+            } => start,
+        }
+    }
+
+    /// Whether the operation goes through the log.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
+    }
+}
+
 /// A request: one operation or a batch.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -171,33 +196,146 @@ pub struct LeaderHint {
     pub address: String,
 }
 
-/// Typed failure of one operation.
+/// Which of the two things a failed operation is: the one question a caller must answer
+/// before retrying a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Refused before it was proposed: it was not applied and never will be. Safe to retry
+    /// anywhere, with any session.
+    NotApplied,
+    /// It may have been applied (or may still be). Retry only with the same session, which the
+    /// state machine answers with the first result; never report it as failed.
+    OutcomeUnknown,
+}
+
+/// Typed failure of one operation: the one error vocabulary of the node, the frame API, the
+/// HTTP API and the client library. Every variant is classified by [`ClientError::class`].
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[rkyv(derive(Debug))]
 pub enum ClientError {
-    /// This node does not lead the shard; try the hinted leader (if known).
+    /// Not applied: this node does not lead the shard; try the hinted leader (if known).
     NotLeader {
         /// The leader, if this node knows it.
         leader: Option<LeaderHint>,
     },
-    /// This node does not host the shard.
+    /// Not applied: this node does not host the shard, or the key belongs to another shard.
     WrongShard {
         /// The shard the key maps to, as far as this node knows.
         shard: u32,
     },
-    /// Backpressure: queues are full, retry after the given delay.
+    /// Not applied: backpressure (queues full); retry after the given delay.
     Busy {
         /// Suggested delay.
         retry_after_ms: u32,
     },
-    /// The request is malformed (key too large, empty batch, ...).
+    /// Not applied: the request is malformed (empty key, empty batch, ...).
     InvalidRequest(String),
-    /// The operation did not complete in time; it may or may not have been applied.
+    /// Not applied: the request's encoded size is over what the node admits (so that every
+    /// admitted write fits the log, the frame and the WAL's largest record).
+    TooLarge {
+        /// Encoded size of the write.
+        bytes: u64,
+        /// Largest admitted.
+        limit: u64,
+    },
+    /// Not applied: the node refused the request before proposing it (shutting down, a core
+    /// failed).
+    Unavailable(String),
+    /// Not applied: another entry took the write's log position (a newer leader overwrote the
+    /// uncommitted entry), so this write can never commit.
+    Superseded,
+    /// Outcome unknown: no answer within the request timeout.
     Timeout,
-    /// Get/Delete of a key that does not exist.
+    /// Outcome unknown: the write was proposed, then this node lost leadership, stopped, or
+    /// installed a snapshot covering it before it learned the write's fate.
+    LeadershipLost,
+    /// Outcome unknown: the write was forwarded to the leader and the forward broke (or timed
+    /// out) after it was sent.
+    ForwardBroken(String),
+    /// Outcome unknown: a retry of a write whose recorded result was evicted from the shard's
+    /// bounded session table (the write may have been applied once, long ago). Never applied a
+    /// second time.
+    SessionExpired,
+    /// A read found no such key (a result rather than a failure: nothing was written).
     KeyNotFound,
 }
+
+impl ClientError {
+    /// Whether the operation was provably not applied or may have been.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientError::NotLeader { .. }
+            | ClientError::WrongShard { .. }
+            | ClientError::Busy { .. }
+            | ClientError::InvalidRequest(_)
+            | ClientError::TooLarge { .. }
+            | ClientError::Unavailable(_)
+            | ClientError::Superseded
+            | ClientError::KeyNotFound => ErrorClass::NotApplied,
+            ClientError::Timeout
+            | ClientError::LeadershipLost
+            | ClientError::ForwardBroken(_)
+            | ClientError::SessionExpired => ErrorClass::OutcomeUnknown,
+        }
+    }
+
+    /// Shorthand for `class() == OutcomeUnknown`.
+    pub fn outcome_unknown(&self) -> bool {
+        self.class() == ErrorClass::OutcomeUnknown
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotLeader { leader: Some(h) } => write!(
+                f,
+                "not leader; the leader is node {} at {}",
+                h.node_id, h.address
+            ),
+            ClientError::NotLeader { leader: None } => {
+                write!(f, "not leader; no leader is known yet, retry shortly")
+            }
+            ClientError::WrongShard { shard } => {
+                write!(f, "wrong shard; the key belongs to shard {shard}")
+            }
+            ClientError::Busy { retry_after_ms } => {
+                write!(f, "busy; retry after {retry_after_ms} ms")
+            }
+            ClientError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            ClientError::TooLarge { bytes, limit } => write!(
+                f,
+                "request too large: {bytes} bytes encoded, the limit is {limit}; not applied"
+            ),
+            ClientError::Unavailable(m) => write!(f, "unavailable: {m}; not applied"),
+            ClientError::Superseded => write!(
+                f,
+                "a newer leader replaced this write before it committed; not applied, retry"
+            ),
+            ClientError::Timeout => write!(
+                f,
+                "timed out; the outcome is unknown (the write may or may not have been applied)"
+            ),
+            ClientError::LeadershipLost => write!(
+                f,
+                "leadership changed after the write was proposed; the outcome is unknown"
+            ),
+            ClientError::ForwardBroken(m) => write!(
+                f,
+                "the forward to the leader broke after sending ({m}); the outcome is unknown"
+            ),
+            ClientError::SessionExpired => write!(
+                f,
+                "session expired: the result of this (client_id, seq) was evicted; the write \
+                 may have been applied once and is never applied again; the outcome is unknown"
+            ),
+            ClientError::KeyNotFound => write!(f, "key not found"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
 
 /// Successful result of one operation.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -211,10 +349,12 @@ pub enum OpReply {
     },
     /// Get result.
     Value(Versioned),
-    /// Delete applied.
+    /// Delete applied (also when the key did not exist: the delete still went through the log).
     Deleted {
-        /// Version of the delete.
+        /// Version of the delete (its log index).
         version: u64,
+        /// Whether the key existed.
+        existed: bool,
     },
     /// CAS result; `current` is the value after the operation.
     Cas {

@@ -133,6 +133,9 @@ pub struct RequestVote {
     pub last_log_index: u64,
     /// Term of the candidate's last entry.
     pub last_log_term: u64,
+    /// Sent because the leader handed leadership over: the voter grants it even though it
+    /// heard from a leader recently.
+    pub transfer: bool,
 }
 
 /// Voter → candidate.

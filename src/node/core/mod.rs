@@ -1,0 +1,401 @@
+//! Everything one core (executor) owns: its shards' Raft groups ([`MultiRaft`]), their
+//! key-value stores ([`KvStore`]), the core's write-ahead log, its outgoing peer links, and the
+//! requests waiting for an answer. Only the core's own tasks touch it (`Rc<RefCell<CoreState>>`;
+//! a borrow is never held across an `.await`). Fields are private to this module.
+//!
+//! Files, in the order a put travels through them:
+//! - `requests.rs`: admission ([`admit`]: sizes against the limits derived from the WAL and the
+//!   frame) and proposing; reads at their consistency; membership changes.
+//! - `driver.rs`: the Ready loop. Each `MultiReady` is carried out in the order the Raft core
+//!   documents: (1) send what does not depend on local durability (a leader's appends go out
+//!   before its own fsync); (2) persist per group: snapshot (file written off the executor
+//!   thread, then WAL truncate + purge), entries (truncating a conflicting suffix first, never
+//!   an applied entry), hard state, all into the one WAL of the core, so one fsync covers every
+//!   shard; (3) hand the batch to the persist loop, which waits until the WAL is durable, calls
+//!   `on_persisted` and sends what waited for durability (votes, DiskFirst acknowledgements);
+//!   (4) apply and answer (`apply.rs`); (5) write requested snapshot files.
+//! - `apply.rs`: committed entries into the store through the shared checks of
+//!   [`crate::node::kv::apply`] (no gap, never beyond commit: a violation stops the core),
+//!   writes answered, reads served once their index is applied.
+//! - `peers.rs`: Raft traffic in and out on the peer links.
+//! - `report.rs`: gauges and the typed per-shard status.
+//!
+//! Write answers: a write is answered when its entry is applied at the index it was proposed
+//! at *and* with the term it was proposed in. Another entry at that index means the write can
+//! never commit (`Superseded`, not applied); a snapshot that covers the index, leadership lost
+//! or a stopped core leave the outcome unknown (`LeadershipLost`). Bounds: at most
+//! `raft.max_inflight_proposals` writes and as many reads wait per core; past that clients get
+//! Busy. WAL backpressure (`max_buffered_entries`) makes the driver wait for durability before
+//! appending more, and the Raft core's uncommitted-entry bound turns that into Busy.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringraft_net::listener::Connection;
+use tracing::{debug, error, info, warn};
+
+use crate::node::config::{Config, PersistenceStrategy, ROLE_FOLLOWER, ROLE_LEARNER};
+use crate::node::kv::apply::{apply_entry, check_truncation};
+use crate::node::kv::{Command, KvStore};
+use crate::node::limits::Admission;
+use crate::node::metrics::{CoreMetrics, ErrorKind, RoleGauge, ShardGauges};
+use crate::node::request::{
+    busy, ClientError, ClientOp, ClientReply, ClientResult, Consistency, LeaderHint,
+};
+use crate::node::status::{FollowerReport, ShardReport};
+use crate::node::storage;
+use crate::node::wire::{self, HeartbeatRounds, Inbound, SnapshotAssembly};
+use crate::raft::{
+    ConfChange, Durability, EntryKind, Envelope, GroupId, Membership, MembershipError, Message,
+    MessageBody, MultiRaft, NodeId, ProposeError, Raft, ReadError, ReadMode, Ready, Role, Snapshot,
+};
+
+mod apply;
+mod driver;
+mod peers;
+mod report;
+mod requests;
+
+use driver::SnapshotWrite;
+pub use driver::{drive, persist_loop, sync_wal, tick_loop};
+pub use peers::send_wire;
+pub use requests::admit;
+
+/// Persist batches waiting for durability, per core; the driver waits when it is reached.
+pub const MAX_PERSIST_BATCHES_IN_FLIGHT: usize = 1_024;
+/// Snapshot chunk size on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Dial requests waiting (a dial request is idempotent: a full queue drops the duplicate).
+pub const DIAL_REQUESTS_CAPACITY: usize = 64;
+/// Largest snapshot accepted from a leader.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+/// Where an answer goes: a one-shot channel (the asking task may live on another core).
+pub type Reply = flume::Sender<ClientResult>;
+
+/// A write waiting for its entry to be applied.
+#[derive(Debug)]
+struct PendingWrite {
+    term: u64,
+    reply: Reply,
+    started: Instant,
+}
+
+/// A read waiting for its read index to be applied.
+#[derive(Debug)]
+struct PendingRead {
+    group: GroupId,
+    op: ClientOp,
+    reply: Reply,
+    started: Instant,
+    /// Set once the core told us the index to wait for.
+    index: Option<u64>,
+}
+
+/// One shard's local state besides its Raft group.
+#[derive(Debug)]
+struct Shard {
+    kv: KvStore,
+    writes: BTreeMap<u64, PendingWrite>,
+    /// Reads whose read index is known, ordered by (index, ctx): served front to back as the
+    /// state machine applies. Entries of reads answered otherwise are skipped when reached.
+    read_queue: std::collections::BTreeSet<(u64, u64)>,
+    snapshot_path: PathBuf,
+    gauges: Arc<ShardGauges>,
+}
+
+impl Shard {
+    /// Registers a proposed write. A write still waiting at the same index was proposed in an
+    /// older term and its entry has been replaced: it can never commit.
+    fn add_write(&mut self, index: u64, term: u64, reply: Reply) {
+        let w = PendingWrite {
+            term,
+            reply,
+            started: Instant::now(),
+        };
+        if let Some(old) = self.writes.insert(index, w) {
+            let _ = old.reply.try_send(Err(ClientError::Superseded));
+        }
+    }
+
+    /// Answers the writes a just-installed snapshot covers: each may or may not be in it.
+    fn fail_writes_through(&mut self, index: u64) {
+        while let Some(entry) = self.writes.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let w = entry.remove();
+            let _ = w.reply.try_send(Err(ClientError::LeadershipLost));
+        }
+    }
+}
+
+/// Persistence handed from the driver to the persist loop.
+#[derive(Debug)]
+pub struct PersistBatch {
+    lsn: u64,
+    persisted: Vec<(GroupId, u64, u64)>,
+    after: Vec<Envelope>,
+    appended: u64,
+}
+
+/// A peer node as seen by this core: its address and, when connected, the connection.
+#[derive(Default)]
+pub struct PeerLink {
+    /// `host:port`.
+    pub address: String,
+    /// The live outgoing connection, if any.
+    pub conn: Option<Rc<Connection>>,
+}
+
+/// The state of one core.
+pub struct CoreState {
+    /// This node.
+    pub node_id: NodeId,
+    /// This core's index.
+    pub core: usize,
+    /// Node configuration.
+    pub cfg: Arc<Config>,
+    admission: Admission,
+    multi: MultiRaft,
+    wal: ringraft_wal::Wal,
+    shards: BTreeMap<GroupId, Shard>,
+    reads: HashMap<u64, PendingRead>,
+    next_read_ctx: u64,
+    /// Counters of this core.
+    pub metrics: Arc<CoreMetrics>,
+    /// Outgoing links by peer node id.
+    pub peers: BTreeMap<NodeId, PeerLink>,
+    rounds: HeartbeatRounds,
+    assembly: SnapshotAssembly,
+    persist_tx: flume::Sender<PersistBatch>,
+    kick_tx: flume::Sender<()>,
+    /// Peers whose link must be (re)dialed by the server.
+    pub dial_tx: flume::Sender<NodeId>,
+    /// Set when the WAL failed: the core stops serving.
+    pub fatal: Option<String>,
+}
+
+impl std::fmt::Debug for CoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreState")
+            .field("node_id", &self.node_id)
+            .field("core", &self.core)
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+/// Channels the core's tasks use; created with the state.
+pub struct CoreChannels {
+    /// Persist batches to the persist loop.
+    pub persist_rx: flume::Receiver<PersistBatch>,
+    /// Wake-ups of the driver loop.
+    pub kick_rx: flume::Receiver<()>,
+    /// Peers to dial.
+    pub dial_rx: flume::Receiver<NodeId>,
+}
+
+/// The Raft configuration of shard `group` on this node.
+pub fn raft_config(cfg: &Config, group: GroupId) -> crate::raft::Config {
+    let (emin, emax) = cfg.election_ticks();
+    let tick = cfg.raft.tick_interval_ms;
+    let lease_ticks = (cfg.raft.read_consistency.lease_duration_ms / tick).max(1);
+    let drift_ticks = cfg.raft.read_consistency.clock_drift_ms.div_ceil(tick);
+    let margin = emin
+        .saturating_sub(lease_ticks)
+        .max(drift_ticks)
+        .min(emin - 1);
+    let mut c = crate::raft::Config::new(cfg.cluster.node_id);
+    c.seed = cfg.cluster.node_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ group;
+    c.election_timeout_min_ticks = emin as u32;
+    c.election_timeout_max_ticks = emax as u32;
+    c.heartbeat_interval_ticks = cfg.heartbeat_ticks() as u32;
+    c.pre_vote = true;
+    c.check_quorum = true;
+    c.lease_read = true;
+    c.clock_drift_margin_ticks = margin as u32;
+    c.max_inflight_msgs = cfg.raft.replication.max_inflight_appends;
+    c.max_entries_per_msg = cfg.raft.replication.append_entries_batch_threshold;
+    c.max_bytes_per_msg = cfg.raft.replication.append_entries_max_bytes;
+    c.max_uncommitted_entries = cfg.raft.max_inflight_proposals as u64;
+    c.max_pending_reads = cfg.raft.max_inflight_proposals;
+    c.snapshot_threshold_entries = cfg.raft.snapshot_threshold_entries;
+    c.log_retain_entries = cfg.raft.snapshot_retain_entries;
+    c.durability = match cfg.raft.persistence.strategy {
+        PersistenceStrategy::DiskFirst => Durability::DiskFirst,
+        PersistenceStrategy::MemFirst => Durability::MemFirst,
+    };
+    c
+}
+
+/// The membership a fresh group starts with.
+pub fn initial_membership(cfg: &Config) -> Membership {
+    let c = &cfg.cluster;
+    if c.initial_cluster.is_empty() || c.initial_cluster_size == Some(1) {
+        return Membership::with_voters([c.node_id]);
+    }
+    if cfg.is_joining_learner() {
+        // A learner joins a running cluster: it learns the membership from the leader.
+        return Membership::default();
+    }
+    let mut m = Membership::with_voters(
+        c.initial_cluster
+            .iter()
+            .filter(|m| m.role == ROLE_FOLLOWER)
+            .map(|m| m.id),
+    );
+    m.learners = c
+        .initial_cluster
+        .iter()
+        .filter(|m| m.role == ROLE_LEARNER)
+        .map(|m| m.id)
+        .collect();
+    m
+}
+
+fn role_gauge(r: Role) -> RoleGauge {
+    match r {
+        Role::Follower => RoleGauge::Follower,
+        Role::PreCandidate | Role::Candidate => RoleGauge::Candidate,
+        Role::Leader => RoleGauge::Leader,
+    }
+}
+
+impl CoreState {
+    /// Opens the core's WAL and rebuilds (or creates) every shard of the core.
+    pub fn open(
+        cfg: Arc<Config>,
+        core: usize,
+        groups: &[GroupId],
+        metrics: Arc<CoreMetrics>,
+        gauges: &[Arc<ShardGauges>],
+    ) -> Result<(CoreState, CoreChannels), String> {
+        let dir = storage::core_dir(&cfg, core);
+        let wal = ringraft_wal::Wal::open(dir.join("wal"), storage::wal_options(&cfg))
+            .map_err(|e| format!("core {core}: cannot open the WAL in {}: {e}", dir.display()))?;
+        let node_id = cfg.cluster.node_id;
+        let mut multi = MultiRaft::new(node_id);
+        let mut shards = BTreeMap::new();
+        for &g in groups {
+            let path = storage::snapshot_path(&cfg, core, g);
+            let snap = storage::read_snapshot(&path)?;
+            let rcfg = raft_config(&cfg, g);
+            let (raft, kv) = match storage::restart_state(&wal, g, snap)? {
+                Some(rs) => {
+                    let kv = if rs.snapshot.data.is_empty() {
+                        KvStore::new()
+                    } else {
+                        KvStore::restore(&rs.snapshot.data)
+                            .map_err(|e| format!("shard {g}: snapshot {}: {e}", path.display()))?
+                    };
+                    info!(
+                        shard = g,
+                        term = rs.hard_state.term,
+                        entries = rs.entries.len(),
+                        "restarting shard from disk"
+                    );
+                    (Raft::restart(rcfg, rs), kv)
+                }
+                None => (Raft::new(rcfg, initial_membership(&cfg)), KvStore::new()),
+            };
+            let raft = raft.map_err(|e| format!("shard {g}: {e}"))?;
+            multi
+                .add_group(g, raft)
+                .map_err(|e| format!("shard {g}: {e}"))?;
+            let gauge = gauges
+                .get(g as usize)
+                .cloned()
+                .ok_or_else(|| format!("shard {g}: no gauges"))?;
+            shards.insert(
+                g,
+                Shard {
+                    kv,
+                    writes: BTreeMap::new(),
+                    read_queue: std::collections::BTreeSet::new(),
+                    snapshot_path: path,
+                    gauges: gauge,
+                },
+            );
+        }
+        let (persist_tx, persist_rx) = flume::bounded(MAX_PERSIST_BATCHES_IN_FLIGHT);
+        let (kick_tx, kick_rx) = flume::bounded(1);
+        let (dial_tx, dial_rx) = flume::bounded(DIAL_REQUESTS_CAPACITY);
+        let mut peers = BTreeMap::new();
+        for m in &cfg.cluster.initial_cluster {
+            if m.id != node_id {
+                peers.insert(
+                    m.id,
+                    PeerLink {
+                        address: m.address.clone(),
+                        conn: None,
+                    },
+                );
+            }
+        }
+        let st = CoreState {
+            node_id,
+            core,
+            admission: Admission::from_config(&cfg),
+            cfg,
+            multi,
+            wal,
+            shards,
+            reads: HashMap::new(),
+            next_read_ctx: 1,
+            metrics,
+            peers,
+            rounds: HeartbeatRounds::new(core),
+            assembly: SnapshotAssembly::default(),
+            persist_tx,
+            kick_tx,
+            dial_tx,
+            fatal: None,
+        };
+        Ok((
+            st,
+            CoreChannels {
+                persist_rx,
+                kick_rx,
+                dial_rx,
+            },
+        ))
+    }
+
+    /// Wakes the driver loop.
+    pub fn kick(&self) {
+        let _ = self.kick_tx.try_send(());
+    }
+
+    /// A durability handle of the core's WAL (for the persist loop).
+    pub fn durability(&self) -> ringraft_wal::Durability {
+        self.wal.durability()
+    }
+
+    /// The address of `node`, if known.
+    pub fn address_of(&self, node: NodeId) -> Option<String> {
+        if node == self.node_id {
+            return Some(self.cfg.cluster.listen_address.clone());
+        }
+        self.peers.get(&node).map(|p| p.address.clone())
+    }
+
+    fn not_leader(&self, leader: NodeId) -> ClientError {
+        let hint = if leader == 0 {
+            None
+        } else {
+            self.address_of(leader).map(|address| LeaderHint {
+                node_id: leader,
+                address,
+            })
+        };
+        ClientError::NotLeader { leader: hint }
+    }
+}
+
+#[cfg(test)]
+mod tests;

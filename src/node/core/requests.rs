@@ -1,0 +1,269 @@
+//! Client requests on one core: admission, proposing writes, starting reads at the chosen
+//! consistency, membership changes, leadership transfer, and failing or sweeping what waits.
+//!
+//! Copies of a put's value on the leader, counted by reading the path (frame API): (1) the
+//! frame's archive is deserialized into an owned `ClientOp`; (2) [`Command::encode`] writes the
+//! command bytes; (3) `Raft::propose` turns that `Vec` into the entry's `Arc<[u8]>`; (4)
+//! `storage::entry_payload` prefixes the entry kind byte; (5) the WAL copies the payload into
+//! its segment (the one copy durability needs); (6) applying decodes the command and the store
+//! keeps the decoded value. Six copies, against a target of the WAL write and one more:
+//! encoding straight from the archived frame into the entry's shared buffer and a WAL append
+//! that takes the kind byte and the data separately would remove (1), (3) and (4).
+
+use super::*;
+use crate::raft::TransferError;
+
+/// Admission of a write: key and values within this node's limits, and the whole encoded
+/// command within what the log, the WAL's largest record and one frame can carry (so nothing
+/// admitted can fail to be logged). Refusals are not applied.
+pub fn admit(cmd: &Command, adm: &Admission) -> Result<(), ClientError> {
+    let bytes = cmd.encoded_len();
+    if bytes > adm.max_command_bytes {
+        return Err(ClientError::TooLarge {
+            bytes: bytes as u64,
+            limit: adm.max_command_bytes as u64,
+        });
+    }
+    cmd.check_sizes(adm.max_key_bytes, adm.max_value_bytes)
+        .map_err(|e| ClientError::InvalidRequest(e.0))
+}
+
+impl CoreState {
+    /// Starts a client operation on `group` (owned by this core); the answer goes to `reply`.
+    pub fn submit(&mut self, group: GroupId, client_id: u64, seq: u64, op: ClientOp, reply: Reply) {
+        if let Some(f) = &self.fatal {
+            let _ = reply.try_send(Err(ClientError::Unavailable(f.clone())));
+            return;
+        }
+        let r = match op {
+            ClientOp::Get {
+                consistency: Consistency::Eventual,
+                ..
+            }
+            | ClientOp::Scan {
+                consistency: Consistency::Eventual,
+                ..
+            } => {
+                self.metrics.reads[Consistency::Eventual.metric_index()].inc();
+                let res = self.read_local(group, &op);
+                let _ = reply.try_send(res);
+                return;
+            }
+            ClientOp::Get { consistency, .. } | ClientOp::Scan { consistency, .. } => {
+                self.start_read(group, op, consistency, reply)
+            }
+            op => self.propose(group, client_id, seq, op, reply),
+        };
+        if let Err((e, reply)) = r {
+            match &e {
+                ClientError::NotLeader { .. } => self.metrics.error(ErrorKind::NotLeader),
+                ClientError::Busy { .. } => self.metrics.error(ErrorKind::Busy),
+                ClientError::InvalidRequest(_) | ClientError::TooLarge { .. } => {
+                    self.metrics.error(ErrorKind::InvalidRequest)
+                }
+                _ => {}
+            }
+            let _ = reply.try_send(Err(e));
+        }
+        self.kick();
+    }
+
+    pub(super) fn read_local(&self, group: GroupId, op: &ClientOp) -> ClientResult {
+        let shard = self.shards.get(&group).ok_or(ClientError::WrongShard {
+            shard: group as u32,
+        })?;
+        Ok(match op {
+            ClientOp::Get { key, .. } => ClientReply::Value(shard.kv.get(key).cloned()),
+            ClientOp::Scan { prefix, limit, .. } => ClientReply::Scan(shard.kv.scan_prefix(
+                prefix,
+                (*limit).min(self.cfg.state_machine.max_scan_results),
+            )),
+            _ => return Err(ClientError::InvalidRequest("not a read".into())),
+        })
+    }
+
+    pub(super) fn start_read(
+        &mut self,
+        group: GroupId,
+        op: ClientOp,
+        consistency: Consistency,
+        reply: Reply,
+    ) -> Result<(), (ClientError, Reply)> {
+        if self.reads.len() >= self.cfg.raft.max_inflight_proposals {
+            debug!(
+                reads = self.reads.len(),
+                "busy: raft.max_inflight_proposals reads in flight on this core"
+            );
+            return Err((busy(), reply));
+        }
+        let Some(raft) = self.multi.group_mut(group) else {
+            return Err((
+                ClientError::WrongShard {
+                    shard: group as u32,
+                },
+                reply,
+            ));
+        };
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let mode = match consistency {
+            Consistency::Lease => ReadMode::Lease,
+            _ => ReadMode::ReadIndex,
+        };
+        match raft.read(ctx, mode) {
+            Ok(()) => {
+                self.metrics.reads[consistency.metric_index()].inc();
+                self.reads.insert(
+                    ctx,
+                    PendingRead {
+                        group,
+                        op,
+                        reply,
+                        started: Instant::now(),
+                        index: None,
+                    },
+                );
+                Ok(())
+            }
+            Err(ReadError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
+            Err(ReadError::TooManyReads) => Err((busy(), reply)),
+        }
+    }
+
+    pub(super) fn propose(
+        &mut self,
+        group: GroupId,
+        client_id: u64,
+        seq: u64,
+        op: ClientOp,
+        reply: Reply,
+    ) -> Result<(), (ClientError, Reply)> {
+        let ClientOp::Write(op) = op else {
+            return Err((ClientError::InvalidRequest("not a write".into()), reply));
+        };
+        let cmd = Command { client_id, seq, op };
+        if !self.shards.contains_key(&group) {
+            return Err((
+                ClientError::WrongShard {
+                    shard: group as u32,
+                },
+                reply,
+            ));
+        }
+        if let Err(e) = admit(&cmd, &self.admission) {
+            return Err((e, reply));
+        }
+        let inflight: usize = self.shards.values().map(|s| s.writes.len()).sum();
+        if inflight >= self.cfg.raft.max_inflight_proposals {
+            debug!(
+                inflight,
+                "busy: raft.max_inflight_proposals writes in flight on this core"
+            );
+            return Err((busy(), reply));
+        }
+        let Some(raft) = self.multi.group_mut(group) else {
+            return Err((
+                ClientError::WrongShard {
+                    shard: group as u32,
+                },
+                reply,
+            ));
+        };
+        let term = raft.term();
+        match raft.propose(cmd.encode()) {
+            Ok(index) => {
+                self.metrics.proposals.inc();
+                if let Some(shard) = self.shards.get_mut(&group) {
+                    shard.add_write(index, term, reply);
+                }
+                Ok(())
+            }
+            Err(ProposeError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
+            Err(ProposeError::TooManyUncommitted) => Err((busy(), reply)),
+            Err(e) => Err((ClientError::Unavailable(e.to_string()), reply)),
+        }
+    }
+
+    /// Starts handing leadership of group `g` to voter `to`; answered at once (the transfer
+    /// then runs: the target campaigns with the transfer flag on its votes).
+    pub fn transfer_leadership(&mut self, g: GroupId, to: NodeId, reply: Reply) {
+        let Some(raft) = self.multi.group_mut(g) else {
+            let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as u32 }));
+            return;
+        };
+        let leader = raft.leader();
+        let answer = match raft.transfer_leadership(to) {
+            Ok(()) | Err(TransferError::ToSelf) => Ok(ClientReply::Committed { index: 0 }),
+            Err(TransferError::NotLeader) => Err(self.not_leader(leader)),
+            Err(e @ TransferError::NotVoter(_)) => Err(ClientError::InvalidRequest(e.to_string())),
+        };
+        if answer.is_ok() {
+            info!(shard = g, to, "leadership transfer started");
+        }
+        let _ = reply.try_send(answer);
+        self.kick();
+    }
+
+    /// Starts a membership change on group `g` (answered once its entry is applied; a learner
+    /// that is already a member counts as done).
+    pub fn change_membership(&mut self, g: GroupId, change: ConfChange, reply: Reply) {
+        let Some(raft) = self.multi.group_mut(g) else {
+            let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as u32 }));
+            return;
+        };
+        let term = raft.term();
+        match raft.propose_conf_change(change) {
+            Ok(index) => {
+                info!(shard = g, ?change, index, "membership change proposed");
+                if let Some(shard) = self.shards.get_mut(&g) {
+                    shard.add_write(index, term, reply);
+                }
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                let _ = reply.try_send(Err(self.not_leader(leader)));
+            }
+            Err(ProposeError::Membership(MembershipError::AlreadyMember(_))) => {
+                let _ = reply.try_send(Ok(ClientReply::Committed { index: 0 }));
+            }
+            Err(ProposeError::ConfChangePending) => {
+                debug!(shard = g, "busy: another membership change is in progress");
+                let _ = reply.try_send(Err(busy()));
+            }
+            Err(e) => {
+                let _ = reply.try_send(Err(ClientError::InvalidRequest(e.to_string())));
+            }
+        }
+        self.kick();
+    }
+
+    /// Fails every waiting request (shutdown or a fatal error).
+    pub fn fail_all(&mut self, why: &str) {
+        for s in self.shards.values_mut() {
+            s.read_queue.clear();
+            // Proposed writes may still commit (another leader can carry them on).
+            for (_, w) in std::mem::take(&mut s.writes) {
+                let _ = w.reply.try_send(Err(ClientError::LeadershipLost));
+            }
+        }
+        for (_, r) in self.reads.drain() {
+            let _ = r
+                .reply
+                .try_send(Err(ClientError::Unavailable(why.to_string())));
+        }
+    }
+
+    /// Drops waiting requests whose asker gave up (timed out), freeing their slots.
+    pub fn sweep_abandoned(&mut self) {
+        self.reads.retain(|_, r| !r.reply.is_disconnected());
+        let reads = &self.reads;
+        for s in self.shards.values_mut() {
+            s.writes.retain(|_, w| !w.reply.is_disconnected());
+            s.read_queue.retain(|(_, ctx)| reads.contains_key(ctx));
+        }
+    }
+
+    /// Requests waiting on this core.
+    pub fn waiting(&self) -> usize {
+        self.reads.len() + self.shards.values().map(|s| s.writes.len()).sum::<usize>()
+    }
+}

@@ -1,0 +1,328 @@
+//! The exactly-once session table of one shard: `(client_id, seq) -> first result`, bounded by
+//! count ([`SESSION_MAX_RESULTS`]) and bytes ([`SESSION_MAX_BYTES`]), with tombstones.
+//!
+//! Results are evicted oldest first (in the order they were recorded, which is log order, so
+//! every replica evicts the same ones). Evicting a result raises its client's *tombstone*: one
+//! past the highest evicted sequence. A retry at or below the tombstone whose result is gone is
+//! answered [`Lookup::Expired`] (the write may have been applied once; it is never applied
+//! again). Evicting a client's *last* result keeps the tombstone: the client moves to the
+//! tombstone table, bounded by [`SESSION_MAX_TOMBSTONES`] (oldest dropped first). Once a
+//! tombstone has been dropped the shard turns on its *sequence floor*: a client it has no
+//! record of is accepted only at sequence 1 (a fresh client's first write); any other
+//! sequence is answered `Expired`. The one case the bounds cannot cover is a retry of a
+//! client's very first write arriving after its result *and* its tombstone were evicted
+//! (more than `SESSION_MAX_RESULTS` newer results and `SESSION_MAX_TOMBSTONES` newer
+//! tombstones since) — far beyond any client's retry deadline.
+//!
+//! Memory ceiling per shard: [`crate::node::limits::SESSION_MEMORY_CEILING_BYTES`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::command::{CodecError, Reader};
+use super::result::ApplyResult;
+use crate::node::limits::{SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES};
+
+/// What the table knows about a `(client_id, seq)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Applied before: this is its recorded result.
+    Recorded(ApplyResult),
+    /// Its result (if it was applied) was evicted: answer "session expired", apply nothing.
+    Expired,
+    /// Never seen: apply it.
+    New,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct ClientSession {
+    results: BTreeMap<u64, ApplyResult>,
+    /// One past the highest evicted seq (0 = nothing evicted).
+    evicted_below: u64,
+}
+
+/// The session table (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sessions {
+    clients: HashMap<u64, ClientSession>,
+    /// (client_id, seq) in record order, for oldest-first eviction.
+    order: VecDeque<(u64, u64)>,
+    /// Bytes charged for the kept results.
+    bytes: usize,
+    /// Clients with no kept result: their tombstone.
+    tombstones: HashMap<u64, u64>,
+    /// (client_id, tombstone) in creation order; an entry is stale once the client has a kept
+    /// result again or a newer tombstone.
+    tomb_order: VecDeque<(u64, u64)>,
+    /// Set once a tombstone was dropped.
+    floor: bool,
+    /// Test-only overrides of the bounds (results, bytes, tombstones).
+    bounds: Option<(usize, usize, usize)>,
+}
+
+impl Sessions {
+    /// An empty table with the bounds of [`crate::node::limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty table with smaller bounds (tests exercising eviction cheaply).
+    #[cfg(test)]
+    pub fn with_bounds(results: usize, bytes: usize, tombstones: usize) -> Self {
+        Sessions {
+            bounds: Some((results, bytes, tombstones)),
+            ..Self::default()
+        }
+    }
+
+    fn limits(&self) -> (usize, usize, usize) {
+        self.bounds.unwrap_or((
+            SESSION_MAX_RESULTS,
+            SESSION_MAX_BYTES,
+            SESSION_MAX_TOMBSTONES,
+        ))
+    }
+
+    /// Results kept.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no result is kept.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Bytes charged for the kept results.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Clients remembered only by their tombstone.
+    pub fn tombstones(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// What is known about `(client, seq)`.
+    pub fn lookup(&self, client: u64, seq: u64) -> Lookup {
+        if let Some(s) = self.clients.get(&client) {
+            if let Some(r) = s.results.get(&seq) {
+                return Lookup::Recorded(r.clone());
+            }
+            return if seq < s.evicted_below {
+                Lookup::Expired
+            } else {
+                Lookup::New
+            };
+        }
+        match self.tombstones.get(&client) {
+            Some(&below) if seq < below => Lookup::Expired,
+            Some(_) => Lookup::New,
+            None if self.floor && seq > 1 => Lookup::Expired,
+            None => Lookup::New,
+        }
+    }
+
+    /// Records the first result of `(client, seq)` (in its recorded form), then evicts the
+    /// oldest results while over the count or byte bound.
+    pub fn record(&mut self, client: u64, seq: u64, result: &ApplyResult) {
+        let r = result.recorded();
+        let charge = r.charge();
+        let tomb = self.tombstones.remove(&client).unwrap_or(0);
+        let s = self.clients.entry(client).or_default();
+        s.evicted_below = s.evicted_below.max(tomb);
+        if let Some(old) = s.results.insert(seq, r) {
+            // Not reached through `KvStore` (a recorded seq is answered, not re-applied); keep
+            // the accounting right anyway.
+            self.bytes = self.bytes.saturating_sub(old.charge());
+        } else {
+            self.order.push_back((client, seq));
+        }
+        self.bytes += charge;
+        let (max_results, max_bytes, _) = self.limits();
+        while self.order.len() > max_results || (self.bytes > max_bytes && self.order.len() > 1) {
+            let Some((c, q)) = self.order.pop_front() else {
+                break;
+            };
+            self.evict(c, q);
+        }
+    }
+
+    fn evict(&mut self, client: u64, seq: u64) {
+        let Some(s) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if let Some(r) = s.results.remove(&seq) {
+            self.bytes = self.bytes.saturating_sub(r.charge());
+        }
+        s.evicted_below = s.evicted_below.max(seq.saturating_add(1));
+        if s.results.is_empty() {
+            let below = s.evicted_below;
+            self.clients.remove(&client);
+            self.add_tombstone(client, below);
+        }
+    }
+
+    fn add_tombstone(&mut self, client: u64, below: u64) {
+        self.tombstones.insert(client, below);
+        self.tomb_order.push_back((client, below));
+        let (_, _, max_tombs) = self.limits();
+        while self.tomb_order.len() > max_tombs {
+            let Some((c, b)) = self.tomb_order.pop_front() else {
+                break;
+            };
+            if self.tombstones.get(&c) == Some(&b) {
+                self.tombstones.remove(&c);
+                self.floor = true;
+            }
+        }
+    }
+
+    /// Appends the table's encoding (see [`super::snapshot`]).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.order.len() as u64).to_le_bytes());
+        for (c, s) in &self.order {
+            out.extend_from_slice(&c.to_le_bytes());
+            out.extend_from_slice(&s.to_le_bytes());
+            match self.clients.get(c).and_then(|x| x.results.get(s)) {
+                Some(r) => r.encode(out),
+                None => ApplyResult::SessionExpired.encode(out),
+            }
+        }
+        let mut marks: Vec<(u64, u64)> = self
+            .clients
+            .iter()
+            .filter(|(_, s)| s.evicted_below > 0)
+            .map(|(c, s)| (*c, s.evicted_below))
+            .collect();
+        marks.sort_unstable();
+        out.extend_from_slice(&(marks.len() as u64).to_le_bytes());
+        for (c, b) in marks {
+            out.extend_from_slice(&c.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.tomb_order.len() as u64).to_le_bytes());
+        for (c, b) in &self.tomb_order {
+            let live = self.tombstones.get(c) == Some(b);
+            out.extend_from_slice(&c.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+            out.push(u8::from(live));
+        }
+        out.push(u8::from(self.floor));
+    }
+
+    /// Reads what [`Sessions::encode`] wrote.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Sessions, CodecError> {
+        let mut t = Sessions::new();
+        let n = r.count(17)?;
+        for _ in 0..n {
+            let c = r.u64()?;
+            let s = r.u64()?;
+            let res = ApplyResult::decode(r)?;
+            t.bytes += res.charge();
+            if t.clients
+                .entry(c)
+                .or_default()
+                .results
+                .insert(s, res)
+                .is_some()
+            {
+                return Err(CodecError(format!("session ({c}, {s}) recorded twice")));
+            }
+            t.order.push_back((c, s));
+        }
+        let n = r.count(16)?;
+        for _ in 0..n {
+            let c = r.u64()?;
+            let b = r.u64()?;
+            t.clients.entry(c).or_default().evicted_below = b;
+        }
+        let n = r.count(17)?;
+        for _ in 0..n {
+            let c = r.u64()?;
+            let b = r.u64()?;
+            if r.bool()? {
+                t.tombstones.insert(c, b);
+            }
+            t.tomb_order.push_back((c, b));
+        }
+        t.floor = r.bool()?;
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(v: u64) -> ApplyResult {
+        ApplyResult::Put { version: v }
+    }
+
+    #[test]
+    fn evicting_a_clients_last_result_keeps_its_tombstone() {
+        let mut t = Sessions::with_bounds(2, usize::MAX, 100);
+        t.record(7, 1, &put(1));
+        t.record(8, 1, &put(2));
+        t.record(8, 2, &put(3)); // evicts (7, 1): client 7 has no result left
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.lookup(7, 1), Lookup::Expired);
+        assert_eq!(t.lookup(7, 2), Lookup::New);
+        assert_eq!(t.tombstones(), 1);
+        // The client comes back: its tombstone follows it.
+        t.record(7, 5, &put(4));
+        assert_eq!(t.lookup(7, 1), Lookup::Expired);
+        assert_eq!(t.lookup(7, 5), Lookup::Recorded(put(4)));
+        assert_eq!(t.tombstones(), 0);
+    }
+
+    #[test]
+    fn bytes_bound_evicts_and_a_failed_cas_keeps_no_value() {
+        let big = ApplyResult::Cas {
+            swapped: false,
+            version: 3,
+            current: Some(vec![0; 1 << 20]),
+        };
+        let mut t = Sessions::new();
+        for seq in 1..=1_000 {
+            t.record(1, seq, &big);
+        }
+        assert!(t.bytes() <= 1_000 * crate::node::limits::SESSION_RESULT_BYTES);
+        let mut t = Sessions::with_bounds(usize::MAX, 10 * 200, 100);
+        for seq in 1..=100 {
+            t.record(1, seq, &ApplyResult::Rejected("x".repeat(100)));
+        }
+        assert!(t.bytes() <= 10 * 200, "{}", t.bytes());
+        assert_eq!(t.lookup(1, 1), Lookup::Expired);
+        assert!(matches!(t.lookup(1, 100), Lookup::Recorded(_)));
+    }
+
+    #[test]
+    fn dropped_tombstones_turn_on_the_sequence_floor() {
+        let mut t = Sessions::with_bounds(1, usize::MAX, 2);
+        for c in 1..=5 {
+            t.record(c, 3, &put(c));
+        }
+        // Clients 1..=4 were evicted; only 2 tombstones are kept (3 and 4).
+        assert_eq!(t.tombstones(), 2);
+        assert_eq!(t.lookup(1, 3), Lookup::Expired, "dropped tombstone: floor");
+        assert_eq!(t.lookup(1, 2), Lookup::Expired);
+        assert_eq!(t.lookup(3, 3), Lookup::Expired);
+        assert_eq!(t.lookup(99, 1), Lookup::New, "a fresh client starts at 1");
+        assert_eq!(t.lookup(99, 2), Lookup::Expired);
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut t = Sessions::with_bounds(3, usize::MAX, 2);
+        for c in 1..=6 {
+            t.record(c % 4, c, &put(c));
+        }
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        let mut r = Reader::new(&b);
+        let mut back = Sessions::decode(&mut r).unwrap();
+        r.finish().unwrap();
+        back.bounds = t.bounds;
+        assert_eq!(back, t);
+    }
+}

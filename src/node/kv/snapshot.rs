@@ -1,0 +1,90 @@
+//! The store's snapshot format: everything a replica needs to continue exactly where the
+//! snapshot was taken (data, applied index, the whole session table), checksummed.
+//!
+//! ## Snapshot encoding (little-endian), format version 2
+//! ```text
+//! magic "RRKV" (4) | version u32 = 2 | applied_index u64 | key_count u64
+//! key_count x ( key_len u32 | key | value_len u32 | value | version u64 )
+//! session_count u64 | session_count x ( client_id u64 | seq u64 | result )
+//! mark_count u64 | mark_count x ( client_id u64 | evicted_below u64 )
+//! tombstone_count u64 | tombstone_count x ( client_id u64 | evicted_below u64 | live u8 )
+//! floor u8
+//! crc32 u32 over every byte before it
+//! ```
+//! Results are encoded as in [`super::result`]. Every count is checked against the bytes left
+//! before anything is allocated for it.
+
+use std::collections::BTreeMap;
+
+use super::command::{put_bytes, CodecError, Reader};
+use super::session::Sessions;
+use super::store::{KvStore, Versioned};
+
+/// Snapshot magic.
+pub const SNAPSHOT_MAGIC: &[u8; 4] = b"RRKV";
+/// Snapshot format version.
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// Smallest snapshot: magic, version, applied index, four counts, floor, crc.
+const MIN_SNAPSHOT_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1 + 4;
+
+impl KvStore {
+    /// The whole state as bytes (format in the module docs).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.applied_index.to_le_bytes());
+        out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
+        for (k, v) in &self.data {
+            put_bytes(&mut out, k);
+            put_bytes(&mut out, &v.value);
+            out.extend_from_slice(&v.version.to_le_bytes());
+        }
+        self.sessions.encode(&mut out);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Rebuilds a store from [`KvStore::snapshot`] bytes, checking magic, version and CRC.
+    pub fn restore(bytes: &[u8]) -> Result<KvStore, CodecError> {
+        if bytes.len() < MIN_SNAPSHOT_BYTES {
+            return Err(CodecError(format!(
+                "snapshot of {} bytes is too short",
+                bytes.len()
+            )));
+        }
+        let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
+        let mut crc_arr = [0u8; 4];
+        crc_arr.copy_from_slice(crc_bytes);
+        let want = u32::from_le_bytes(crc_arr);
+        let got = crc32fast::hash(body);
+        if want != got {
+            return Err(CodecError(format!(
+                "snapshot crc mismatch: stored {want:#010x}, computed {got:#010x}"
+            )));
+        }
+        let mut r = Reader::new(body);
+        if r.take(4)? != SNAPSHOT_MAGIC {
+            return Err(CodecError("snapshot magic is not RRKV".into()));
+        }
+        let version = r.u32()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(CodecError(format!(
+                "snapshot format version {version}, this node reads {SNAPSHOT_VERSION}"
+            )));
+        }
+        let applied_index = r.u64()?;
+        let n = r.count(16)?;
+        let mut data = BTreeMap::new();
+        for _ in 0..n {
+            let k = r.bytes()?.to_vec();
+            let value = r.bytes()?.to_vec();
+            let version = r.u64()?;
+            data.insert(k, Versioned { value, version });
+        }
+        let sessions = Sessions::decode(&mut r)?;
+        r.finish()?;
+        Ok(KvStore::from_parts(data, applied_index, sessions))
+    }
+}

@@ -1,0 +1,263 @@
+//! One shard's key-value store: the data (`key -> value, version`), the applied index and the
+//! session table; [`KvStore::apply`] is the only way state changes.
+//!
+//! Application is deterministic: the same commands at the same indexes give byte-identical
+//! snapshots on every replica. Every limit that changes a result is a constant of
+//! [`crate::node::limits`], never a node's config. A key's version is the log index of the
+//! command that last wrote it; a deleted key has no version.
+//!
+//! Invariants: `applied_index` only grows; a command at an index `<= applied_index` is ignored
+//! (replay after restart is harmless); a command that cannot be decoded or breaks a ceiling is
+//! rejected with a deterministic error and changes nothing but `applied_index`; a write with a
+//! session (`client_id != 0`) is applied at most once (see [`super::session`]).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::command::{Command, WriteOp};
+use super::result::ApplyResult;
+use super::session::{Lookup, Sessions};
+use crate::node::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+
+/// A stored value and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value.
+    pub value: Vec<u8>,
+    /// Log index of the write that set it.
+    pub version: u64,
+}
+
+/// A fault planted on purpose, to show that the simulator's checks catch a broken state
+/// machine. Never set by the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlantedFault {
+    /// The correct state machine.
+    #[default]
+    None,
+    /// A value-based compare-and-swap ignores its expected value and always swaps.
+    CasIgnoresExpected,
+}
+
+/// One shard's key-value store.
+#[derive(Debug, Clone)]
+pub struct KvStore {
+    pub(super) data: BTreeMap<Vec<u8>, Versioned>,
+    pub(super) applied_index: u64,
+    pub(super) sessions: Sessions,
+    fault: PlantedFault,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            data: BTreeMap::new(),
+            applied_index: 0,
+            sessions: Sessions::new(),
+            fault: PlantedFault::None,
+        }
+    }
+
+    pub(super) fn from_parts(
+        data: BTreeMap<Vec<u8>, Versioned>,
+        applied_index: u64,
+        sessions: Sessions,
+    ) -> Self {
+        Self {
+            data,
+            applied_index,
+            sessions,
+            fault: PlantedFault::None,
+        }
+    }
+
+    /// Plants a fault (simulator tests only).
+    pub fn plant_fault(&mut self, fault: PlantedFault) {
+        self.fault = fault;
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Reads one key.
+    pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
+        self.data.get(key)
+    }
+
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Versioned)> {
+        self.data
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Keys in `[start, end)` (`end = None`: to the last key), in order, at most `limit`.
+    pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Versioned)> {
+        let upper = match end {
+            Some(e) if e <= start => return Vec::new(),
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        self.data
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Applies the encoded command of the log entry at `index`. Returns `None` if the entry was
+    /// applied before (`index <= applied_index`).
+    pub fn apply(&mut self, index: u64, command: &[u8]) -> Option<ApplyResult> {
+        if index <= self.applied_index {
+            return None;
+        }
+        self.applied_index = index;
+        Some(match Command::decode(command) {
+            Ok(c) => self.apply_command(index, c),
+            Err(e) => ApplyResult::Rejected(e.0),
+        })
+    }
+
+    /// Marks `index` applied without a command (a Raft no-op or configuration entry).
+    pub fn apply_empty(&mut self, index: u64) {
+        if index > self.applied_index {
+            self.applied_index = index;
+        }
+    }
+
+    fn apply_command(&mut self, index: u64, cmd: Command) -> ApplyResult {
+        if let Err(e) = cmd.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
+            return ApplyResult::Rejected(e.0);
+        }
+        if cmd.client_id != 0 {
+            match self.sessions.lookup(cmd.client_id, cmd.seq) {
+                Lookup::Recorded(r) => return self.refill(r, &cmd.op),
+                Lookup::Expired => return ApplyResult::SessionExpired,
+                Lookup::New => {}
+            }
+        }
+        let (client_id, seq) = (cmd.client_id, cmd.seq);
+        let result = match cmd.op {
+            WriteOp::Put { key, value } => {
+                self.data.insert(
+                    key,
+                    Versioned {
+                        value,
+                        version: index,
+                    },
+                );
+                ApplyResult::Put { version: index }
+            }
+            WriteOp::Delete { key } => ApplyResult::Deleted {
+                existed: self.data.remove(&key).is_some(),
+                version: index,
+            },
+            WriteOp::CasValue { key, expected, new } => {
+                let current = self.data.get(&key);
+                let matches = match (&expected, current) {
+                    _ if self.fault == PlantedFault::CasIgnoresExpected => true,
+                    (None, None) => true,
+                    (Some(e), Some(c)) => *e == c.value,
+                    _ => false,
+                };
+                self.cas(key, matches, index, new)
+            }
+            WriteOp::CasVersion {
+                key,
+                expected_version,
+                new,
+            } => {
+                let current = self.data.get(&key).map_or(0, |v| v.version);
+                self.cas(key, current == expected_version, index, new)
+            }
+            WriteOp::Noop => ApplyResult::Noop,
+        };
+        if client_id != 0 {
+            self.sessions.record(client_id, seq, &result);
+        }
+        result
+    }
+
+    /// A recorded failed compare-and-swap keeps only the version it saw; when the key still
+    /// holds that version, its value is the one the first answer carried.
+    fn refill(&self, r: ApplyResult, op: &WriteOp) -> ApplyResult {
+        match (r, op.key()) {
+            (
+                ApplyResult::Cas {
+                    swapped: false,
+                    version,
+                    current: None,
+                },
+                Some(key),
+            ) if version != 0 => {
+                let current = self
+                    .data
+                    .get(key)
+                    .filter(|v| v.version == version)
+                    .map(|v| v.value.clone());
+                ApplyResult::Cas {
+                    swapped: false,
+                    version,
+                    current,
+                }
+            }
+            (r, _) => r,
+        }
+    }
+
+    fn cas(&mut self, key: Vec<u8>, matches: bool, index: u64, new: Vec<u8>) -> ApplyResult {
+        if matches {
+            self.data.insert(
+                key,
+                Versioned {
+                    value: new,
+                    version: index,
+                },
+            );
+            ApplyResult::Cas {
+                swapped: true,
+                version: index,
+                current: None,
+            }
+        } else {
+            let cur = self.data.get(&key);
+            ApplyResult::Cas {
+                swapped: false,
+                version: cur.map_or(0, |v| v.version),
+                current: cur.map(|v| v.value.clone()),
+            }
+        }
+    }
+}

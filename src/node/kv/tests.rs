@@ -1,0 +1,414 @@
+//! Unit and property tests of the key-value state machine.
+
+use proptest::prelude::*;
+
+use super::session::Sessions;
+use super::*;
+
+fn put(c: u64, s: u64, k: &str, v: &str) -> Vec<u8> {
+    Command {
+        client_id: c,
+        seq: s,
+        op: WriteOp::Put {
+            key: k.into(),
+            value: v.into(),
+        },
+    }
+    .encode()
+}
+
+fn cas_value(c: u64, s: u64, k: &str, expected: Option<&[u8]>, new: &str) -> Vec<u8> {
+    Command {
+        client_id: c,
+        seq: s,
+        op: WriteOp::CasValue {
+            key: k.into(),
+            expected: expected.map(<[u8]>::to_vec),
+            new: new.into(),
+        },
+    }
+    .encode()
+}
+
+fn small_sessions() -> KvStore {
+    let mut kv = KvStore::new();
+    kv.sessions = Sessions::with_bounds(4, usize::MAX, 16);
+    kv
+}
+
+#[test]
+fn put_get_delete_versions() {
+    let mut kv = KvStore::new();
+    assert_eq!(
+        kv.apply(1, &put(0, 0, "a", "1")),
+        Some(ApplyResult::Put { version: 1 })
+    );
+    kv.apply(2, &put(0, 0, "a", "2"));
+    assert_eq!(
+        kv.get(b"a"),
+        Some(&Versioned {
+            value: b"2".to_vec(),
+            version: 2
+        })
+    );
+    let del = Command {
+        client_id: 0,
+        seq: 0,
+        op: WriteOp::Delete { key: b"a".to_vec() },
+    }
+    .encode();
+    assert_eq!(
+        kv.apply(3, &del),
+        Some(ApplyResult::Deleted {
+            existed: true,
+            version: 3
+        })
+    );
+    assert_eq!(
+        kv.apply(4, &del),
+        Some(ApplyResult::Deleted {
+            existed: false,
+            version: 4
+        })
+    );
+    assert!(kv.get(b"a").is_none());
+    assert_eq!(kv.applied_index(), 4);
+    // Replays are ignored.
+    assert_eq!(kv.apply(2, &put(0, 0, "a", "x")), None);
+    assert!(kv.get(b"a").is_none());
+}
+
+#[test]
+fn cas_on_value_and_version() {
+    let mut kv = KvStore::new();
+    let r = kv.apply(1, &cas_value(0, 0, "k", None, "a")).unwrap();
+    assert!(matches!(
+        r,
+        ApplyResult::Cas {
+            swapped: true,
+            version: 1,
+            ..
+        }
+    ));
+    let r = kv.apply(2, &cas_value(0, 0, "k", None, "b")).unwrap();
+    assert_eq!(
+        r,
+        ApplyResult::Cas {
+            swapped: false,
+            version: 1,
+            current: Some(b"a".to_vec())
+        }
+    );
+    let r = kv.apply(3, &cas_value(0, 0, "k", Some(b"a"), "c")).unwrap();
+    assert!(matches!(
+        r,
+        ApplyResult::Cas {
+            swapped: true,
+            version: 3,
+            ..
+        }
+    ));
+    let cas_ver = |v: u64, new: &str| {
+        Command {
+            client_id: 0,
+            seq: 0,
+            op: WriteOp::CasVersion {
+                key: b"k".to_vec(),
+                expected_version: v,
+                new: new.into(),
+            },
+        }
+        .encode()
+    };
+    let r = kv.apply(4, &cas_ver(1, "d")).unwrap();
+    assert!(matches!(
+        r,
+        ApplyResult::Cas {
+            swapped: false,
+            version: 3,
+            ..
+        }
+    ));
+    let r = kv.apply(5, &cas_ver(3, "d")).unwrap();
+    assert!(matches!(
+        r,
+        ApplyResult::Cas {
+            swapped: true,
+            version: 5,
+            ..
+        }
+    ));
+    assert_eq!(kv.get(b"k").unwrap().value, b"d");
+    let r = kv.apply(6, &cas_ver(0, "e")).unwrap();
+    assert!(matches!(r, ApplyResult::Cas { swapped: false, .. }));
+}
+
+#[test]
+fn planted_fault_makes_cas_ignore_its_expected_value() {
+    let mut kv = KvStore::new();
+    kv.apply(1, &put(0, 0, "k", "a"));
+    kv.plant_fault(PlantedFault::CasIgnoresExpected);
+    let r = kv
+        .apply(2, &cas_value(0, 0, "k", Some(b"zzz"), "b"))
+        .unwrap();
+    assert!(matches!(r, ApplyResult::Cas { swapped: true, .. }));
+}
+
+#[test]
+fn scans() {
+    let mut kv = KvStore::new();
+    for (i, k) in ["a1", "a2", "b1", "a3", "c"].iter().enumerate() {
+        kv.apply(i as u64 + 1, &put(0, 0, k, "v"));
+    }
+    let keys = |v: Vec<(Vec<u8>, Versioned)>| {
+        v.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(kv.scan_prefix(b"a", 10)), ["a1", "a2", "a3"]);
+    assert_eq!(keys(kv.scan_prefix(b"a", 2)), ["a1", "a2"]);
+    assert_eq!(
+        keys(kv.scan_range(b"a2", Some(b"c"), 10)),
+        ["a2", "a3", "b1"]
+    );
+    assert_eq!(keys(kv.scan_range(b"b", None, 10)), ["b1", "c"]);
+    assert!(kv.scan_range(b"c", Some(b"a"), 10).is_empty());
+}
+
+#[test]
+fn exactly_once_and_bounded_sessions() {
+    let mut kv = small_sessions();
+    assert_eq!(
+        kv.apply(1, &put(7, 1, "k", "v1")),
+        Some(ApplyResult::Put { version: 1 })
+    );
+    kv.apply(2, &put(0, 0, "k", "other"));
+    // A retry of (7, 1) returns the first result and does not overwrite.
+    assert_eq!(
+        kv.apply(3, &put(7, 1, "k", "v1")),
+        Some(ApplyResult::Put { version: 1 })
+    );
+    assert_eq!(kv.get(b"k").unwrap().value, b"other");
+    for s in 2..=6 {
+        kv.apply(3 + s, &put(7, s, "k", "x"));
+    }
+    assert_eq!(kv.sessions().len(), 4);
+    // seq 1 and 2 were evicted: a retry is refused, not applied twice.
+    let before = kv.get(b"k").cloned();
+    assert_eq!(
+        kv.apply(20, &put(7, 2, "k", "again")),
+        Some(ApplyResult::SessionExpired)
+    );
+    assert_eq!(kv.get(b"k").cloned(), before);
+}
+
+#[test]
+fn evicting_a_clients_last_result_never_applies_its_retry_twice() {
+    let mut kv = small_sessions();
+    kv.apply(1, &put(7, 1, "k", "first"));
+    // Other clients push client 7's only result out of the table.
+    for i in 0..8u64 {
+        kv.apply(2 + i, &put(100 + i, 1, "other", "x"));
+    }
+    kv.apply(20, &put(0, 0, "k", "later"));
+    // A late retry of (7, 1) must not overwrite "later".
+    assert_eq!(
+        kv.apply(21, &put(7, 1, "k", "first")),
+        Some(ApplyResult::SessionExpired)
+    );
+    assert_eq!(kv.get(b"k").unwrap().value, b"later");
+    // The tombstone survives a snapshot.
+    let mut back = KvStore::restore(&kv.snapshot()).unwrap();
+    assert_eq!(
+        back.apply(22, &put(7, 1, "k", "first")),
+        Some(ApplyResult::SessionExpired)
+    );
+}
+
+#[test]
+fn failing_cas_does_not_pin_values_in_the_session_table() {
+    let mut kv = KvStore::new();
+    let big = "v".repeat(64 << 10);
+    kv.apply(1, &put(0, 0, "k", &big));
+    for seq in 1..=2_000u64 {
+        let r = kv
+            .apply(1 + seq, &cas_value(9, seq, "k", Some(b"no"), "x"))
+            .unwrap();
+        // The first answer carries the current value.
+        assert!(
+            matches!(&r, ApplyResult::Cas { swapped: false, current: Some(c), .. } if c.len() == big.len())
+        );
+    }
+    // 2000 failures of a 64 KiB value would pin 128 MiB if values were kept.
+    assert!(
+        kv.sessions().bytes() <= 2_000 * crate::node::limits::SESSION_RESULT_BYTES,
+        "{} bytes",
+        kv.sessions().bytes()
+    );
+    // A retry still answers with the value while the key holds the version it saw.
+    let r = kv
+        .apply(5_000, &cas_value(9, 2_000, "k", Some(b"no"), "x"))
+        .unwrap();
+    assert!(matches!(&r, ApplyResult::Cas { current: Some(c), .. } if c.len() == big.len()));
+}
+
+#[test]
+fn state_machine_limits_do_not_depend_on_node_config() {
+    // A node configured with a tiny value limit refuses at admission, but applies the same
+    // command from the log exactly as every other replica does.
+    let cmd = Command {
+        client_id: 0,
+        seq: 0,
+        op: WriteOp::Put {
+            key: b"k".to_vec(),
+            value: vec![1; 1000],
+        },
+    };
+    assert!(cmd.check_sizes(64, 16).is_err());
+    let mut kv = KvStore::new();
+    assert_eq!(
+        kv.apply(1, &cmd.encode()),
+        Some(ApplyResult::Put { version: 1 })
+    );
+}
+
+#[test]
+fn invalid_commands_are_rejected_deterministically() {
+    let mut kv = KvStore::new();
+    assert!(matches!(
+        kv.apply(1, &[9, 9]),
+        Some(ApplyResult::Rejected(_))
+    ));
+    let long = "k".repeat(crate::node::limits::MAX_KEY_BYTES + 1);
+    let r = kv.apply(2, &put(0, 0, &long, "v"));
+    assert!(matches!(r, Some(ApplyResult::Rejected(m)) if m.contains("key")));
+    assert!(kv.is_empty());
+    assert_eq!(kv.applied_index(), 2);
+    let mut enc = put(0, 0, "a", "b");
+    enc.push(0);
+    assert!(Command::decode(&enc).unwrap_err().0.contains("trailing"));
+    assert!(Command::decode(&enc[..5])
+        .unwrap_err()
+        .0
+        .contains("truncated"));
+}
+
+#[test]
+fn corrupt_snapshot_is_refused() {
+    let mut kv = KvStore::new();
+    kv.apply(1, &put(1, 1, "a", "b"));
+    let mut snap = kv.snapshot();
+    snap[10] ^= 1;
+    assert!(KvStore::restore(&snap).unwrap_err().0.contains("crc"));
+    assert!(KvStore::restore(&snap[..8]).is_err());
+}
+
+fn arb_op() -> impl Strategy<Value = WriteOp> {
+    let key = prop::collection::vec(b'a'..=b'd', 1..3);
+    let val = prop::collection::vec(any::<u8>(), 0..4);
+    prop_oneof![
+        (key.clone(), val.clone()).prop_map(|(key, value)| WriteOp::Put { key, value }),
+        key.clone().prop_map(|key| WriteOp::Delete { key }),
+        (key.clone(), prop::option::of(val.clone()), val.clone())
+            .prop_map(|(key, expected, new)| WriteOp::CasValue { key, expected, new }),
+        (key, 0u64..20, val).prop_map(|(key, expected_version, new)| WriteOp::CasVersion {
+            key,
+            expected_version,
+            new
+        }),
+        Just(WriteOp::Noop),
+    ]
+}
+
+fn with_store(kv: KvStore) -> KvStore {
+    let mut s = small_sessions();
+    s.data = kv.data;
+    s
+}
+
+proptest! {
+    #[test]
+    fn matches_a_simple_model(ops in prop::collection::vec((arb_op(), 0u64..3, 0u64..6), 1..80)) {
+        let mut kv = KvStore::new();
+        let mut model: std::collections::HashMap<Vec<u8>, (Vec<u8>, u64)> = Default::default();
+        let mut seen: std::collections::HashMap<(u64, u64), ApplyResult> = Default::default();
+        for (i, (op, client, seq)) in ops.into_iter().enumerate() {
+            let index = i as u64 + 1;
+            let cmd = Command { client_id: client, seq, op: op.clone() };
+            let got = kv.apply(index, &cmd.encode()).unwrap();
+            if client != 0 {
+                if let Some(first) = seen.get(&(client, seq)) {
+                    prop_assert_eq!(got.recorded(), first.recorded());
+                    continue;
+                }
+            }
+            let want = match op {
+                WriteOp::Put { key, value } => { model.insert(key, (value, index)); ApplyResult::Put { version: index } }
+                WriteOp::Delete { key } => ApplyResult::Deleted { existed: model.remove(&key).is_some(), version: index },
+                WriteOp::CasValue { key, expected, new } => {
+                    let cur = model.get(&key).cloned();
+                    if cur.as_ref().map(|c| &c.0) == expected.as_ref() {
+                        model.insert(key, (new, index));
+                        ApplyResult::Cas { swapped: true, version: index, current: None }
+                    } else {
+                        ApplyResult::Cas { swapped: false, version: cur.as_ref().map_or(0, |c| c.1), current: cur.map(|c| c.0) }
+                    }
+                }
+                WriteOp::CasVersion { key, expected_version, new } => {
+                    let cur = model.get(&key).cloned();
+                    if cur.as_ref().map_or(0, |c| c.1) == expected_version {
+                        model.insert(key, (new, index));
+                        ApplyResult::Cas { swapped: true, version: index, current: None }
+                    } else {
+                        ApplyResult::Cas { swapped: false, version: cur.as_ref().map_or(0, |c| c.1), current: cur.map(|c| c.0) }
+                    }
+                }
+                WriteOp::Noop => ApplyResult::Noop,
+            };
+            prop_assert_eq!(&got, &want);
+            if client != 0 { seen.insert((client, seq), want); }
+        }
+        prop_assert_eq!(kv.len(), model.len());
+        for (k, (v, ver)) in &model {
+            let got = kv.get(k).unwrap();
+            prop_assert_eq!(&got.value, v);
+            prop_assert_eq!(got.version, *ver);
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_determinism(ops in prop::collection::vec((arb_op(), 0u64..3, 0u64..10), 0..60)) {
+        let mut a = with_store(KvStore::new());
+        let mut b = with_store(KvStore::new());
+        for (i, (op, client, seq)) in ops.iter().enumerate() {
+            let enc = Command { client_id: *client, seq: *seq, op: op.clone() }.encode();
+            let ra = a.apply(i as u64 + 1, &enc);
+            let rb = b.apply(i as u64 + 1, &enc);
+            prop_assert_eq!(ra, rb);
+        }
+        let snap = a.snapshot();
+        prop_assert_eq!(&snap, &b.snapshot());
+        let restored = KvStore::restore(&snap).unwrap();
+        prop_assert_eq!(&restored.snapshot(), &snap);
+        prop_assert_eq!(restored.applied_index(), a.applied_index());
+        // The restored store keeps behaving identically, sessions included (the restored
+        // table has the production bounds, which these few ops never reach).
+        let mut a2 = a.clone();
+        a2.sessions = Sessions::decode(&mut super::command::Reader::new(&{
+            let mut b = Vec::new();
+            a.sessions.encode(&mut b);
+            b
+        })).unwrap();
+        let mut r2 = restored;
+        for (i, (op, client, seq)) in ops.iter().enumerate() {
+            let enc = Command { client_id: *client, seq: *seq, op: op.clone() }.encode();
+            let idx = 1000 + i as u64;
+            prop_assert_eq!(a2.apply(idx, &enc), r2.apply(idx, &enc));
+        }
+    }
+
+    #[test]
+    fn restore_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
+        let _ = KvStore::restore(&bytes);
+    }
+}

@@ -1,0 +1,100 @@
+//! Every limit of the key-value path in one place, with the reason for each, and the one
+//! function that derives what a node admits from the log's, the WAL's and the frame's limits.
+//!
+//! Two kinds of limit live here:
+//! - **State-machine ceilings** ([`MAX_KEY_BYTES`], [`MAX_VALUE_BYTES`], the session bounds):
+//!   they change what applying a command *does*, so they are constants compiled into every
+//!   replica, never read from a node's config; two replicas with different configs still apply
+//!   the same log to the same state.
+//! - **Admission limits** ([`Admission`]): checked on the leader before a write is proposed. A
+//!   write over them is refused as `TooLarge` / `InvalidRequest` (not applied, safe to retry
+//!   anywhere). They are derived together so that nothing admitted can fail later: the whole
+//!   encoded command fits the WAL's largest record and one frame, and is within the ceilings.
+
+use crate::node::config::Config;
+use crate::node::kv::command::COMMAND_HEADER_BYTES;
+
+/// Largest key any replica applies. Equal to the config's upper bound for
+/// `state_machine.max_key_bytes`, so every configurable admission limit is below it.
+pub const MAX_KEY_BYTES: usize = crate::node::config::limits::KEY_BYTES_MAX;
+/// Largest value any replica applies (the config's upper bound for
+/// `state_machine.max_value_bytes`).
+pub const MAX_VALUE_BYTES: usize = crate::node::config::limits::VALUE_BYTES_MAX;
+/// Largest encoded command: a value-based compare-and-swap carries a key and two values.
+pub const MAX_COMMAND_BYTES: usize =
+    COMMAND_HEADER_BYTES + 4 + MAX_KEY_BYTES + 1 + 4 + MAX_VALUE_BYTES + 4 + MAX_VALUE_BYTES;
+/// The WAL stores an entry as one kind byte followed by the command.
+pub const ENTRY_KIND_BYTES: usize = 1;
+/// Largest WAL record payload: one entry holding the largest command.
+pub const MAX_ENTRY_PAYLOAD_BYTES: usize = MAX_COMMAND_BYTES + ENTRY_KIND_BYTES;
+/// Bytes a frame and the rkyv archive of an AppendEntries need around one entry's data
+/// (header, message fields, entry fields, alignment); generous on purpose.
+pub const FRAME_OVERHEAD_BYTES: usize = 4 << 10;
+
+/// Exactly-once results kept per shard (oldest evicted first). Fixed on every replica:
+/// eviction changes what a retry is answered.
+pub const SESSION_MAX_RESULTS: usize = 100_000;
+/// Bytes of exactly-once results kept per shard (each result is charged
+/// [`SESSION_RESULT_BYTES`] plus its variable part). A failed compare-and-swap records only
+/// the version it saw, never the current value, so a result is small and bounded.
+pub const SESSION_MAX_BYTES: usize = 16 << 20;
+/// Fixed charge of one recorded result: map entries, order queue slot, result enum.
+pub const SESSION_RESULT_BYTES: usize = 96;
+/// Clients remembered only by a tombstone (every result evicted, highest evicted sequence
+/// kept) per shard. Each costs about [`SESSION_TOMBSTONE_BYTES`]. Past this the oldest
+/// tombstone is dropped and the shard turns on its sequence floor: a client it has no record
+/// of may then start only at sequence 1 (anything else is answered `SessionExpired`), so a
+/// write is still never applied twice.
+pub const SESSION_MAX_TOMBSTONES: usize = 262_144;
+/// Approximate bytes of one tombstone (map entry plus order queue slot).
+pub const SESSION_TOMBSTONE_BYTES: usize = 48;
+/// Documented per-shard memory ceiling of the session table:
+/// `SESSION_MAX_BYTES + SESSION_MAX_TOMBSTONES * SESSION_TOMBSTONE_BYTES` (about 28 MiB).
+pub const SESSION_MEMORY_CEILING_BYTES: usize =
+    SESSION_MAX_BYTES + SESSION_MAX_TOMBSTONES * SESSION_TOMBSTONE_BYTES;
+/// Longest reason text kept in a recorded `Rejected` result.
+pub const REJECTED_MESSAGE_MAX_BYTES: usize = 200;
+
+/// What a node admits, derived from its config, the WAL's record limit and the frame limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Largest key (`state_machine.max_key_bytes`).
+    pub max_key_bytes: usize,
+    /// Largest single value (`state_machine.max_value_bytes`).
+    pub max_value_bytes: usize,
+    /// Largest whole encoded command: the least of the ceiling, the WAL's largest record minus
+    /// the entry kind byte, and the frame limit minus its overhead.
+    pub max_command_bytes: usize,
+}
+
+impl Admission {
+    /// The limits of a node with config `cfg`.
+    pub fn from_config(cfg: &Config) -> Admission {
+        let frame_room = cfg
+            .network
+            .max_frame_bytes
+            .saturating_sub(FRAME_OVERHEAD_BYTES);
+        Admission {
+            max_key_bytes: cfg.state_machine.max_key_bytes.min(MAX_KEY_BYTES),
+            max_value_bytes: cfg.state_machine.max_value_bytes.min(MAX_VALUE_BYTES),
+            max_command_bytes: MAX_COMMAND_BYTES
+                .min(wal_max_payload_bytes(cfg).saturating_sub(ENTRY_KIND_BYTES))
+                .min(frame_room),
+        }
+    }
+
+    /// Limits matching the ceilings (tests, the simulator).
+    pub fn ceilings() -> Admission {
+        Admission {
+            max_key_bytes: MAX_KEY_BYTES,
+            max_value_bytes: MAX_VALUE_BYTES,
+            max_command_bytes: MAX_COMMAND_BYTES,
+        }
+    }
+}
+
+/// The WAL's largest record payload for a node with config `cfg`: one entry with the largest
+/// command, but never more than half a segment (the WAL's own rule).
+pub fn wal_max_payload_bytes(cfg: &Config) -> usize {
+    MAX_ENTRY_PAYLOAD_BYTES.min(cfg.raft.persistence.segment_bytes as usize / 2)
+}
