@@ -1,7 +1,7 @@
-//! The node's internal client request and reply types: what the HTTP surface and the binary frame
-//! surface both translate into, what crosses cores on the mesh, and what a shard executes.
-//! Keeping one vocabulary means both surfaces get identical semantics and errors.
-//! Owned by the node (issue 6).
+//! The node's client request and reply types: what the HTTP surface and the binary frame
+//! surface both translate into, what crosses cores on the mesh, and what a shard executes. A
+//! write is carried as the logged [`WriteOp`] itself; errors are the wire's one
+//! [`ClientError`] (each not applied or outcome unknown), mapped to HTTP by [`http_status`].
 
 use crate::node::config::ReadPolicy;
 use crate::node::kv::{ApplyResult, Versioned, WriteOp};

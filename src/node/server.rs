@@ -160,30 +160,35 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
             g
         }
     };
-    let (tx, rx) = flume::bounded(1);
-    let owner = ctx.owner(g);
     ctx.inflight.set(ctx.inflight.get() + 1);
     let _guard = InflightGuard(ctx.clone());
+    ask_owner(ctx, g, |reply| CoreMsg::Client {
+        group: g,
+        client_id: req.client_id,
+        seq: req.seq,
+        op: req.op,
+        reply,
+    })
+    .await
+}
+
+/// Hands the message `make(reply)` to the core owning group `g` (this core: at once; another:
+/// through its inbox, Busy when full) and waits, bounded by the request timeout, for the answer.
+async fn ask_owner(
+    ctx: &Rc<CoreCtx>,
+    g: GroupId,
+    make: impl FnOnce(Reply) -> CoreMsg,
+) -> ClientResult {
+    let (tx, rx) = flume::bounded(1);
+    let owner = ctx.owner(g);
+    let msg = make(tx);
     if owner == ctx.core {
-        ctx.st
-            .borrow_mut()
-            .submit(g, req.client_id, req.seq, req.op, tx);
+        handle(&mut ctx.st.borrow_mut(), msg);
     } else {
-        ctx.mesh
-            .try_send(
-                owner,
-                CoreMsg::Client {
-                    group: g,
-                    client_id: req.client_id,
-                    seq: req.seq,
-                    op: req.op,
-                    reply: tx,
-                },
-            )
-            .map_err(|e| {
-                debug!(core = owner, "busy: core inbox: {e:?}");
-                busy()
-            })?;
+        ctx.mesh.try_send(owner, msg).map_err(|e| {
+            debug!(core = owner, "busy: core inbox: {e:?}");
+            busy()
+        })?;
     }
     wait_reply(ctx, rx).await
 }
@@ -212,51 +217,23 @@ async fn wait_reply(ctx: &CoreCtx, rx: flume::Receiver<ClientResult>) -> ClientR
 
 /// Starts a membership change on group `g` (routed to its core) and waits for it to commit.
 pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange) -> ClientResult {
-    let (tx, rx) = flume::bounded(1);
-    let owner = ctx.owner(g);
-    if owner == ctx.core {
-        ctx.st.borrow_mut().change_membership(g, change, tx);
-    } else {
-        ctx.mesh
-            .try_send(
-                owner,
-                CoreMsg::Membership {
-                    group: g,
-                    change,
-                    reply: tx,
-                },
-            )
-            .map_err(|e| {
-                debug!(core = owner, "busy: core inbox: {e:?}");
-                busy()
-            })?;
-    }
-    wait_reply(ctx, rx).await
+    ask_owner(ctx, g, |reply| CoreMsg::Membership {
+        group: g,
+        change,
+        reply,
+    })
+    .await
 }
 
 /// Starts handing leadership of group `g` to voter `to` (routed to the group's core); answered
 /// once the transfer started.
 pub async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> ClientResult {
-    let (tx, rx) = flume::bounded(1);
-    let owner = ctx.owner(g);
-    if owner == ctx.core {
-        ctx.st.borrow_mut().transfer_leadership(g, to, tx);
-    } else {
-        ctx.mesh
-            .try_send(
-                owner,
-                CoreMsg::Transfer {
-                    group: g,
-                    to,
-                    reply: tx,
-                },
-            )
-            .map_err(|e| {
-                debug!(core = owner, "busy: core inbox: {e:?}");
-                busy()
-            })?;
-    }
-    wait_reply(ctx, rx).await
+    ask_owner(ctx, g, |reply| CoreMsg::Transfer {
+        group: g,
+        to,
+        reply,
+    })
+    .await
 }
 
 /// Per-shard status of every core.
@@ -299,26 +276,30 @@ pub fn broadcast_address(ctx: &Rc<CoreCtx>, node: NodeId, address: &str) {
 
 async fn inbox_loop(ctx: Rc<CoreCtx>, rx: flume::Receiver<CoreMsg>) {
     while let Ok(m) = rx.recv_async().await {
-        let mut s = ctx.st.borrow_mut();
-        match m {
-            CoreMsg::Client {
-                group,
-                client_id,
-                seq,
-                op,
-                reply,
-            } => s.submit(group, client_id, seq, op, reply),
-            CoreMsg::Peer { from, msgs } => s.step_inbound(from, msgs),
-            CoreMsg::Membership {
-                group,
-                change,
-                reply,
-            } => s.change_membership(group, change, reply),
-            CoreMsg::Transfer { group, to, reply } => s.transfer_leadership(group, to, reply),
-            CoreMsg::Address { node, address } => s.learn_address(node, address),
-            CoreMsg::Status { reply } => {
-                let _ = reply.try_send(s.status());
-            }
+        handle(&mut ctx.st.borrow_mut(), m);
+    }
+}
+
+/// Carries out one message on the core that owns its shard.
+fn handle(s: &mut CoreState, m: CoreMsg) {
+    match m {
+        CoreMsg::Client {
+            group,
+            client_id,
+            seq,
+            op,
+            reply,
+        } => s.submit(group, client_id, seq, op, reply),
+        CoreMsg::Peer { from, msgs } => s.step_inbound(from, msgs),
+        CoreMsg::Membership {
+            group,
+            change,
+            reply,
+        } => s.change_membership(group, change, reply),
+        CoreMsg::Transfer { group, to, reply } => s.transfer_leadership(group, to, reply),
+        CoreMsg::Address { node, address } => s.learn_address(node, address),
+        CoreMsg::Status { reply } => {
+            let _ = reply.try_send(s.status());
         }
     }
 }

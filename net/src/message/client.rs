@@ -2,9 +2,14 @@
 //!
 //! A [`ClientRequest`] is one operation or a [`ClientCommand::Batch`] of operations (bounded
 //! by the node's `max_batch_ops`); the [`ClientResponse`] mirrors its shape. Writes carry an
-//! optional [`Session`] `(client_id, sequence)` so a retried write applies exactly once. Errors
-//! are typed ([`ClientError`]) so clients can react: follow a `NotLeader` hint, back off on
-//! `Busy`, re-route on `WrongShard`.
+//! optional [`Session`] `(client_id, sequence)` so a retried write applies exactly once.
+//!
+//! This is the one vocabulary of the key-value API: the client library, the node (frame and
+//! HTTP surfaces, cores) and tools use these types. [`ClientError`] is the one error type;
+//! every variant is classified ([`ClientError::class`]) as [`ErrorClass::NotApplied`] (refused
+//! before it was proposed: retry anywhere) or [`ErrorClass::OutcomeUnknown`] (it may have been
+//! applied: retry only with the same session, never report it as failed). Session expiry is
+//! its own variant.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
