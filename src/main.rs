@@ -34,6 +34,7 @@ enum Command {
     Sim(ringraft::sim::SimArgs),
     /// Run the fault suite: a real cluster under faults, every history checked.
     Chaos(ringraft::chaos::ChaosArgs),
+    Wal(ringraft::cli::wal::WalArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Check(args) => ringraft::checker::main(args),
         Command::Sim(args) => ringraft::sim::main(args),
         Command::Chaos(args) => ringraft::chaos::main(args),
+        Command::Wal(args) => ringraft::cli::wal::main(args),
         Command::Bench(args) => ringraft::bench::main(args, &cli.endpoints),
         Command::Client(cmd) => ringraft::cli::main(cmd, &cli.endpoints),
     }
