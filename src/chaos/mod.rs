@@ -567,7 +567,10 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
             target = match (armed, fired) {
                 (Err(e), _) => format!("n{} {spec}: could not start it armed: {e}", i + 1),
                 (Ok(()), true) => format!("n{} {spec}: stopped on the WAL failure", i + 1),
-                (Ok(()), false) => format!("n{} {spec}: ran through (fault not hit)", i + 1),
+                (Ok(()), false) => format!(
+                    "n{} {spec}: did not stop (fault not hit, or the node ignores the hook)",
+                    i + 1
+                ),
             };
             if let Err(e) = restarted {
                 found

@@ -235,7 +235,10 @@ fn repair_one(dir: &Path, yes: bool) -> u8 {
         }
         Ok(rep) => {
             match &rep.cut {
-                None => println!("  dry run: nothing to repair; {}", rep.recovery),
+                None => println!(
+                    "  dry run: nothing to repair ({} segments, {} records, next lsn {})",
+                    rep.recovery.segments, rep.recovery.records, rep.recovery.next_lsn
+                ),
                 Some((p, off)) => {
                     println!(
                         "  dry run: would cut {} at offset {off} ({}) and drop every record from \
