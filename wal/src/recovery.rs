@@ -37,6 +37,10 @@
 //!    every used segment, because records found in the page cache after a process crash may
 //!    never have been synced; only then is everything found reported durable.
 //!
+//! The same scan runs read-only for [`crate::Wal::inspect`] and [`crate::Wal::repair_plan`]:
+//! files opened and mapped read-only, steps 1 and 5 delete nothing, nothing is cut or synced;
+//! the reports say what open or repair would do.
+//!
 //! Every number read from disk is treated as hostile: lengths are checked against the segment
 //! before use, lsn and index arithmetic is checked, and every failure is a typed error naming
 //! the file and offset — never a panic. Every recovery returns a [`RecoveryReport`] for the
