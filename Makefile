@@ -159,5 +159,5 @@ chaos: build
 
 chaos-long: build
 	$(RELEASE_BIN) chaos --seconds $(CHAOS_LONG_SECONDS) \
-	  --nemesis kill,kill-leader,pause,partition,isolate-leader,bridge,one-way,restart-all,lagging-election \
+	  --nemesis kill,kill-leader,pause,partition,isolate-leader,bridge,one-way,restart-all,lagging-election,disk \
 	  $(CHAOS_SEED_ARG) $(CHAOS_ARGS)

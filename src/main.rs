@@ -36,6 +36,8 @@ enum Command {
     Chaos(ringraft::chaos::ChaosArgs),
     /// Generate a CA and node and client certificates for TLS.
     Certs(ringraft::certs::CertsArgs),
+    /// Inspect or repair a write-ahead log directory (`ringraft wal inspect|repair DIR`).
+    Wal(ringraft::cli::wal::WalArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => ringraft::sim::main(args),
         Command::Chaos(args) => ringraft::chaos::main(args),
         Command::Certs(args) => ringraft::certs::main(args),
+        Command::Wal(args) => ringraft::cli::wal::main(args),
         Command::Bench(args) => ringraft::bench::main(args, &cli.endpoints),
         Command::Client(cmd) => ringraft::cli::main(cmd, &cli.endpoints),
     }

@@ -1,12 +1,14 @@
 //! The cluster under test: real `ringraft server` processes started from a config set rewritten
 //! into the run's work directory (own ports, own data and log directories, peer addresses
 //! through the fault [`Proxy`]), and the process-level nemeses: SIGKILL + restart on the same
-//! data directory, SIGSTOP/SIGCONT.
+//! data directory, SIGSTOP/SIGCONT, and a restart with the WAL fault hook armed (the disk
+//! nemesis: [`Cluster::start_with_wal_fault`]).
 //!
 //! Invariants: every process this module starts is killed by its PID when the [`Cluster`] is
 //! dropped (also on a panic, and on Ctrl-C through the run's stop flag), paused processes are
 //! continued first; a node that exits without the suite having killed it is recorded as an
-//! unexpected exit (a violation). Owned by the fault suite.
+//! unexpected exit (a violation), except an incarnation started with the WAL fault hook armed,
+//! whose exit is expected (kept in [`Node::expected_exits`]). Owned by the fault suite.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -19,6 +21,11 @@ use super::proxy::Proxy;
 
 /// Environment variable the node reads for test-only Raft faults (negative controls).
 pub const UNSAFE_TEST_FAULTS_ENV: &str = "RINGRAFT_UNSAFE_TEST_FAULTS";
+/// Environment variable with the WAL fault spec (`ringraft_wal::FaultInjector::from_spec`).
+pub const WAL_FAULT_ENV: &str = ringraft_wal::fault::FAULT_ENV;
+/// Environment variable that must be `1` as well for the node to read [`WAL_FAULT_ENV`] (the
+/// explicit switch: a stray spec alone never arms the hook).
+pub const WAL_FAULT_ENABLE_ENV: &str = "RINGRAFT_WAL_FAULT_ENABLE";
 /// Timeout of one `/status` poll.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -37,6 +44,12 @@ pub struct Node {
     paused: bool,
     /// Exits nobody caused: (when, status text).
     pub unexpected_exits: Vec<String>,
+    /// The WAL fault spec the running incarnation was started with, if any.
+    pub wal_fault: Option<String>,
+    /// Exits of incarnations started with a WAL fault (expected: the fault fired).
+    pub expected_exits: Vec<String>,
+    /// Output files and log directories of incarnations started with a WAL fault.
+    pub wal_fault_logs: Vec<PathBuf>,
 }
 
 impl Node {
@@ -107,6 +120,9 @@ impl Cluster {
                 child: None,
                 paused: false,
                 unexpected_exits: Vec::new(),
+                wal_fault: None,
+                expected_exits: Vec::new(),
+                wal_fault_logs: Vec::new(),
             });
         }
         Ok(Cluster {
@@ -125,29 +141,77 @@ impl Cluster {
 
     /// Starts node `i` (a no-op if it runs).
     pub fn start(&mut self, i: usize) -> Result<(), String> {
-        let (bin, env) = (self.bin.clone(), self.env.clone());
-        let n = &mut self.nodes[i];
-        if n.child.is_some() {
+        if self.nodes[i].child.is_some() {
             return Ok(());
         }
+        let (config, output) = (self.nodes[i].config.clone(), self.nodes[i].output.clone());
+        self.spawn(i, &config, &output, &[])?;
+        self.nodes[i].wal_fault = None;
+        Ok(())
+    }
+
+    /// Starts node `i` (which must be down) with its WAL fault hook armed: `WAL_FAULT_ENV` =
+    /// `spec` and `WAL_FAULT_ENABLE_ENV` = 1, its output and its log directory apart from the
+    /// normal ones (so that its expected error lines are told apart from any other). Its exit
+    /// is expected until it is killed or started normally.
+    pub fn start_with_wal_fault(&mut self, i: usize, spec: &str) -> Result<(), String> {
+        let n = &self.nodes[i];
+        if n.child.is_some() {
+            return Err(format!("n{} is running; kill it first", n.id));
+        }
+        let tag = format!("n{}.disk{}", n.id, n.wal_fault_logs.len() / 2 + 1);
+        let log_dir = self.dir.join(format!("logs-{tag}"));
+        let config = self.dir.join(format!("{tag}.toml"));
+        let output = self.dir.join(format!("{tag}.out"));
+        let text = std::fs::read_to_string(&n.config)
+            .map_err(|e| format!("{}: {e}", n.config.display()))?;
+        let mut doc: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+        doc.get_mut("cluster")
+            .and_then(|c| c.as_table_mut())
+            .ok_or("[cluster] missing")?
+            .insert("log_dir".into(), log_dir.display().to_string().into());
+        let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        let env = [
+            (WAL_FAULT_ENV.to_string(), spec.to_string()),
+            (WAL_FAULT_ENABLE_ENV.to_string(), "1".to_string()),
+        ];
+        self.spawn(i, &config, &output, &env)?;
+        let n = &mut self.nodes[i];
+        n.wal_fault = Some(spec.to_string());
+        n.wal_fault_logs.push(output);
+        n.wal_fault_logs.push(log_dir);
+        Ok(())
+    }
+
+    /// Spawns `bin server` for node `i` with `config`, output appended to `output`, the run's
+    /// environment plus `extra`.
+    fn spawn(
+        &mut self,
+        i: usize,
+        config: &Path,
+        output: &Path,
+        extra: &[(String, String)],
+    ) -> Result<(), String> {
         let out = File::options()
             .create(true)
             .append(true)
-            .open(&n.output)
-            .map_err(|e| format!("{}: {e}", n.output.display()))?;
+            .open(output)
+            .map_err(|e| format!("{}: {e}", output.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("server")
-            .env("CONFIG_PATH", &n.config)
+            .env("CONFIG_PATH", config)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        for (k, v) in &env {
+        for (k, v) in self.env.iter().chain(extra) {
             cmd.env(k, v);
         }
         let child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
+        let n = &mut self.nodes[i];
         n.child = Some(child);
         n.paused = false;
         Ok(())
@@ -174,6 +238,7 @@ impl Cluster {
             let _ = c.wait();
         }
         n.paused = false;
+        n.wal_fault = None;
     }
 
     /// SIGSTOPs node `i`.
@@ -200,7 +265,8 @@ impl Cluster {
         n.paused = false;
     }
 
-    /// Records nodes that exited although the suite did not kill them (a crash: a violation).
+    /// Records nodes that exited although the suite did not kill them (a crash: a violation),
+    /// returned; an incarnation started with a WAL fault goes to [`Node::expected_exits`].
     pub fn reap_unexpected(&mut self, at: Duration) -> Vec<String> {
         let mut found = Vec::new();
         for n in &mut self.nodes {
@@ -212,9 +278,14 @@ impl Cluster {
                         c.id(),
                         at.as_secs_f64()
                     );
-                    n.unexpected_exits.push(msg.clone());
-                    found.push(msg);
                     n.child = None;
+                    if let Some(spec) = n.wal_fault.take() {
+                        n.expected_exits
+                            .push(format!("{msg} (WAL fault {spec} armed)"));
+                    } else {
+                        n.unexpected_exits.push(msg.clone());
+                        found.push(msg);
+                    }
                 }
             }
         }
@@ -279,6 +350,28 @@ impl Cluster {
                 }
             }
         }
+        files
+    }
+
+    /// Every log file of the incarnations started with a WAL fault (their output files and
+    /// the files in their log directories).
+    pub fn wal_fault_log_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut stack: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.wal_fault_logs.iter().cloned())
+            .collect();
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    stack.extend(rd.flatten().map(|e| e.path()));
+                }
+            } else if p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
         files
     }
 
@@ -389,5 +482,79 @@ mod tests {
         // Untouched settings survive.
         assert_eq!(doc["raft"]["heartbeat_interval_ms"].as_integer(), Some(100));
         assert!(rewrite_config(&text, 0, &addrs, 1, Path::new("/tmp"), &proxy).is_err());
+    }
+
+    /// Waits (bounded) until node `i`'s process has exited and is reaped.
+    fn reap_within(c: &mut Cluster, i: usize, found: &mut Vec<String>) {
+        let t0 = Instant::now();
+        while c.nodes[i].is_up() && t0.elapsed() < Duration::from_secs(10) {
+            found.extend(c.reap_unexpected(t0.elapsed()));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!c.nodes[i].is_up(), "the process did not exit");
+    }
+
+    /// With a "server" script that prints its fault environment and exits at once: an exit
+    /// while the WAL fault is armed is expected, the same exit of a normal start is a
+    /// violation, and the armed incarnation got both variables, its own config (own log
+    /// directory) and its own output file.
+    #[test]
+    fn an_armed_node_exiting_is_expected_a_normal_one_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ringraft-chaos-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("fake-server.sh");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho \"fault=[$RINGRAFT_WAL_FAULT] enable=[$RINGRAFT_WAL_FAULT_ENABLE] \
+             config=[$CONFIG_PATH]\"\nexit 3\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A process forked by another test thread while the script was open for writing holds
+        // that descriptor until it execs (ETXTBSY meanwhile): wait until the script runs.
+        let t0 = Instant::now();
+        while Command::new(&bin).output().is_err() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut c = Cluster::prepare(Path::new("config"), 2, &dir, &bin, Vec::new()).unwrap();
+        let mut found = Vec::new();
+        c.start_with_wal_fault(1, "fsync_fail_after=7").unwrap();
+        assert_eq!(c.nodes[1].wal_fault.as_deref(), Some("fsync_fail_after=7"));
+        reap_within(&mut c, 1, &mut found);
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(c.nodes[1].expected_exits.len(), 1);
+        assert!(c.nodes[1].expected_exits[0].contains("fsync_fail_after=7"));
+        assert!(c.nodes[1].unexpected_exits.is_empty());
+        let cfg = std::fs::read_to_string(dir.join("n2.disk1.toml")).unwrap();
+        let doc: toml::Table = cfg.parse().unwrap();
+        assert_eq!(
+            doc["cluster"]["log_dir"].as_str(),
+            Some(dir.join("logs-n2.disk1").display().to_string().as_str())
+        );
+        let out = std::fs::read_to_string(dir.join("n2.disk1.out")).unwrap();
+        assert!(
+            out.contains(&format!(
+                "fault=[fsync_fail_after=7] enable=[1] config=[{}]",
+                dir.join("n2.disk1.toml").display()
+            )),
+            "{out}"
+        );
+        // A normal start disarms: the same exit is now a violation.
+        c.start(1).unwrap();
+        assert_eq!(c.nodes[1].wal_fault, None);
+        reap_within(&mut c, 1, &mut found);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(c.nodes[1].unexpected_exits.len(), 1);
+        let out = std::fs::read_to_string(dir.join("n2.out")).unwrap();
+        assert!(out.contains("fault=[] enable=[]"), "{out}");
+        assert!(c.wal_fault_log_files().contains(&dir.join("n2.disk1.out")));
+        // A kill ends the armed incarnation too.
+        c.start_with_wal_fault(0, "enospc_after=3").unwrap();
+        c.kill(0);
+        assert_eq!(c.nodes[0].wal_fault, None);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

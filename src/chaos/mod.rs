@@ -14,12 +14,15 @@
 //! without root, namespaces, iptables or `tc` (netem is not available on the development
 //! machines); clients dial the nodes directly, so an isolated leader stays reachable.
 //!
-//! Disk faults slot: the WAL's fault hook (failing fsync, short write, ENOSPC) is switched on
-//! per process by an explicit option or environment variable. `--server-env KEY=VALUE` passes
-//! such a variable to every server; a disk nemesis restarts one node with the hook armed (a
-//! `Cluster::start` with extra env), and the checks stay the same: a node that fails its WAL
-//! must stop (crash-stop: its "WAL sync failed" line is then expected for that node) and no
-//! acknowledged write may be lost.
+//! Disk faults: the `disk` nemesis kills one seeded node and restarts it with the WAL's fault
+//! hook armed — `RINGRAFT_WAL_FAULT=<spec>` (a seeded `fsync_fail_after=N`,
+//! `short_write_after=N` or `enospc_after=N`) together with `RINGRAFT_WAL_FAULT_ENABLE=1`; the
+//! node arms the hook only when both are set — with its own output file and log directory; at
+//! the heal it is killed and restarted without them. The checks stay the same: a node whose WAL
+//! fails must stop (crash-stop), so its exit and its error lines in that incarnation are
+//! expected (listed, not violations; a panic still is one), and no acknowledged write may be
+//! lost. A node that does not honour the hook just runs through the window (the fault record
+//! says so). `--server-env KEY=VALUE` passes extra variables to every server.
 //!
 //! Negative controls: `--unsafe-faults a,b` starts the servers with
 //! `RINGRAFT_UNSAFE_TEST_FAULTS=a,b`, test-only Raft faults the node maps onto its Raft
@@ -302,6 +305,20 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
     let reaped = cluster.reap_unexpected(t0.elapsed());
     findings.crashes.extend(reaped);
     cluster.stop_all();
+    for n in &cluster.nodes {
+        findings.expected.extend(n.expected_exits.iter().cloned());
+    }
+    for file in cluster.wal_fault_log_files() {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.len() > LOG_SCAN_BYTES_MAX {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            report::wal_fault_crash_lines(&file.display().to_string(), &text, &mut findings);
+        }
+    }
     for file in cluster.log_files() {
         let Ok(meta) = std::fs::metadata(&file) else {
             continue;
@@ -536,6 +553,30 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
             let down_until = t0.elapsed() + LAGGING_LEADER_DOWN;
             sleep_until(t0, down_until, c, found);
             let _ = c.start(l);
+        }
+        (NemesisKind::Disk, Target::Disk { node, fault }) => {
+            let i = *node;
+            let spec = fault.spec();
+            let exits_before = c.nodes[i].expected_exits.len();
+            c.kill(i);
+            let armed = c.start_with_wal_fault(i, &spec);
+            sleep_until(t0, end, c, found);
+            let fired = c.nodes[i].expected_exits.len() > exits_before;
+            c.kill(i);
+            let restarted = c.start(i);
+            target = match (armed, fired) {
+                (Err(e), _) => format!("n{} {spec}: could not start it armed: {e}", i + 1),
+                (Ok(()), true) => format!("n{} {spec}: stopped on the WAL failure", i + 1),
+                (Ok(()), false) => format!(
+                    "n{} {spec}: did not stop (fault not hit, or the node ignores the hook)",
+                    i + 1
+                ),
+            };
+            if let Err(e) = restarted {
+                found
+                    .crashes
+                    .push(format!("n{} restart after the disk fault: {e}", i + 1));
+            }
         }
         (k, t) => {
             // A kind whose target shape does not match cannot be planned by `schedule::plan`.

@@ -19,6 +19,8 @@ pub const CRASH_PATTERNS: [&str; 5] = [
     "core failed:",
     "WAL sync failed",
 ];
+/// The crash patterns that are panics: a violation even while a WAL fault is armed.
+pub const PANIC_PATTERNS: [&str; 2] = ["panicked at", "panic:"];
 /// Most violations of one kind listed in full (the count is always exact).
 pub const LISTED_MAX: usize = 20;
 
@@ -102,6 +104,9 @@ pub struct Findings {
     pub crashes: Vec<String>,
     /// Replicas whose local state did not converge after healing.
     pub divergence: Vec<String>,
+    /// Not violations: exits and error lines of nodes started with a WAL fault (the disk
+    /// nemesis), which must stop when their WAL fails. Listed in the summary.
+    pub expected: Vec<String>,
 }
 
 impl Findings {
@@ -282,6 +287,23 @@ pub fn crash_lines(file: &str, text: &str, f: &mut Findings) {
     }
 }
 
+/// Crash lines in the log text of a node incarnation started with a WAL fault: the node must
+/// stop with an error when its WAL fails, so such lines are expected (into `f.expected`), except
+/// panics, which stay violations (a failing disk must never make the node panic).
+pub fn wal_fault_crash_lines(file: &str, text: &str, f: &mut Findings) {
+    for line in text.lines() {
+        if !CRASH_PATTERNS.iter().any(|p| line.contains(p)) {
+            continue;
+        }
+        let cut: String = line.chars().take(300).collect();
+        if PANIC_PATTERNS.iter().any(|p| line.contains(p)) {
+            f.crashes.push(format!("{file}: {cut}"));
+        } else {
+            f.expected.push(format!("{file}: {cut}"));
+        }
+    }
+}
+
 /// Counts of ok / fail / info.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
@@ -417,6 +439,15 @@ pub fn markdown(s: &Summary) -> String {
         let _ = writeln!(m, "\n### Violations\n");
         for (k, v) in listed.iter().take(LISTED_MAX * 3) {
             let _ = writeln!(m, "- **{k}**: {v}");
+        }
+    }
+    if !f.expected.is_empty() {
+        let _ = writeln!(
+            m,
+            "\n### Expected (WAL fault armed: the node must stop), not violations\n"
+        );
+        for v in f.expected.iter().take(LISTED_MAX) {
+            let _ = writeln!(m, "- {v}");
         }
     }
     let _ = writeln!(m, "\n## Faults and recovery\n");
@@ -727,6 +758,17 @@ mod tests {
         let mut f = Findings::default();
         crash_lines("n1.out", "INFO fine\nERROR panic: boom at x.rs:1\n", &mut f);
         assert_eq!(f.crashes.len(), 1);
+        // Under an armed WAL fault the node's stop message is expected, a panic is not.
+        let mut g = Findings::default();
+        wal_fault_crash_lines(
+            "n2.disk1.out",
+            "INFO up\nERROR core failed: WAL sync failed: EIO\nthread 'c' panicked at a.rs:1\n",
+            &mut g,
+        );
+        assert_eq!(g.expected.len(), 1, "{g:?}");
+        assert!(g.expected[0].contains("WAL sync failed"));
+        assert_eq!(g.crashes.len(), 1, "{g:?}");
+        assert_eq!(g.count(), 1, "expected lines are not violations");
         let ops = vec![
             op(OpFunction::Put, "k", Some("1"), Outcome::Ok, (0, 5)),
             op(OpFunction::Put, "k", Some("2"), Outcome::Ok, (1_500, 1_600)),

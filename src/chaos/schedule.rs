@@ -78,12 +78,19 @@ pub enum NemesisKind {
     /// Isolate a random follower (it falls behind), then at the heal kill the leader: the
     /// lagging follower must not win the election that follows.
     LaggingElection,
-    /// Each fault a random one of the kinds above.
+    /// Restart one node with its WAL fault hook armed (a seeded failing fsync, short write or
+    /// ENOSPC after N operations, see [`DiskFault`]); restart it without the hook at the heal.
+    /// The node's exit when the fault fires, and its error lines then, are expected. Not part
+    /// of `mixed` (it needs the node's hook; name it, as `chaos-long` does).
+    Disk,
+    /// Each fault a random one of the kinds above, `disk` excepted.
     Mixed,
 }
 
 impl NemesisKind {
-    /// Every concrete kind (what `mixed` draws from, and what `chaos-long` runs).
+    /// Every concrete kind `mixed` draws from (`chaos-long` runs these and `disk`). `disk` is
+    /// left out so that a `mixed` seed replays the same schedule whether or not a node build
+    /// honours the WAL fault hook.
     pub const ALL: [NemesisKind; 9] = [
         NemesisKind::Kill,
         NemesisKind::KillLeader,
@@ -108,6 +115,7 @@ impl NemesisKind {
             NemesisKind::OneWay => "one-way",
             NemesisKind::RestartAll => "restart-all",
             NemesisKind::LaggingElection => "lagging-election",
+            NemesisKind::Disk => "disk",
             NemesisKind::Mixed => "mixed",
         }
     }
@@ -134,6 +142,52 @@ pub enum Target {
     /// Lagging election: this follower index is isolated (if it leads when the fault
     /// starts, the next node is taken).
     Lagging(usize),
+    /// Disk: this node index is restarted with this WAL fault armed.
+    Disk {
+        /// The node.
+        node: usize,
+        /// The fault its WAL is given.
+        fault: DiskFault,
+    },
+}
+
+/// Bounds of the seeded operation count after which a disk fault fires (operations of that
+/// kind succeed this many times first). Low enough that a node under the workload reaches it
+/// within the shortest fault window, high enough that the restarted node recovers, rejoins and
+/// writes before it fails.
+pub const DISK_FAULT_AFTER: (u64, u64) = (10, 300);
+
+/// What a disk fault makes fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFaultKind {
+    /// Every WAL sync (fdatasync) after N fails with EIO.
+    FsyncFail,
+    /// Every record write after N writes half its bytes, then fails with EIO.
+    ShortWrite,
+    /// Every record write after N fails with ENOSPC.
+    NoSpace,
+}
+
+/// One disk fault: a kind and how many operations succeed before it fires (sticky after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskFault {
+    /// What fails.
+    pub kind: DiskFaultKind,
+    /// Operations that succeed first.
+    pub after: u64,
+}
+
+impl DiskFault {
+    /// The WAL fault spec (`ringraft_wal::FaultInjector::from_spec` syntax), the value of
+    /// `RINGRAFT_WAL_FAULT` for the node.
+    pub fn spec(&self) -> String {
+        let key = match self.kind {
+            DiskFaultKind::FsyncFail => "fsync_fail_after",
+            DiskFaultKind::ShortWrite => "short_write_after",
+            DiskFaultKind::NoSpace => "enospc_after",
+        };
+        format!("{key}={}", self.after)
+    }
 }
 
 /// One planned fault.
@@ -165,6 +219,7 @@ impl fmt::Display for Fault {
                 format!("{} | rest, bridged by n{}", node_list(side), bridge + 1)
             }
             Target::Lagging(i) => format!("n{} lags, then the leader dies", i + 1),
+            Target::Disk { node, fault } => format!("n{} WAL fault {}", node + 1, fault.spec()),
         };
         write!(
             f,
@@ -224,6 +279,19 @@ fn target_for(kind: NemesisKind, nodes: usize, rng: &mut Rng) -> Target {
         | NemesisKind::Mixed => Target::Leader,
         NemesisKind::RestartAll => Target::All,
         NemesisKind::LaggingElection => Target::Lagging(rng.below(n) as usize),
+        NemesisKind::Disk => {
+            let node = rng.below(n) as usize;
+            let kind = match rng.below(3) {
+                0 => DiskFaultKind::FsyncFail,
+                1 => DiskFaultKind::ShortWrite,
+                _ => DiskFaultKind::NoSpace,
+            };
+            let after = rng.between(DISK_FAULT_AFTER.0, DISK_FAULT_AFTER.1);
+            Target::Disk {
+                node,
+                fault: DiskFault { kind, after },
+            }
+        }
         NemesisKind::Partition => {
             // A random minority (at least one node) against the rest.
             let mut order: Vec<usize> = (0..nodes).collect();
@@ -281,5 +349,40 @@ mod tests {
             assert_eq!(s.len(), 1);
         }
         assert!(plan(1, 3, Duration::from_secs(5), &[NemesisKind::Kill]).is_empty());
+        assert!(
+            a.iter().all(|f| f.kind != NemesisKind::Disk),
+            "disk is not in mixed"
+        );
+    }
+
+    #[test]
+    fn disk_faults_are_seeded_in_bounds_and_valid_wal_specs() {
+        let total = Duration::from_secs(120);
+        let a = plan(11, 3, total, &[NemesisKind::Disk]);
+        assert_eq!(a, plan(11, 3, total, &[NemesisKind::Disk]));
+        assert!(a.len() >= 5, "{a:?}");
+        let mut kinds = std::collections::HashSet::new();
+        let mut nodes = std::collections::HashSet::new();
+        for f in &a {
+            let Target::Disk { node, fault } = &f.target else {
+                panic!("{f}")
+            };
+            assert!(*node < 3, "{f}");
+            assert!(
+                (DISK_FAULT_AFTER.0..=DISK_FAULT_AFTER.1).contains(&fault.after),
+                "{f}"
+            );
+            // The spec is one the WAL's fault hook accepts, and it names the drawn count.
+            let spec = fault.spec();
+            assert!(
+                ringraft_wal::FaultInjector::from_spec(&spec).is_ok(),
+                "{spec}"
+            );
+            assert!(spec.ends_with(&format!("={}", fault.after)), "{spec}");
+            assert!(f.to_string().contains(&spec), "{f}");
+            kinds.insert(spec.split('=').next().unwrap_or("").to_string());
+            nodes.insert(*node);
+        }
+        assert!(kinds.len() >= 2 && nodes.len() >= 2, "{a:?}");
     }
 }

@@ -8,6 +8,7 @@
 //! Owned by the client (issue 7).
 
 pub mod status;
+pub mod wal;
 
 use std::io::Write;
 use std::process::ExitCode;

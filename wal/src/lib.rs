@@ -75,7 +75,9 @@
 //!   a sealed segment, or an invalid record followed by a valid one anywhere
 //!   ([`Error::ValidAfterInvalid`]), makes open refuse with file and offset. The way forward is
 //!   explicit: [`Wal::repair`] cuts at the first invalid record and reports every record and
-//!   segment it drops ([`RepairReport`]). Every open returns a [`RecoveryReport`]
+//!   segment it drops ([`RepairReport`]); [`Wal::inspect`] and [`Wal::repair_plan`] run the same
+//!   scan read-only (no lock, nothing cut, deleted or synced: `ringraft wal inspect`, and
+//!   `ringraft wal repair` without `--yes`). Every open returns a [`RecoveryReport`]
 //!   ([`Wal::recovery_report`], `Display` for the log). Old records left in a recycled file
 //!   carry lsns below the segment's first lsn and are never taken for new ones. Soundness: the
 //!   header of segment n+1 is written only after segment n is fully durable, so only the last

@@ -225,6 +225,23 @@ impl Wal {
         crate::recovery::repair(dir, opts, &seg_config(opts))
     }
 
+    /// Scans the log in `dir` as open would, without changing anything and without taking
+    /// the directory lock: files are opened and mapped read-only; a torn tail is reported
+    /// (under `TolerateTornTail`) but not cut; spares are not deleted; nothing is synced.
+    /// Returns what open would recover, or the error open would refuse with (file and offset).
+    /// A log being written concurrently may show a torn tail that is only a write in flight.
+    pub fn inspect(dir: impl AsRef<Path>, opts: &WalOptions) -> Result<RecoveryReport> {
+        opts.validate()?;
+        crate::recovery::inspect(dir.as_ref(), opts, &seg_config(opts))
+    }
+
+    /// What [`Wal::repair`] would cut and drop in `dir`, computed read-only like
+    /// [`Wal::inspect`] (a dry run: nothing is changed).
+    pub fn repair_plan(dir: impl AsRef<Path>, opts: &WalOptions) -> Result<RepairReport> {
+        opts.validate()?;
+        crate::recovery::repair_plan(dir.as_ref(), opts, &seg_config(opts))
+    }
+
     // ----- writes -------------------------------------------------------------------------
 
     /// Appends the entry `index` (which must be the group's last index + 1) of `group`. Stages

@@ -37,6 +37,10 @@
 //!    every used segment, because records found in the page cache after a process crash may
 //!    never have been synced; only then is everything found reported durable.
 //!
+//! The same scan runs read-only for [`crate::Wal::inspect`] and [`crate::Wal::repair_plan`]:
+//! files opened and mapped read-only, steps 1 and 5 delete nothing, nothing is cut or synced;
+//! the reports say what open or repair would do.
+//!
 //! Every number read from disk is treated as hostile: lengths are checked against the segment
 //! before use, lsn and index arithmetic is checked, and every failure is a typed error naming
 //! the file and offset — never a panic. Every recovery returns a [`RecoveryReport`] for the
@@ -146,7 +150,8 @@ struct Found {
     path: PathBuf,
 }
 
-fn list(dir: &Path) -> Result<Vec<Found>> {
+/// Lists the segment files of `dir`; deletes `*.wal.prep` leftovers unless `read_only`.
+fn list(dir: &Path, read_only: bool) -> Result<Vec<Found>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     let mut found = Vec::new();
     for ent in rd {
@@ -154,6 +159,9 @@ fn list(dir: &Path) -> Result<Vec<Found>> {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(&format!(".{SEGMENT_EXT}.{PREP_EXT}")) {
+            if read_only {
+                continue;
+            }
             std::fs::remove_file(ent.path()).map_err(|e| Error::io("remove", ent.path(), e))?;
             continue;
         }
@@ -178,7 +186,22 @@ fn list(dir: &Path) -> Result<Vec<Found>> {
 }
 
 pub(crate) fn recover(dir: &Path, opts: &WalOptions, cfg: &SegConfig) -> Result<Recovered> {
-    recover_inner(dir, opts, cfg, None)
+    recover_inner(dir, opts, cfg, None, false)
+}
+
+/// Runs the recovery scan of `dir` without changing anything: files are opened and mapped
+/// read-only, a torn tail is reported (under `TolerateTornTail`) but not cut, spares and
+/// leftovers are not deleted, nothing is synced. The report's `spares_deleted` is 0.
+pub(crate) fn inspect(dir: &Path, opts: &WalOptions, cfg: &SegConfig) -> Result<RecoveryReport> {
+    Ok(recover_inner(dir, opts, cfg, None, true)?.report)
+}
+
+/// What [`repair`] would do to `dir`, computed without changing anything (see [`inspect`]).
+pub(crate) fn repair_plan(dir: &Path, opts: &WalOptions, cfg: &SegConfig) -> Result<RepairReport> {
+    let mut rep = RepairReport::default();
+    let rec = recover_inner(dir, opts, cfg, Some(&mut rep), true)?;
+    rep.recovery = rec.report;
+    Ok(rep)
 }
 
 /// Repairs the log in `dir` (the caller holds the directory lock): cuts it at the first invalid
@@ -188,29 +211,37 @@ pub(crate) fn recover(dir: &Path, opts: &WalOptions, cfg: &SegConfig) -> Result<
 /// that contradict each other) are returned as they are.
 pub(crate) fn repair(dir: &Path, opts: &WalOptions, cfg: &SegConfig) -> Result<RepairReport> {
     let mut rep = RepairReport::default();
-    let rec = recover_inner(dir, opts, cfg, Some(&mut rep))?;
+    let rec = recover_inner(dir, opts, cfg, Some(&mut rep), false)?;
     rep.recovery = rec.report;
     Ok(rep)
 }
 
+/// The recovery scan. `read_only`: open and map every file read-only and skip every write,
+/// delete and sync (the reports say what would be cut and dropped).
 fn recover_inner(
     dir: &Path,
     opts: &WalOptions,
     cfg: &SegConfig,
     mut repair: Option<&mut RepairReport>,
+    read_only: bool,
 ) -> Result<Recovered> {
-    let cfg = SegConfig {
+    let mut cfg = SegConfig {
         prefault: false,
         open_sync_files: false,
         ..cfg.clone()
     };
-    let found = list(dir)?;
+    if read_only {
+        // A read-only map, whatever the configured write mode.
+        cfg.mode = crate::options::WriteMode::Pwrite;
+        cfg.workers = 0;
+    }
+    let found = list(dir, read_only)?;
     let mut used: Vec<(Segment, SegmentHeader)> = Vec::new();
     let mut spares: Vec<PathBuf> = Vec::new();
     for f in found {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!read_only)
             .open(&f.path)
             .map_err(|e| Error::io("open segment", &f.path, e))?;
         let len = file
@@ -337,7 +368,9 @@ fn recover_inner(
                     also.push((voff, voff + vtotal));
                     from = voff + vtotal - crate::record::RECORD_ALIGN_BYTES;
                 }
-                seg.zero_tail(at, &also)?;
+                if !read_only {
+                    seg.zero_tail(at, &also)?;
+                }
                 rep.cut = Some((seg.path.clone(), at as u64));
                 rep.reason = Some(reason.clone());
                 rep.first_dropped_lsn = Some(next_lsn);
@@ -348,8 +381,10 @@ fn recover_inner(
                 for (later, _) in later.into_iter().rev() {
                     let path = later.path.clone();
                     drop(later);
-                    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-                    sync_dir(dir)?;
+                    if !read_only {
+                        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                        sync_dir(dir)?;
+                    }
                     rep.dropped_segments.insert(0, path);
                 }
                 n_used = used.len();
@@ -379,7 +414,9 @@ fn recover_inner(
                     reason,
                 });
             }
-            seg.zero_tail(at, &[])?;
+            if !read_only {
+                seg.zero_tail(at, &[])?;
+            }
             report.torn_tail = Some((seg.path.clone(), at as u64));
             report.torn_tail_reason = Some(reason);
             off = at;
@@ -404,6 +441,16 @@ fn recover_inner(
                 });
             }
         }
+    }
+    if read_only {
+        report.segments = used.len();
+        report.next_lsn = next_lsn;
+        return Ok(Recovered {
+            segments: used.into_iter().map(|(seg, _)| seg).collect(),
+            next_lsn,
+            groups,
+            report,
+        });
     }
     for path in &spares {
         std::fs::remove_file(path).map_err(|e| Error::io("remove spare segment", path, e))?;

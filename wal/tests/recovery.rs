@@ -332,3 +332,60 @@ fn a_last_segment_without_header_is_an_unfinished_spare_and_is_dropped() {
     ));
     let _ = std::fs::remove_dir_all(dir2);
 }
+
+/// `Wal::inspect` and `Wal::repair_plan` run the recovery scan without changing a byte: a torn
+/// tail is reported where open then cuts it, a prep leftover and the file bytes stay, and the
+/// plan for a damaged record followed by valid ones matches what `repair` then does.
+#[test]
+fn inspect_and_repair_plan_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let offs = write_single_segment(dir.path());
+    let path = segment_path(dir.path(), 1);
+    let prep = dir.path().join("00000000000000000009.wal.prep");
+    std::fs::write(&prep, b"leftover").unwrap();
+    let pristine = std::fs::read(&path).unwrap();
+    // Garbage from the middle of the last record on: a torn tail.
+    let tear = offs[N as usize - 1] + 20;
+    let mut torn = pristine.clone();
+    for b in &mut torn[tear..tear + 8] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, &torn).unwrap();
+    let rep = Wal::inspect(dir.path(), &opts(RecoveryMode::TolerateTornTail)).unwrap();
+    assert_eq!(
+        rep.torn_tail,
+        Some((path.clone(), offs[N as usize - 1] as u64))
+    );
+    assert_eq!(rep.records, N - 1);
+    assert!(matches!(
+        Wal::inspect(dir.path(), &opts(RecoveryMode::Strict)),
+        Err(Error::TornTail { .. })
+    ));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        torn,
+        "inspect changed the segment"
+    );
+    assert!(prep.exists(), "inspect deleted a leftover");
+    // A damaged record with valid ones after it: inspect refuses like open, the plan says
+    // what repair then does, and nothing changes until repair.
+    let mut bad = pristine.clone();
+    bad[offs[10] + 50] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        Wal::inspect(dir.path(), &opts(RecoveryMode::TolerateTornTail)),
+        Err(Error::ValidAfterInvalid { offset, .. }) if offset as usize == offs[10]
+    ));
+    let plan = Wal::repair_plan(dir.path(), &opts(RecoveryMode::Strict)).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bad,
+        "repair_plan changed the segment"
+    );
+    let done = Wal::repair(dir.path(), &opts(RecoveryMode::Strict)).unwrap();
+    assert_eq!(plan.cut, done.cut);
+    assert_eq!(plan.dropped_records, done.dropped_records);
+    assert_eq!(plan.first_dropped_lsn, Some(11));
+    assert_eq!(plan.recovery.records, done.recovery.records);
+    assert_ne!(std::fs::read(&path).unwrap(), bad, "repair changed nothing");
+}
