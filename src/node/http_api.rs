@@ -655,16 +655,26 @@ mod tests {
     #[test]
     fn write_failures_say_applied_false_or_outcome_unknown() {
         let not_leader = ClientError::NotLeader {
-            leader_id: 2,
-            leader_address: Some("127.0.0.1:9082".into()),
+            leader: Some(crate::node::request::LeaderHint {
+                node_id: 2,
+                address: "127.0.0.1:9082".into(),
+            }),
         };
         let errs = [
             not_leader.clone(),
             ClientError::WrongShard { shard: 3 },
-            ClientError::Busy("x".into()),
-            ClientError::Invalid("x".into()),
-            ClientError::Timeout,
+            ClientError::Busy { retry_after_ms: 10 },
+            ClientError::InvalidRequest("x".into()),
+            ClientError::TooLarge {
+                bytes: 10,
+                limit: 5,
+            },
             ClientError::Unavailable("x".into()),
+            ClientError::Superseded,
+            ClientError::Timeout,
+            ClientError::LeadershipLost,
+            ClientError::ForwardBroken("x".into()),
+            ClientError::SessionExpired,
         ];
         let mut failures: Vec<Failure<'_>> = errs.iter().map(Failure::Node).collect();
         failures.push(Failure::ForwardBroken {
@@ -695,11 +705,16 @@ mod tests {
                 (503, Some(false), None, 503),            // NotLeader
                 (421, Some(false), None, 421),            // WrongShard
                 (429, Some(false), None, 429),            // Busy
-                (400, Some(false), None, 400),            // Invalid
+                (400, Some(false), None, 400),            // InvalidRequest
+                (413, Some(false), None, 413),            // TooLarge
+                (503, Some(false), None, 503),            // Unavailable (refused before proposal)
+                (503, Some(false), None, 503),            // Superseded
                 (504, None, Some("unknown".into()), 504), // Timeout
-                (504, None, Some("unknown".into()), 503), // Unavailable (ambiguous: unknown for writes)
-                (504, None, Some("unknown".into()), 504), // ForwardBroken
-                (504, None, Some("unknown".into()), 504), // SessionExpired
+                (504, None, Some("unknown".into()), 504), // LeadershipLost
+                (504, None, Some("unknown".into()), 504), // ForwardBroken (node error)
+                (504, None, Some("unknown".into()), 504), // SessionExpired (node error)
+                (504, None, Some("unknown".into()), 504), // ForwardBroken (HTTP forward)
+                (504, None, Some("unknown".into()), 504), // SessionExpired (apply result)
             ]
         );
         // Never a 503 for an unknown outcome, never "applied" and "outcome" together.
