@@ -26,7 +26,8 @@ use serde_json::json;
 use crate::node::http::{Request, Response};
 use crate::node::kv::{ApplyResult, WriteOp};
 use crate::node::request::{
-    http_status as node_http_status, ClientError, ClientOp, ErrorClass, ClientReply, ClientRequest, ClientResult, Consistency,
+    http_status as node_http_status, ClientError, ClientOp, ClientReply, ClientRequest,
+    ClientResult, Consistency, ErrorClass,
 };
 
 /// Header set on a request a follower forwards to the leader; a forwarded request is never
