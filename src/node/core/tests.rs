@@ -232,3 +232,47 @@ fn initial_membership_from_roles() {
         vec![7]
     );
 }
+
+/// A hostile peer message reaches a real core: it is refused, counted on the core's metric and
+/// warned about once per interval.
+#[test]
+fn refused_peer_messages_are_counted_on_the_metric() {
+    let dir = std::env::temp_dir().join(format!("ringraft-invalid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = THREE.replace(
+        "listen_address = \"127.0.0.1:9082\"",
+        &format!(
+            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
+            dir.display()
+        ),
+    );
+    let c = Arc::new(cfg(&text));
+    let metrics = Arc::new(CoreMetrics::default());
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics.clone(), &gauges).unwrap();
+    let hostile = || {
+        vec![Inbound::Raft(
+            0,
+            Message {
+                from: 1,
+                to: 2,
+                term: crate::raft::MAX_TERM + 1,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    round: 1,
+                },
+            },
+        )]
+    };
+    st.step_inbound(1, hostile());
+    assert_eq!(metrics.raft_invalid_messages.get(), 1);
+    assert_eq!(st.invalid_log.seen, 1);
+    st.step_inbound(1, hostile());
+    assert_eq!(metrics.raft_invalid_messages.get(), 2);
+    // The second refusal came within the interval: counted, not yet warned about.
+    assert_eq!(st.invalid_log.unlogged, 1);
+    // The replica kept its term: the refusal changed no state.
+    assert_eq!(st.multi.group(0).map(|r| r.term()), Some(0));
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
+}
