@@ -20,7 +20,7 @@ use super::http::{request, HttpOutcome};
 use super::proxy::Proxy;
 
 /// Environment variable the node reads for test-only Raft faults (negative controls).
-pub const UNSAFE_TEST_FAULTS_ENV: &str = "RINGRAFT_UNSAFE_TEST_FAULTS";
+pub const UNSAFE_TEST_FAULTS_ENV: &str = crate::node::core::UNSAFE_TEST_FAULTS_ENV;
 /// Environment variable with the WAL fault spec (`ringraft_wal::FaultInjector::from_spec`).
 pub const WAL_FAULT_ENV: &str = ringraft_wal::fault::FAULT_ENV;
 /// Environment variable that must be `1` as well for the node to read [`WAL_FAULT_ENV`] (the

@@ -261,6 +261,10 @@ pub struct CoreMetrics {
     pub errors: [Counter; 9],
     /// Leader elections won on this core.
     pub leader_elections: Counter,
+    /// Raft messages from peers this core's groups refused as invalid (a term, index or field
+    /// relation no honest peer sends): the core's running total, set by the core after each
+    /// refusal (`MultiRaft::invalid_messages`).
+    pub raft_invalid_messages: Gauge,
 }
 
 impl CoreMetrics {
@@ -355,6 +359,12 @@ impl NodeMetrics {
             "ringraft_leader_elections_total",
             "Elections won by shards of this node.",
             self.sum(|c| c.leader_elections.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_raft_invalid_messages_total",
+            "Raft messages from peers refused as invalid (no honest peer sends them).",
+            self.sum(|c| c.raft_invalid_messages.get()),
         );
         counter(
             &mut o,
@@ -555,6 +565,8 @@ mod tests {
         m.cores[0].proposals.add(5);
         m.cores[1].proposals.add(7);
         m.cores[1].error(ErrorKind::Busy);
+        m.cores[0].raft_invalid_messages.set(2);
+        m.cores[1].raft_invalid_messages.set(1);
         m.cores[0].commit_latency_us.record(300);
         m.cores[1].commit_latency_us.record(3);
         m.shards[1].term.set(4);
@@ -565,6 +577,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ringraft_errors_total{node=\"3\",kind=\"busy\"} 1\n"));
+        assert!(
+            t.contains("ringraft_raft_invalid_messages_total{node=\"3\"} 3\n"),
+            "{t}"
+        );
         assert!(t.contains("ringraft_shard_term{node=\"3\",shard=\"1\"} 4\n"));
         assert!(t.contains("ringraft_shard_role{node=\"3\",shard=\"1\"} 2\n"));
         assert!(t.contains("ringraft_commit_latency_seconds_count{node=\"3\"} 2\n"));

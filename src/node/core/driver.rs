@@ -10,6 +10,9 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         if !s.multi.has_ready() {
             return Ok(false);
         }
+        // Heartbeat rounds started by `ready` are stamped with this time (the lease runs from
+        // it), read before anything of the round is sent.
+        s.multi.advance_clock(monotonic_nanos());
         let mr = s.multi.ready();
         // `has_ready` may report work that `ready` then finds nothing to do for (a leader whose
         // own entries are durable but cannot commit without a quorum): an empty round means
@@ -263,15 +266,28 @@ pub async fn persist_loop(
     }
 }
 
-/// The clock: Raft ticks follow the monotonic clock, one per `tick_interval_ms` of real time.
-/// When the executor was late, every missed tick is delivered at once (never skipped, never
-/// early): a leader's lease, counted in ticks, must not outlast real time on a loaded machine,
-/// and a follower's election timeout means the same real time it says. Every 100 ticks abandoned
-/// requests are swept.
+/// Most ticks delivered per wake-up of the tick loop. A late wake-up (a stalled executor, a
+/// stopped process) delivers up to this many and skips the rest of the missed ticks.
+///
+/// Why skip instead of catching up: the tick loop may run before the tasks that read the peer
+/// sockets, so a burst of missed ticks would run a follower's election timer past its timeout
+/// while the leader's heartbeats still wait unread in its socket, and start an election no
+/// real silence justified. Skipping only makes ticks slower than real time, which every timer
+/// tolerates: a follower's election timeout and its vote-ignoring window then last longer in
+/// real time (the direction the leader lease relies on), and a leader's own lease is checked
+/// against the monotonic clock at read time (`Raft::read_at`), not against its ticks.
+pub const MAX_TICKS_PER_WAKEUP: u64 = 2;
+
+/// The clock: Raft ticks follow the monotonic clock, at most one per `tick_interval_ms` of real
+/// time (never early), each handed the monotonic time [`monotonic_nanos`] it was delivered at.
+/// When the executor was late, at most [`MAX_TICKS_PER_WAKEUP`] ticks are delivered and the
+/// other missed ones are skipped. Every 100 delivered ticks abandoned requests are swept.
 pub async fn tick_loop(st: Rc<RefCell<CoreState>>, tick: Duration) {
     let start = Instant::now();
     let tick_us = tick.as_micros().max(1) as u64;
+    // Tick slots accounted for (delivered or skipped), and ticks delivered.
     let mut done: u64 = 0;
+    let mut delivered: u64 = 0;
     loop {
         let next = Duration::from_micros((done + 1) * tick_us);
         let now = start.elapsed();
@@ -283,16 +299,31 @@ pub async fn tick_loop(st: Rc<RefCell<CoreState>>, tick: Duration) {
         if s.fatal.is_some() {
             return;
         }
-        let n = due.saturating_sub(done).max(1);
+        let missed = due.saturating_sub(done).max(1);
+        let n = ticks_to_deliver(missed);
+        if n < missed {
+            debug!(
+                missed,
+                delivered = n,
+                "tick loop woke late; skipped the other missed ticks"
+            );
+        }
+        let now_ns = monotonic_nanos();
         for _ in 0..n {
-            s.multi.tick();
-            done += 1;
-            if done.is_multiple_of(100) {
+            s.multi.tick_at(now_ns);
+            delivered += 1;
+            if delivered.is_multiple_of(100) {
                 s.sweep_abandoned();
             }
         }
+        done += missed;
         s.kick();
     }
+}
+
+/// Ticks delivered on a wake-up that found `missed` tick slots due.
+pub(super) fn ticks_to_deliver(missed: u64) -> u64 {
+    missed.min(MAX_TICKS_PER_WAKEUP)
 }
 
 /// Syncs the WAL (shutdown).

@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ringraft_net::listener::Connection;
@@ -178,6 +178,43 @@ pub struct CoreState {
     pub dial_tx: flume::Sender<NodeId>,
     /// Set when the WAL failed: the core stops serving.
     pub fatal: Option<String>,
+    /// Rate limit of the warnings about refused (invalid) peer messages.
+    invalid_log: InvalidLog,
+}
+
+/// Least time between two warnings about refused peer messages on one core: a hostile or
+/// broken peer can send them at line rate, and the counter on /metrics has the full count.
+pub const INVALID_MESSAGE_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rate limit of the refused-message warnings: the running total last seen and when the last
+/// warning went out.
+#[derive(Debug, Default)]
+struct InvalidLog {
+    seen: u64,
+    logged_at: Option<Instant>,
+    /// Refusals since the last warning.
+    unlogged: u64,
+}
+
+impl InvalidLog {
+    /// Records the running total `total`; returns the refusals to report now (since the last
+    /// warning) if a warning is due at `now`.
+    fn note(&mut self, total: u64, now: Instant) -> Option<u64> {
+        let new = total.saturating_sub(self.seen);
+        self.seen = self.seen.max(total);
+        if new == 0 {
+            return None;
+        }
+        self.unlogged = self.unlogged.saturating_add(new);
+        let due = self
+            .logged_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= INVALID_MESSAGE_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl std::fmt::Debug for CoreState {
@@ -200,8 +237,90 @@ pub struct CoreChannels {
     pub dial_rx: flume::Receiver<NodeId>,
 }
 
-/// The Raft configuration of shard `group` on this node.
+/// Nanoseconds on the process-wide monotonic clock, counted from its first reading (early in
+/// node start). Every core of the process reads the same origin, so values are comparable
+/// across cores; the Raft cores get this time with every tick, inbound message, ready round
+/// and lease read (`tick_at`, `advance_clock`, `read_at`).
+pub fn monotonic_nanos() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Environment variable with the TEST-ONLY Raft faults to switch on (comma-separated names of
+/// [`UnsafeTestFaults`]): negative controls for the fault suite, which must then fail.
+pub const UNSAFE_TEST_FAULTS_ENV: &str = "RINGRAFT_UNSAFE_TEST_FAULTS";
+
+/// TEST-ONLY Raft faults, each mapped onto the Raft configuration's `unsafe_*` switch of the
+/// same name. All off by default; a node with any on is not a correct Raft implementation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnsafeTestFaults {
+    /// `commit_previous_term`: commit an entry of a previous term by counting replicas.
+    pub commit_previous_term: bool,
+    /// `skip_vote_log_check`: grant votes without the log up-to-date check.
+    pub skip_vote_log_check: bool,
+    /// `lease_ignore_clock`: serve every lease read locally, checking no lease.
+    pub lease_ignore_clock: bool,
+}
+
+impl UnsafeTestFaults {
+    /// Parses a comma-separated list of fault names (blanks around names and empty items are
+    /// ignored). Returns the faults and the names it does not know, in order.
+    pub fn parse(spec: &str) -> (UnsafeTestFaults, Vec<String>) {
+        let mut f = UnsafeTestFaults::default();
+        let mut unknown = Vec::new();
+        for name in spec.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "commit_previous_term" => f.commit_previous_term = true,
+                "skip_vote_log_check" => f.skip_vote_log_check = true,
+                "lease_ignore_clock" => f.lease_ignore_clock = true,
+                other => unknown.push(other.to_string()),
+            }
+        }
+        (f, unknown)
+    }
+
+    /// The faults named by [`UNSAFE_TEST_FAULTS_ENV`], read once per process; every fault on is
+    /// logged as a warning, and every unknown name is warned about and ignored.
+    pub fn from_env() -> UnsafeTestFaults {
+        static FAULTS: OnceLock<UnsafeTestFaults> = OnceLock::new();
+        *FAULTS.get_or_init(|| {
+            let Ok(spec) = std::env::var(UNSAFE_TEST_FAULTS_ENV) else {
+                return UnsafeTestFaults::default();
+            };
+            let (f, unknown) = UnsafeTestFaults::parse(&spec);
+            for name in unknown {
+                warn!(
+                    fault = name,
+                    "{UNSAFE_TEST_FAULTS_ENV}: unknown test fault, ignored"
+                );
+            }
+            for (on, name) in [
+                (f.commit_previous_term, "commit_previous_term"),
+                (f.skip_vote_log_check, "skip_vote_log_check"),
+                (f.lease_ignore_clock, "lease_ignore_clock"),
+            ] {
+                if on {
+                    warn!("TEST-ONLY fault {name} is on: Raft is unsafe");
+                }
+            }
+            f
+        })
+    }
+}
+
+/// The Raft configuration of shard `group` on this node, with the test faults of the
+/// environment ([`UnsafeTestFaults::from_env`]).
 pub fn raft_config(cfg: &Config, group: GroupId) -> crate::raft::Config {
+    raft_config_with(cfg, group, UnsafeTestFaults::from_env())
+}
+
+/// The Raft configuration of shard `group` on this node with the given test faults.
+pub fn raft_config_with(
+    cfg: &Config,
+    group: GroupId,
+    faults: UnsafeTestFaults,
+) -> crate::raft::Config {
     let (emin, emax) = cfg.election_ticks();
     let tick = cfg.raft.tick_interval_ms;
     let lease_ticks = (cfg.raft.read_consistency.lease_duration_ms / tick).max(1);
@@ -219,6 +338,9 @@ pub fn raft_config(cfg: &Config, group: GroupId) -> crate::raft::Config {
     c.check_quorum = true;
     c.lease_read = true;
     c.clock_drift_margin_ticks = margin as u32;
+    // The tick loop ticks at most once per `tick_interval_ms` of the monotonic clock it hands
+    // in, which is what the clock-checked lease assumes of `tick_nanos`.
+    c.tick_nanos = tick.saturating_mul(1_000_000);
     c.max_inflight_msgs = cfg.raft.replication.max_inflight_appends;
     c.max_entries_per_msg = cfg.raft.replication.append_entries_batch_threshold;
     c.max_bytes_per_msg = cfg.raft.replication.append_entries_max_bytes;
@@ -230,6 +352,9 @@ pub fn raft_config(cfg: &Config, group: GroupId) -> crate::raft::Config {
         PersistenceStrategy::DiskFirst => Durability::DiskFirst,
         PersistenceStrategy::MemFirst => Durability::MemFirst,
     };
+    c.unsafe_commit_previous_term = faults.commit_previous_term;
+    c.unsafe_skip_vote_log_check = faults.skip_vote_log_check;
+    c.unsafe_lease_ignore_clock = faults.lease_ignore_clock;
     c
 }
 
@@ -355,6 +480,7 @@ impl CoreState {
             kick_tx,
             dial_tx,
             fatal: None,
+            invalid_log: InvalidLog::default(),
         };
         Ok((
             st,

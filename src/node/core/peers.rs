@@ -74,10 +74,29 @@ impl CoreState {
                 );
             }
         }
+        // Rounds the step starts are stamped with the time read here.
+        self.multi.advance_clock(monotonic_nanos());
         if let Err(e) = self.multi.step(env) {
             debug!(from, "inbound raft traffic: {e}");
+            self.note_invalid(from, &e);
         }
         self.kick();
+    }
+
+    /// After a step that failed: exports the running count of refused (invalid) peer messages
+    /// and warns about new refusals, at most once per [`INVALID_MESSAGE_LOG_INTERVAL`].
+    fn note_invalid(&mut self, from: NodeId, e: &crate::raft::multi::MultiError) {
+        let total = self.multi.invalid_messages();
+        self.metrics.raft_invalid_messages.set(total);
+        if let Some(refused) = self.invalid_log.note(total, Instant::now()) {
+            warn!(
+                from,
+                refused,
+                total,
+                first_error = %e,
+                "refused raft messages from a peer as invalid (no honest peer sends them)"
+            );
+        }
     }
 
     /// Queues envelopes on the peer links (dropping, and counting, what a full or absent link

@@ -110,7 +110,10 @@ impl CoreState {
             Consistency::Lease => ReadMode::Lease,
             _ => ReadMode::ReadIndex,
         };
-        match raft.read(ctx, mode) {
+        // The clock is read now, not taken from the last tick: a leader whose executor or
+        // process stalled past its lease refuses lease reads at once on resume, before its tick
+        // loop runs again.
+        match raft.read_at(ctx, mode, monotonic_nanos()) {
             Ok(()) => {
                 self.metrics.reads[consistency.metric_index()].inc();
                 self.reads.insert(

@@ -36,6 +36,103 @@ fn raft_config_maps_timing_and_bounds() {
     assert_ne!(raft_config(&c, 1).seed, r.seed);
 }
 
+#[test]
+fn raft_config_hands_the_tick_length_to_the_clock_checked_lease() {
+    let c = cfg(THREE);
+    let r = raft_config(&c, 3);
+    assert_eq!(c.raft.tick_interval_ms, 10);
+    assert_eq!(r.tick_nanos, 10_000_000);
+    // 50 lease ticks of 10 ms: the lease in real time is the configured 500 ms.
+    assert_eq!(r.lease_nanos(), 500_000_000);
+    let slow = cfg(&format!("{THREE}\n[raft]\ntick_interval_ms = 20\n"));
+    assert_eq!(raft_config(&slow, 3).tick_nanos, 20_000_000);
+}
+
+#[test]
+fn unsafe_test_faults_parse_known_names_and_report_unknown_ones() {
+    assert_eq!(
+        UnsafeTestFaults::parse(""),
+        (UnsafeTestFaults::default(), vec![])
+    );
+    let (f, unknown) = UnsafeTestFaults::parse(" commit_previous_term,,lease_ignore_clock ,bogus");
+    assert_eq!(
+        f,
+        UnsafeTestFaults {
+            commit_previous_term: true,
+            skip_vote_log_check: false,
+            lease_ignore_clock: true,
+        }
+    );
+    assert_eq!(unknown, vec!["bogus".to_string()]);
+    let (f, unknown) = UnsafeTestFaults::parse("skip_vote_log_check");
+    assert!(f.skip_vote_log_check && !f.commit_previous_term && !f.lease_ignore_clock);
+    assert!(unknown.is_empty());
+    // Names are exact: no case folding, no prefixes.
+    let (f, unknown) = UnsafeTestFaults::parse("Lease_Ignore_Clock,lease");
+    assert_eq!(f, UnsafeTestFaults::default());
+    assert_eq!(unknown.len(), 2);
+}
+
+#[test]
+fn unsafe_test_faults_map_onto_the_raft_config() {
+    let c = cfg(THREE);
+    let safe = raft_config_with(&c, 1, UnsafeTestFaults::default());
+    assert!(
+        !safe.unsafe_commit_previous_term
+            && !safe.unsafe_skip_vote_log_check
+            && !safe.unsafe_lease_ignore_clock
+    );
+    let (f, _) =
+        UnsafeTestFaults::parse("commit_previous_term,skip_vote_log_check,lease_ignore_clock");
+    let r = raft_config_with(&c, 1, f);
+    assert!(r.unsafe_commit_previous_term);
+    assert!(r.unsafe_skip_vote_log_check);
+    assert!(r.unsafe_lease_ignore_clock);
+    let (f, _) = UnsafeTestFaults::parse("lease_ignore_clock");
+    let r = raft_config_with(&c, 1, f);
+    assert!(r.unsafe_lease_ignore_clock && !r.unsafe_commit_previous_term);
+    // The chaos suite passes its faults under the same variable name.
+    assert_eq!(
+        UNSAFE_TEST_FAULTS_ENV,
+        crate::chaos::cluster::UNSAFE_TEST_FAULTS_ENV
+    );
+}
+
+#[test]
+fn late_tick_loop_delivers_at_most_a_few_ticks() {
+    assert_eq!(driver::ticks_to_deliver(1), 1);
+    assert_eq!(driver::ticks_to_deliver(2), 2);
+    // A stall of 5 s at 10 ms ticks: not 500 ticks in one burst.
+    assert_eq!(driver::ticks_to_deliver(500), driver::MAX_TICKS_PER_WAKEUP);
+    assert!(
+        driver::MAX_TICKS_PER_WAKEUP
+            < u64::from(raft_config(&cfg(THREE), 1).election_timeout_min_ticks)
+    );
+}
+
+#[test]
+fn monotonic_nanos_never_goes_back() {
+    let a = monotonic_nanos();
+    std::thread::sleep(Duration::from_millis(2));
+    let b = monotonic_nanos();
+    assert!(b >= a + 1_000_000, "{a} {b}");
+}
+
+#[test]
+fn refused_message_warnings_are_rate_limited() {
+    let t0 = Instant::now();
+    let mut l = InvalidLog::default();
+    assert_eq!(l.note(0, t0), None);
+    assert_eq!(l.note(2, t0), Some(2));
+    // Within the interval: counted, not logged.
+    assert_eq!(l.note(5, t0 + Duration::from_millis(10)), None);
+    assert_eq!(l.note(5, t0 + Duration::from_millis(20)), None);
+    // After it: the refusals since the last line.
+    assert_eq!(l.note(6, t0 + INVALID_MESSAGE_LOG_INTERVAL), Some(4));
+    // No new refusal: nothing to say even when due.
+    assert_eq!(l.note(6, t0 + 3 * INVALID_MESSAGE_LOG_INTERVAL), None);
+}
+
 fn cas_value(key_len: usize, value_len: usize) -> Command {
     Command {
         client_id: 1,
@@ -134,4 +231,48 @@ fn initial_membership_from_roles() {
             .collect::<Vec<_>>(),
         vec![7]
     );
+}
+
+/// A hostile peer message reaches a real core: it is refused, counted on the core's metric and
+/// warned about once per interval.
+#[test]
+fn refused_peer_messages_are_counted_on_the_metric() {
+    let dir = std::env::temp_dir().join(format!("ringraft-invalid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = THREE.replace(
+        "listen_address = \"127.0.0.1:9082\"",
+        &format!(
+            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
+            dir.display()
+        ),
+    );
+    let c = Arc::new(cfg(&text));
+    let metrics = Arc::new(CoreMetrics::default());
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics.clone(), &gauges).unwrap();
+    let hostile = || {
+        vec![Inbound::Raft(
+            0,
+            Message {
+                from: 1,
+                to: 2,
+                term: crate::raft::MAX_TERM + 1,
+                body: MessageBody::Heartbeat {
+                    commit: 0,
+                    round: 1,
+                },
+            },
+        )]
+    };
+    st.step_inbound(1, hostile());
+    assert_eq!(metrics.raft_invalid_messages.get(), 1);
+    assert_eq!(st.invalid_log.seen, 1);
+    st.step_inbound(1, hostile());
+    assert_eq!(metrics.raft_invalid_messages.get(), 2);
+    // The second refusal came within the interval: counted, not yet warned about.
+    assert_eq!(st.invalid_log.unlogged, 1);
+    // The replica kept its term: the refusal changed no state.
+    assert_eq!(st.multi.group(0).map(|r| r.term()), Some(0));
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
 }
