@@ -223,6 +223,19 @@ impl Attempts {
         topo.mark_down(target, now);
         self.connect_failures_in_a_row += 1;
         if !self.answered && self.connect_failures_in_a_row >= 2 * topo.addresses().len().max(1) {
+            // An earlier attempt of this write reached a node before its connection broke: the
+            // cluster being unreachable now says nothing about that attempt, so the outcome
+            // stays unknown (never "not applied").
+            if self.maybe_applied {
+                return Step::Done(Err(Error::RetriesExhausted {
+                    attempts: self.attempts,
+                    maybe_applied: true,
+                    last: format!(
+                        "cannot reach the cluster after a sent attempt: {}",
+                        self.last
+                    ),
+                }));
+            }
             return Step::Done(Err(Error::Unreachable {
                 endpoints: topo.addresses().join(", "),
                 last: why.to_string(),
@@ -349,6 +362,40 @@ mod tests {
         assert_eq!(s, Step::Retry(Duration::ZERO));
         assert_eq!(topo.leader_of(0), Some("127.0.0.1:9082"));
         assert!(!a.maybe_applied());
+    }
+
+    #[test]
+    fn a_sent_write_then_an_unreachable_cluster_stays_outcome_unknown() {
+        let (cfg, mut topo) = setup();
+        let now = Instant::now();
+        let mut a = Attempts::new(&cfg, true, now);
+        a.begin(now).unwrap();
+        // The request reached the node, then the connection was reset (the node died).
+        let s = a.on_lost(
+            &mut topo,
+            0,
+            "127.0.0.1:9081",
+            "connection reset",
+            true,
+            now,
+        );
+        assert!(matches!(s, Step::Retry(_)));
+        // Every node down (restarting): connections are refused until the budget ends.
+        let mut last = None;
+        for _ in 0..(2 * topo.addresses().len() + 1) {
+            let t = topo.addresses()[0].clone();
+            if let Step::Done(r) = a.on_unreachable(&mut topo, &t, "connection refused", now) {
+                last = Some(r);
+                break;
+            }
+        }
+        let e = last
+            .expect("the cluster is declared unreachable")
+            .unwrap_err();
+        assert!(
+            e.maybe_applied(),
+            "a sent write must stay outcome-unknown: {e}"
+        );
     }
 
     #[test]
