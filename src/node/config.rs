@@ -271,6 +271,48 @@ pub struct PersistenceConfig {
     pub flush_workers: usize,
     /// WAL segment size.
     pub segment_bytes: u64,
+    /// How WAL records reach the file: `"pwrite"` (staged, written with pwritev, fdatasync) or
+    /// `"mmap"` (copied into a writable map, msync).
+    pub wal_write_mode: WalWriteMode,
+    /// Purged WAL segment files kept for reuse instead of deleted (each one `segment_bytes`
+    /// on disk). Only the pwrite mode reuses them.
+    pub wal_recycle_segments: u64,
+}
+
+/// `raft.persistence.wal_write_mode`: how WAL records reach the file (see `ringraft_wal::WriteMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalWriteMode {
+    /// Staged in memory, written with pwritev and made durable with fdatasync (measured fastest).
+    #[default]
+    Pwrite,
+    /// Copied into a writable shared map and made durable with msync.
+    Mmap,
+}
+
+impl WalWriteMode {
+    /// The WAL crate's mode.
+    pub fn to_wal(self) -> ringraft_wal::WriteMode {
+        match self {
+            WalWriteMode::Pwrite => ringraft_wal::WriteMode::Pwrite,
+            WalWriteMode::Mmap => ringraft_wal::WriteMode::Mmap,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WalWriteMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match ringraft_wal::WriteMode::parse(&s) {
+            Some(ringraft_wal::WriteMode::Pwrite) => Ok(WalWriteMode::Pwrite),
+            Some(ringraft_wal::WriteMode::Mmap) => Ok(WalWriteMode::Mmap),
+            None => Err(serde::de::Error::custom(err(
+                "raft.persistence.wal_write_mode",
+                &format!("{s:?}"),
+                "\"pwrite\" or \"mmap\"",
+            ))),
+        }
+    }
 }
 
 /// When a write is acknowledged.
@@ -443,6 +485,8 @@ impl Default for PersistenceConfig {
             max_buffered_entries: 10_000,
             flush_workers: 1,
             segment_bytes: 64 << 20,
+            wal_write_mode: WalWriteMode::Pwrite,
+            wal_recycle_segments: ringraft_wal::options::DEFAULT_RECYCLE_SEGMENTS as u64,
         }
     }
 }
@@ -725,6 +769,12 @@ impl Config {
             p.segment_bytes,
             SEGMENT_BYTES_MIN,
             SEGMENT_BYTES_MAX,
+        )?;
+        range(
+            "raft.persistence.wal_recycle_segments",
+            p.wal_recycle_segments,
+            0,
+            ringraft_wal::options::MAX_RECYCLE_SEGMENTS as u64,
         )?;
         let rp = &r.replication;
         range(
@@ -1051,6 +1101,36 @@ flush_workers = 4
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         Config::from_toml_with_env(text, &env)
+    }
+
+    #[test]
+    fn wal_write_mode_and_recycling_are_validated() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.raft.persistence.wal_write_mode, WalWriteMode::Pwrite);
+        let with =
+            |line: &str| BASE.replace("flush_workers = 4", &format!("flush_workers = 4\n{line}"));
+        let c = load(&with("wal_write_mode = \"mmap\"")).unwrap();
+        assert_eq!(c.raft.persistence.wal_write_mode, WalWriteMode::Mmap);
+        assert_eq!(
+            crate::node::storage::wal_options(&c).write_mode,
+            ringraft_wal::WriteMode::Mmap
+        );
+        let c = load_env(
+            BASE,
+            &[("RINGRAFT__RAFT__PERSISTENCE__WAL_WRITE_MODE", "pwrite")],
+        )
+        .unwrap();
+        assert_eq!(c.raft.persistence.wal_write_mode, WalWriteMode::Pwrite);
+        let e = load(&with("wal_write_mode = \"fsync\"")).unwrap_err().0;
+        assert!(e.contains("raft.persistence.wal_write_mode"), "{e}");
+        assert!(
+            e.contains("fsync") && e.contains("\"pwrite\" or \"mmap\""),
+            "{e}"
+        );
+        let c = load(&with("wal_recycle_segments = 0")).unwrap();
+        assert_eq!(crate::node::storage::wal_options(&c).recycle_segments, 0);
+        let e = load(&with("wal_recycle_segments = 65")).unwrap_err().0;
+        assert!(e.contains("raft.persistence.wal_recycle_segments"), "{e}");
     }
 
     #[test]

@@ -858,6 +858,20 @@ pub fn run(cfg: Config) -> ExitCode {
         error!("{e}");
         return ExitCode::from(2);
     }
+    match crate::node::storage::wal_fault_from_env() {
+        Ok(None) => {}
+        Ok(Some(_)) => warn!(
+            "WAL fault injection is ON ({}=1, {}={:?}): WAL writes and syncs will fail on purpose; never run a real node like this",
+            crate::node::storage::WAL_FAULT_ENABLE_ENV,
+            ringraft_wal::fault::FAULT_ENV,
+            std::env::var(ringraft_wal::fault::FAULT_ENV).unwrap_or_default()
+        ),
+        Err(e) => {
+            eprintln!("ringraft server: {e}");
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    }
     install_panic_hook();
     if let Err(e) = probe_ports(&cfg) {
         eprintln!("ringraft server: {e}");

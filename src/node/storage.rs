@@ -101,7 +101,68 @@ pub fn wal_options(config: &Config) -> ringraft_wal::WalOptions {
         flush_workers: p.flush_workers,
         max_payload_bytes: crate::node::limits::wal_max_payload_bytes(config),
         owner_id: config.cluster.node_id,
+        write_mode: p.wal_write_mode.to_wal(),
+        // Bounded by config validation (at most MAX_RECYCLE_SEGMENTS).
+        recycle_segments: usize::try_from(p.wal_recycle_segments)
+            .unwrap_or(ringraft_wal::options::MAX_RECYCLE_SEGMENTS),
         ..ringraft_wal::WalOptions::default()
+    }
+}
+
+/// Environment flag that allows WAL fault injection; without it `RINGRAFT_WAL_FAULT` is ignored.
+pub const WAL_FAULT_ENABLE_ENV: &str = "RINGRAFT_WAL_FAULT_ENABLE";
+
+/// The WAL fault injector the environment asks for: only when `RINGRAFT_WAL_FAULT_ENABLE=1` and
+/// `RINGRAFT_WAL_FAULT` is set (tests and the chaos suite's disk nemesis); `None` otherwise, so
+/// a production node never injects faults by accident. A spec that does not parse is an error
+/// (the node refuses to start rather than run without the faults a test asked for).
+pub fn wal_fault_from_env() -> Result<Option<Arc<ringraft_wal::FaultInjector>>, String> {
+    if std::env::var_os(WAL_FAULT_ENABLE_ENV).as_deref() != Some(std::ffi::OsStr::new("1")) {
+        return Ok(None);
+    }
+    match ringraft_wal::FaultInjector::from_env() {
+        Ok(f) => Ok(f.map(Arc::new)),
+        Err(e) => Err(format!(
+            "{}: {e} (set by {WAL_FAULT_ENABLE_ENV}=1; unset both to run without faults)",
+            ringraft_wal::fault::FAULT_ENV
+        )),
+    }
+}
+
+/// Opens the WAL of `core` under `core_dir` with the config's options (plus injected faults when
+/// the environment enables them) and logs its recovery report. A log that recovery refuses
+/// (corrupt bytes, or an invalid record followed by valid ones) stops the start-up with a message
+/// naming the file and offset and the operator commands that inspect and repair it.
+pub fn open_wal(
+    config: &Config,
+    core: usize,
+    core_dir: &Path,
+) -> Result<ringraft_wal::Wal, String> {
+    let dir = core_dir.join("wal");
+    let mut opts = wal_options(config);
+    opts.fault = wal_fault_from_env()?;
+    match ringraft_wal::Wal::open(&dir, opts) {
+        Ok(wal) => {
+            tracing::info!(core, dir = %dir.display(), "{}", wal.recovery_report());
+            Ok(wal)
+        }
+        Err(
+            e @ (ringraft_wal::Error::ValidAfterInvalid { .. }
+            | ringraft_wal::Error::Corrupt { .. }
+            | ringraft_wal::Error::TornTail { .. }
+            | ringraft_wal::Error::BadMagic { .. }),
+        ) => Err(format!(
+            "core {core}: the WAL in {} cannot be recovered: {e}; the node refuses to start. \
+             Stop and look before cutting anything: `ringraft wal inspect {}` shows what recovery \
+             finds, `ringraft wal repair {}` shows what a repair would drop (add --yes to cut)",
+            dir.display(),
+            dir.display(),
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "core {core}: cannot open the WAL in {}: {e}",
+            dir.display()
+        )),
     }
 }
 

@@ -50,9 +50,9 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
                 if s.wal.last_index(g) >= first {
                     let applied = s.shards.get(&g).map_or(0, |sh| sh.kv.applied_index());
                     check_truncation(first, applied).map_err(|v| format!("shard {g}: {v}"))?;
-                    s.wal
-                        .truncate(g, first)
-                        .map_err(|e| format!("shard {g}: WAL truncate at {first}: {e}"))?;
+                    s.wal.truncate(g, first).map_err(|e| {
+                        wal_failure(format!("shard {g}: WAL truncate at {first}"), &e)
+                    })?;
                 }
             }
             for e in &rd.entries {
@@ -68,7 +68,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
                 match r {
                     Ok(_) => break,
                     Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
-                    Err(e) => return Err(format!("shard {g}: WAL hard state: {e}")),
+                    Err(e) => return Err(wal_failure(format!("shard {g}: WAL hard state"), &e)),
                 }
             }
         }
@@ -126,6 +126,18 @@ async fn write_snapshot_file(path: PathBuf, snap: Snapshot) -> std::io::Result<(
         .await
 }
 
+/// The message of a failed WAL call. A write or sync failure (an I/O error, or the log poisoned
+/// by an earlier one) means acknowledged-durability can no longer be promised: it is reported as
+/// `WAL sync failed`, the phrase operators and the fault tests look for, and stops the node.
+fn wal_failure(what: String, e: &ringraft_wal::Error) -> String {
+    match e {
+        ringraft_wal::Error::Io { .. } | ringraft_wal::Error::Poisoned(_) => {
+            format!("WAL sync failed: {what}: {e}")
+        }
+        _ => format!("{what}: {e}"),
+    }
+}
+
 fn is_backpressure(e: &ringraft_wal::Error) -> bool {
     matches!(e, ringraft_wal::Error::Backpressure { .. })
 }
@@ -151,7 +163,12 @@ async fn append_with_backpressure(
         match r {
             Ok(_) => return Ok(()),
             Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
-            Err(e) => return Err(format!("shard {g}: WAL append of entry {index}: {e}")),
+            Err(e) => {
+                return Err(wal_failure(
+                    format!("shard {g}: WAL append of entry {index}"),
+                    &e,
+                ))
+            }
         }
     }
 }
@@ -177,12 +194,12 @@ async fn persist_snapshot(
     if s.wal.last_index(g) >= first {
         s.wal
             .truncate(g, first)
-            .map_err(|e| format!("shard {g}: WAL truncate for snapshot: {e}"))?;
+            .map_err(|e| wal_failure(format!("shard {g}: WAL truncate for snapshot"), &e))?;
     }
     if snap.meta.index > 0 {
         s.wal
             .purge(g, snap.meta.index + 1)
-            .map_err(|e| format!("shard {g}: WAL purge for snapshot: {e}"))?;
+            .map_err(|e| wal_failure(format!("shard {g}: WAL purge for snapshot"), &e))?;
     }
     let kv = if snap.data.is_empty() {
         KvStore::new()
@@ -217,7 +234,7 @@ pub async fn drive(st: Rc<RefCell<CoreState>>, kick_rx: flume::Receiver<()>) {
                     let mut s = st.borrow_mut();
                     s.metrics.error(ErrorKind::WalIo);
                     s.fail_all(&e);
-                    s.fatal = Some(e);
+                    s.fatal.get_or_insert(e);
                     return;
                 }
             }
@@ -240,7 +257,7 @@ pub async fn persist_loop(
             let mut s = st.borrow_mut();
             s.metrics.error(ErrorKind::WalIo);
             s.fail_all(&msg);
-            s.fatal = Some(msg);
+            s.fatal.get_or_insert(msg);
             return;
         }
         let mut s = st.borrow_mut();

@@ -401,8 +401,7 @@ impl CoreState {
         gauges: &[Arc<ShardGauges>],
     ) -> Result<(CoreState, CoreChannels), String> {
         let dir = storage::core_dir(&cfg, core);
-        let wal = ringraft_wal::Wal::open(dir.join("wal"), storage::wal_options(&cfg))
-            .map_err(|e| format!("core {core}: cannot open the WAL in {}: {e}", dir.display()))?;
+        let wal = storage::open_wal(&cfg, core, &dir)?;
         let node_id = cfg.cluster.node_id;
         let mut multi = MultiRaft::new(node_id);
         let mut shards = BTreeMap::new();

@@ -1,0 +1,380 @@
+//! Real-process tests of how a `ringraft server` treats its write-ahead log failing: a node whose
+//! WAL sync fails (injected with `RINGRAFT_WAL_FAULT_ENABLE=1 RINGRAFT_WAL_FAULT=...`) stops
+//! acknowledging, says `WAL sync failed` and exits non-zero, and every write it acknowledged
+//! before is there after a restart; a WAL that recovery refuses stops the start-up with the
+//! operator's next step; a fault spec that does not parse refuses to start.
+//!
+//! One-node clusters on loopback ports the kernel reports free, in a temporary directory; every
+//! wait is bounded and the processes started here are killed by PID (also on panic, via `Drop`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
+/// Longest time any single wait in these tests may take.
+const WAIT_LIMIT: Duration = Duration::from_secs(10);
+/// Syncs the injected fault lets succeed before every later one fails.
+const SYNCS_BEFORE_FAULT: u64 = 25;
+/// Most writes attempted while waiting for the fault (far more than the syncs it allows).
+const MAX_WRITES: usize = 200;
+
+/// A one-node cluster: its directory, ports and (at most one) running process.
+struct Single {
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    runs: usize,
+}
+
+impl Single {
+    fn new(name: &str) -> Single {
+        let dir = std::env::temp_dir().join(format!("ringraft-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let l1 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (port, mport) = (
+            l1.local_addr().unwrap().port(),
+            l2.local_addr().unwrap().port(),
+        );
+        drop((l1, l2));
+        let config = dir.join("n1.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[cluster]
+node_id = 1
+listen_address = "127.0.0.1:{port}"
+initial_cluster = [
+    {{ id = 1, address = "127.0.0.1:{port}", role = 1, status = 2 }},
+]
+db_root_dir = "{db}"
+log_dir = "{logs}"
+
+[raft]
+election_timeout_ms_min = 150
+election_timeout_ms_max = 300
+heartbeat_interval_ms = 50
+tick_interval_ms = 10
+
+[raft.read_consistency]
+lease_duration_ms = 100
+
+[raft.persistence]
+strategy = "DiskFirst"
+flush_policy = "Immediate"
+flush_workers = 1
+segment_bytes = 4194304
+
+[network]
+request_timeout_ms = 1000
+
+[monitoring]
+metrics_port = {mport}
+"#,
+                db = dir.join("db").display(),
+                logs = dir.join("logs").display(),
+            ),
+        )
+        .unwrap();
+        Single {
+            dir,
+            config,
+            port,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn stderr_path(&self, run: usize) -> PathBuf {
+        self.dir.join(format!("run{run}.stderr"))
+    }
+
+    /// Starts the node with exactly `env` from the WAL fault variables (the test process's own
+    /// values of them are removed first); returns the run number (for its stderr).
+    fn start(&mut self, env: &[(&str, &str)]) -> usize {
+        assert!(self.child.is_none(), "already running");
+        self.runs += 1;
+        let out = std::fs::File::create(self.stderr_path(self.runs)).unwrap();
+        let child = Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(&self.config)
+            .env("LOG_LEVEL", "info")
+            .env_remove("RINGRAFT_WAL_FAULT")
+            .env_remove("RINGRAFT_WAL_FAULT_ENABLE")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.runs
+    }
+
+    /// Waits (bounded) for the running process to exit by itself.
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let c = self.child.as_mut().expect("running");
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGTERM, then the exit status (bounded).
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: plain kill(2) on the PID of a child we started and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+        self.wait_exit(WAIT_LIMIT)
+            .expect("the node exits within the limit after SIGTERM")
+    }
+
+    fn stderr(&self, run: usize) -> String {
+        std::fs::read_to_string(self.stderr_path(run)).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join("1").join("d.log")).unwrap_or_default()
+    }
+
+    fn wal_dir(&self) -> PathBuf {
+        self.dir.join("db").join("1").join("core-0").join("wal")
+    }
+}
+
+impl Drop for Single {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("test files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; `None` if the node could not be reached or
+/// closed the connection without an answer.
+fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+fn put(addr: SocketAddr, key: &str, value: &str) -> Option<(u16, String)> {
+    let body = format!(r#"{{"key": "{key}", "value": "{value}"}}"#);
+    http(addr, "POST", "/put", &body)
+}
+
+fn get_value(addr: SocketAddr, key: &str) -> Option<(u16, Option<String>)> {
+    let (s, body) = http(
+        addr,
+        "GET",
+        &format!("/get?key={key}&consistency=linearizable"),
+        "",
+    )?;
+    let v: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+    Some((s, v.and_then(|v| v["value"].as_str().map(str::to_string))))
+}
+
+/// Retries `f` until it returns Some or `limit` passes.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first segment file of a WAL directory.
+fn first_segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segs.sort();
+    segs.into_iter().next().expect("a segment file")
+}
+
+#[test]
+fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write() {
+    let t0 = Instant::now();
+    let mut n = Single::new("wal-fault");
+    let spec = format!("fsync_fail_after={SYNCS_BEFORE_FAULT}");
+    let run = n.start(&[
+        ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
+        ("RINGRAFT_WAL_FAULT", &spec),
+    ]);
+    let addr = n.addr();
+    // The single node elects itself; the first write that succeeds says it serves.
+    let first = eventually(WAIT_LIMIT, || match put(addr, "w-0", "v-0") {
+        Some((200, _)) => Some(()),
+        _ => None,
+    });
+    assert!(
+        first.is_some(),
+        "the node never accepted a write:\n{}",
+        n.stderr(run)
+    );
+    // One writer, one write at a time: every 200 is an acknowledgement; the first answer that
+    // is not one marks the failure, after which nothing may be acknowledged any more.
+    let mut acked = vec![0usize];
+    let mut failed_at = None;
+    let mut acked_after_failure = Vec::new();
+    let writes_until = Instant::now() + WAIT_LIMIT;
+    for i in 1..MAX_WRITES {
+        if Instant::now() > writes_until {
+            break;
+        }
+        match put(addr, &format!("w-{i}"), &format!("v-{i}")) {
+            Some((200, _)) if failed_at.is_none() => acked.push(i),
+            Some((200, _)) => acked_after_failure.push(i),
+            _ => {
+                failed_at.get_or_insert(i);
+            }
+        }
+        if failed_at.is_some() && n.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let failed_at = failed_at.unwrap_or_else(|| {
+        panic!(
+            "{} writes acknowledged and none failed (within {WAIT_LIMIT:?}) although only \
+             {SYNCS_BEFORE_FAULT} syncs could succeed",
+            acked.len()
+        )
+    });
+    assert!(
+        acked_after_failure.is_empty(),
+        "writes {acked_after_failure:?} acknowledged after write {failed_at} failed"
+    );
+    let status = n
+        .wait_exit(WAIT_LIMIT)
+        .expect("the node exits by itself after its WAL sync failed");
+    assert!(!status.success(), "exit status {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a fatal error exits 1, not a panic (101)"
+    );
+    let err = n.stderr(run);
+    assert!(err.contains("WAL sync failed"), "stderr: {err}");
+    eprintln!("fault run stderr: {}", err.trim());
+    let log = n.log();
+    assert!(log.contains("WAL sync failed"), "log: {log}");
+    assert!(
+        log.contains("WAL fault injection is ON"),
+        "the start-up warns that faults are injected: {log}"
+    );
+    assert!(
+        acked.len() >= 2 && acked.len() < SYNCS_BEFORE_FAULT as usize,
+        "{} writes acknowledged with {SYNCS_BEFORE_FAULT} good syncs",
+        acked.len()
+    );
+
+    // Restart with the spec still set but without the enabling flag: no fault is injected, and
+    // every acknowledged write is there.
+    let run = n.start(&[("RINGRAFT_WAL_FAULT", "fsync_fail_after=0")]);
+    for &i in &acked {
+        let got = eventually(WAIT_LIMIT, || match get_value(addr, &format!("w-{i}")) {
+            Some((200, v)) => Some(v),
+            _ => None,
+        });
+        assert_eq!(
+            got,
+            Some(Some(format!("v-{i}"))),
+            "acknowledged write w-{i} after restart:\n{}",
+            n.stderr(run)
+        );
+    }
+    for i in 0..5 {
+        let r = put(addr, &format!("after-{i}"), "x");
+        assert!(
+            matches!(r, Some((200, _))),
+            "without the enabling flag no fault is injected: {r:?}"
+        );
+    }
+    let log = n.log();
+    assert!(
+        log.contains("WAL recovered"),
+        "the recovery report is logged: {log}"
+    );
+    assert!(n.terminate().success());
+
+    // A record damaged in the middle of the log (valid records follow it): the node refuses to
+    // start, names the file and the offset, and tells the operator what to run.
+    let seg = first_segment(&n.wal_dir());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Byte 72: the lsn field of the first record (records start after the 64-byte header).
+    bytes[72] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    let run = n.start(&[]);
+    let status = n
+        .wait_exit(WAIT_LIMIT)
+        .expect("a node with a corrupt WAL exits by itself");
+    assert!(!status.success());
+    let err = n.stderr(run);
+    assert!(
+        err.contains(&seg.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(err.contains("offset 64"), "names the offset: {err}");
+    assert!(
+        err.contains("ringraft wal inspect") && err.contains("ringraft wal repair"),
+        "tells the operator what to run: {err}"
+    );
+    eprintln!("corrupt run stderr: {}", err.trim());
+    eprintln!(
+        "acknowledged {} writes, first failure at write {failed_at}, {:?} in all",
+        acked.len(),
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_fault_spec_that_does_not_parse_refuses_to_start() {
+    let mut n = Single::new("wal-fault-spec");
+    let run = n.start(&[
+        ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
+        ("RINGRAFT_WAL_FAULT", "fsync_fail_sometimes=3"),
+    ]);
+    let status = n.wait_exit(WAIT_LIMIT).expect("exits by itself");
+    assert_eq!(status.code(), Some(2));
+    let err = n.stderr(run);
+    assert!(
+        err.contains("RINGRAFT_WAL_FAULT") && err.contains("fsync_fail_sometimes"),
+        "{err}"
+    );
+}
