@@ -28,7 +28,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 lint: fmt-check clippy
 
-## bench: the standard client suite on a fresh 3-node cluster (issue 7), report in benches/reports/<version>/
+## bench: the standard client suite on a fresh 3-node cluster, report in benches/reports/<version>/
 ## bench-micro: the component benchmarks (WAL, wire, Raft core, node routing), reports in benches/reports/
 bench: bench-suite
 bench-micro: bench-wal bench-net bench-raft bench-node

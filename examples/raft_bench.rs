@@ -1,4 +1,4 @@
-//! Raft core benchmark (issue 4): CPU time per committed entry of a 3-node in-memory cluster of
+//! Raft core benchmark: CPU time per committed entry of a 3-node in-memory cluster of
 //! the real core (one thread, persistence reported immediately, messages handed over in memory),
 //! at proposal batch sizes 1, 64 and 1024, plus Raft messages per commit round and per entry.
 //! Baseline in the same run: appending each entry (a shared payload, as the core does) to three in-memory

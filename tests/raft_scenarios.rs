@@ -1,4 +1,4 @@
-//! Scripted scenarios (issue 4) in the style of etcd's raft interaction tests: the script
+//! Scripted scenarios in the style of etcd's raft interaction tests: the script
 //! language is documented in `ringraft::sim::script`. Each runs the real core in the simulator's
 //! manual mode with the invariant checker after every step.
 

@@ -1,4 +1,4 @@
-//! The seeded simulator over many seeds (issue 4): every run checks the safety invariants after
+//! The seeded simulator over many seeds: every run checks the safety invariants after
 //! every step and the client history for linearizability; a failure prints the seed and the
 //! command that replays it. Also shows the checks can fail: runs with a rule broken on purpose
 //! must be caught.

@@ -1,6 +1,6 @@
 //! CPU time of other processes on this machine (the cluster's nodes during a benchmark), read
 //! from `/proc/<pid>/stat`: fields 14 and 15 (utime, stime) after the `)` that ends the command
-//! name, in clock ticks (`sysconf(_SC_CLK_TCK)`). Owned by the client (issue 7).
+//! name, in clock ticks (`sysconf(_SC_CLK_TCK)`). Owned by the client.
 
 /// User plus system CPU time of `pid` in microseconds.
 pub fn process_cpu_us(pid: u32) -> Result<u64, String> {

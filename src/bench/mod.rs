@@ -12,7 +12,7 @@
 //! key space first. A progress line updates on stderr while it runs (when stderr is a
 //! terminal). Output: a table, or with `--json` one line with the fields of
 //! [`report::Summary`]; `--percentiles FILE` writes the distribution as CSV, `--svg FILE` a plot.
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 pub mod cpu;
 pub mod report;

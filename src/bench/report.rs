@@ -3,7 +3,7 @@
 //! distribution as CSV, and a latency-by-percentile plot as a self-contained SVG.
 //!
 //! Latencies are recorded in nanoseconds (3 significant digits, up to [`MAX_LATENCY_NS`]) and
-//! reported in microseconds. Owned by the client (issue 7).
+//! reported in microseconds. Owned by the client.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -6,7 +6,7 @@
 //! request `n` is due at `t0 + n / rate`; the worker waits until then if early, and measures
 //! from the due time, so time spent queued behind a slow answer counts (coordinated omission
 //! corrected); with too few workers for the rate, latencies grow instead of the rate silently
-//! dropping. Owned by the client (issue 7).
+//! dropping. Owned by the client.
 
 use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;

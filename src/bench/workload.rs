@@ -3,7 +3,7 @@
 //! Keys are the key index in decimal, zero-padded to exactly `key_size` bytes (so every key of a
 //! run has the same size and `key_space` distinct keys exist); values are `value_size` bytes of
 //! a pattern derived from the request number. Randomness is a seeded SplitMix64 stream per
-//! worker, so a run is reproducible from its `--seed`. Owned by the client (issue 7).
+//! worker, so a run is reproducible from its `--seed`. Owned by the client.
 
 use ringraft_net::message::Consistency;
 

@@ -3,7 +3,7 @@
 //!
 //! Exit status (a contract for scripts and CI): 0 linearizable, 1 not linearizable, 2 the input
 //! (or an output file) could not be read/written — the message names the line and its text —
-//! 3 unknown (budget spent). Owned by the checker (issue 5).
+//! 3 unknown (budget spent). Owned by the checker.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,7 +6,7 @@
 //! so that calls come first, i.e. equal timestamps count as concurrent); a process has at most
 //! one operation in flight; a `fail` completion removes its operation (it did not happen); an
 //! `info` completion or no completion at all leaves the operation pending (return = never), and a
-//! pending read has no effect, so it is dropped. Owned by the checker (issue 5).
+//! pending read has no effect, so it is dropped. Owned by the checker.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -4,7 +4,7 @@
 //! or key-value model (`model.rs`). Answers Linearizable, NotLinearizable (a proof, with an
 //! explanation: `report.rs`) or Unknown when the budget (time, states, memory) is spent — never
 //! a guess.
-//! Owned by the checker (issue 5); `ringraft check` is its command line (`cli.rs`).
+//! Owned by the checker; `ringraft check` is its command line (`cli.rs`).
 //!
 //! # API for the simulator and client
 //!

@@ -3,7 +3,7 @@
 //! ([`KvModel`]: get, put, delete, append, cas). A model describes ONE key: the history is split
 //! per key before the search (see `partition.rs`), so a multi-key store is checked as many
 //! independent single-key models. Invariant: `step` is a pure function of (state, op).
-//! Owned by the checker (issue 5).
+//! Owned by the checker.
 
 use std::fmt::Debug;
 use std::hash::Hash;

@@ -8,7 +8,7 @@
 //!   `{:process P, :type :invoke, :f :append, :key "K", :value "V"}`; keys start as "".
 //!
 //! Invariant: a line that looks like an event but cannot be read is an error naming the line,
-//! never skipped. Owned by the checker (issue 5).
+//! never skipped. Owned by the checker.
 
 use super::history::{
     parse_json_lines, Event, EventType, Format, History, HistoryError, OpFunction,

@@ -3,7 +3,7 @@
 //!
 //! Invariants: every operation lands in exactly one part; parts keep the history's order;
 //! results come back in key order whatever order the threads finish in; at most
-//! [`CHECK_THREADS_MAX`] threads. Owned by the checker (issue 5).
+//! [`CHECK_THREADS_MAX`] threads. Owned by the checker.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,7 +6,7 @@
 //! after it: the earliest-returning operation not in the prefix (it had to take effect before it
 //! returned) and every operation that could have gone first, each with why it could not.
 //! Invariant: explanations are derived by replaying the model, never hand-written. Owned by the
-//! checker (issue 5).
+//! checker.
 
 use std::fmt;
 use std::fmt::Write as _;

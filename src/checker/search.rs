@@ -13,7 +13,7 @@
 //! one random 64-bit word per operation (Zobrist), the state is interned to a u32.
 //!
 //! Invariants: the search is exhaustive, so NotLinearizable is a proof; on a spent budget it
-//! answers Unknown, never a guess. Owned by the checker (issue 5).
+//! answers Unknown, never a guess. Owned by the checker.
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;

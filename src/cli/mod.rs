@@ -5,7 +5,7 @@
 //! three local nodes of `config/`. Exit codes: 0 success; 1 "no" — a `get` or `delete` of a
 //! missing key, a `cas` whose condition did not hold (message on stderr); 2 any other failure,
 //! with a message a person understands (the cluster is unreachable, a timeout, a bad argument).
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 pub mod status;
 pub mod wal;

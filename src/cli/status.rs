@@ -2,7 +2,7 @@
 //! merge the answers into one view — every node (reachable or not) and, per shard, its leader,
 //! term, commit index and each follower's lag (as the leader reports them; the follower list is
 //! only known to the leader, so a shard without a reachable leader shows its highest-term view
-//! without followers). Printed as a table or as one JSON object. Owned by the client (issue 7).
+//! without followers). Printed as a table or as one JSON object. Owned by the client.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

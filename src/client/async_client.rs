@@ -25,7 +25,7 @@
 //! })
 //! .expect("ran");
 //! ```
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -19,7 +19,7 @@
 //! assert_eq!(v.map(|v| v.value), Some(b"hello".to_vec()));
 //! # Ok::<(), ringraft::client::Error>(())
 //! ```
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};

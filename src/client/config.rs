@@ -1,7 +1,7 @@
 //! Client settings: where the cluster is, how long to wait, how often to retry, how much to keep in
 //! flight. Every limit is a named constant with its default here; [`ClientConfig`] is plain data
 //! shared by the blocking [`crate::client::Client`] and the glommio
-//! [`crate::client::AsyncClient`]. Owned by the client (issue 7).
+//! [`crate::client::AsyncClient`]. Owned by the client.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The client's typed errors. Each says what happened in words a person understands and, for
 //! writes, whether the operation may still have been applied ([`Error::maybe_applied`]): a
 //! timed-out or connection-lost write may have taken effect; a write the cluster refused before
-//! proposing it has not. Owned by the client (issue 7).
+//! proposing it has not. Owned by the client.
 
 /// Result of a client operation.
 pub type Result<T> = std::result::Result<T, Error>;

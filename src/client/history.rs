@@ -15,7 +15,7 @@
 //! free process number at its call and gives it back at an `ok`/`fail` return; after an `info`
 //! the number is retired (that operation stays pending forever). Times are monotonic
 //! nanoseconds since the recorder was made. Thread-safe; share it with `Arc` between clients.
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

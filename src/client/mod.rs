@@ -13,7 +13,7 @@
 //!
 //! Cores: a node serves all its cores on one port and forwards a request to the core owning the
 //! shard (see [`crate::node::runtime`]), so the client routes to the shard's leader *node*.
-//! Owned by the client (issue 7).
+//! Owned by the client.
 
 pub mod async_client;
 pub mod blocking;

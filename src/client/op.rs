@@ -4,7 +4,7 @@
 //! Invariants: a write ([`Op::is_write`]) always travels with a [`Session`]; the same session
 //! is sent on every retry of one operation, so the node's session table applies it once. A
 //! missing key is not an error: a get answers [`Reply::Value`]`(None)`, a delete
-//! [`Reply::Deleted`] with `existed: false`. Owned by the client (issue 7).
+//! [`Reply::Deleted`] with `existed: false`. Owned by the client.
 
 use ringraft_net::message::{
     CasExpect, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome, ClientRequest,

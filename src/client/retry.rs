@@ -14,7 +14,7 @@
 //! - A connection that cannot be made: mark the node down, try the next; when every known node
 //!   failed twice in a row and none ever answered, the cluster is [`Error::Unreachable`].
 //! - Pauses grow exponentially from `backoff_ms_min` to `backoff_ms_max` and never pass the
-//!   deadline. Owned by the client (issue 7).
+//!   deadline. Owned by the client.
 
 use std::time::{Duration, Instant};
 

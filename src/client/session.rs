@@ -1,7 +1,7 @@
 //! Exactly-once identity of a client's writes: a client id (random unless configured) and a
 //! sequence number that increases by one per write operation, never per attempt. Every retry of
 //! one write carries the same `(client_id, sequence)`, so the node's bounded session table
-//! answers it with the first result instead of applying it twice. Owned by the client (issue 7).
+//! answers it with the first result instead of applying it twice. Owned by the client.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -6,7 +6,7 @@
 //! (FNV-1a modulo the shard count), so client and nodes always agree. A node that failed to
 //! connect is avoided for `down_node_cooldown_ms` while another candidate exists. The node
 //! list is bounded by [`crate::client::config::MAX_ENDPOINTS`]. Pure data, no I/O: both the
-//! blocking and the async client drive it. Owned by the client (issue 7).
+//! blocking and the async client drive it. Owned by the client.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

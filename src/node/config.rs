@@ -19,7 +19,7 @@
 //! `election_timeout_ms_min < election_timeout_ms_max`, `heartbeat_interval_ms` and
 //! `lease_duration_ms` are below `election_timeout_ms_min`, this node is in `initial_cluster`
 //! (unless it joins as a learner), member ids and addresses are unique.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -3,7 +3,7 @@
 //! `info,ringraft::node=debug` is accepted). A leader logs `Became leader` with its shard and term
 //! at info under the target `ringraft::leadership`, which the default filter keeps, so the seed's
 //! `grep -r "Became leader" logs/` finds it without raising the level.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

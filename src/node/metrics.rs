@@ -9,7 +9,7 @@
 //! Histograms use fixed power-of-two buckets ([`HISTOGRAM_BUCKETS`] of them), so recording is one
 //! `leading_zeros` and two atomic adds, memory is constant, and buckets map directly to Prometheus
 //! cumulative `le` buckets.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

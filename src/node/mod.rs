@@ -7,7 +7,7 @@
 //! frame protocol of `ringraft-net` ([`wire`], [`frame_api`]) or HTTP ([`http`], [`http_api`],
 //! [`http_server`]) on the same port. Configuration ([`config`]), the key-value state machine
 //! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 pub mod config;
 pub mod core;

@@ -19,7 +19,7 @@
 //! development VM (no spinning, three nodes sharing the CPUs): a forwarded request costs ~57 µs
 //! more at the median than one served by the accepting core (the cost of waking a parked
 //! executor twice); `spin_before_park_us` trades CPU for most of that on a dedicated server.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::time::Duration;
 

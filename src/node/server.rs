@@ -12,7 +12,7 @@
 //! in flight to be answered, syncs its WAL, and returns. The process then exits 0. A core that
 //! fails (WAL error, port in use) makes the process exit non-zero with the reason on stderr and
 //! in the log.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -20,7 +20,7 @@
 //!
 //! Invariant: a snapshot file is durable before the WAL is truncated or purged behind it, so a
 //! restart always finds a snapshot covering everything the WAL no longer holds.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -18,7 +18,7 @@
 //! `InstallSnapshot` chunks whose bytes are `membership_len u32 | membership | state-machine
 //! snapshot`; the receiver reassembles them ([`SnapshotAssembly`]). A vote sent for a
 //! leadership transfer carries RequestVote's `transfer` flag.
-//! Owned by the node (issue 6).
+//! Owned by the node.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Configuration of one Raft group replica: every limit of the core is a named constant here
 //! with a default, and [`Config::validate`] rejects combinations that would be unsafe (a lease
 //! that is not shorter than the election timeout minus the clock-drift margin, zero-sized
-//! windows). Owned by the Raft core (issue 4); the node builds one `Config` per group.
+//! windows). Owned by the Raft core; the node builds one `Config` per group.
 
 use super::message::NodeId;
 

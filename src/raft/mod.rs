@@ -1,4 +1,4 @@
-//! The pure Raft core (issue 4): one replica of one group is a [`Raft`]; a node hosts many groups
+//! The pure Raft core: one replica of one group is a [`Raft`]; a node hosts many groups
 //! in a [`MultiRaft`], which merges heartbeats to the same node into one envelope.
 //!
 //! The core never does I/O, never reads a clock, never spawns threads: inputs are method calls

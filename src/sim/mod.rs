@@ -1,4 +1,4 @@
-//! The seeded deterministic Raft simulator (issue 4): N nodes × G groups of the real core
+//! The seeded deterministic Raft simulator: N nodes × G groups of the real core
 //! ([`crate::raft`]) in one thread, on a seeded network that drops, duplicates, reorders and
 //! delays messages, partitions and heals; nodes crash (losing what was not fsynced) and restart
 //! from their simulated disk; tick rates are skewed. Safety invariants are checked after every
