@@ -1,0 +1,124 @@
+//! Default values of every configuration section, tuned for the 2-core development machine:
+//! one core per node, no spinning, no pinning, one flush worker. Each default is inside the range
+//! [`super::validate`] allows. Owned by the node's configuration.
+
+use std::path::PathBuf;
+
+use super::schema::*;
+
+pub(super) fn default_cluster_id() -> u64 {
+    1
+}
+pub(super) fn default_db_root_dir() -> PathBuf {
+    PathBuf::from("./db")
+}
+pub(super) fn default_log_dir() -> PathBuf {
+    PathBuf::from("./logs")
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            election_timeout_ms_min: 600,
+            election_timeout_ms_max: 1_200,
+            heartbeat_interval_ms: 100,
+            tick_interval_ms: 10,
+            max_inflight_proposals: 10_000,
+            snapshot_threshold_entries: 100_000,
+            snapshot_retain_entries: 1_000,
+            read_consistency: ReadConsistencyConfig::default(),
+            persistence: PersistenceConfig::default(),
+            replication: ReplicationConfig::default(),
+        }
+    }
+}
+
+impl Default for ReadConsistencyConfig {
+    fn default() -> Self {
+        Self {
+            default_policy: ReadPolicy::LeaseRead,
+            lease_duration_ms: 500,
+            clock_drift_ms: 20,
+            allow_client_override: true,
+        }
+    }
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        Self {
+            strategy: PersistenceStrategy::DiskFirst,
+            flush_policy: FlushPolicy::Batch {
+                threshold: 100,
+                interval_ms: 20,
+            },
+            max_buffered_entries: 10_000,
+            flush_workers: 1,
+            segment_bytes: 64 << 20,
+            wal_write_mode: WalWriteMode::Pwrite,
+            wal_recycle_segments: ringraft_wal::options::DEFAULT_RECYCLE_SEGMENTS as u64,
+        }
+    }
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            append_entries_batch_threshold: 5_000,
+            append_entries_max_bytes: 4 << 20,
+            max_inflight_appends: 64,
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            tcp_nodelay: true,
+            send_buffer_bytes: 0,
+            recv_buffer_bytes: 0,
+            tcp_keepalive_s: 60,
+            connect_timeout_ms: 500,
+            reconnect_backoff_ms_min: 20,
+            reconnect_backoff_ms_max: 500,
+            max_frame_bytes: 16 << 20,
+            max_connections: 1_024,
+            max_inflight_per_connection: 1_024,
+            request_timeout_ms: 5_000,
+            http_max_header_bytes: 8 << 10,
+            http_max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            metrics_enabled: true,
+            metrics_port: 8081,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cores: 1,
+            shards_per_node: 1,
+            placement: Placement::Unbound,
+            first_cpu: 0,
+            spin_before_park_us: 0,
+            io_memory_bytes: 2 << 20,
+        }
+    }
+}
+
+impl Default for StateMachineConfig {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 4 << 10,
+            max_value_bytes: 1 << 20,
+            max_scan_results: 10_000,
+        }
+    }
+}

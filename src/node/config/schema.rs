@@ -1,0 +1,306 @@
+//! The TOML schema of the node configuration: one struct per section, unknown keys refused.
+//! Values are checked by [`super::validate`], not here; defaults live in [`super::defaults`].
+//! Owned by the node's configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::defaults::{default_cluster_id, default_db_root_dir, default_log_dir};
+use super::validate::err;
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Membership and directories.
+    pub cluster: ClusterConfig,
+    /// Raft timing, reads, persistence, replication.
+    #[serde(default)]
+    pub raft: RaftConfig,
+    /// Sockets and protocol bounds.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+    /// Thread-per-core layout (ringraft's own).
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Per-shard key-value store limits (ringraft's own).
+    #[serde(default)]
+    pub state_machine: StateMachineConfig,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id (1 ..= 2^32).
+    pub node_id: u64,
+    /// Address the node listens on for peers and clients (frames and HTTP on one port).
+    pub listen_address: String,
+    /// The members the cluster starts with.
+    #[serde(default)]
+    pub initial_cluster: Vec<MemberConfig>,
+    /// Set to 1 to bootstrap a single-node cluster; otherwise the voters of `initial_cluster`.
+    #[serde(default)]
+    pub initial_cluster_size: Option<usize>,
+    /// Cluster id carried in every handshake; peers of another cluster are refused.
+    #[serde(default = "default_cluster_id")]
+    pub cluster_id: u64,
+    /// Root of the data directories (`<db_root_dir>/<node_id>/`).
+    #[serde(default = "default_db_root_dir")]
+    pub db_root_dir: PathBuf,
+    /// Root of the log directories (`<log_dir>/<node_id>/d.log`).
+    #[serde(default = "default_log_dir")]
+    pub log_dir: PathBuf,
+}
+
+/// One `initial_cluster` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Node id.
+    pub id: u64,
+    /// Peer address (host:port).
+    pub address: String,
+    /// 1 = follower (voter), 3 = learner.
+    pub role: u8,
+    /// 0 = joining, 1 = syncing, 2 = active.
+    pub status: u8,
+}
+
+/// `[raft]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Smallest randomized election timeout.
+    #[serde(alias = "election_timeout_min")]
+    pub election_timeout_ms_min: u64,
+    /// Largest randomized election timeout (exclusive).
+    #[serde(alias = "election_timeout_max")]
+    pub election_timeout_ms_max: u64,
+    /// Leader heartbeat interval.
+    #[serde(alias = "heartbeat_interval")]
+    pub heartbeat_interval_ms: u64,
+    /// Length of one Raft tick; timeouts are converted to ticks.
+    pub tick_interval_ms: u64,
+    /// Proposals accepted but not yet answered, per shard; past it clients get Busy.
+    pub max_inflight_proposals: usize,
+    /// Take a snapshot after this many applied entries past the last one.
+    pub snapshot_threshold_entries: u64,
+    /// Log entries kept in memory behind a snapshot, so a slightly lagging follower catches up
+    /// from the log instead of receiving the whole snapshot.
+    pub snapshot_retain_entries: u64,
+    /// Reads.
+    pub read_consistency: ReadConsistencyConfig,
+    /// Durability.
+    pub persistence: PersistenceConfig,
+    /// AppendEntries batching.
+    pub replication: ReplicationConfig,
+}
+
+/// `[raft.read_consistency]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadConsistencyConfig {
+    /// Policy of a read that does not name one.
+    pub default_policy: ReadPolicy,
+    /// Leader lease; must be below the smallest election timeout.
+    pub lease_duration_ms: u64,
+    /// Clock drift margin subtracted from the lease.
+    pub clock_drift_ms: u64,
+    /// Whether a request may choose its own policy.
+    pub allow_client_override: bool,
+}
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadPolicy {
+    /// Served by the leader while its lease holds.
+    LeaseRead,
+    /// Confirmed by a quorum (ReadIndex).
+    LinearizableRead,
+    /// Local state of whichever node is asked.
+    EventualConsistency,
+}
+
+/// `[raft.persistence]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// When a write is acknowledged.
+    pub strategy: PersistenceStrategy,
+    /// When the WAL syncs.
+    pub flush_policy: FlushPolicy,
+    /// Entries appended but not yet durable; past it appends push back.
+    pub max_buffered_entries: u64,
+    /// Flush worker threads.
+    pub flush_workers: usize,
+    /// WAL segment size.
+    pub segment_bytes: u64,
+    /// How WAL records reach the file: `"pwrite"` (staged, written with pwritev, fdatasync) or
+    /// `"mmap"` (copied into a writable map, msync).
+    pub wal_write_mode: WalWriteMode,
+    /// Purged WAL segment files kept for reuse instead of deleted (each one `segment_bytes`
+    /// on disk). Only the pwrite mode reuses them.
+    pub wal_recycle_segments: u64,
+}
+
+/// `raft.persistence.wal_write_mode`: how WAL records reach the file (see `ringraft_wal::WriteMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalWriteMode {
+    /// Staged in memory, written with pwritev and made durable with fdatasync (measured fastest).
+    #[default]
+    Pwrite,
+    /// Copied into a writable shared map and made durable with msync.
+    Mmap,
+}
+
+impl WalWriteMode {
+    /// The WAL crate's mode.
+    pub fn to_wal(self) -> ringraft_wal::WriteMode {
+        match self {
+            WalWriteMode::Pwrite => ringraft_wal::WriteMode::Pwrite,
+            WalWriteMode::Mmap => ringraft_wal::WriteMode::Mmap,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WalWriteMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match ringraft_wal::WriteMode::parse(&s) {
+            Some(ringraft_wal::WriteMode::Pwrite) => Ok(WalWriteMode::Pwrite),
+            Some(ringraft_wal::WriteMode::Mmap) => Ok(WalWriteMode::Mmap),
+            None => Err(serde::de::Error::custom(err(
+                "raft.persistence.wal_write_mode",
+                &format!("{s:?}"),
+                "\"pwrite\" or \"mmap\"",
+            ))),
+        }
+    }
+}
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersistenceStrategy {
+    /// After a quorum has it durable and it is applied.
+    DiskFirst,
+    /// After a quorum has it in memory (weaker: a correlated crash can lose acknowledged writes).
+    MemFirst,
+}
+
+/// When the WAL syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlushPolicy {
+    /// Sync as soon as anything is waiting.
+    Immediate,
+    /// Sync when `threshold` records wait or `interval_ms` passed, whichever is first.
+    Batch {
+        /// Records.
+        threshold: u64,
+        /// Milliseconds.
+        interval_ms: u64,
+    },
+}
+
+/// `[raft.replication]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Most entries in one AppendEntries.
+    pub append_entries_batch_threshold: usize,
+    /// Most payload bytes in one AppendEntries.
+    pub append_entries_max_bytes: usize,
+    /// AppendEntries in flight per follower.
+    pub max_inflight_appends: usize,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// TCP_NODELAY on every socket.
+    pub tcp_nodelay: bool,
+    /// SO_SNDBUF (0 = kernel default).
+    pub send_buffer_bytes: usize,
+    /// SO_RCVBUF (0 = kernel default).
+    pub recv_buffer_bytes: usize,
+    /// TCP keepalive idle time (0 = off).
+    pub tcp_keepalive_s: u64,
+    /// Peer connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Reconnect backoff, first delay.
+    pub reconnect_backoff_ms_min: u64,
+    /// Reconnect backoff, largest delay.
+    pub reconnect_backoff_ms_max: u64,
+    /// Largest frame accepted or sent.
+    pub max_frame_bytes: usize,
+    /// Client and peer connections accepted at once, per core.
+    pub max_connections: usize,
+    /// Requests in flight per connection; past it reading pauses.
+    pub max_inflight_per_connection: usize,
+    /// Client request deadline; past it the client gets Timeout.
+    pub request_timeout_ms: u64,
+    /// Largest HTTP request head.
+    pub http_max_header_bytes: usize,
+    /// Largest HTTP request body.
+    pub http_max_body_bytes: usize,
+}
+
+/// `[monitoring]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Serve `/metrics`, `/health`, `/status`.
+    #[serde(alias = "prometheus_enabled")]
+    pub metrics_enabled: bool,
+    /// Port of the metrics endpoint (host of `listen_address`).
+    #[serde(alias = "prometheus_port")]
+    pub metrics_port: u16,
+}
+
+/// `[runtime]`: ringraft's thread-per-core layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Executors (one thread each).
+    pub cores: usize,
+    /// Shards (Raft groups) per node; the key space is hashed into them; must be the same on
+    /// every node of a cluster.
+    pub shards_per_node: usize,
+    /// Thread placement.
+    pub placement: Placement,
+    /// First CPU used with `Pinned` (executor i runs on CPU `first_cpu + i`).
+    pub first_cpu: usize,
+    /// Busy-poll this long before parking (0 = never spin; right for a shared 2-core machine).
+    pub spin_before_park_us: u64,
+    /// glommio io_uring registered memory per executor.
+    pub io_memory_bytes: usize,
+}
+
+/// Where executor threads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// Let the kernel schedule threads.
+    Unbound,
+    /// Pin executor i to CPU `first_cpu + i`.
+    Pinned,
+}
+
+/// `[state_machine]`: what this node admits (checked before a write is proposed) and how many
+/// pairs a scan returns. Limits that change how a write is *applied* are not configurable:
+/// they are constants of [`crate::node::limits`], equal on every replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateMachineConfig {
+    /// Largest key.
+    pub max_key_bytes: usize,
+    /// Largest value.
+    pub max_value_bytes: usize,
+    /// Most pairs one scan returns.
+    pub max_scan_results: usize,
+}
