@@ -99,3 +99,28 @@ fn a_cas_that_ignores_its_expected_value_is_caught() {
         caught.expect("the simulator missed a compare-and-swap that ignores its expectation");
     println!("{text}");
 }
+
+#[test]
+fn a_driver_that_acknowledges_before_durability_is_caught() {
+    // The simulator runs the node's driver: a fault planted in it (the envelopes that must wait
+    // for durability, votes and DiskFirst acknowledgements, sent before the round is persisted)
+    // lets crashes lose committed entries, which the checks must report within a few hundred
+    // seeds with a replay command that reproduces it.
+    let caught = find_failure(ringraft::sim::early_ack_tweak, " --plant-early-ack", 300);
+    let text = caught.expect("the simulator missed acknowledgements sent before durability");
+    println!("{text}");
+}
+
+#[test]
+fn a_driver_that_answers_writes_ignoring_the_entry_term_is_caught() {
+    // Planted in the driver's pending-write table: a write answered "applied" when another
+    // term's entry is applied at its index. The client then believes a write that never happened;
+    // the linearizability check of the history must catch it.
+    let caught = find_failure(
+        ringraft::sim::ignore_term_tweak,
+        " --plant-ignore-term",
+        300,
+    );
+    let text = caught.expect("the simulator missed writes answered for another term's entry");
+    println!("{text}");
+}

@@ -20,6 +20,8 @@
 //!
 //! Invariant: a snapshot file is durable before the WAL is truncated or purged behind it, so a
 //! restart always finds a snapshot covering everything the WAL no longer holds.
+//! [`WalStorage`] is the driver's [`Storage`] over the WAL: the driver's round order (snapshot
+//! file written by the caller before `install_snapshot`) keeps that invariant.
 //! Owned by the node.
 
 use std::fs::{File, OpenOptions};
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::node::config::{Config, FlushPolicy};
+use crate::node::driver::{Storage, StorageError};
 use crate::raft::{Entry, EntryKind, HardState, Membership, RestartState, Snapshot, SnapshotMeta};
 
 /// Snapshot file magic.
@@ -355,6 +358,88 @@ pub fn restart_state(
         snapshot,
         entries,
     }))
+}
+
+/// The driver's storage over one core's WAL: entries, hard states and truncations are WAL
+/// records; snapshot files are written by the node's driver wrapper (off the executor thread)
+/// before `install_snapshot` / `snapshot_saved` let the WAL forget what they cover.
+pub struct WalStorage<'a> {
+    wal: &'a mut ringraft_wal::Wal,
+}
+
+impl<'a> WalStorage<'a> {
+    /// The storage over `wal`.
+    pub fn new(wal: &'a mut ringraft_wal::Wal) -> WalStorage<'a> {
+        WalStorage { wal }
+    }
+}
+
+/// The driver's error for a failed WAL call. A write or sync failure (an I/O error, or the log
+/// poisoned by an earlier one) means acknowledged durability can no longer be promised: it is
+/// reported as `WAL sync failed`, the phrase operators and the fault tests look for, and stops
+/// the node. Backpressure makes the caller wait for durability and retry.
+pub fn wal_error(what: &str, e: ringraft_wal::Error) -> StorageError {
+    match e {
+        ringraft_wal::Error::Backpressure { .. } => StorageError::Backpressure,
+        ringraft_wal::Error::Io { .. } | ringraft_wal::Error::Poisoned(_) => {
+            StorageError::Failed(format!("WAL sync failed: {what}: {e}"))
+        }
+        _ => StorageError::Failed(format!("WAL {what}: {e}")),
+    }
+}
+
+impl Storage for WalStorage<'_> {
+    fn last_index(&self, g: u64) -> u64 {
+        self.wal.last_index(g)
+    }
+
+    fn truncate(&mut self, g: u64, from: u64) -> Result<(), StorageError> {
+        self.wal
+            .truncate(g, from)
+            .map(|_| ())
+            .map_err(|e| wal_error(&format!("shard {g}: truncate at {from}"), e))
+    }
+
+    fn append(&mut self, g: u64, e: &Entry) -> Result<(), StorageError> {
+        let payload = entry_payload(e);
+        self.wal
+            .append(g, e.index, e.term, &payload)
+            .map(|_| ())
+            .map_err(|err| wal_error(&format!("shard {g}: append of entry {}", e.index), err))
+    }
+
+    fn set_hard_state(&mut self, g: u64, hs: &HardState) -> Result<(), StorageError> {
+        self.wal
+            .set_hard_state(g, to_wal_hard_state(hs))
+            .map(|_| ())
+            .map_err(|e| wal_error(&format!("shard {g}: hard state"), e))
+    }
+
+    fn install_snapshot(&mut self, g: u64, snap: &Snapshot) -> Result<(), StorageError> {
+        let first = self.wal.first_index(g);
+        if self.wal.last_index(g) >= first {
+            self.wal
+                .truncate(g, first)
+                .map_err(|e| wal_error(&format!("shard {g}: truncate for snapshot"), e))?;
+        }
+        if snap.meta.index > 0 {
+            self.wal
+                .purge(g, snap.meta.index + 1)
+                .map_err(|e| wal_error(&format!("shard {g}: purge for snapshot"), e))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_saved(&mut self, g: u64, snap: &Snapshot) -> Result<(), StorageError> {
+        self.wal
+            .purge(g, snap.meta.index + 1)
+            .map(|_| ())
+            .map_err(|e| wal_error(&format!("shard {g}: purge after snapshot"), e))
+    }
+
+    fn ticket(&mut self) -> u64 {
+        self.wal.last_lsn()
+    }
 }
 
 #[cfg(test)]

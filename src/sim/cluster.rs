@@ -1,25 +1,31 @@
-//! The simulated cluster: N nodes, each hosting G groups of the real core in a [`MultiRaft`], with
-//! simulated storage (durable vs pending, see [`super::storage`]), the node's own key-value
-//! state machine ([`KvStore`]) per group, applied through the node's own
-//! [`apply_entry`](crate::node::kv::apply::apply_entry), and a network that is either *timed* (seeded delays, drops, duplicates, partitions;
-//! used by the random runner) or *manual* (an outbox the scenario scripts deliver explicitly).
-//! Everything runs on one thread from one seed, so a run is replayed exactly by its seed.
-//! After every step that touched a node, [`super::invariants`] checks all its replicas.
+//! The simulated cluster: N nodes, each hosting G groups of the real core in a [`MultiRaft`],
+//! run by the node's own Ready loop ([`crate::node::driver::Driver`]) over the node's key-value
+//! state machine ([`KvStore`], through [`apply_entry`](crate::node::kv::apply::apply_entry)), with
+//! simulated storage as the driver's storage (durable vs pending, see [`super::storage`]) and a
+//! network that is either *timed* (seeded delays, drops, duplicates, partitions; used by the
+//! random runner) or *manual* (an outbox the scenario scripts deliver explicitly) as its
+//! transport. Client answers come from the driver's pending-write table and read queue, on the
+//! same one-shot channels the node's clients read. Everything runs on one thread from one seed,
+//! so a run is replayed exactly by its seed. After every step that touched a node,
+//! [`super::invariants`] checks all its replicas.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::raft::multi::MultiError;
 use crate::raft::rng::Rng;
 use crate::raft::{
-    Config, Durability, EntryKind, Envelope, GroupId, Membership, MessageBody, MultiRaft, NodeId,
-    ProposeError, Raft, ReadError, ReadMode, ReadState, Role, StepError,
+    Config, Durability, Envelope, GroupId, Membership, MessageBody, MultiRaft, NodeId,
+    ProposeError, Raft, ReadError, ReadMode, Role, StepError,
 };
 
 use super::invariants::{Invariants, Violation};
-use super::storage::{GroupWrite, NodeStorage, PendingWrite};
-use crate::node::kv::apply::apply_entry;
-use crate::node::kv::{ApplyResult, KvStore, PlantedFault};
+use super::storage::NodeStorage;
+use crate::node::driver::{
+    restore_store, Driver, DriverFaults, PendingRead, PersistBatch, RoundStats, Shard,
+};
+use crate::node::kv::{KvStore, PlantedFault};
+use crate::node::metrics::CoreMetrics;
+use crate::node::request::{ClientOp, ClientResult, Consistency};
 
 /// Maximum trace lines kept for a failure report.
 pub const TRACE_LINES_MAX: usize = 64;
@@ -61,6 +67,8 @@ pub struct Knobs {
     pub fsync_delay: (u64, u64),
     /// Test-only: a fault planted in every replica's key-value state machine.
     pub planted_kv_fault: PlantedFault,
+    /// Test-only: faults planted in every node's driver.
+    pub driver_faults: DriverFaults,
     /// Message delay range (time units).
     pub net_delay: (u64, u64),
     /// Drop probability (ppm).
@@ -88,6 +96,7 @@ impl Knobs {
             tick_skew_permille: 0,
             fsync_delay: (50, 400),
             planted_kv_fault: PlantedFault::None,
+            driver_faults: DriverFaults::default(),
             net_delay: (50, 1_500),
             drop_ppm: 0,
             dup_ppm: 0,
@@ -113,46 +122,8 @@ impl Knobs {
     }
 }
 
-/// What clients learn from the cluster.
-#[derive(Debug, Clone)]
-pub enum Note {
-    /// `node` applied a normal entry.
-    Applied {
-        /// Node.
-        node: NodeId,
-        /// Group.
-        group: GroupId,
-        /// Index.
-        index: u64,
-        /// Payload.
-        data: Arc<[u8]>,
-        /// Result (`None`: the store saw the index before, which the apply checks refuse).
-        result: Option<ApplyResult>,
-    },
-    /// A read may be served now from `node`'s state machine.
-    ReadReady {
-        /// Node.
-        node: NodeId,
-        /// Group.
-        group: GroupId,
-        /// Request id.
-        ctx: u64,
-    },
-    /// A read will never complete.
-    ReadDropped {
-        /// Node.
-        node: NodeId,
-        /// Group.
-        group: GroupId,
-        /// Request id.
-        ctx: u64,
-    },
-    /// The node crashed (everything it was doing is lost).
-    Crashed {
-        /// Node.
-        node: NodeId,
-    },
-}
+/// The receiving end of a client's answer.
+pub type Answer = flume::Receiver<ClientResult>;
 
 /// One simulated node.
 #[derive(Debug)]
@@ -163,14 +134,89 @@ pub struct SimNode {
     pub multi: Option<MultiRaft>,
     /// Storage (durable part survives crashes).
     pub storage: NodeStorage,
-    /// State machines (lost on crash, rebuilt from the snapshot).
-    pub kvs: BTreeMap<GroupId, KvStore>,
-    parked_reads: Vec<(GroupId, ReadState)>,
+    /// The driver's shards: state machines (lost on crash, rebuilt from the snapshot), writes
+    /// and reads waiting for an answer.
+    shards: BTreeMap<GroupId, Shard>,
+    reads: HashMap<u64, PendingRead>,
+    /// Persist batches waiting for their ticket to be durable, oldest first.
+    batches: VecDeque<PersistBatch>,
+    metrics: CoreMetrics,
     /// Restarts so far.
     pub incarnation: u64,
     /// Time units per tick.
     pub tick_period: u64,
     fsync_scheduled: bool,
+}
+
+impl SimNode {
+    /// The node's driver over its state (`None` while crashed).
+    fn driver(&mut self, faults: DriverFaults) -> Option<Driver<'_>> {
+        let multi = self.multi.as_mut()?;
+        Some(
+            Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
+                .with_faults(faults),
+        )
+    }
+
+    /// One round of the node's driver (`None`: nothing to do, or the node is down). The storage
+    /// never applies backpressure; a received snapshot is durable with the round's write.
+    fn round(
+        &mut self,
+        faults: DriverFaults,
+        net: &mut Vec<Envelope>,
+        inv: &mut Invariants,
+    ) -> Result<Option<RoundStats>, Violation> {
+        let id = self.id;
+        let Some(multi) = self.multi.as_mut() else {
+            return Ok(None);
+        };
+        let mut d = Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
+            .with_faults(faults);
+        let Some(mut round) = d
+            .begin(None, net)
+            .map_err(|e| Violation(format!("node {id}: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let batch = d
+            .persist(&mut round, &mut self.storage)
+            .map_err(|e| Violation(format!("node {id}: {e}")))?;
+        if !batch.is_empty() {
+            self.batches.push_back(batch);
+        }
+        for (g, e) in round.committed() {
+            inv.check_apply(g, id, e)?;
+        }
+        let taken = d
+            .apply(&mut round, net)
+            .map_err(|e| Violation(format!("node {id}: {e}")))?;
+        for w in &taken {
+            d.snapshot_written(w, Ok(()), &mut self.storage);
+        }
+        Ok(Some(round.stats()))
+    }
+
+    /// Hands the batches whose ticket is durable back to the driver, oldest first.
+    fn release_durable(
+        &mut self,
+        faults: DriverFaults,
+        net: &mut Vec<Envelope>,
+    ) -> Result<(), Violation> {
+        let id = self.id;
+        let durable = self.storage.durable_ticket();
+        let Some(multi) = self.multi.as_mut() else {
+            return Ok(());
+        };
+        let mut d = Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
+            .with_faults(faults);
+        while self.batches.front().is_some_and(|b| b.ticket() <= durable) {
+            if let Some(b) = self.batches.pop_front() {
+                d.on_durable(b, net)
+                    .map_err(|e| Violation(format!("node {id}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A scheduled event (timed mode).
@@ -221,8 +267,6 @@ pub struct Cluster {
     pub knobs: Knobs,
     /// Invariant checker.
     pub inv: Invariants,
-    /// Notes for clients since last drained.
-    pub notes: Vec<Note>,
     /// Seeded randomness.
     pub rng: Rng,
     seed: u64,
@@ -249,7 +293,7 @@ impl Cluster {
         let voters = Membership::with_voters(1..=knobs.initial_voters);
         for id in 1..=knobs.nodes {
             let mut multi = MultiRaft::new(id);
-            let mut kvs = BTreeMap::new();
+            let mut shards = BTreeMap::new();
             for g in 1..=knobs.groups {
                 let m = if id <= knobs.initial_voters {
                     voters.clone()
@@ -261,7 +305,7 @@ impl Cluster {
                 multi
                     .add_group(g, raft)
                     .map_err(|e| Violation(e.to_string()))?;
-                kvs.insert(g, new_store(&knobs));
+                shards.insert(g, Shard::new(new_store(&knobs)));
             }
             let skew = knobs.tick_skew_permille;
             let tick_period = TICK_PERIOD_NOMINAL - TICK_PERIOD_NOMINAL * skew / 1000
@@ -272,8 +316,10 @@ impl Cluster {
                     id,
                     multi: Some(multi),
                     storage: NodeStorage::default(),
-                    kvs,
-                    parked_reads: Vec::new(),
+                    shards,
+                    reads: HashMap::new(),
+                    batches: VecDeque::new(),
+                    metrics: CoreMetrics::default(),
                     incarnation: 0,
                     tick_period,
                     fsync_scheduled: false,
@@ -285,7 +331,6 @@ impl Cluster {
             nodes,
             knobs,
             inv: Invariants::default(),
-            notes: Vec::new(),
             rng,
             seed,
             events: BTreeMap::new(),
@@ -347,179 +392,113 @@ impl Cluster {
         self.nodes.get(&node).is_some_and(|n| n.multi.is_some())
     }
 
-    /// Proposes a command on `node`.
+    /// The state machine of `group` on `node`, if the node is up.
+    pub fn kv(&self, node: NodeId, group: GroupId) -> Option<&KvStore> {
+        let n = self.nodes.get(&node)?;
+        n.multi.as_ref()?;
+        n.shards.get(&group).map(Shard::kv)
+    }
+
+    /// Proposes a command on `node` through its driver; the answer arrives on the returned
+    /// channel once the entry is applied (or known never to be).
     pub fn propose(
         &mut self,
         node: NodeId,
         group: GroupId,
         data: Vec<u8>,
-    ) -> Result<Result<u64, ProposeError>, Violation> {
-        let Some(r) = self.raft_mut(node, group) else {
+    ) -> Result<Result<(u64, Answer), ProposeError>, Violation> {
+        let (tx, rx) = flume::bounded(1);
+        let faults = self.faults();
+        let Some(n) = self.nodes.get_mut(&node) else {
             return Ok(Err(ProposeError::NotLeader { leader: 0 }));
         };
-        let res = r.propose(data);
+        let Some(mut d) = n.driver(faults) else {
+            return Ok(Err(ProposeError::NotLeader { leader: 0 }));
+        };
+        let res = d.propose(group, data, tx).map(|i| (i, rx));
         self.process(node)?;
         Ok(res)
     }
 
-    /// Requests a read on `node`.
+    /// Starts a linearizable read of `key` on `node` under request id `ctx` through its driver;
+    /// the value arrives on the returned channel once the read index is applied.
     pub fn read(
         &mut self,
         node: NodeId,
         group: GroupId,
         ctx: u64,
+        key: Vec<u8>,
         mode: ReadMode,
-    ) -> Result<Result<(), ReadError>, Violation> {
-        let Some(r) = self.raft_mut(node, group) else {
+    ) -> Result<Result<Answer, ReadError>, Violation> {
+        let (tx, rx) = flume::bounded(1);
+        let faults = self.faults();
+        let Some(n) = self.nodes.get_mut(&node) else {
             return Ok(Err(ReadError::NotLeader { leader: 0 }));
         };
-        let res = r.read(ctx, mode);
+        let Some(mut d) = n.driver(faults) else {
+            return Ok(Err(ReadError::NotLeader { leader: 0 }));
+        };
+        let consistency = match mode {
+            ReadMode::Lease => Consistency::Lease,
+            ReadMode::ReadIndex => Consistency::Linearizable,
+        };
+        let op = ClientOp::Get { key, consistency };
+        let res = d.read(group, ctx, op, mode, tx).map(|()| rx);
         self.process(node)?;
         Ok(res)
     }
 
-    /// Runs the node's `Ready` loop, persisting, sending, applying; then checks invariants.
+    fn faults(&self) -> DriverFaults {
+        DriverFaults {
+            kv: self.knobs.planted_kv_fault,
+            ..self.knobs.driver_faults
+        }
+    }
+
+    /// Runs the node's driver until it is quiet: each round sends, persists into the simulated
+    /// storage, applies and answers; then checks invariants.
     pub fn process(&mut self, id: NodeId) -> Result<(), Violation> {
+        let faults = self.faults();
         let mut rounds = 0;
         loop {
             rounds += 1;
+            let mut net: Vec<Envelope> = Vec::new();
             let Some(node) = self.nodes.get_mut(&id) else {
                 return Ok(());
             };
-            let Some(multi) = node.multi.as_mut() else {
-                return Ok(());
-            };
-            if !multi.has_ready() {
-                break;
-            }
-            if rounds > READY_ROUNDS_MAX {
+            if rounds > READY_ROUNDS_MAX && node.multi.as_ref().is_some_and(|m| m.has_ready()) {
                 return Err(Violation(format!(
                     "node {id}: has_ready() stays true after {READY_ROUNDS_MAX} rounds"
                 )));
             }
-            let mr = multi.ready();
-            let mut write = PendingWrite::default();
-            let mut snap_writes = Vec::new();
-            for (g, mut rd) in mr.groups {
-                if let Some(ss) = rd.soft_state {
-                    if ss.role == Role::Leader {
-                        self.stats.leaders_elected += 1;
-                    }
-                }
-                let gw = GroupWrite {
-                    snapshot: rd.snapshot.clone(),
-                    entries: std::mem::take(&mut rd.entries),
-                    hard_state: rd.hard_state,
-                    mark: rd.persisted,
-                };
-                if gw.snapshot.is_some()
-                    || !gw.entries.is_empty()
-                    || gw.hard_state.is_some()
-                    || gw.mark.is_some()
-                {
-                    write.groups.insert(g, gw);
-                }
-                let node = self
-                    .nodes
-                    .get_mut(&id)
-                    .ok_or_else(|| Violation("node vanished".into()))?;
-                if let Some(s) = &rd.snapshot {
-                    if s.meta.index > 0 {
-                        self.stats.snapshots_installed += 1;
-                    }
-                    let kv = restore_store(&self.knobs, &s.data)
-                        .map_err(|e| Violation(format!("node {id} group {g}: {e}")))?;
-                    node.kvs.insert(g, kv);
-                }
-                let committed = node
-                    .multi
-                    .as_ref()
-                    .and_then(|m| m.group(g))
-                    .map_or(0, |r| r.log().committed());
-                for e in &rd.committed_entries {
-                    self.inv.check_apply(g, id, e)?;
-                    let kv = node.kvs.entry(g).or_insert_with(|| new_store(&self.knobs));
-                    let result = apply_entry(kv, e, committed)
-                        .map_err(|v| Violation(format!("node {id} group {g}: {v}")))?;
-                    self.stats.applied += 1;
-                    if e.kind == EntryKind::Normal {
-                        self.notes.push(Note::Applied {
-                            node: id,
-                            group: g,
-                            index: e.index,
-                            data: e.data.clone(),
-                            result,
-                        });
-                    }
-                }
-                node.parked_reads
-                    .extend(rd.read_states.iter().map(|rs| (g, *rs)));
-                for ctx in rd.reads_dropped {
-                    self.notes.push(Note::ReadDropped {
-                        node: id,
-                        group: g,
-                        ctx,
-                    });
-                }
-                if rd.snapshot_request.is_some() {
-                    let (applied, data) = node
-                        .kvs
-                        .get(&g)
-                        .map_or((0, Vec::new()), |kv| (kv.applied_index(), kv.snapshot()));
-                    if let Some(r) = node.multi.as_mut().and_then(|m| m.group_mut(g)) {
-                        if r.compact(applied, data).is_ok() {
-                            self.stats.snapshots += 1;
-                            if let Some(s) = r.snapshot().cloned() {
-                                snap_writes.push((g, s));
-                            }
-                        }
-                    }
-                }
-            }
-            let node = self
-                .nodes
-                .get_mut(&id)
-                .ok_or_else(|| Violation("node vanished".into()))?;
-            // Serve reads whose index is applied.
-            let mut ready_reads = Vec::new();
-            node.parked_reads.retain(|(g, rs)| {
-                let applied = node.kvs.get(g).map_or(0, |k| k.applied_index());
-                if applied >= rs.index {
-                    ready_reads.push((*g, rs.ctx));
-                    false
-                } else {
-                    true
-                }
-            });
-            for (g, ctx) in ready_reads {
-                self.notes.push(Note::ReadReady {
-                    node: id,
-                    group: g,
-                    ctx,
-                });
-            }
-            write.after = mr.envelopes_after_persist;
-            let has_write = !write.groups.is_empty() || !write.after.is_empty();
-            if has_write {
-                node.storage.pending.push_back(write);
-            }
-            for (g, s) in snap_writes {
-                let mut w = PendingWrite::default();
-                w.groups.insert(
-                    g,
-                    GroupWrite {
-                        snapshot: Some(s),
-                        ..GroupWrite::default()
-                    },
-                );
-                node.storage.pending.push_back(w);
-            }
-            for env in mr.envelopes {
+            let stats = node.round(faults, &mut net, &mut self.inv)?;
+            for env in net {
                 self.send(env);
             }
+            let Some(stats) = stats else { break };
+            self.stats.leaders_elected += stats.leaders_elected;
+            self.stats.snapshots_installed += stats.snapshots_installed;
+            self.stats.applied += stats.applied;
+            self.stats.snapshots += stats.snapshots_taken;
+            self.release_durable(id)?;
             self.schedule_fsync(id)?;
         }
         self.check_node(id)
+    }
+
+    /// Hands every persist batch of `id` whose ticket is durable back to its driver, and sends
+    /// what waited for it.
+    fn release_durable(&mut self, id: NodeId) -> Result<(), Violation> {
+        let faults = self.faults();
+        let mut net: Vec<Envelope> = Vec::new();
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let res = node.release_durable(faults, &mut net);
+        for env in net {
+            self.send(env);
+        }
+        res
     }
 
     fn schedule_fsync(&mut self, id: NodeId) -> Result<(), Violation> {
@@ -545,33 +524,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// Makes up to `max` pending writes of `id` durable, sends what waited for them, reports marks.
+    /// Makes up to `max` pending writes of `id` durable, reports what became durable to its
+    /// driver (which sends what waited for it).
     pub fn fsync(&mut self, id: NodeId, max: usize) -> Result<(), Violation> {
         let mut done = 0;
         while done < max {
             let Some(node) = self.nodes.get_mut(&id) else {
                 return Ok(());
             };
-            if node.multi.is_none() {
-                return Ok(());
-            }
-            let Some(w) = node.storage.fsync_one() else {
+            if node.multi.is_none() || !node.storage.fsync_one() {
                 break;
-            };
+            }
             done += 1;
-            if let Some(multi) = node.multi.as_mut() {
-                for (g, gw) in &w.groups {
-                    if let Some((i, t)) = gw.mark {
-                        multi
-                            .on_persisted(*g, i, t)
-                            .map_err(|e| Violation(e.to_string()))?;
-                    }
-                }
-            }
-            for env in w.after {
-                self.send(env);
-            }
         }
+        self.release_durable(id)?;
         self.process(id)
     }
 
@@ -667,12 +633,13 @@ impl Cluster {
             self.now,
             hs.join(" ")
         );
-        node.kvs.clear();
-        node.parked_reads.clear();
+        // The driver's state is gone: waiting clients see their answer channel close.
+        node.shards.clear();
+        node.reads.clear();
+        node.batches.clear();
         node.fsync_scheduled = false;
         node.incarnation += 1;
         self.stats.crashes += 1;
-        self.notes.push(Note::Crashed { node: id });
         self.log(line);
     }
 
@@ -689,7 +656,7 @@ impl Cluster {
         let mut multi = MultiRaft::new(id);
         for g in 1..=knobs.groups {
             let st = node.storage.durable.get(&g).cloned().unwrap_or_default();
-            let kv = restore_store(&knobs, &st.snapshot.data)
+            let kv = restore_store(&st.snapshot.data, knobs.planted_kv_fault)
                 .map_err(|e| Violation(format!("node {id}: durable snapshot: {e}")))?;
             let cfg = knobs.raft_config(id, g, node.incarnation, seed);
             let raft =
@@ -697,7 +664,7 @@ impl Cluster {
             multi
                 .add_group(g, raft)
                 .map_err(|e| Violation(e.to_string()))?;
-            node.kvs.insert(g, kv);
+            node.shards.insert(g, Shard::new(kv));
         }
         node.multi = Some(multi);
         if !self.manual {
@@ -758,17 +725,6 @@ fn new_store(knobs: &Knobs) -> KvStore {
     let mut kv = KvStore::new();
     kv.plant_fault(knobs.planted_kv_fault);
     kv
-}
-
-/// The store of a snapshot's data (empty data: the empty store of a fresh group).
-fn restore_store(knobs: &Knobs, data: &[u8]) -> Result<KvStore, String> {
-    let mut kv = if data.is_empty() {
-        KvStore::new()
-    } else {
-        KvStore::restore(data).map_err(|e| format!("bad snapshot bytes: {e}"))?
-    };
-    kv.plant_fault(knobs.planted_kv_fault);
-    Ok(kv)
 }
 
 /// A one-line description of an envelope for traces.

@@ -4,8 +4,10 @@
 //! from their simulated disk; tick rates are skewed. Safety invariants are checked after every
 //! step ([`invariants`]); client histories are checked for linearizability by
 //! [`crate::checker`]. On a failure the seed and the step count to replay it are printed.
-//! [`script`] is the scenario language of the scripted tests. The key-value state machine and
-//! its apply checks are the node's own ([`crate::node::kv`], [`crate::node::kv::apply`]).
+//! [`script`] is the scenario language of the scripted tests. Each node runs the node's own
+//! Ready loop ([`crate::node::driver`]) with its key-value state machine and apply checks
+//! ([`crate::node::kv`], [`crate::node::kv::apply`]); the simulator supplies only the storage
+//! ([`storage`]) and the network ([`cluster`]).
 
 pub mod cluster;
 pub mod invariants;
@@ -38,12 +40,27 @@ pub struct SimArgs {
     /// expected value (shows the linearizability check catches a broken state machine).
     #[arg(long)]
     pub plant_cas_fault: bool,
+    /// TEST ONLY: plant a fault in the node's driver: what must wait for durability (votes,
+    /// acknowledgements) is sent before the round is persisted (shows crashes then lose
+    /// committed entries, which the checks report).
+    #[arg(long)]
+    pub plant_early_ack: bool,
+    /// TEST ONLY: plant a fault in the node's driver: a write is answered when any entry is
+    /// applied at its index, whatever that entry's term (shows the history check catches it).
+    #[arg(long)]
+    pub plant_ignore_term: bool,
 }
 
 /// Knob changes selected by the `ringraft sim` flags, and the flags as text.
 pub fn tweak_for(args: &SimArgs) -> (Option<fn(&mut cluster::Knobs)>, &'static str) {
     if args.plant_cas_fault {
         return (Some(cas_fault_tweak), " --plant-cas-fault");
+    }
+    if args.plant_early_ack {
+        return (Some(early_ack_tweak), " --plant-early-ack");
+    }
+    if args.plant_ignore_term {
+        return (Some(ignore_term_tweak), " --plant-ignore-term");
     }
     match (args.mem_first, args.break_vote_rule) {
         (false, false) => (None, ""),
@@ -67,6 +84,16 @@ pub fn break_vote_tweak(k: &mut cluster::Knobs) {
 /// `--plant-cas-fault`.
 pub fn cas_fault_tweak(k: &mut cluster::Knobs) {
     k.planted_kv_fault = crate::node::kv::PlantedFault::CasIgnoresExpected;
+}
+
+/// `--plant-early-ack`.
+pub fn early_ack_tweak(k: &mut cluster::Knobs) {
+    k.driver_faults.send_before_durable = true;
+}
+
+/// `--plant-ignore-term`.
+pub fn ignore_term_tweak(k: &mut cluster::Knobs) {
+    k.driver_faults.answer_ignores_term = true;
 }
 
 fn both_tweak(k: &mut cluster::Knobs) {

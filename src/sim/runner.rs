@@ -12,9 +12,10 @@ use crate::checker::{self, Budget, Event as HEvent, EventType, ModelKind, OpFunc
 use crate::raft::rng::Rng;
 use crate::raft::{ConfChange, Durability, GroupId, NodeId, ProposeError, ReadMode, Role};
 
-use super::cluster::{Cluster, Event, Knobs, Note, TICK_PERIOD_NOMINAL};
+use super::cluster::{Answer, Cluster, Event, Knobs, TICK_PERIOD_NOMINAL};
 use super::invariants::Violation;
 use crate::node::kv::{ApplyResult, Command, WriteOp};
+use crate::node::request::{ClientError, ClientReply};
 
 /// Clients per group.
 pub const CLIENTS_PER_GROUP: u64 = 3;
@@ -129,17 +130,15 @@ impl std::fmt::Display for SimFailure {
 enum Pending {
     Idle,
     Write {
-        node: NodeId,
         group: GroupId,
-        index: u64,
         cmd: Command,
+        answer: Answer,
         deadline: u64,
     },
     Read {
-        node: NodeId,
         group: GroupId,
-        ctx: u64,
         key: u8,
+        answer: Answer,
         deadline: u64,
     },
 }
@@ -252,7 +251,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, SimFailure> {
             Some(Event::Chaos) => run.chaos(),
             _ => Ok(()),
         });
-        let res = res.and_then(|()| run.drain_notes());
+        let res = res.and_then(|()| run.collect_answers());
         if let Err(v) = res {
             return Err(fail(Some(&run.c), step, v));
         }
@@ -385,7 +384,7 @@ impl Run {
             };
             self.next_ctx += 1;
             let ctx = self.next_ctx;
-            if self.c.read(node, g, ctx, mode)?.is_ok() {
+            if let Ok(answer) = self.c.read(node, g, ctx, vec![key], mode)? {
                 self.record(
                     process,
                     EventType::Invoke,
@@ -393,10 +392,9 @@ impl Run {
                     key_name(g, key),
                 );
                 self.clients[i].pending = Pending::Read {
-                    node,
                     group: g,
-                    ctx,
                     key,
+                    answer,
                     deadline,
                 };
             }
@@ -404,11 +402,9 @@ impl Run {
         }
         if roll < 50 {
             // Eventual read: local state of any live node, not linearizable by design.
-            if let Some(n) = self.c.nodes.get(&node) {
-                if let Some(kv) = n.kvs.get(&g) {
-                    std::hint::black_box(kv.get(&[key]));
-                    self.eventual_reads += 1;
-                }
+            if let Some(kv) = self.c.kv(node, g) {
+                std::hint::black_box(kv.get(&[key]));
+                self.eventual_reads += 1;
             }
             return Ok(());
         }
@@ -422,9 +418,7 @@ impl Run {
             _ => {
                 let expected = self
                     .c
-                    .raft(node, g)
-                    .and(self.c.nodes.get(&node))
-                    .and_then(|n| n.kvs.get(&g))
+                    .kv(node, g)
                     .and_then(|kv| kv.get(&k))
                     .map(|v| v.value.clone());
                 WriteOp::CasValue {
@@ -441,7 +435,7 @@ impl Run {
             op,
         };
         match self.c.propose(node, g, cmd.encode())? {
-            Ok(index) => {
+            Ok((_index, answer)) => {
                 let (f, k) = write_key(g, &cmd);
                 let ev = self.record(process, EventType::Invoke, f, k);
                 match &cmd.op {
@@ -456,10 +450,9 @@ impl Run {
                     _ => {}
                 }
                 self.clients[i].pending = Pending::Write {
-                    node,
                     group: g,
-                    index,
                     cmd,
+                    answer,
                     deadline,
                 };
             }
@@ -471,84 +464,58 @@ impl Run {
         Ok(())
     }
 
-    fn drain_notes(&mut self) -> Result<(), Violation> {
-        let notes = std::mem::take(&mut self.c.notes);
-        for n in notes {
-            match n {
-                Note::Applied {
-                    node,
-                    group,
-                    index,
-                    data,
-                    result,
-                } => {
-                    for i in 0..self.clients.len() {
-                        let Pending::Write {
-                            node: wn,
-                            group: wg,
-                            index: wi,
-                            ref cmd,
-                            ..
-                        } = self.clients[i].pending
-                        else {
-                            continue;
-                        };
-                        if (wn, wg, wi) != (node, group, index) {
+    /// Records the answers the nodes' drivers gave since the last step. A closed answer channel
+    /// (the node crashed) leaves a write unknown and fails a read.
+    fn collect_answers(&mut self) -> Result<(), Violation> {
+        for i in 0..self.clients.len() {
+            let got = match &self.clients[i].pending {
+                Pending::Idle => continue,
+                Pending::Write { answer, .. } | Pending::Read { answer, .. } => answer.try_recv(),
+            };
+            let got = match got {
+                Ok(a) => a,
+                Err(flume::TryRecvError::Empty) => continue,
+                Err(flume::TryRecvError::Disconnected) => {
+                    self.finish_open(i);
+                    continue;
+                }
+            };
+            let process = self.clients[i].process;
+            match self.clients[i].pending.clone() {
+                Pending::Idle => {}
+                Pending::Write { group, cmd, .. } => {
+                    let (f, key) = write_key(group, &cmd);
+                    match got {
+                        // Another entry won this index (ours can never commit), or a
+                        // compare-and-swap that did not swap.
+                        Err(ClientError::Superseded)
+                        | Ok(ClientReply::Applied(ApplyResult::Cas { swapped: false, .. })) => {
+                            self.record(process, EventType::Fail, f, key);
+                            self.ops_fail += 1;
+                        }
+                        Ok(ClientReply::Applied(
+                            ApplyResult::Put { .. }
+                            | ApplyResult::Deleted { .. }
+                            | ApplyResult::Cas { swapped: true, .. },
+                        )) => {
+                            self.record(process, EventType::Ok, f, key);
+                            self.ops_ok += 1;
+                        }
+                        // Outcome unknown.
+                        Err(_) => {
+                            self.finish_open(i);
                             continue;
                         }
-                        let process = self.clients[i].process;
-                        let (f, key) = write_key(group, cmd);
-                        let ours = *data == cmd.encode()[..];
-                        match (ours, &result) {
-                            // Another entry won this index: ours can never commit.
-                            (false, _) | (true, Some(ApplyResult::Cas { swapped: false, .. })) => {
-                                self.record(process, EventType::Fail, f, key);
-                                self.ops_fail += 1;
-                            }
-                            (
-                                true,
-                                Some(
-                                    ApplyResult::Put { .. }
-                                    | ApplyResult::Deleted { .. }
-                                    | ApplyResult::Cas { swapped: true, .. },
-                                ),
-                            ) => {
-                                self.record(process, EventType::Ok, f, key);
-                                self.ops_ok += 1;
-                            }
-                            (true, other) => {
-                                return Err(Violation(format!(
-                                    "node {node} group {group}: entry {index} of a valid write applied as {other:?}"
-                                )))
-                            }
+                        Ok(other) => {
+                            return Err(Violation(format!(
+                                "group {group}: a valid write answered {other:?}"
+                            )))
                         }
-                        self.clients[i].pending = Pending::Idle;
                     }
                 }
-                Note::ReadReady { node, group, ctx } => {
-                    for i in 0..self.clients.len() {
-                        let Pending::Read {
-                            node: rn,
-                            group: rg,
-                            ctx: rc,
-                            key,
-                            ..
-                        } = self.clients[i].pending
-                        else {
-                            continue;
-                        };
-                        if (rn, rg, rc) != (node, group, ctx) {
-                            continue;
-                        }
-                        let value = self
-                            .c
-                            .nodes
-                            .get(&node)
-                            .and_then(|n| n.kvs.get(&group))
-                            .and_then(|kv| kv.get(&[key]))
-                            .map(|v| number(&v.value))
-                            .transpose()?;
-                        let process = self.clients[i].process;
+                Pending::Read { group, key, .. } => match got {
+                    Ok(ClientReply::Value(v)) => {
+                        let value = v.map(|v| number(&v.value)).transpose()?;
                         let ev = self.record(
                             process,
                             EventType::Ok,
@@ -557,38 +524,19 @@ impl Run {
                         );
                         ev.value = value.map(|v| v.to_string());
                         self.ops_ok += 1;
-                        self.clients[i].pending = Pending::Idle;
                     }
-                }
-                Note::ReadDropped { node, group, ctx } => {
-                    for i in 0..self.clients.len() {
-                        if let Pending::Read {
-                            node: rn,
-                            group: rg,
-                            ctx: rc,
-                            ..
-                        } = self.clients[i].pending
-                        {
-                            if (rn, rg, rc) == (node, group, ctx) {
-                                self.finish_open(i);
-                            }
-                        }
+                    Ok(other) => {
+                        return Err(Violation(format!(
+                            "group {group}: a read answered {other:?}"
+                        )))
                     }
-                }
-                Note::Crashed { node } => {
-                    for i in 0..self.clients.len() {
-                        let on = match self.clients[i].pending {
-                            Pending::Write { node: n, .. } | Pending::Read { node: n, .. } => {
-                                n == node
-                            }
-                            Pending::Idle => false,
-                        };
-                        if on {
-                            self.finish_open(i);
-                        }
+                    Err(_) => {
+                        self.finish_open(i);
+                        continue;
                     }
-                }
+                },
             }
+            self.clients[i].pending = Pending::Idle;
         }
         Ok(())
     }

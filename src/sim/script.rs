@@ -34,7 +34,7 @@ use std::collections::BTreeSet;
 
 use crate::raft::{ConfChange, NodeId, ReadMode, Role};
 
-use super::cluster::{Cluster, Knobs, Note};
+use super::cluster::{Answer, Cluster, Knobs};
 use crate::node::kv::{Command, WriteOp};
 
 /// Most `stabilize` rounds before a script is declared stuck.
@@ -46,6 +46,7 @@ pub fn run_script(text: &str) -> Result<Transcript, String> {
         c: None,
         group: 1,
         reads: BTreeSet::new(),
+        waiting: Vec::new(),
         out: Vec::new(),
     };
     for (n, raw) in text.lines().enumerate() {
@@ -70,7 +71,10 @@ pub struct Transcript {
 struct State {
     c: Option<Cluster>,
     group: u64,
+    /// Reads answered, by (node, ctx).
     reads: BTreeSet<(NodeId, u64)>,
+    /// Reads waiting for their answer.
+    waiting: Vec<(NodeId, u64, Answer)>,
     out: Vec<String>,
 }
 
@@ -146,7 +150,7 @@ impl State {
                     w.get(2).ok_or("propose needs data")?.as_bytes().to_vec()
                 };
                 let r = self.c()?.propose(n, g, data).map_err(|v| v.0)?;
-                let i = r.map_err(|e| format!("proposal refused: {e}"))?;
+                let (i, _answer) = r.map_err(|e| format!("proposal refused: {e}"))?;
                 self.out.push(format!("index {i}"));
             }
             "repeat" => {
@@ -270,12 +274,7 @@ impl State {
             "compact" => {
                 let n = num(w.get(1).ok_or("compact needs a node")?)?;
                 let c = self.c()?;
-                let kv = c
-                    .nodes
-                    .get(&n)
-                    .and_then(|x| x.kvs.get(&g))
-                    .cloned()
-                    .ok_or("node down")?;
+                let kv = c.kv(n, g).cloned().ok_or("node down")?;
                 let r = c.raft_mut(n, g).ok_or("node down")?;
                 r.compact(kv.applied_index(), kv.snapshot())
                     .map_err(|e| e.to_string())?;
@@ -288,8 +287,12 @@ impl State {
                 } else {
                     ReadMode::ReadIndex
                 };
-                let r = self.c()?.read(n, g, ctx, mode).map_err(|v| v.0)?;
-                r.map_err(|e| format!("read refused: {e}"))?;
+                let r = self
+                    .c()?
+                    .read(n, g, ctx, Vec::new(), mode)
+                    .map_err(|v| v.0)?;
+                let answer = r.map_err(|e| format!("read refused: {e}"))?;
+                self.waiting.push((n, ctx, answer));
                 self.collect_notes();
             }
             "expect-violation" => {
@@ -314,13 +317,18 @@ impl State {
         Ok(())
     }
 
+    /// Moves the reads the drivers answered (successfully) into `reads`.
     fn collect_notes(&mut self) {
-        let Some(c) = self.c.as_mut() else { return };
-        for n in std::mem::take(&mut c.notes) {
-            if let Note::ReadReady { node, ctx, .. } = n {
-                self.reads.insert((node, ctx));
-            }
-        }
+        let reads = &mut self.reads;
+        self.waiting
+            .retain(|(node, ctx, answer)| match answer.try_recv() {
+                Ok(Ok(_)) => {
+                    reads.insert((*node, *ctx));
+                    false
+                }
+                Ok(Err(_)) | Err(flume::TryRecvError::Disconnected) => false,
+                Err(flume::TryRecvError::Empty) => true,
+            });
     }
 
     fn expect(&mut self, w: &[&str]) -> Result<(), String> {
@@ -374,11 +382,7 @@ impl State {
                 format!("node {n} commit is {}", r.log().committed()),
             ),
             "applied" => {
-                let a = c
-                    .nodes
-                    .get(&n)
-                    .and_then(|x| x.kvs.get(&g))
-                    .map_or(0, |k| k.applied_index());
+                let a = c.kv(n, g).map_or(0, |k| k.applied_index());
                 check(a == arg(2)?, format!("node {n} applied {a}"))
             }
             "last" => check(

@@ -1,10 +1,13 @@
-//! Simulated storage of one node: what is durable (survives a crash) and what is only written,
-//! not yet fsynced (lost on a crash). A `Ready` round becomes one [`PendingWrite`]; an fsync makes
-//! the oldest pending writes durable in order, like a WAL.
+//! Simulated storage of one node, the driver's [`Storage`] in the simulator: what is durable
+//! (survives a crash) and what is only written, not yet fsynced (lost on a crash). The writes of
+//! one driver round become one [`PendingWrite`] when the driver asks for its durability ticket;
+//! an fsync makes the oldest pending writes durable in order, like a WAL. A snapshot taken
+//! locally is its own pending write (durable at its fsync, like the node's snapshot file).
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::raft::{Entry, Envelope, GroupId, HardState, RestartState, Snapshot};
+use crate::node::driver::{Storage, StorageError};
+use crate::raft::{Entry, GroupId, HardState, RestartState, Snapshot};
 
 /// Durable state of one group on one node.
 #[derive(Debug, Clone, Default)]
@@ -18,10 +21,15 @@ pub struct GroupStore {
 }
 
 impl GroupStore {
+    /// Drops the stored entries from `from` on.
+    pub fn truncate(&mut self, from: u64) {
+        self.entries.retain(|e| e.index < from);
+    }
+
     /// Appends entries, replacing any stored suffix from the first one.
     pub fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
-        self.entries.retain(|e| e.index < first.index);
+        self.truncate(first.index);
         self.entries.extend(entries.iter().cloned());
     }
 
@@ -43,6 +51,13 @@ impl GroupStore {
         self.snapshot = snap.clone();
     }
 
+    /// Last index held (entries, else the snapshot's).
+    pub fn last_index(&self) -> u64 {
+        self.entries
+            .last()
+            .map_or(self.snapshot.meta.index, |e| e.index)
+    }
+
     /// State for `Raft::restart`.
     pub fn restart_state(&self) -> RestartState {
         RestartState {
@@ -53,26 +68,24 @@ impl GroupStore {
     }
 }
 
-/// One group's part of a pending write.
+/// One group's part of a pending write, applied in this order at the fsync.
 #[derive(Debug, Clone, Default)]
 pub struct GroupWrite {
     /// Snapshot to store first.
     pub snapshot: Option<Snapshot>,
+    /// Entries from this index on are dropped.
+    pub truncate: Option<u64>,
     /// Entries to append.
     pub entries: Vec<Entry>,
     /// Hard state.
     pub hard_state: Option<HardState>,
-    /// `on_persisted` mark.
-    pub mark: Option<(u64, u64)>,
 }
 
-/// A written, not yet durable, `Ready` round of one node.
+/// A written, not yet durable, set of writes of one node.
 #[derive(Debug, Clone, Default)]
 pub struct PendingWrite {
     /// Per group.
     pub groups: BTreeMap<GroupId, GroupWrite>,
-    /// Envelopes to send once durable.
-    pub after: Vec<Envelope>,
 }
 
 /// Storage of one node.
@@ -80,31 +93,125 @@ pub struct PendingWrite {
 pub struct NodeStorage {
     /// Durable, per group.
     pub durable: BTreeMap<GroupId, GroupStore>,
-    /// Not yet durable, oldest first.
-    pub pending: VecDeque<PendingWrite>,
+    /// Not yet durable, oldest first, with their tickets.
+    pub pending: VecDeque<(u64, PendingWrite)>,
+    /// Written since the last ticket.
+    building: PendingWrite,
+    /// Last index written per group (durable or not).
+    written_last: BTreeMap<GroupId, u64>,
+    /// Last ticket issued.
+    issued: u64,
+    /// Last ticket durable.
+    durable_ticket: u64,
 }
 
 impl NodeStorage {
-    /// Makes the oldest pending write durable; returns it (to send its envelopes and report marks).
-    pub fn fsync_one(&mut self) -> Option<PendingWrite> {
-        let w = self.pending.pop_front()?;
+    /// Makes the oldest pending write durable; returns false when nothing was pending.
+    pub fn fsync_one(&mut self) -> bool {
+        let Some((t, w)) = self.pending.pop_front() else {
+            return false;
+        };
         for (g, gw) in &w.groups {
             let store = self.durable.entry(*g).or_default();
             if let Some(s) = &gw.snapshot {
                 store.install(s);
+            }
+            if let Some(from) = gw.truncate {
+                store.truncate(from);
             }
             store.append(&gw.entries);
             if let Some(hs) = gw.hard_state {
                 store.hard_state = hs;
             }
         }
-        Some(w)
+        self.durable_ticket = t;
+        true
+    }
+
+    /// The last ticket that is durable.
+    pub fn durable_ticket(&self) -> u64 {
+        self.durable_ticket
     }
 
     /// A crash: every pending write is lost.
     pub fn crash(&mut self) -> usize {
         let n = self.pending.len();
         self.pending.clear();
+        self.building = PendingWrite::default();
+        self.durable_ticket = self.issued;
+        self.written_last = self
+            .durable
+            .iter()
+            .map(|(g, s)| (*g, s.last_index()))
+            .collect();
         n
+    }
+
+    fn group(&mut self, g: GroupId) -> &mut GroupWrite {
+        self.building.groups.entry(g).or_default()
+    }
+
+    /// Seals what was written since the last ticket as one pending write.
+    fn seal(&mut self) {
+        if self.building.groups.is_empty() {
+            return;
+        }
+        self.issued += 1;
+        let w = std::mem::take(&mut self.building);
+        self.pending.push_back((self.issued, w));
+    }
+}
+
+impl Storage for NodeStorage {
+    fn last_index(&self, g: GroupId) -> u64 {
+        self.written_last
+            .get(&g)
+            .copied()
+            .unwrap_or_else(|| self.durable.get(&g).map_or(0, GroupStore::last_index))
+    }
+
+    fn truncate(&mut self, g: GroupId, from: u64) -> Result<(), StorageError> {
+        let w = self.group(g);
+        w.entries.retain(|e| e.index < from);
+        if w.entries.is_empty() {
+            w.truncate = Some(w.truncate.map_or(from, |t| t.min(from)));
+        }
+        self.written_last.insert(g, from.saturating_sub(1));
+        Ok(())
+    }
+
+    fn append(&mut self, g: GroupId, e: &Entry) -> Result<(), StorageError> {
+        let w = self.group(g);
+        w.entries.retain(|x| x.index < e.index);
+        w.entries.push(e.clone());
+        self.written_last.insert(g, e.index);
+        Ok(())
+    }
+
+    fn set_hard_state(&mut self, g: GroupId, hs: &HardState) -> Result<(), StorageError> {
+        self.group(g).hard_state = Some(*hs);
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, g: GroupId, snap: &Snapshot) -> Result<(), StorageError> {
+        let w = self.group(g);
+        w.snapshot = Some(snap.clone());
+        w.truncate = None;
+        w.entries.clear();
+        self.written_last.insert(g, snap.meta.index);
+        Ok(())
+    }
+
+    fn snapshot_saved(&mut self, g: GroupId, snap: &Snapshot) -> Result<(), StorageError> {
+        // Its own write, after everything written before it.
+        self.seal();
+        self.group(g).snapshot = Some(snap.clone());
+        self.seal();
+        Ok(())
+    }
+
+    fn ticket(&mut self) -> u64 {
+        self.seal();
+        self.issued
     }
 }

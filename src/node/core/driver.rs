@@ -1,120 +1,160 @@
-//! The driver: the Ready loop of one core (send, persist to the WAL, hand durability to the
-//! persist loop, apply, answer), the persist loop, the tick loop and the snapshot file writes.
+//! The node's async wrapper around the shared Ready loop ([`crate::node::driver`]): the driver
+//! loop runs rounds when kicked, waiting where the node must (received snapshots' files written
+//! off the executor thread before the WAL forgets what they cover, WAL backpressure, locally
+//! taken snapshots' files); the persist loop waits for each batch's WAL durability and hands it
+//! back to the driver; the tick loop drives the Raft clocks. Each synchronous step borrows the
+//! core's state only for its own duration, never across an `.await`.
 
 use super::*;
+use crate::node::driver::{Driver, PersistError, Round, Transport};
+use crate::node::storage::WalStorage;
+
+/// The node's transport for one driver step: envelopes are collected and queued on the peer
+/// links right after the step (`finish`), in the order the driver sent them.
+struct PeerOut<'a> {
+    envs: Vec<Envelope>,
+    changed: Vec<GroupId>,
+    node_id: NodeId,
+    listen: &'a str,
+    peers: &'a BTreeMap<NodeId, PeerLink>,
+}
+
+impl Transport for PeerOut<'_> {
+    fn send(&mut self, envs: Vec<Envelope>) {
+        self.envs.extend(envs);
+    }
+
+    fn not_leader(&self, leader: NodeId) -> ClientError {
+        let address = if leader == self.node_id {
+            Some(self.listen.to_string())
+        } else {
+            self.peers.get(&leader).map(|p| p.address.clone())
+        };
+        let hint = (leader != 0)
+            .then_some(address)
+            .flatten()
+            .map(|address| LeaderHint {
+                node_id: leader,
+                address,
+            });
+        ClientError::NotLeader { leader: hint }
+    }
+
+    fn membership_changed(&mut self, g: GroupId) {
+        self.changed.push(g);
+    }
+}
+
+/// What a step sent: envelopes to the peer links, membership changes to the link table.
+struct Sent {
+    envs: Vec<Envelope>,
+    changed: Vec<GroupId>,
+}
+
+impl PeerOut<'_> {
+    fn sent(self) -> Sent {
+        Sent {
+            envs: self.envs,
+            changed: self.changed,
+        }
+    }
+}
+
+/// Lends the core's state to the driver, with the WAL storage and the peer transport.
+fn parts(s: &mut CoreState) -> (Driver<'_>, PeerOut<'_>, WalStorage<'_>) {
+    let d = Driver::new(&mut s.multi, &mut s.shards, &mut s.reads, &s.metrics)
+        .with_max_scan_results(s.cfg.state_machine.max_scan_results);
+    let out = PeerOut {
+        envs: Vec::new(),
+        changed: Vec::new(),
+        node_id: s.node_id,
+        listen: &s.cfg.cluster.listen_address,
+        peers: &s.peers,
+    };
+    (d, out, WalStorage::new(&mut s.wal))
+}
+
+/// Sends what a step sent.
+fn finish(s: &mut CoreState, sent: Sent) {
+    if !sent.envs.is_empty() {
+        s.send_envelopes(&sent.envs);
+    }
+    for g in sent.changed {
+        s.refresh_peers(g);
+    }
+}
 
 /// One round of the driver: returns false when there was nothing to do.
 async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
-    let mr = {
+    let mut round: Round = {
         let mut s = st.borrow_mut();
-        if !s.multi.has_ready() {
+        let (mut d, mut out, _) = parts(&mut s);
+        let Some(round) = d.begin(Some(monotonic_nanos()), &mut out)? else {
             return Ok(false);
-        }
-        // Heartbeat rounds started by `ready` are stamped with this time (the lease runs from
-        // it), read before anything of the round is sent.
-        s.multi.advance_clock(monotonic_nanos());
-        let mr = s.multi.ready();
-        // `has_ready` may report work that `ready` then finds nothing to do for (a leader whose
-        // own entries are durable but cannot commit without a quorum): an empty round means
-        // "idle", so the driver sleeps until the next kick instead of spinning.
-        if mr.envelopes.is_empty()
-            && mr.envelopes_after_persist.is_empty()
-            && mr.groups.iter().all(|(_, rd)| rd.is_empty())
-        {
-            return Ok(false);
-        }
-        s.send_envelopes(&mr.envelopes);
-        mr
+        };
+        let sent = out.sent();
+        finish(&mut s, sent);
+        round
     };
-    let mut persisted = Vec::new();
-    let mut appended = 0u64;
-    let mut applies: Vec<(GroupId, Ready)> = Vec::with_capacity(mr.groups.len());
-    for (g, mut rd) in mr.groups {
-        if let Some(ss) = rd.soft_state {
-            let s = st.borrow();
-            if ss.role == Role::Leader {
-                let term = s.multi.group(g).map_or(0, |r| r.term());
-                info!(target: crate::node::logging::LEADERSHIP_TARGET, shard = g, term, node = s.node_id, "Became leader");
-                s.metrics.leader_elections.inc();
-            } else {
-                info!(target: crate::node::logging::LEADERSHIP_TARGET, shard = g, role = ?ss.role, leader = ss.leader, "role changed");
-            }
-        }
-        if let Some(snap) = rd.snapshot.take() {
-            persist_snapshot(st, g, &snap).await?;
-        }
-        if !rd.entries.is_empty() {
-            let first = rd.entries[0].index;
-            {
-                let mut s = st.borrow_mut();
-                if s.wal.last_index(g) >= first {
-                    let applied = s.shards.get(&g).map_or(0, |sh| sh.kv.applied_index());
-                    check_truncation(first, applied).map_err(|v| format!("shard {g}: {v}"))?;
-                    s.wal.truncate(g, first).map_err(|e| {
-                        wal_failure(format!("shard {g}: WAL truncate at {first}"), &e)
-                    })?;
-                }
-            }
-            for e in &rd.entries {
-                let payload = storage::entry_payload(e);
-                append_with_backpressure(st, g, e.index, e.term, &payload).await?;
-            }
-            appended += rd.entries.len() as u64;
-        }
-        if let Some(hs) = rd.hard_state {
-            let wal_hs = storage::to_wal_hard_state(&hs);
-            loop {
-                let r = st.borrow_mut().wal.set_hard_state(g, wal_hs);
-                match r {
-                    Ok(_) => break,
-                    Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
-                    Err(e) => return Err(wal_failure(format!("shard {g}: WAL hard state"), &e)),
-                }
-            }
-        }
-        // Reported once per Ready that persisted anything, in order, after it is durable.
-        if let Some(p) = rd.persisted {
-            persisted.push((g, p.0, p.1));
-        }
-        applies.push((g, rd));
+    // Received snapshots' files are durable before the WAL forgets anything they cover.
+    let received: Vec<(GroupId, Snapshot)> = round
+        .received_snapshots()
+        .map(|(g, snap)| (g, snap.clone()))
+        .collect();
+    for (g, snap) in received {
+        let path = snapshot_path(st, g)?;
+        write_snapshot_file(path.clone(), snap)
+            .await
+            .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
     }
-    let batch = {
-        let s = st.borrow();
-        PersistBatch {
-            lsn: s.wal.last_lsn(),
-            persisted,
-            after: mr.envelopes_after_persist,
-            appended,
+    let batch = loop {
+        let r = {
+            let mut s = st.borrow_mut();
+            let (mut d, _, mut wal) = parts(&mut s);
+            d.persist(&mut round, &mut wal)
+        };
+        match r {
+            Ok(b) => break b,
+            Err(PersistError::Backpressure) => wait_durable_now(st).await?,
+            Err(PersistError::Failed(e)) => return Err(e),
         }
     };
-    let tx = st.borrow().persist_tx.clone();
-    if !batch.persisted.is_empty() || !batch.after.is_empty() {
+    if !batch.is_empty() {
+        let tx = st.borrow().persist_tx.clone();
         tx.send_async(batch)
             .await
             .map_err(|_| "the persist loop stopped".to_string())?;
     }
-    let mut snapshots = Vec::new();
-    {
+    let snapshots = {
         let mut s = st.borrow_mut();
-        for (g, rd) in applies {
-            snapshots.extend(s.apply_ready(g, rd)?);
+        let (mut d, mut out, _) = parts(&mut s);
+        let taken = d.apply(&mut round, &mut out)?;
+        let sent = out.sent();
+        finish(&mut s, sent);
+        for g in round.groups() {
             s.update_gauges(g);
         }
-    }
+        taken
+    };
     // One at a time and awaited: a shard's snapshot files are written in order.
     for w in snapshots {
-        let written = write_snapshot_file(w.path.clone(), w.snap.clone()).await;
-        st.borrow_mut().snapshot_written(&w, written);
+        let path = snapshot_path(st, w.group)?;
+        let written = write_snapshot_file(path.clone(), w.snap.clone())
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()));
+        let mut s = st.borrow_mut();
+        let (mut d, _, mut wal) = parts(&mut s);
+        d.snapshot_written(&w, written, &mut wal);
     }
     Ok(true)
 }
 
-/// A snapshot taken in memory whose file is still to be written.
-#[derive(Debug)]
-pub(super) struct SnapshotWrite {
-    pub(super) g: GroupId,
-    pub(super) path: PathBuf,
-    pub(super) snap: Snapshot,
+fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {
+    st.borrow()
+        .local
+        .get(&g)
+        .map(|l| l.snapshot_path.clone())
+        .ok_or_else(|| format!("shard {g}: unknown"))
 }
 
 /// Encodes and writes a snapshot file atomically (temp file, fsync, rename) on glommio's
@@ -126,22 +166,6 @@ async fn write_snapshot_file(path: PathBuf, snap: Snapshot) -> std::io::Result<(
         .await
 }
 
-/// The message of a failed WAL call. A write or sync failure (an I/O error, or the log poisoned
-/// by an earlier one) means acknowledged-durability can no longer be promised: it is reported as
-/// `WAL sync failed`, the phrase operators and the fault tests look for, and stops the node.
-fn wal_failure(what: String, e: &ringraft_wal::Error) -> String {
-    match e {
-        ringraft_wal::Error::Io { .. } | ringraft_wal::Error::Poisoned(_) => {
-            format!("WAL sync failed: {what}: {e}")
-        }
-        _ => format!("{what}: {e}"),
-    }
-}
-
-fn is_backpressure(e: &ringraft_wal::Error) -> bool {
-    matches!(e, ringraft_wal::Error::Backpressure { .. })
-}
-
 async fn wait_durable_now(st: &Rc<RefCell<CoreState>>) -> Result<(), String> {
     let w = {
         let s = st.borrow();
@@ -149,77 +173,6 @@ async fn wait_durable_now(st: &Rc<RefCell<CoreState>>) -> Result<(), String> {
         s.wal.wait_durable(lsn)
     };
     w.await.map_err(|e| format!("WAL sync failed: {e}"))
-}
-
-async fn append_with_backpressure(
-    st: &Rc<RefCell<CoreState>>,
-    g: GroupId,
-    index: u64,
-    term: u64,
-    payload: &[u8],
-) -> Result<(), String> {
-    loop {
-        let r = st.borrow_mut().wal.append(g, index, term, payload);
-        match r {
-            Ok(_) => return Ok(()),
-            Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
-            Err(e) => {
-                return Err(wal_failure(
-                    format!("shard {g}: WAL append of entry {index}"),
-                    &e,
-                ))
-            }
-        }
-    }
-}
-
-async fn persist_snapshot(
-    st: &Rc<RefCell<CoreState>>,
-    g: GroupId,
-    snap: &Snapshot,
-) -> Result<(), String> {
-    let path = st
-        .borrow()
-        .shards
-        .get(&g)
-        .map(|s| s.snapshot_path.clone())
-        .ok_or_else(|| format!("shard {g}: unknown"))?;
-    // The file is written and fsynced (off the executor thread) before the WAL forgets
-    // anything it covers.
-    write_snapshot_file(path.clone(), snap.clone())
-        .await
-        .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
-    let mut s = st.borrow_mut();
-    let first = s.wal.first_index(g);
-    if s.wal.last_index(g) >= first {
-        s.wal
-            .truncate(g, first)
-            .map_err(|e| wal_failure(format!("shard {g}: WAL truncate for snapshot"), &e))?;
-    }
-    if snap.meta.index > 0 {
-        s.wal
-            .purge(g, snap.meta.index + 1)
-            .map_err(|e| wal_failure(format!("shard {g}: WAL purge for snapshot"), &e))?;
-    }
-    let kv = if snap.data.is_empty() {
-        KvStore::new()
-    } else {
-        KvStore::restore(&snap.data)
-            .map_err(|e| format!("shard {g}: snapshot from the leader: {e}"))?
-    };
-    if let Some(shard) = s.shards.get_mut(&g) {
-        shard.kv = kv;
-        shard.fail_writes_through(snap.meta.index);
-    }
-    if snap.meta.index > 0 {
-        info!(
-            shard = g,
-            index = snap.meta.index,
-            term = snap.meta.term,
-            "installed snapshot"
-        );
-    }
-    Ok(())
 }
 
 /// The driver loop: runs ready rounds whenever something happened (a kick).
@@ -251,7 +204,7 @@ pub async fn persist_loop(
 ) {
     while let Ok(b) = rx.recv_async().await {
         let t0 = Instant::now();
-        if let Err(e) = durability.wait(b.lsn).await {
+        if let Err(e) = durability.wait(b.ticket()).await {
             let msg = format!("WAL sync failed: {e}");
             error!("{msg}");
             let mut s = st.borrow_mut();
@@ -261,24 +214,26 @@ pub async fn persist_loop(
             return;
         }
         let mut s = st.borrow_mut();
-        if b.appended > 0 {
+        if b.appended() > 0 {
             s.metrics
                 .fsync_latency_us
                 .record(t0.elapsed().as_micros() as u64);
-            s.metrics.fsync_batch_entries.record(b.appended);
+            s.metrics.fsync_batch_entries.record(b.appended());
         }
         debug!(
-            lsn = b.lsn,
+            lsn = b.ticket(),
             waited_us = t0.elapsed().as_micros() as u64,
-            after = b.after.len(),
+            after = b.after_len(),
             "persisted"
         );
-        for (g, index, term) in b.persisted {
-            if let Err(e) = s.multi.on_persisted(g, index, term) {
-                debug!(shard = g, "on_persisted: {e}");
+        let sent = {
+            let (mut d, mut out, _) = parts(&mut s);
+            if let Err(e) = d.on_durable(b, &mut out) {
+                debug!("{e}");
             }
-        }
-        s.send_envelopes(&b.after);
+            out.sent()
+        };
+        finish(&mut s, sent);
         s.kick();
     }
 }

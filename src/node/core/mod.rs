@@ -6,27 +6,22 @@
 //! Files, in the order a put travels through them:
 //! - `requests.rs`: admission ([`admit`]: sizes against the limits derived from the WAL and the
 //!   frame) and proposing; reads at their consistency; membership changes.
-//! - `driver.rs`: the Ready loop. Each `MultiReady` is carried out in the order the Raft core
-//!   documents: (1) send what does not depend on local durability (a leader's appends go out
-//!   before its own fsync); (2) persist per group: snapshot (file written off the executor
-//!   thread, then WAL truncate + purge), entries (truncating a conflicting suffix first, never
-//!   an applied entry), hard state, all into the one WAL of the core, so one fsync covers every
-//!   shard; (3) hand the batch to the persist loop, which waits until the WAL is durable, calls
-//!   `on_persisted` and sends what waited for durability (votes, DiskFirst acknowledgements);
-//!   (4) apply and answer (`apply.rs`); (5) write requested snapshot files.
-//! - `apply.rs`: committed entries into the store through the shared checks of
-//!   [`crate::node::kv::apply`] (no gap, never beyond commit: a violation stops the core),
-//!   writes answered, reads served once their index is applied.
+//! - `driver.rs`: the async wrapper around the shared Ready loop of [`crate::node::driver`]
+//!   (whose module docs give the round order and the write-answer rules): it lends the core's
+//!   state to a [`crate::node::driver::Driver`] for each synchronous step and waits where the
+//!   node must: snapshot files written off the executor thread before the WAL forgets what they
+//!   cover, WAL backpressure (wait for durability, then resume the round), and durability
+//!   itself (the persist loop, which then reports the batch and sends what waited for it).
+//!   The storage is the core's WAL ([`crate::node::storage::WalStorage`]), the transport the
+//!   peer links, the answers flume one-shot channels.
+//! - `apply.rs`: the node's side of the apply step (gauges, snapshot files).
 //! - `peers.rs`: Raft traffic in and out on the peer links.
 //! - `report.rs`: gauges and the typed per-shard status.
 //!
-//! Write answers: a write is answered when its entry is applied at the index it was proposed
-//! at *and* with the term it was proposed in. Another entry at that index means the write can
-//! never commit (`Superseded`, not applied); a snapshot that covers the index, leadership lost
-//! or a stopped core leave the outcome unknown (`LeadershipLost`). Bounds: at most
-//! `raft.max_inflight_proposals` writes and as many reads wait per core; past that clients get
-//! Busy. WAL backpressure (`max_buffered_entries`) makes the driver wait for durability before
-//! appending more, and the Raft core's uncommitted-entry bound turns that into Busy.
+//! Bounds: at most `raft.max_inflight_proposals` writes and as many reads wait per core; past
+//! that clients get Busy. WAL backpressure (`max_buffered_entries`) makes the driver wait for
+//! durability before appending more, and the Raft core's uncommitted-entry bound turns that
+//! into Busy. At most [`MAX_PERSIST_BATCHES_IN_FLIGHT`] batches wait for durability.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -39,7 +34,6 @@ use ringraft_net::listener::Connection;
 use tracing::{debug, error, info, warn};
 
 use crate::node::config::{Config, PersistenceStrategy, ROLE_FOLLOWER, ROLE_LEARNER};
-use crate::node::kv::apply::{apply_entry, check_truncation};
 use crate::node::kv::{Command, KvStore};
 use crate::node::limits::Admission;
 use crate::node::metrics::{CoreMetrics, ErrorKind, RoleGauge, ShardGauges};
@@ -50,8 +44,8 @@ use crate::node::status::{FollowerReport, ShardReport};
 use crate::node::storage;
 use crate::node::wire::{self, HeartbeatRounds, Inbound, SnapshotAssembly};
 use crate::raft::{
-    ConfChange, Durability, EntryKind, Envelope, GroupId, Membership, MembershipError, Message,
-    MessageBody, MultiRaft, NodeId, ProposeError, Raft, ReadError, ReadMode, Ready, Role, Snapshot,
+    ConfChange, Durability, Envelope, GroupId, Membership, MembershipError, Message, MessageBody,
+    MultiRaft, NodeId, ProposeError, Raft, ReadError, ReadMode, Role, Snapshot,
 };
 
 mod apply;
@@ -60,7 +54,6 @@ mod peers;
 mod report;
 mod requests;
 
-use driver::SnapshotWrite;
 pub use driver::{drive, persist_loop, sync_wal, tick_loop};
 pub use peers::send_wire;
 pub use requests::admit;
@@ -74,73 +67,13 @@ pub const DIAL_REQUESTS_CAPACITY: usize = 64;
 /// Largest snapshot accepted from a leader.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
-/// Where an answer goes: a one-shot channel (the asking task may live on another core).
-pub type Reply = flume::Sender<ClientResult>;
+pub use crate::node::driver::{PendingRead, PersistBatch, Reply, Shard};
 
-/// A write waiting for its entry to be applied.
+/// The node's files and gauges of one shard (the driver's [`Shard`] holds the rest).
 #[derive(Debug)]
-struct PendingWrite {
-    term: u64,
-    reply: Reply,
-    started: Instant,
-}
-
-/// A read waiting for its read index to be applied.
-#[derive(Debug)]
-struct PendingRead {
-    group: GroupId,
-    op: ClientOp,
-    reply: Reply,
-    started: Instant,
-    /// Set once the core told us the index to wait for.
-    index: Option<u64>,
-}
-
-/// One shard's local state besides its Raft group.
-#[derive(Debug)]
-struct Shard {
-    kv: KvStore,
-    writes: BTreeMap<u64, PendingWrite>,
-    /// Reads whose read index is known, ordered by (index, ctx): served front to back as the
-    /// state machine applies. Entries of reads answered otherwise are skipped when reached.
-    read_queue: std::collections::BTreeSet<(u64, u64)>,
+struct ShardLocal {
     snapshot_path: PathBuf,
     gauges: Arc<ShardGauges>,
-}
-
-impl Shard {
-    /// Registers a proposed write. A write still waiting at the same index was proposed in an
-    /// older term and its entry has been replaced: it can never commit.
-    fn add_write(&mut self, index: u64, term: u64, reply: Reply) {
-        let w = PendingWrite {
-            term,
-            reply,
-            started: Instant::now(),
-        };
-        if let Some(old) = self.writes.insert(index, w) {
-            let _ = old.reply.try_send(Err(ClientError::Superseded));
-        }
-    }
-
-    /// Answers the writes a just-installed snapshot covers: each may or may not be in it.
-    fn fail_writes_through(&mut self, index: u64) {
-        while let Some(entry) = self.writes.first_entry() {
-            if *entry.key() > index {
-                break;
-            }
-            let w = entry.remove();
-            let _ = w.reply.try_send(Err(ClientError::LeadershipLost));
-        }
-    }
-}
-
-/// Persistence handed from the driver to the persist loop.
-#[derive(Debug)]
-pub struct PersistBatch {
-    lsn: u64,
-    persisted: Vec<(GroupId, u64, u64)>,
-    after: Vec<Envelope>,
-    appended: u64,
 }
 
 /// A peer node as seen by this core: its address and, when connected, the connection.
@@ -164,6 +97,7 @@ pub struct CoreState {
     multi: MultiRaft,
     wal: ringraft_wal::Wal,
     shards: BTreeMap<GroupId, Shard>,
+    local: BTreeMap<GroupId, ShardLocal>,
     reads: HashMap<u64, PendingRead>,
     next_read_ctx: u64,
     /// Counters of this core.
@@ -405,6 +339,7 @@ impl CoreState {
         let node_id = cfg.cluster.node_id;
         let mut multi = MultiRaft::new(node_id);
         let mut shards = BTreeMap::new();
+        let mut local = BTreeMap::new();
         for &g in groups {
             let path = storage::snapshot_path(&cfg, core, g);
             let snap = storage::read_snapshot(&path)?;
@@ -435,12 +370,10 @@ impl CoreState {
                 .get(g as usize)
                 .cloned()
                 .ok_or_else(|| format!("shard {g}: no gauges"))?;
-            shards.insert(
+            shards.insert(g, Shard::new(kv));
+            local.insert(
                 g,
-                Shard {
-                    kv,
-                    writes: BTreeMap::new(),
-                    read_queue: std::collections::BTreeSet::new(),
+                ShardLocal {
                     snapshot_path: path,
                     gauges: gauge,
                 },
@@ -469,6 +402,7 @@ impl CoreState {
             multi,
             wal,
             shards,
+            local,
             reads: HashMap::new(),
             next_read_ctx: 1,
             metrics,

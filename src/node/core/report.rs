@@ -7,7 +7,9 @@ impl CoreState {
         let (Some(r), Some(s)) = (self.multi.group(g), self.shards.get(&g)) else {
             return;
         };
-        let gg = &s.gauges;
+        let Some(gg) = self.gauges(g) else {
+            return;
+        };
         gg.term.set(r.term());
         gg.role.set(role_gauge(r.role()) as u64);
         if !r.promotable() && r.role() == Role::Follower {

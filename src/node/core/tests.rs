@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::node::kv::WriteOp;
+use crate::raft::EntryKind;
 
 fn cfg(text: &str) -> Config {
     Config::from_toml_with_env(text, &[]).unwrap()

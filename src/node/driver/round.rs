@@ -1,0 +1,251 @@
+//! Steps 1, 3 and 4 of a round: take the Ready (sending what need not wait and decoding every
+//! received snapshot before any I/O), persist it (resumable on backpressure), and report it
+//! durable.
+
+use tracing::debug;
+
+use super::*;
+use crate::node::kv::apply::check_truncation;
+use crate::raft::Ready;
+
+/// Where one group's persistence stands (a round resumes here after backpressure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Snapshot,
+    Truncate,
+    Entries(usize),
+    HardState,
+    Done,
+}
+
+#[derive(Debug)]
+struct GroupRound {
+    g: GroupId,
+    rd: Ready,
+    /// The store decoded from the received snapshot, installed with it.
+    restored: Option<KvStore>,
+    stage: Stage,
+}
+
+/// One Ready round in progress.
+#[derive(Debug)]
+pub struct Round {
+    groups: Vec<GroupRound>,
+    after: Vec<Envelope>,
+    /// The group `persist` is at.
+    cursor: usize,
+    persisted: Vec<(GroupId, u64, u64)>,
+    appended: u64,
+    pub(super) stats: RoundStats,
+}
+
+impl Round {
+    /// Snapshots received from a leader in this round: the caller makes each durable (the node
+    /// writes its file) before [`Driver::persist`] lets the log forget what it covers.
+    pub fn received_snapshots(&self) -> impl Iterator<Item = (GroupId, &Snapshot)> {
+        self.groups
+            .iter()
+            .filter(|gr| gr.stage == Stage::Snapshot)
+            .filter_map(|gr| gr.rd.snapshot.as_ref().map(|s| (gr.g, s)))
+    }
+
+    /// The committed entries of the round, by group (the simulator checks them).
+    pub fn committed(&self) -> impl Iterator<Item = (GroupId, &Entry)> {
+        self.groups
+            .iter()
+            .flat_map(|gr| gr.rd.committed_entries.iter().map(move |e| (gr.g, e)))
+    }
+
+    /// Groups of the round.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.iter().map(|gr| gr.g)
+    }
+
+    /// What the round did so far.
+    pub fn stats(&self) -> RoundStats {
+        self.stats
+    }
+
+    /// The Ready of the `k`-th group.
+    pub(super) fn ready_mut(&mut self, k: usize) -> &mut Ready {
+        &mut self.groups[k].rd
+    }
+}
+
+impl Driver<'_> {
+    /// Step 1: takes the next Ready of every group (`None` when there is nothing to do). Reads
+    /// `now_nanos` (when given) into the Raft cores first: heartbeat rounds started by this Ready
+    /// are stamped with it. Refuses the round (the core must stop) if a received snapshot's
+    /// state-machine bytes do not decode; nothing has been written or sent then.
+    pub fn begin(
+        &mut self,
+        now_nanos: Option<u64>,
+        net: &mut impl Transport,
+    ) -> Result<Option<Round>, String> {
+        if !self.multi.has_ready() {
+            return Ok(None);
+        }
+        if let Some(t) = now_nanos {
+            self.multi.advance_clock(t);
+        }
+        let mut mr = self.multi.ready();
+        // `has_ready` may report work that `ready` then finds nothing to do for (a leader whose
+        // own entries are durable but cannot commit without a quorum): an empty round means
+        // "idle", so the caller sleeps until the next event instead of spinning.
+        if mr.envelopes.is_empty()
+            && mr.envelopes_after_persist.is_empty()
+            && mr.groups.iter().all(|(_, rd)| rd.is_empty())
+        {
+            return Ok(None);
+        }
+        let mut stats = RoundStats::default();
+        let mut groups = Vec::with_capacity(mr.groups.len());
+        for (g, rd) in mr.groups {
+            if let Some(ss) = rd.soft_state {
+                let term = self.multi.group(g).map_or(0, |r| r.term());
+                log_role_change(g, ss.role, ss.leader, term);
+                if ss.role == Role::Leader {
+                    stats.leaders_elected += 1;
+                    self.metrics.leader_elections.inc();
+                }
+            }
+            let restored = match &rd.snapshot {
+                Some(s) => Some(
+                    restore_store(&s.data, self.faults.kv)
+                        .map_err(|e| format!("shard {g}: snapshot from the leader refused: {e}"))?,
+                ),
+                None => None,
+            };
+            groups.push(GroupRound {
+                g,
+                rd,
+                restored,
+                stage: Stage::Snapshot,
+            });
+        }
+        let mut now = std::mem::take(&mut mr.envelopes);
+        let mut after = mr.envelopes_after_persist;
+        if self.faults.send_before_durable {
+            now.append(&mut after);
+        }
+        if !now.is_empty() {
+            net.send(now);
+        }
+        Ok(Some(Round {
+            groups,
+            after,
+            cursor: 0,
+            persisted: Vec::new(),
+            appended: 0,
+            stats,
+        }))
+    }
+
+    /// Step 3: persists the round into `storage`, group by group: the received snapshot (its file
+    /// is durable by now), a conflicting suffix truncated (never an applied entry), the entries,
+    /// the hard state. Resumable: after [`PersistError::Backpressure`] call it again with the
+    /// same round once the storage made progress durable. Returns the batch to hand to
+    /// [`Driver::on_durable`] once the storage reached its ticket.
+    pub fn persist(
+        &mut self,
+        round: &mut Round,
+        storage: &mut impl Storage,
+    ) -> Result<PersistBatch, PersistError> {
+        while let Some(gr) = round.groups.get_mut(round.cursor) {
+            let g = gr.g;
+            loop {
+                match gr.stage {
+                    Stage::Snapshot => {
+                        if let Some(snap) = &gr.rd.snapshot {
+                            storage
+                                .install_snapshot(g, snap)
+                                .map_err(|e| storage_err(g, "install snapshot", e))?;
+                            let index = snap.meta.index;
+                            if let (Some(shard), Some(kv)) =
+                                (self.shards.get_mut(&g), gr.restored.take())
+                            {
+                                shard.kv = kv;
+                                shard.fail_writes_through(index);
+                            }
+                            if index > 0 {
+                                round.stats.snapshots_installed += 1;
+                                info!(
+                                    shard = g,
+                                    index,
+                                    term = snap.meta.term,
+                                    "installed snapshot"
+                                );
+                            }
+                        }
+                        gr.stage = Stage::Truncate;
+                    }
+                    Stage::Truncate => {
+                        if let Some(first) = gr.rd.entries.first().map(|e| e.index) {
+                            if storage.last_index(g) >= first {
+                                let applied =
+                                    self.shards.get(&g).map_or(0, |s| s.kv.applied_index());
+                                check_truncation(first, applied).map_err(|v| failed(g, v))?;
+                                storage
+                                    .truncate(g, first)
+                                    .map_err(|e| storage_err(g, "truncate", e))?;
+                            }
+                        }
+                        gr.stage = Stage::Entries(0);
+                    }
+                    Stage::Entries(i) => {
+                        let Some(e) = gr.rd.entries.get(i) else {
+                            round.appended += gr.rd.entries.len() as u64;
+                            gr.stage = Stage::HardState;
+                            continue;
+                        };
+                        storage.append(g, e).map_err(|err| {
+                            storage_err(g, &format!("append of entry {}", e.index), err)
+                        })?;
+                        gr.stage = Stage::Entries(i + 1);
+                    }
+                    Stage::HardState => {
+                        if let Some(hs) = &gr.rd.hard_state {
+                            storage
+                                .set_hard_state(g, hs)
+                                .map_err(|e| storage_err(g, "hard state", e))?;
+                        }
+                        // Reported once per Ready that persisted anything, in order, once durable.
+                        if let Some((i, t)) = gr.rd.persisted {
+                            round.persisted.push((g, i, t));
+                        }
+                        gr.stage = Stage::Done;
+                    }
+                    Stage::Done => break,
+                }
+            }
+            round.cursor += 1;
+        }
+        Ok(PersistBatch {
+            ticket: storage.ticket(),
+            persisted: std::mem::take(&mut round.persisted),
+            after: std::mem::take(&mut round.after),
+            appended: std::mem::take(&mut round.appended),
+        })
+    }
+
+    /// Step 4: the storage reached `batch`'s ticket: reports the marks to the Raft cores in order
+    /// and sends what waited for durability. A mark the core refuses is returned as an error
+    /// after the rest are reported (the node logs it; the simulator reports a violation).
+    pub fn on_durable(
+        &mut self,
+        batch: PersistBatch,
+        net: &mut impl Transport,
+    ) -> Result<(), String> {
+        let mut refused = None;
+        for (g, index, term) in batch.persisted {
+            if let Err(e) = self.multi.on_persisted(g, index, term) {
+                debug!(shard = g, "on_persisted: {e}");
+                refused.get_or_insert(format!("shard {g}: on_persisted({index}, {term}): {e}"));
+            }
+        }
+        if !batch.after.is_empty() {
+            net.send(batch.after);
+        }
+        refused.map_or(Ok(()), Err)
+    }
+}

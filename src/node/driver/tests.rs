@@ -1,0 +1,111 @@
+//! The driver's own checks, run on the simulator's cluster (which runs this driver).
+
+use crate::raft::{Envelope, Membership, Message, MessageBody, Snapshot, SnapshotMeta};
+use crate::sim::cluster::{Cluster, Knobs};
+
+use super::Storage;
+
+/// A three-node cluster (manual network, writes durable at once) with node 1 leading and
+/// `n` puts applied everywhere.
+fn cluster_with_entries(n: u64) -> Cluster {
+    let mut c = Cluster::new(Knobs::new(3, 1), 1, true).unwrap();
+    c.raft_mut(1, 1).unwrap().campaign();
+    c.process(1).unwrap();
+    stabilize(&mut c);
+    assert_eq!(c.leader_of(1), Some(1));
+    for k in 0..n {
+        let cmd = crate::node::kv::Command {
+            client_id: 0,
+            seq: 0,
+            op: crate::node::kv::WriteOp::Put {
+                key: vec![k as u8],
+                value: vec![7; 8],
+            },
+        };
+        c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+        stabilize(&mut c);
+    }
+    c
+}
+
+fn stabilize(c: &mut Cluster) {
+    for _ in 0..1_000 {
+        let Some(env) = c.outbox.pop_front() else {
+            return;
+        };
+        c.deliver(env).unwrap();
+    }
+    panic!("the cluster did not go quiet");
+}
+
+#[test]
+fn a_snapshot_whose_state_does_not_decode_is_refused_before_the_log_is_touched() {
+    let mut c = cluster_with_entries(5);
+    let (last_before, durable_before) = {
+        let s = &c.nodes[&3].storage;
+        (s.last_index(1), s.durable[&1].entries.len())
+    };
+    assert!(last_before >= 6, "node 3 holds the leader's entries");
+    let term = c.raft(1, 1).unwrap().term();
+    // The leader (node 1, current term) sends a snapshot past node 3's log whose state-machine
+    // bytes are garbage.
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            index: last_before + 10,
+            term,
+            membership: Membership::with_voters([1, 2, 3]),
+        },
+        data: std::sync::Arc::from(&b"not a key-value snapshot"[..]),
+    };
+    let env = Envelope {
+        from: 1,
+        to: 3,
+        messages: vec![(
+            1,
+            Message {
+                from: 1,
+                to: 3,
+                term,
+                body: MessageBody::InstallSnapshot { snapshot: snap },
+            },
+        )],
+        heartbeats: Vec::new(),
+        heartbeat_responses: Vec::new(),
+    };
+    let err = c.deliver(env).unwrap_err();
+    assert!(err.0.contains("snapshot from the leader refused"), "{err}");
+    // Nothing of node 3's log was truncated, purged or replaced, durable or not.
+    let s = &c.nodes[&3].storage;
+    assert_eq!(s.last_index(1), last_before);
+    assert!(s.pending.is_empty(), "{:?}", s.pending);
+    assert_eq!(s.durable[&1].entries.len(), durable_before);
+    assert_eq!(s.durable[&1].snapshot.meta.index, 0);
+}
+
+#[test]
+fn writes_are_answered_with_their_result_once_applied() {
+    let mut c = cluster_with_entries(1);
+    let cmd = crate::node::kv::Command {
+        client_id: 9,
+        seq: 1,
+        op: crate::node::kv::WriteOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    };
+    let (_, answer) = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+    assert!(answer.try_recv().is_err(), "answered before it committed");
+    stabilize(&mut c);
+    let got = answer.try_recv().unwrap();
+    assert!(
+        matches!(
+            got,
+            Ok(crate::node::request::ClientReply::Applied(
+                crate::node::kv::ApplyResult::Put { .. }
+            ))
+        ),
+        "{got:?}"
+    );
+    // A write proposed on a follower is refused with "not leader".
+    assert!(c.propose(2, 1, cmd.encode()).unwrap().is_err());
+}
