@@ -451,3 +451,100 @@ fn seed_commands_and_framing_over_real_sockets() {
     framing(&c, leader);
     framing(&c, if leader == 1 { 2 } else { 1 });
 }
+
+/// A counter of the node's Prometheus text on its metrics port.
+fn metric(c: &Cluster, id: usize, name: &str) -> u64 {
+    let a = exchange(c.metrics(id), &request("GET", "/metrics", "")).unwrap();
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sends signal `sig` to node `id` (by PID).
+fn signal(c: &Cluster, id: usize, sig: &str) {
+    let pid = c.children[id - 1].id().to_string();
+    let ok = Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Writes through a follower travel on its existing peer link: they are applied on the leader,
+/// and the leader accepts no connection for them. When the leader stops after a forward was
+/// handed to the link and then dies, the follower answers 504 "outcome unknown", never 503.
+#[test]
+fn forwards_use_the_peer_link_and_a_broken_one_answers_outcome_unknown() {
+    let mut c = Cluster::start("http-forward", 3);
+    let leader = c.wait_leader();
+    let follower = if leader == 1 { 2 } else { 1 };
+    let put = |id: usize, key: &str, value: &str| {
+        exchange(
+            c.client(id),
+            &request(
+                "POST",
+                "/put",
+                &format!(r#"{{"key": "{key}", "value": "{value}"}}"#),
+            ),
+        )
+    };
+    // A first forward, so that every peer link is up before counting.
+    let a = put(follower, "fwd-warm", "x").unwrap();
+    assert_eq!(a.status, 200, "{:?}", json(&a));
+    let accepted = "ringraft_net_connections_accepted";
+    let before = metric(&c, leader, accepted);
+    const N: usize = 20;
+    for i in 0..N {
+        let a = put(follower, &format!("fwd-{i}"), &format!("v{i}")).unwrap();
+        assert_eq!(a.status, 200, "forwarded put {i}: {:?}", json(&a));
+        assert!(json(&a)["version"].as_u64().is_some());
+    }
+    let after = metric(&c, leader, accepted);
+    assert_eq!(
+        after,
+        before,
+        "{N} forwarded writes made the leader accept {} connections",
+        after - before
+    );
+    for i in 0..N {
+        let a = exchange(
+            c.client(leader),
+            &request(
+                "GET",
+                &format!("/get?key=fwd-{i}&consistency=linearizable"),
+                "",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.status, json(&a)["value"].as_str()),
+            (200, Some(format!("v{i}").as_str())),
+            "fwd-{i} on the leader"
+        );
+    }
+
+    // Stop the leader, hand a write to the follower, then kill the leader once the forward is
+    // on the link: the follower cannot know whether the leader applied it.
+    signal(&c, leader, "-STOP");
+    let addr = c.client(follower);
+    let pending = std::thread::spawn(move || {
+        exchange(
+            addr,
+            &request("POST", "/put", r#"{"key": "fwd-lost", "value": "?"}"#),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&c, leader, "-KILL");
+    let _ = c.children[leader - 1].wait();
+    let a = pending.join().unwrap().expect("an answer");
+    let body = json(&a);
+    assert_eq!(a.status, 504, "{body:?}");
+    assert_eq!(body["outcome"], "unknown", "{body:?}");
+    assert!(body.get("applied").is_none(), "{body:?}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("unknown"),
+        "{body:?}"
+    );
+}

@@ -30,9 +30,6 @@ use crate::node::request::{
     ClientResult, Consistency, ErrorClass,
 };
 
-/// Header set on a request a follower forwards to the leader; a forwarded request is never
-/// forwarded again (one hop at most).
-pub const FORWARDED_HEADER: &str = "x-ringraft-forwarded";
 /// Default and largest `limit` of `/scan`.
 pub const SCAN_LIMIT_DEFAULT: usize = 1_000;
 

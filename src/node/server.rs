@@ -126,6 +126,8 @@ pub struct CoreCtx {
     pub stopping: Cell<bool>,
     /// Client requests being executed on this core.
     pub inflight: Cell<usize>,
+    /// Calls this core forwarded to a leader, waiting for its answer.
+    pub forwards: RefCell<crate::node::forward::ForwardTable>,
 }
 
 impl CoreCtx {
@@ -351,6 +353,7 @@ impl Handler for NodeHandler {
     fn on_close(&self, conn: &Rc<Connection>) {
         self.ctx.st.borrow().metrics.connections_open.dec();
         self.inflight.borrow_mut().remove(&conn.id());
+        crate::node::forward::on_link_closed(&self.ctx, conn);
         if let Some(r) = conn.close_reason() {
             debug!(peer = ?conn.peer(), "connection closed: {r}");
         }
@@ -359,6 +362,9 @@ impl Handler for NodeHandler {
     fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>) {
         let id = frame.header.request_id;
         if frame.header.flags & ringraft_net::frame::FLAG_RESPONSE != 0 {
+            if crate::node::forward::on_response(&self.ctx, conn, id, &frame.message) {
+                return;
+            }
             if let Some(tx) = self.awaiting.borrow_mut().remove(&id) {
                 if let Ok(m) = frame.message.to_owned_message() {
                     let _ = tx.try_send(m);
@@ -678,6 +684,10 @@ async fn core_main(
         },
         stopping: Cell::new(false),
         inflight: Cell::new(0),
+        forwards: RefCell::new(crate::node::forward::ForwardTable::new(
+            crate::node::forward::MAX_FORWARDS_IN_FLIGHT,
+            crate::node::forward::MAX_FORWARD_BYTES,
+        )),
     });
     let handler = Rc::new_cyclic(|me| NodeHandler {
         ctx: ctx.clone(),
