@@ -26,7 +26,7 @@ use tracing::debug;
 
 use crate::node::forward::{self, NotSent};
 use crate::node::http::{parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE};
-use crate::node::http_api::{self, ApiCall, Failure};
+use crate::node::http_api::{self, ApiCall};
 use crate::node::metrics::ErrorKind;
 use crate::node::request::{ClientError, ClientReply};
 use crate::node::server::{self, CoreCtx};
@@ -244,7 +244,7 @@ async fn promote(ctx: &Rc<CoreCtx>, node_id: u64) -> Response {
             }
             Ok(_) => json!({ "shard": g, "ok": true }),
             Err(e) => {
-                let (s, mut body) = http_api::http_status(&Failure::Node(&e), true);
+                let (s, mut body) = http_api::failure_json(&e, true);
                 // Any unknown outcome makes the whole answer unknown; otherwise the first
                 // refusal's status stands.
                 if status == 200 || s == 504 {
