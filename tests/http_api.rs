@@ -3,162 +3,78 @@
 //! lengths, 413 before the body, 100-continue, pipelining, percent-decoding) over real sockets,
 //! where a refusal must arrive as an answer, not as a reset.
 //!
-//! The cluster uses its own free ports and temporary directory, bounds every wait, and kills its
-//! processes by PID (also on panic, through `Drop`).
+//! The cluster is the shared harness's (`client_support`): its own free ports and temporary
+//! directory, every wait bounded, its processes killed by PID (also on panic, through `Drop`).
+
+mod client_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use client_support::{Settings, TestCluster};
 use ringraft::node::http::{parse_response, ParsedResponse};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
 /// Longest time any single wait in these tests may take.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
 /// Largest answer body these tests read.
 const MAX_ANSWER: usize = 1 << 20;
 
-struct Cluster {
-    dir: PathBuf,
-    /// (client port, metrics port) of node i at index i - 1.
-    ports: Vec<(u16, u16)>,
-    children: Vec<Child>,
+/// Node addresses by the `usize` ids these tests count with.
+trait Addrs {
+    fn client(&self, id: usize) -> SocketAddr;
+    fn metrics(&self, id: usize) -> SocketAddr;
 }
 
-/// Ports the kernel reports free right now (loopback), `n` pairs.
-fn free_ports(n: usize) -> Vec<(u16, u16)> {
-    let listeners: Vec<std::net::TcpListener> = (0..2 * n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    (0..n).map(|i| (p[2 * i], p[2 * i + 1])).collect()
-}
-
-fn config_text(dir: &Path, id: usize, ports: &[(u16, u16)]) -> String {
-    let members: String = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| {
-            format!(
-                "    {{ id = {}, address = \"127.0.0.1:{p}\", role = 1, status = 2 }},\n",
-                i + 1
-            )
-        })
-        .collect();
-    format!(
-        r#"[cluster]
-node_id = {id}
-listen_address = "127.0.0.1:{port}"
-initial_cluster = [
-{members}]
-db_root_dir = "{db}"
-log_dir = "{logs}"
-
-[raft]
-election_timeout_ms_min = 600
-election_timeout_ms_max = 1200
-heartbeat_interval_ms = 100
-tick_interval_ms = 10
-
-[raft.persistence]
-strategy = "DiskFirst"
-flush_policy = "Immediate"
-segment_bytes = 4194304
-
-[network]
-request_timeout_ms = 3000
-
-[monitoring]
-metrics_port = {mport}
-"#,
-        port = ports[id - 1].0,
-        mport = ports[id - 1].1,
-        db = dir.join("db").display(),
-        logs = dir.join("logs").display(),
-    )
-}
-
-impl Cluster {
-    fn start(name: &str, n: usize) -> Cluster {
-        let ports = free_ports(n);
-        let dir = std::env::temp_dir().join(format!("ringraft-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut c = Cluster {
-            dir,
-            ports,
-            children: Vec::new(),
-        };
-        for id in 1..=n {
-            let config = c.dir.join(format!("n{id}.toml"));
-            std::fs::write(&config, config_text(&c.dir, id, &c.ports)).unwrap();
-            let err = std::fs::File::create(c.dir.join(format!("n{id}.stderr"))).unwrap();
-            let child = Command::new(BIN)
-                .args(["server", "--config"])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(err)
-                .spawn()
-                .unwrap();
-            c.children.push(child);
-        }
-        c
-    }
-
+impl Addrs for TestCluster {
     fn client(&self, id: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[id - 1].0))
+        self.client_addr(id as u16)
     }
 
     fn metrics(&self, id: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[id - 1].1))
-    }
-
-    /// Waits until some node reports itself leader of shard 0 and every node has heard of it.
-    fn wait_leader(&self) -> usize {
-        let t0 = Instant::now();
-        while t0.elapsed() < WAIT_LIMIT {
-            let mut leader = None;
-            let mut known = 0;
-            for id in 1..=self.children.len() {
-                if let Some(a) = exchange(self.metrics(id), &request("GET", "/status", "")) {
-                    let v: serde_json::Value = match serde_json::from_slice(&a.body) {
-                        Ok(v) => v,
-                        Err(_) => continue,
-                    };
-                    if v["shards"][0]["role"] == "Leader" {
-                        leader = Some(id);
-                    }
-                    if v["shards"][0]["leader_id"].as_u64().unwrap_or(0) != 0 {
-                        known += 1;
-                    }
-                }
-            }
-            if let (Some(l), true) = (leader, known == self.children.len()) {
-                return l;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no leader known to every node within {WAIT_LIMIT:?}");
+        self.metrics_addr(id as u16)
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+/// A cluster of `n` nodes with a fast tick (the harness's other defaults).
+fn start(name: &str, n: u16) -> TestCluster {
+    TestCluster::start_with(
+        name,
+        n,
+        &Settings {
+            tick_interval_ms: Some(10),
+            ..Settings::default()
+        },
+    )
+}
+
+/// Waits until some node reports itself leader of shard 0 and every node has heard of it.
+fn wait_leader(c: &TestCluster) -> usize {
+    let t0 = Instant::now();
+    while t0.elapsed() < WAIT_LIMIT {
+        let mut leader = None;
+        let mut known = 0;
+        for id in 1..=c.children.len() {
+            if let Some(a) = exchange(c.metrics(id), &request("GET", "/status", "")) {
+                let v: serde_json::Value = match serde_json::from_slice(&a.body) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                if v["shards"][0]["role"] == "Leader" {
+                    leader = Some(id);
+                }
+                if v["shards"][0]["leader_id"].as_u64().unwrap_or(0) != 0 {
+                    known += 1;
+                }
+            }
         }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("cluster files kept in {}", self.dir.display());
+        if let (Some(l), true) = (leader, known == c.children.len()) {
+            return l;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    panic!("no leader known to every node within {WAIT_LIMIT:?}");
 }
 
 /// The bytes curl 7/8 sends for `curl [-X METHOD] URL [-H 'Content-Type: …'] [-d BODY]`.
@@ -238,7 +154,7 @@ fn curl(args: &[&str]) -> Option<String> {
 
 /// The seed's commands, against every node: a put through a follower reaches the leader, the
 /// reads answer with the value, `/promote`, `/status` and the metrics port answer as before.
-fn seed_commands(c: &Cluster, n: usize) {
+fn seed_commands(c: &TestCluster, n: usize) {
     for id in 1..=n {
         let key = format!("test-key-{id}");
         let a = exchange(
@@ -328,7 +244,7 @@ fn seed_commands(c: &Cluster, n: usize) {
 }
 
 /// The framing rules over a real socket of node `id`.
-fn framing(c: &Cluster, id: usize) {
+fn framing(c: &TestCluster, id: usize) {
     let addr = c.client(id);
     // 431: a head over 8 KiB is answered, not reset, while the client is still sending.
     let mut s = connect(addr).unwrap();
@@ -444,10 +360,97 @@ fn framing(c: &Cluster, id: usize) {
 
 #[test]
 fn seed_commands_and_framing_over_real_sockets() {
-    let c = Cluster::start("http-api", 3);
-    let leader = c.wait_leader();
+    let c = start("http-api", 3);
+    let leader = wait_leader(&c);
     seed_commands(&c, 3);
     // Framing on the leader and on a follower (which forwards the writes).
     framing(&c, leader);
     framing(&c, if leader == 1 { 2 } else { 1 });
+}
+
+/// A counter of the node's Prometheus text on its metrics port.
+fn metric(c: &TestCluster, id: usize, name: &str) -> u64 {
+    let a = exchange(c.metrics(id), &request("GET", "/metrics", "")).unwrap();
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Writes through a follower travel on its existing peer link: they are applied on the leader,
+/// and the leader accepts no connection for them. When the leader stops after a forward was
+/// handed to the link and then dies, the follower answers 504 "outcome unknown", never 503.
+#[test]
+fn forwards_use_the_peer_link_and_a_broken_one_answers_outcome_unknown() {
+    let mut c = start("http-forward", 3);
+    let leader = wait_leader(&c);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let put = |id: usize, key: &str, value: &str| {
+        exchange(
+            c.client(id),
+            &request(
+                "POST",
+                "/put",
+                &format!(r#"{{"key": "{key}", "value": "{value}"}}"#),
+            ),
+        )
+    };
+    // A first forward, so that every peer link is up before counting.
+    let a = put(follower, "fwd-warm", "x").unwrap();
+    assert_eq!(a.status, 200, "{:?}", json(&a));
+    let accepted = "ringraft_net_connections_accepted";
+    let before = metric(&c, leader, accepted);
+    const N: usize = 20;
+    for i in 0..N {
+        let a = put(follower, &format!("fwd-{i}"), &format!("v{i}")).unwrap();
+        assert_eq!(a.status, 200, "forwarded put {i}: {:?}", json(&a));
+        assert!(json(&a)["version"].as_u64().is_some());
+    }
+    let after = metric(&c, leader, accepted);
+    assert_eq!(
+        after,
+        before,
+        "{N} forwarded writes made the leader accept {} connections",
+        after - before
+    );
+    for i in 0..N {
+        let a = exchange(
+            c.client(leader),
+            &request(
+                "GET",
+                &format!("/get?key=fwd-{i}&consistency=linearizable"),
+                "",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.status, json(&a)["value"].as_str()),
+            (200, Some(format!("v{i}").as_str())),
+            "fwd-{i} on the leader"
+        );
+    }
+
+    // Stop the leader, hand a write to the follower, then kill the leader once the forward is
+    // on the link: the follower cannot know whether the leader applied it.
+    c.signal(leader as u16, libc::SIGSTOP);
+    let addr = c.client(follower);
+    let pending = std::thread::spawn(move || {
+        exchange(
+            addr,
+            &request("POST", "/put", r#"{"key": "fwd-lost", "value": "?"}"#),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c.signal(leader as u16, libc::SIGKILL);
+    assert!(c.wait_exit(leader as u16, WAIT_LIMIT).is_some());
+    let a = pending.join().unwrap().expect("an answer");
+    let body = json(&a);
+    assert_eq!(a.status, 504, "{body:?}");
+    assert_eq!(body["outcome"], "unknown", "{body:?}");
+    assert!(body.get("applied").is_none(), "{body:?}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("unknown"),
+        "{body:?}"
+    );
 }

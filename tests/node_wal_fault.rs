@@ -4,16 +4,18 @@
 //! before is there after a restart; a WAL that recovery refuses stops the start-up with the
 //! operator's next step; a fault spec that does not parse refuses to start.
 //!
-//! One-node clusters on loopback ports the kernel reports free, in a temporary directory; every
-//! wait is bounded and the processes started here are killed by PID (also on panic, via `Drop`).
+//! One-node clusters of the shared harness (`client_support`): loopback ports the kernel reports
+//! free, a temporary directory, every wait bounded, the processes killed by PID (also on panic).
+
+mod client_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
+use client_support::{Settings, TestCluster};
+
 /// Longest time any single wait in these tests may take.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 /// Syncs the injected fault lets succeed before every later one fails.
@@ -21,152 +23,29 @@ const SYNCS_BEFORE_FAULT: u64 = 25;
 /// Most writes attempted while waiting for the fault (far more than the syncs it allows).
 const MAX_WRITES: usize = 200;
 
-/// A one-node cluster: its directory, ports and (at most one) running process.
-struct Single {
-    dir: PathBuf,
-    config: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    runs: usize,
+/// A one-node cluster with quick elections and a short request timeout; not started.
+fn single(name: &str) -> TestCluster {
+    TestCluster::configure(
+        name,
+        1,
+        &Settings {
+            election_timeout_ms: (150, 300),
+            heartbeat_interval_ms: 50,
+            tick_interval_ms: Some(10),
+            lease_duration_ms: Some(100),
+            flush_workers: Some(1),
+            request_timeout_ms: 1000,
+            ..Settings::default()
+        },
+    )
 }
 
-impl Single {
-    fn new(name: &str) -> Single {
-        let dir = std::env::temp_dir().join(format!("ringraft-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let l1 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (port, mport) = (
-            l1.local_addr().unwrap().port(),
-            l2.local_addr().unwrap().port(),
-        );
-        drop((l1, l2));
-        let config = dir.join("n1.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[cluster]
-node_id = 1
-listen_address = "127.0.0.1:{port}"
-initial_cluster = [
-    {{ id = 1, address = "127.0.0.1:{port}", role = 1, status = 2 }},
-]
-db_root_dir = "{db}"
-log_dir = "{logs}"
-
-[raft]
-election_timeout_ms_min = 150
-election_timeout_ms_max = 300
-heartbeat_interval_ms = 50
-tick_interval_ms = 10
-
-[raft.read_consistency]
-lease_duration_ms = 100
-
-[raft.persistence]
-strategy = "DiskFirst"
-flush_policy = "Immediate"
-flush_workers = 1
-segment_bytes = 4194304
-
-[network]
-request_timeout_ms = 1000
-
-[monitoring]
-metrics_port = {mport}
-"#,
-                db = dir.join("db").display(),
-                logs = dir.join("logs").display(),
-            ),
-        )
-        .unwrap();
-        Single {
-            dir,
-            config,
-            port,
-            child: None,
-            runs: 0,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    fn stderr_path(&self, run: usize) -> PathBuf {
-        self.dir.join(format!("run{run}.stderr"))
-    }
-
-    /// Starts the node with exactly `env` from the WAL fault variables (the test process's own
-    /// values of them are removed first); returns the run number (for its stderr).
-    fn start(&mut self, env: &[(&str, &str)]) -> usize {
-        assert!(self.child.is_none(), "already running");
-        self.runs += 1;
-        let out = std::fs::File::create(self.stderr_path(self.runs)).unwrap();
-        let child = Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(&self.config)
-            .env("LOG_LEVEL", "info")
-            .env_remove("RINGRAFT_WAL_FAULT")
-            .env_remove("RINGRAFT_WAL_FAULT_ENABLE")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.runs
-    }
-
-    /// Waits (bounded) for the running process to exit by itself.
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let c = self.child.as_mut().expect("running");
-        let t0 = Instant::now();
-        while t0.elapsed() < limit {
-            if let Some(st) = c.try_wait().unwrap() {
-                self.child = None;
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.as_ref().expect("running").id();
-        // SAFETY: plain kill(2) on the PID of a child we started and have not reaped.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
-        self.wait_exit(WAIT_LIMIT)
-            .expect("the node exits within the limit after SIGTERM")
-    }
-
-    fn stderr(&self, run: usize) -> String {
-        std::fs::read_to_string(self.stderr_path(run)).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("logs").join("1").join("d.log")).unwrap_or_default()
-    }
-
-    fn wal_dir(&self) -> PathBuf {
-        self.dir.join("db").join("1").join("core-0").join("wal")
-    }
-}
-
-impl Drop for Single {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("test files kept in {}", self.dir.display());
-        }
-    }
+/// Starts the node with exactly `env` from the WAL fault variables (the harness removes the
+/// test process's own values first), logging at info; returns the run number (for its stderr).
+fn start(n: &mut TestCluster, env: &[(&str, &str)]) -> usize {
+    let mut all = vec![("LOG_LEVEL", "info")];
+    all.extend_from_slice(env);
+    n.start_node_env(1, &all)
 }
 
 /// One HTTP/1.1 request on a fresh connection; `None` if the node could not be reached or
@@ -231,13 +110,16 @@ fn first_segment(dir: &Path) -> PathBuf {
 #[test]
 fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write() {
     let t0 = Instant::now();
-    let mut n = Single::new("wal-fault");
+    let mut n = single("wal-fault");
     let spec = format!("fsync_fail_after={SYNCS_BEFORE_FAULT}");
-    let run = n.start(&[
-        ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
-        ("RINGRAFT_WAL_FAULT", &spec),
-    ]);
-    let addr = n.addr();
+    let run = start(
+        &mut n,
+        &[
+            ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
+            ("RINGRAFT_WAL_FAULT", &spec),
+        ],
+    );
+    let addr = n.client_addr(1);
     // The single node elects itself; the first write that succeeds says it serves.
     let first = eventually(WAIT_LIMIT, || match put(addr, "w-0", "v-0") {
         Some((200, _)) => Some(()),
@@ -246,7 +128,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
     assert!(
         first.is_some(),
         "the node never accepted a write:\n{}",
-        n.stderr(run)
+        n.stderr(1, run)
     );
     // One writer, one write at a time: every 200 is an acknowledgement; the first answer that
     // is not one marks the failure, after which nothing may be acknowledged any more.
@@ -265,7 +147,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
                 failed_at.get_or_insert(i);
             }
         }
-        if failed_at.is_some() && n.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+        if failed_at.is_some() && n.has_exited(1) {
             break;
         }
     }
@@ -281,7 +163,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
         "writes {acked_after_failure:?} acknowledged after write {failed_at} failed"
     );
     let status = n
-        .wait_exit(WAIT_LIMIT)
+        .wait_exit(1, WAIT_LIMIT)
         .expect("the node exits by itself after its WAL sync failed");
     assert!(!status.success(), "exit status {status:?}");
     assert_eq!(
@@ -289,10 +171,10 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
         Some(1),
         "a fatal error exits 1, not a panic (101)"
     );
-    let err = n.stderr(run);
+    let err = n.stderr(1, run);
     assert!(err.contains("WAL sync failed"), "stderr: {err}");
     eprintln!("fault run stderr: {}", err.trim());
-    let log = n.log();
+    let log = n.log(1);
     assert!(log.contains("WAL sync failed"), "log: {log}");
     assert!(
         log.contains("WAL fault injection is ON"),
@@ -306,7 +188,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
 
     // Restart with the spec still set but without the enabling flag: no fault is injected, and
     // every acknowledged write is there.
-    let run = n.start(&[("RINGRAFT_WAL_FAULT", "fsync_fail_after=0")]);
+    let run = start(&mut n, &[("RINGRAFT_WAL_FAULT", "fsync_fail_after=0")]);
     for &i in &acked {
         let got = eventually(WAIT_LIMIT, || match get_value(addr, &format!("w-{i}")) {
             Some((200, v)) => Some(v),
@@ -316,7 +198,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
             got,
             Some(Some(format!("v-{i}"))),
             "acknowledged write w-{i} after restart:\n{}",
-            n.stderr(run)
+            n.stderr(1, run)
         );
     }
     for i in 0..5 {
@@ -326,26 +208,26 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
             "without the enabling flag no fault is injected: {r:?}"
         );
     }
-    let log = n.log();
+    let log = n.log(1);
     assert!(
         log.contains("WAL recovered"),
         "the recovery report is logged: {log}"
     );
-    assert!(n.terminate().success());
+    assert!(n.terminate(1, WAIT_LIMIT).success());
 
     // A record damaged in the middle of the log (valid records follow it): the node refuses to
     // start, names the file and the offset, and tells the operator what to run.
-    let seg = first_segment(&n.wal_dir());
+    let seg = first_segment(&n.wal_dir(1));
     let mut bytes = std::fs::read(&seg).unwrap();
     // Byte 72: the lsn field of the first record (records start after the 64-byte header).
     bytes[72] ^= 0x55;
     std::fs::write(&seg, &bytes).unwrap();
-    let run = n.start(&[]);
+    let run = start(&mut n, &[]);
     let status = n
-        .wait_exit(WAIT_LIMIT)
+        .wait_exit(1, WAIT_LIMIT)
         .expect("a node with a corrupt WAL exits by itself");
     assert!(!status.success());
-    let err = n.stderr(run);
+    let err = n.stderr(1, run);
     assert!(
         err.contains(&seg.display().to_string()),
         "names the file: {err}"
@@ -365,14 +247,17 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
 
 #[test]
 fn a_fault_spec_that_does_not_parse_refuses_to_start() {
-    let mut n = Single::new("wal-fault-spec");
-    let run = n.start(&[
-        ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
-        ("RINGRAFT_WAL_FAULT", "fsync_fail_sometimes=3"),
-    ]);
-    let status = n.wait_exit(WAIT_LIMIT).expect("exits by itself");
+    let mut n = single("wal-fault-spec");
+    let run = start(
+        &mut n,
+        &[
+            ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
+            ("RINGRAFT_WAL_FAULT", "fsync_fail_sometimes=3"),
+        ],
+    );
+    let status = n.wait_exit(1, WAIT_LIMIT).expect("exits by itself");
     assert_eq!(status.code(), Some(2));
-    let err = n.stderr(run);
+    let err = n.stderr(1, run);
     assert!(
         err.contains("RINGRAFT_WAL_FAULT") && err.contains("fsync_fail_sometimes"),
         "{err}"

@@ -169,6 +169,143 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
     wire::OpOutcome::Ok(ok)
 }
 
+/// The wire form of a node request (what a follower forwards to the leader over the peer
+/// link): the inverse of [`to_request`], the session carried in the write. A `Noop` has no
+/// wire form (clients cannot send one) and is refused, not applied.
+pub fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, ClientError> {
+    let session = (req.client_id != 0).then_some(wire::Session {
+        client_id: req.client_id,
+        sequence: req.seq,
+    });
+    let c = |c: Consistency| match c {
+        Consistency::Linearizable => wire::Consistency::Linearizable,
+        Consistency::Lease => wire::Consistency::Lease,
+        Consistency::Eventual => wire::Consistency::Eventual,
+    };
+    let op = match req.op {
+        ClientOp::Get { key, consistency } => wire::ClientOp::Get {
+            key,
+            consistency: c(consistency),
+        },
+        ClientOp::Scan {
+            prefix,
+            limit,
+            consistency,
+        } => wire::ClientOp::Scan {
+            range: wire::ScanRange::Prefix(prefix),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            consistency: c(consistency),
+        },
+        ClientOp::Write(WriteOp::Put { key, value }) => wire::ClientOp::Put {
+            key,
+            value,
+            session,
+        },
+        ClientOp::Write(WriteOp::Delete { key }) => wire::ClientOp::Delete { key, session },
+        ClientOp::Write(WriteOp::CasValue { key, expected, new }) => {
+            wire::ClientOp::CompareAndSwap {
+                key,
+                expect: wire::CasExpect::Value(expected),
+                new_value: new,
+                session,
+            }
+        }
+        ClientOp::Write(WriteOp::CasVersion {
+            key,
+            expected_version,
+            new,
+        }) => wire::ClientOp::CompareAndSwap {
+            key,
+            expect: wire::CasExpect::Version(expected_version),
+            new_value: new,
+            session,
+        },
+        ClientOp::Write(WriteOp::Noop) => {
+            return Err(ClientError::InvalidRequest(
+                "a no-op write has no wire form".into(),
+            ))
+        }
+    };
+    Ok(wire::ClientRequest {
+        shard: req
+            .shard
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(ANY_SHARD),
+        command: wire::ClientCommand::Single(op),
+    })
+}
+
+/// The node result of `op` from the wire outcome the leader answered a forwarded request with:
+/// the inverse of [`to_outcome`]. A reply that does not fit the op is an unreadable answer
+/// (outcome unknown for a write).
+pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
+    let unexpected = |what: &str| {
+        Err(ClientError::ForwardBroken(format!(
+            "the leader answered a {} with {what}",
+            if op.is_write() { "write" } else { "read" }
+        )))
+    };
+    let reply = match o {
+        wire::OpOutcome::Err(ClientError::KeyNotFound) if matches!(op, ClientOp::Get { .. }) => {
+            return Ok(ClientReply::Value(None))
+        }
+        wire::OpOutcome::Err(e) => return Err(e),
+        wire::OpOutcome::Ok(r) => r,
+    };
+    let v = |v: wire::Versioned| Versioned {
+        value: v.value,
+        version: v.version,
+    };
+    match (op, reply) {
+        (ClientOp::Get { .. }, wire::OpReply::Value(x)) => Ok(ClientReply::Value(Some(v(x)))),
+        (ClientOp::Scan { .. }, wire::OpReply::Scan { items, .. }) => Ok(ClientReply::Scan(
+            items
+                .into_iter()
+                .map(|kv| {
+                    (
+                        kv.key,
+                        Versioned {
+                            value: kv.value,
+                            version: kv.version,
+                        },
+                    )
+                })
+                .collect(),
+        )),
+        (ClientOp::Write(WriteOp::Put { .. }), wire::OpReply::Written { version }) => {
+            Ok(ClientReply::Applied(ApplyResult::Put { version }))
+        }
+        (ClientOp::Write(WriteOp::Noop), wire::OpReply::Written { .. }) => {
+            Ok(ClientReply::Applied(ApplyResult::Noop))
+        }
+        (ClientOp::Write(WriteOp::Delete { .. }), wire::OpReply::Deleted { version, existed }) => {
+            Ok(ClientReply::Applied(ApplyResult::Deleted {
+                existed,
+                version,
+            }))
+        }
+        (
+            ClientOp::Write(WriteOp::CasValue { .. } | WriteOp::CasVersion { .. }),
+            wire::OpReply::Cas { swapped, current },
+        ) => Ok(ClientReply::Applied(ApplyResult::Cas {
+            swapped,
+            version: current.as_ref().map_or(0, |c| c.version),
+            current: if swapped {
+                None
+            } else {
+                current.map(|c| c.value)
+            },
+        })),
+        (_, r) => unexpected(match r {
+            wire::OpReply::Written { .. } => "a write result",
+            wire::OpReply::Value(_) => "a value",
+            wire::OpReply::Deleted { .. } => "a delete result",
+            wire::OpReply::Cas { .. } => "a compare-and-swap result",
+            wire::OpReply::Scan { .. } => "a scan result",
+        }),
+    }
+}
+
 async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOutcome {
     match to_request(op, shard, ctx) {
         Ok(req) => {

@@ -15,7 +15,7 @@
 //!
 //! Writes may carry `"client_id"` and `"seq"` for exactly-once retries.
 //!
-//! Failures become statuses in one place, [`http_status`]: a write is answered *not applied*
+//! Failures become statuses in one place, [`http_status`] and [`failure_json`]: a write is answered *not applied*
 //! (`"applied": false`, 4xx or 503) only when the node refused it before proposing it; when it
 //! may have been applied the answer is 504 with `"outcome": "unknown"`.
 //! Owned by the node's HTTP surface.
@@ -26,13 +26,9 @@ use serde_json::json;
 use crate::node::http::{Request, Response};
 use crate::node::kv::{ApplyResult, WriteOp};
 use crate::node::request::{
-    http_status as node_http_status, ClientError, ClientOp, ClientReply, ClientRequest,
-    ClientResult, Consistency, ErrorClass,
+    ClientError, ClientOp, ClientReply, ClientRequest, ClientResult, Consistency, ErrorClass,
 };
 
-/// Header set on a request a follower forwards to the leader; a forwarded request is never
-/// forwarded again (one hop at most).
-pub const FORWARDED_HEADER: &str = "x-ringraft-forwarded";
 /// Default and largest `limit` of `/scan`.
 pub const SCAN_LIMIT_DEFAULT: usize = 1_000;
 
@@ -294,104 +290,64 @@ fn text(b: &[u8]) -> serde_json::Value {
     json!(String::from_utf8_lossy(b))
 }
 
-/// Why a call failed, as the HTTP surface sees it. Every case is either *not applied* (refused
-/// before it was proposed; safe to retry anywhere) or *outcome unknown* (it may have been, or may
-/// yet be, applied); [`http_status`] says which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure<'a> {
-    /// The node answered with an error.
-    Node(&'a ClientError),
-    /// The call was forwarded to the leader and the connection broke after the request was
-    /// sent (or while it was being sent), or the answer could not be read: the leader may have
-    /// executed it.
-    ForwardBroken {
-        /// The leader's address.
-        leader: &'a str,
-        /// What broke.
-        why: &'a str,
-    },
-    /// A retried session write whose recorded result the state machine no longer keeps: it
-    /// was applied once, with a result nobody can tell any more.
-    SessionExpired,
-}
-
-/// Whether a failed write may have taken effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Refused before it was proposed; it never will be applied. Safe to retry.
-    NotApplied,
-    /// It may have been applied (or may still be). Retry only with the same session.
-    Unknown,
-}
-
-/// Status, outcome and message of a failure. `write`: whether the call could change state (a
-/// key-value write or a membership change); a read has no outcome to report. The outcome is the
-/// error's own class ([`ClientError::class`]): every outcome-unknown error is 504, never 503.
-fn classify(err: &Failure<'_>, _write: bool) -> (u16, Outcome, String) {
-    use Outcome::{NotApplied, Unknown};
-    match err {
-        Failure::Node(e) => {
-            let outcome = match e.class() {
-                ErrorClass::NotApplied => NotApplied,
-                ErrorClass::OutcomeUnknown => Unknown,
-            };
-            (node_http_status(e), outcome, e.to_string())
+/// The HTTP status of an error. Not-applied refusals are 4xx/503 (safe to retry); every
+/// outcome-unknown error is 504, never 503, and its body says the outcome is unknown.
+pub fn http_status(e: &ClientError) -> u16 {
+    match e {
+        ClientError::NotLeader { .. } | ClientError::Unavailable(_) | ClientError::Superseded => {
+            503
         }
-        Failure::ForwardBroken { leader, why } => (
-            504,
-            Unknown,
-            format!("forwarded to the leader at {leader}, then {why}; the write may or may not have been applied"),
-        ),
-        Failure::SessionExpired => (
-            504,
-            Unknown,
-            "this (client_id, seq) was applied long ago and its result is no longer kept".into(),
-        ),
+        ClientError::WrongShard { .. } => 421,
+        ClientError::Busy { .. } => 429,
+        ClientError::InvalidRequest(_) => 400,
+        ClientError::TooLarge { .. } => 413,
+        ClientError::KeyNotFound => 404,
+        ClientError::Timeout
+        | ClientError::LeadershipLost
+        | ClientError::ForwardBroken(_)
+        | ClientError::SessionExpired => 504,
     }
 }
 
-/// The HTTP status and JSON body of a failure: `{"error": …}`, plus for a write either
-/// `"applied": false` (not applied) or `"outcome": "unknown"`, plus the leader hint of a
-/// not-leader answer. The single place where errors become statuses.
-pub fn http_status(err: &Failure<'_>, write: bool) -> (u16, serde_json::Value) {
-    let (status, outcome, message) = classify(err, write);
-    let mut body = json!({ "error": message });
+/// The HTTP status and JSON body of a failure: `{"error": …}`, plus for a write (`write`: the
+/// call could change state, a key-value write or a membership change) either
+/// `"applied": false` (not applied) or `"outcome": "unknown"` as the error's class says
+/// ([`ClientError::class`]), plus the leader hint of a not-leader answer. A read has no outcome
+/// to report. The single place where errors become statuses and bodies.
+pub fn failure_json(err: &ClientError, write: bool) -> (u16, serde_json::Value) {
+    let mut body = json!({ "error": err.to_string() });
     if write {
-        match outcome {
-            Outcome::NotApplied => body["applied"] = json!(false),
-            Outcome::Unknown => body["outcome"] = json!("unknown"),
+        match err.class() {
+            ErrorClass::NotApplied => body["applied"] = json!(false),
+            ErrorClass::OutcomeUnknown => body["outcome"] = json!("unknown"),
         }
     }
     match err {
-        Failure::Node(ClientError::NotLeader { leader }) => {
+        ClientError::NotLeader { leader } => {
             body["leader_id"] = json!(leader.as_ref().map_or(0, |h| h.node_id));
             if let Some(h) = leader {
                 body["leader_address"] = json!(h.address);
             }
         }
-        Failure::Node(ClientError::WrongShard { shard }) => body["shard"] = json!(shard),
+        ClientError::WrongShard { shard } => body["shard"] = json!(shard),
         _ => {}
     }
-    (status, body)
+    (http_status(err), body)
 }
 
-/// Whether a failure may have taken effect (for a write).
-pub fn outcome(err: &Failure<'_>) -> Outcome {
-    classify(err, true).1
-}
-
-/// The response to a failure: [`http_status`] plus `Retry-After` on a refusal worth retrying
+/// The response to a failure: [`failure_json`] plus `Retry-After` on a refusal worth retrying
 /// soon and `X-Ringraft-Leader` on a not-leader answer.
-pub fn failure_response(err: &Failure<'_>, write: bool) -> Response {
-    let (status, body) = http_status(err, write);
+pub fn failure_response(err: &ClientError, write: bool) -> Response {
+    let (status, body) = failure_json(err, write);
     let mut r = Response::json(status, &body);
-    if let Failure::Node(e) = err {
-        if let ClientError::NotLeader { leader: Some(h) } = e {
-            r.headers.push(("X-Ringraft-Leader", h.address.clone()));
-        }
-        if matches!(e, ClientError::Busy { .. } | ClientError::NotLeader { .. }) {
-            r.headers.push(("Retry-After", "1".to_string()));
-        }
+    if let ClientError::NotLeader { leader: Some(h) } = err {
+        r.headers.push(("X-Ringraft-Leader", h.address.clone()));
+    }
+    if matches!(
+        err,
+        ClientError::Busy { .. } | ClientError::NotLeader { .. }
+    ) {
+        r.headers.push(("Retry-After", "1".to_string()));
     }
     r
 }
@@ -400,7 +356,7 @@ pub fn failure_response(err: &Failure<'_>, write: bool) -> Response {
 /// it goes through the log.
 pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Response {
     match result {
-        Err(e) => failure_response(&Failure::Node(e), write),
+        Err(e) => failure_response(e, write),
         Ok(ClientReply::Value(Some(v))) => Response::json(
             200,
             &json!({ "key": text(key), "value": text(&v.value), "version": v.version }),
@@ -446,7 +402,8 @@ pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Respon
                 400,
                 &json!({ "error": format!("rejected: {msg}"), "applied": false }),
             ),
-            ApplyResult::SessionExpired => failure_response(&Failure::SessionExpired, true),
+            // The state machine's answer to a retry whose recorded result it no longer keeps.
+            ApplyResult::SessionExpired => failure_response(&ClientError::SessionExpired, true),
         },
     }
 }
@@ -677,17 +634,11 @@ mod tests {
             ClientError::ForwardBroken("x".into()),
             ClientError::SessionExpired,
         ];
-        let mut failures: Vec<Failure<'_>> = errs.iter().map(Failure::Node).collect();
-        failures.push(Failure::ForwardBroken {
-            leader: "127.0.0.1:9082",
-            why: "the leader closed the connection before answering",
-        });
-        failures.push(Failure::SessionExpired);
-        let table: Vec<(u16, Option<bool>, Option<String>, u16)> = failures
+        let table: Vec<(u16, Option<bool>, Option<String>, u16)> = errs
             .iter()
             .map(|f| {
-                let (ws, wb) = http_status(f, true);
-                let (rs, rb) = http_status(f, false);
+                let (ws, wb) = failure_json(f, true);
+                let (rs, rb) = failure_json(f, false);
                 assert!(wb["error"].is_string() && rb["error"].is_string());
                 assert!(rb.get("applied").is_none() && rb.get("outcome").is_none());
                 (
@@ -712,19 +663,18 @@ mod tests {
                 (503, Some(false), None, 503),            // Superseded
                 (504, None, Some("unknown".into()), 504), // Timeout
                 (504, None, Some("unknown".into()), 504), // LeadershipLost
-                (504, None, Some("unknown".into()), 504), // ForwardBroken (node error)
-                (504, None, Some("unknown".into()), 504), // SessionExpired (node error)
-                (504, None, Some("unknown".into()), 504), // ForwardBroken (HTTP forward)
-                (504, None, Some("unknown".into()), 504), // SessionExpired (apply result)
+                (504, None, Some("unknown".into()), 504), // ForwardBroken
+                (504, None, Some("unknown".into()), 504), // SessionExpired
             ]
         );
         // Never a 503 for an unknown outcome, never "applied" and "outcome" together.
-        for f in &failures {
-            let (s, b) = http_status(f, true);
-            assert_eq!(outcome(f) == Outcome::Unknown, s == 504);
+        for f in &errs {
+            let (s, b) = failure_json(f, true);
+            assert_eq!(f.outcome_unknown(), s == 504);
             assert!(b.get("applied").is_none() || b.get("outcome").is_none());
+            assert!(b["error"].as_str().unwrap().contains("unknown") || !f.outcome_unknown());
         }
-        let r = failure_response(&Failure::Node(&not_leader), true);
+        let r = failure_response(&not_leader, true);
         let b = body(&r);
         assert_eq!(b["leader_id"], 2);
         assert_eq!(b["leader_address"], "127.0.0.1:9082");

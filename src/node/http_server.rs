@@ -7,12 +7,12 @@
 //! read and discarded for a bounded time, so the kernel closes with FIN rather than a reset that
 //! could destroy the answer before the client reads it.
 //!
-//! Writes (and leader-only reads) that reach a node which does not lead the key's shard are
-//! forwarded to the leader (one hop: the forwarded request carries `X-Ringraft-Forwarded`, and
-//! a node never forwards such a request again), so the seed's `curl` commands work against any
-//! node. If the leader cannot be reached the write was not sent and the client gets 503 with the
-//! leader hint (not applied); if the forward breaks once the request was sent, the client gets
-//! 504 with `"outcome": "unknown"`.
+//! Writes (and leader-only reads, and promotions) that reach a node which does not lead the
+//! key's shard are forwarded to the leader over this core's existing peer link (`forward`):
+//! one hop, since the leader serves a forwarded call like a frame client's and never forwards
+//! it again; so the seed's `curl` commands work against any node. If nothing could be handed
+//! to the link the client gets 503 with the leader hint (not applied); if the forward breaks or
+//! times out once it was handed over, the client gets 504 with `"outcome": "unknown"`.
 //! Owned by the node's HTTP surface.
 
 use std::net::Shutdown;
@@ -24,10 +24,9 @@ use glommio::net::{TcpListener, TcpStream};
 use serde_json::json;
 use tracing::debug;
 
-use crate::node::http::{
-    self, parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE,
-};
-use crate::node::http_api::{self, ApiCall, Failure, FORWARDED_HEADER};
+use crate::node::forward::{self, NotSent};
+use crate::node::http::{parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE};
+use crate::node::http_api::{self, ApiCall};
 use crate::node::metrics::ErrorKind;
 use crate::node::request::{ClientError, ClientReply};
 use crate::node::server::{self, CoreCtx};
@@ -35,9 +34,6 @@ use crate::raft::{ConfChange, GroupId};
 
 /// An idle keep-alive connection is closed after this long.
 pub const HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Largest response body accepted from a leader when forwarding: a full scan page of large
-/// values fits; anything larger is a broken leader, not an answer.
-pub const MAX_FORWARDED_RESPONSE_BYTES: usize = 64 << 20;
 /// Read chunk size.
 pub const HTTP_READ_CHUNK_BYTES: usize = 16 << 10;
 /// Longest time a closing connection keeps reading (and discarding) what the client still
@@ -177,7 +173,6 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             return resp;
         }
     };
-    let forwarded = req.header(FORWARDED_HEADER).is_some();
     match call {
         ApiCall::Client(c) => {
             let write = c.op.is_write();
@@ -185,16 +180,23 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             let key = c.op.routing_key().to_vec();
             let r = server::execute(ctx, c).await;
             if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
-                let addr = &h.address;
-                if !forwarded {
-                    if let Some(resp) = forward_or_fail(ctx, addr, req, write).await {
-                        return resp;
+                // The request is still at hand: route it again (only on this path) rather
+                // than copy every value before a local attempt.
+                if let Ok(ApiCall::Client(again)) = http_api::route(req, &ctx.reads) {
+                    match forward::forward_client(ctx, h, again).await {
+                        Ok(fr) => {
+                            let mut resp = http_api::client_response(&key, write, &fr);
+                            resp.headers
+                                .push(("X-Ringraft-Served-By", h.address.clone()));
+                            return resp;
+                        }
+                        Err(NotSent(why)) => debug!(leader = h.node_id, "forward not sent: {why}"),
                     }
                 }
             }
             http_api::client_response(&key, write, &r)
         }
-        ApiCall::Promote { node_id } => promote(ctx, req, node_id, forwarded).await,
+        ApiCall::Promote { node_id } => promote(ctx, node_id).await,
         ApiCall::Status => Response::json(200, &status_json(ctx).await),
         ApiCall::Health => {
             let fatal = ctx.st.borrow().fatal.clone();
@@ -223,17 +225,17 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
     }
 }
 
-async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool) -> Response {
+/// Promotes `node_id` in every shard; a shard this node does not lead is forwarded to its
+/// leader over the peer link.
+async fn promote(ctx: &Rc<CoreCtx>, node_id: u64) -> Response {
     let mut results = Vec::new();
     let mut status = 200;
     for g in 0..ctx.cfg.runtime.shards_per_node as GroupId {
-        let r = server::change_membership(ctx, g, ConfChange::Promote(node_id)).await;
+        let mut r = server::change_membership(ctx, g, ConfChange::Promote(node_id)).await;
         if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
-            let addr = &h.address;
-            if !forwarded && ctx.cfg.runtime.shards_per_node == 1 {
-                if let Some(resp) = forward_or_fail(ctx, addr, req, true).await {
-                    return resp;
-                }
+            match forward::forward_promote(ctx, h, g, node_id).await {
+                Ok(fr) => r = fr,
+                Err(NotSent(why)) => debug!(leader = h.node_id, "forward not sent: {why}"),
             }
         }
         results.push(match r {
@@ -242,7 +244,7 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
             }
             Ok(_) => json!({ "shard": g, "ok": true }),
             Err(e) => {
-                let (s, mut body) = http_api::http_status(&Failure::Node(&e), true);
+                let (s, mut body) = http_api::failure_json(&e, true);
                 // Any unknown outcome makes the whole answer unknown; otherwise the first
                 // refusal's status stands.
                 if status == 200 || s == 504 {
@@ -255,107 +257,6 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
         });
     }
     Response::json(status, &json!({ "node_id": node_id, "shards": results }))
-}
-
-/// What became of a request forwarded to the leader.
-enum Forwarded {
-    /// The leader answered; its answer is passed on.
-    Answer(Response),
-    /// Nothing was sent (no connection): the request was not executed by the leader.
-    NotSent(String),
-    /// The request was (at least partly) sent, then the exchange broke: the leader may have
-    /// executed it.
-    Broken(String),
-}
-
-/// Forwards `req` to the leader at `addr`: `Some` answer to send (the leader's, or 504 when the
-/// forward broke after sending), `None` when nothing was sent (the caller answers with its own
-/// not-leader error).
-async fn forward_or_fail(
-    ctx: &Rc<CoreCtx>,
-    addr: &str,
-    req: &Request,
-    write: bool,
-) -> Option<Response> {
-    match forward(ctx, addr, req).await {
-        Forwarded::Answer(resp) => Some(resp),
-        Forwarded::NotSent(why) => {
-            debug!(leader = addr, "forward not sent: {why}");
-            None
-        }
-        Forwarded::Broken(why) => {
-            debug!(leader = addr, "forward broke: {why}");
-            Some(http_api::failure_response(
-                &Failure::ForwardBroken {
-                    leader: addr,
-                    why: &why,
-                },
-                write,
-            ))
-        }
-    }
-}
-
-async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Forwarded {
-    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
-        return Forwarded::NotSent(format!("leader address {addr:?} is not a socket address"));
-    };
-    let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    let mut stream = match TcpStream::connect_timeout(
-        sock,
-        Duration::from_millis(ctx.cfg.network.connect_timeout_ms),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => return Forwarded::NotSent(format!("connect failed: {e}")),
-    };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    // A HEAD is forwarded as GET so the answer carries its body and is framed by its length;
-    // the body is dropped when the answer is written.
-    let method = if req.method == "HEAD" {
-        "GET"
-    } else {
-        req.method.as_str()
-    };
-    let me = ctx.cfg.cluster.node_id.to_string();
-    let mut out = Vec::with_capacity(req.body.len() + 256);
-    http::write_request(
-        &mut out,
-        method,
-        &req.target,
-        addr,
-        &[(FORWARDED_HEADER, &me)],
-        &req.body,
-    );
-    if let Err(e) = stream.write_all(&out).await {
-        return Forwarded::Broken(format!("sending failed: {e}"));
-    }
-    let mut raw = Vec::new();
-    let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) => {
-                return Forwarded::Broken(
-                    "the leader closed the connection before answering".into(),
-                )
-            }
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            Err(e) => return Forwarded::Broken(format!("no answer: {e}")),
-        }
-        match http::parse_response(&raw, MAX_FORWARDED_RESPONSE_BYTES) {
-            Ok(None) => {}
-            Ok(Some(p)) => {
-                debug!(leader = addr, status = p.status, "forwarded to the leader");
-                let mut r = Response::text(p.status, p.content_type, String::new());
-                r.body = p.body;
-                r.headers.push(("X-Ringraft-Served-By", addr.to_string()));
-                return Forwarded::Answer(r);
-            }
-            Err(e) => return Forwarded::Broken(format!("unreadable answer: {e}")),
-        }
-    }
 }
 
 async fn status_json(ctx: &Rc<CoreCtx>) -> serde_json::Value {

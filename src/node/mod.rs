@@ -12,6 +12,7 @@
 pub mod config;
 pub mod core;
 pub mod driver;
+pub mod forward;
 pub mod frame_api;
 pub mod http;
 pub mod http_api;

@@ -1,7 +1,8 @@
 //! The node's client request and reply types: what the HTTP surface and the binary frame
 //! surface both translate into, what crosses cores on the mesh, and what a shard executes. A
 //! write is carried as the logged [`WriteOp`] itself; errors are the wire's one
-//! [`ClientError`] (each not applied or outcome unknown), mapped to HTTP by [`http_status`].
+//! [`ClientError`] (each not applied or outcome unknown), mapped to HTTP by
+//! `http_api::http_status`.
 
 use crate::node::config::ReadPolicy;
 use crate::node::kv::{ApplyResult, Versioned, WriteOp};
@@ -136,25 +137,6 @@ pub fn busy() -> ClientError {
     }
 }
 
-/// The HTTP status of an error. Not-applied refusals are 4xx/503 (safe to retry); every
-/// outcome-unknown error is 504, and its body says the outcome is unknown.
-pub fn http_status(e: &ClientError) -> u16 {
-    match e {
-        ClientError::NotLeader { .. } | ClientError::Unavailable(_) | ClientError::Superseded => {
-            503
-        }
-        ClientError::WrongShard { .. } => 421,
-        ClientError::Busy { .. } => 429,
-        ClientError::InvalidRequest(_) => 400,
-        ClientError::TooLarge { .. } => 413,
-        ClientError::KeyNotFound => 404,
-        ClientError::Timeout
-        | ClientError::LeadershipLost
-        | ClientError::ForwardBroken(_)
-        | ClientError::SessionExpired => 504,
-    }
-}
-
 /// The outcome of one request.
 pub type ClientResult = Result<ClientReply, ClientError>;
 
@@ -186,9 +168,9 @@ mod tests {
             }),
         };
         assert!(e.to_string().contains("node 2 at 127.0.0.1:9082"));
-        assert_eq!(http_status(&e), 503);
-        assert_eq!(http_status(&busy()), 429);
-        // Every outcome-unknown error is a 504 that says so, never a 503.
+        assert_eq!(e.class(), ErrorClass::NotApplied);
+        assert_eq!(busy().class(), ErrorClass::NotApplied);
+        // Every outcome-unknown error says so.
         for e in [
             ClientError::Timeout,
             ClientError::LeadershipLost,
@@ -196,7 +178,6 @@ mod tests {
             ClientError::SessionExpired,
         ] {
             assert_eq!(e.class(), ErrorClass::OutcomeUnknown);
-            assert_eq!(http_status(&e), 504);
             assert!(e.to_string().contains("unknown"), "{e}");
         }
     }

@@ -1,11 +1,14 @@
-//! Shared harness of the client tests: a cluster of real `ringraft server` processes on
-//! loopback, in a fresh temporary directory, on ports the kernel reports free; every wait
-//! bounded; every process killed by PID when the cluster is dropped (also on panic).
+//! Shared harness of the tests that run real `ringraft server` processes: a cluster on
+//! loopback, in a fresh temporary directory, on ports the kernel reports free; nodes started,
+//! signalled, stopped and restarted by PID; every wait bounded; every process killed when the
+//! cluster is dropped (also on panic, when the directory is kept for a post-mortem). The one
+//! place that starts and stops node processes for the client, HTTP and WAL-fault tests.
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ringraft::client::{Client, ClientConfig};
@@ -15,12 +18,52 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
 /// Longest wait for a cluster to elect its leaders.
 pub const ELECTION_WAIT: Duration = Duration::from_secs(20);
 
+/// Environment variables of the WAL fault hook: removed from every node's environment unless a
+/// test sets them for one start.
+pub const WAL_FAULT_ENV: [&str; 2] = ["RINGRAFT_WAL_FAULT", "RINGRAFT_WAL_FAULT_ENABLE"];
+
+/// The node settings a test cluster is configured with. The defaults suit a cluster of three
+/// on a busy two-core machine (elections that do not fire on a scheduling hiccup).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Shards (Raft groups) per node.
+    pub shards: u16,
+    /// `raft.election_timeout_ms_min` and `_max`.
+    pub election_timeout_ms: (u64, u64),
+    /// `raft.heartbeat_interval_ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `raft.tick_interval_ms`, when not the default.
+    pub tick_interval_ms: Option<u64>,
+    /// `raft.read_consistency.lease_duration_ms`, when not the default.
+    pub lease_duration_ms: Option<u64>,
+    /// `raft.persistence.flush_workers`, when not the default.
+    pub flush_workers: Option<u64>,
+    /// `network.request_timeout_ms`.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shards: 1,
+            election_timeout_ms: (600, 1200),
+            heartbeat_interval_ms: 100,
+            tick_interval_ms: None,
+            lease_duration_ms: None,
+            flush_workers: None,
+            request_timeout_ms: 3000,
+        }
+    }
+}
+
 /// A running test cluster.
 pub struct TestCluster {
     pub dir: PathBuf,
     /// (client port, metrics port) of node i at index i - 1.
     pub ports: Vec<(u16, u16)>,
     pub children: Vec<Option<Child>>,
+    /// Starts so far of node i at index i - 1 (each start has its own stderr file).
+    pub runs: Vec<usize>,
 }
 
 /// `n` loopback ports that are free right now (bound to port 0, then released).
@@ -31,7 +74,7 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
-fn config_text(dir: &std::path::Path, id: u16, ports: &[(u16, u16)], shards: u16) -> String {
+fn config_text(dir: &std::path::Path, id: u16, ports: &[(u16, u16)], set: &Settings) -> String {
     let members: String = ports
         .iter()
         .enumerate()
@@ -42,17 +85,27 @@ fn config_text(dir: &std::path::Path, id: u16, ports: &[(u16, u16)], shards: u16
             )
         })
         .collect();
+    let opt = |key: &str, v: Option<u64>| v.map_or(String::new(), |v| format!("{key} = {v}\n"));
     format!(
         "[cluster]\nnode_id = {id}\nlisten_address = \"127.0.0.1:{port}\"\ninitial_cluster = [\n{members}]\n\
          db_root_dir = \"{db}\"\nlog_dir = \"{logs}\"\n\n\
-         [raft]\nelection_timeout_ms_min = 600\nelection_timeout_ms_max = 1200\nheartbeat_interval_ms = 100\n\n\
-         [raft.persistence]\nstrategy = \"DiskFirst\"\nflush_policy = \"Immediate\"\nsegment_bytes = 4194304\n\n\
-         [network]\nrequest_timeout_ms = 3000\n\n[monitoring]\nmetrics_port = {mport}\n\n\
+         [raft]\nelection_timeout_ms_min = {emin}\nelection_timeout_ms_max = {emax}\nheartbeat_interval_ms = {hb}\n{tick}\n\
+         [raft.read_consistency]\n{lease}\n\
+         [raft.persistence]\nstrategy = \"DiskFirst\"\nflush_policy = \"Immediate\"\nsegment_bytes = 4194304\n{workers}\n\
+         [network]\nrequest_timeout_ms = {rt}\n\n[monitoring]\nmetrics_port = {mport}\n\n\
          [runtime]\ncores = 1\nshards_per_node = {shards}\n",
         port = ports[id as usize - 1].0,
         mport = ports[id as usize - 1].1,
         db = dir.join("db").display(),
         logs = dir.join("logs").display(),
+        emin = set.election_timeout_ms.0,
+        emax = set.election_timeout_ms.1,
+        hb = set.heartbeat_interval_ms,
+        tick = opt("tick_interval_ms", set.tick_interval_ms),
+        lease = opt("lease_duration_ms", set.lease_duration_ms),
+        workers = opt("flush_workers", set.flush_workers),
+        rt = set.request_timeout_ms,
+        shards = set.shards,
     )
 }
 
@@ -64,37 +117,166 @@ impl TestCluster {
 
     /// Starts `n` nodes with `shards` shards (Raft groups) each.
     pub fn start_sharded(name: &str, n: u16, shards: u16) -> TestCluster {
-        let dir =
-            std::env::temp_dir().join(format!("ringraft-client-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let free = free_ports(2 * n as usize);
-        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
-        let mut c = TestCluster {
-            dir,
-            ports,
-            children: Vec::new(),
-        };
+        Self::start_with(
+            name,
+            n,
+            &Settings {
+                shards,
+                ..Settings::default()
+            },
+        )
+    }
+
+    /// Starts `n` nodes configured with `settings`.
+    pub fn start_with(name: &str, n: u16, settings: &Settings) -> TestCluster {
+        let mut c = Self::configure(name, n, settings);
         for id in 1..=n {
-            let path = c.dir.join(format!("n{id}.toml"));
-            std::fs::write(&path, config_text(&c.dir, id, &c.ports, shards)).unwrap();
-            c.children.push(None);
             c.start_node(id);
         }
         c
     }
 
+    /// Writes the configuration of `n` nodes; starts none (see [`TestCluster::start_node_env`]).
+    pub fn configure(name: &str, n: u16, settings: &Settings) -> TestCluster {
+        let dir = std::env::temp_dir().join(format!("ringraft-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let free = free_ports(2 * n as usize);
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
+        let c = TestCluster {
+            dir,
+            ports,
+            children: (0..n).map(|_| None).collect(),
+            runs: vec![0; n as usize],
+        };
+        for id in 1..=n {
+            let text = config_text(&c.dir, id, &c.ports, settings);
+            std::fs::write(c.config_path(id), text).unwrap();
+        }
+        c
+    }
+
+    /// The configuration file of node `id`.
+    pub fn config_path(&self, id: u16) -> PathBuf {
+        self.dir.join(format!("n{id}.toml"))
+    }
+
     /// (Re)starts node `id`.
     pub fn start_node(&mut self, id: u16) {
-        let child = Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(self.dir.join(format!("n{id}.toml")))
+        self.start_node_env(id, &[]);
+    }
+
+    /// (Re)starts node `id` with `env` added to its environment (the WAL fault variables are
+    /// removed first, so only a test that names them injects faults); returns the run number
+    /// of this start (see [`TestCluster::stderr`]).
+    pub fn start_node_env(&mut self, id: u16, env: &[(&str, &str)]) -> usize {
+        let i = id as usize - 1;
+        assert!(self.children[i].is_none(), "node {id} is already running");
+        self.runs[i] += 1;
+        let run = self.runs[i];
+        let err = std::fs::File::create(self.stderr_path(id, run)).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--config"]).arg(self.config_path(id));
+        for k in WAL_FAULT_ENV {
+            cmd.env_remove(k);
+        }
+        let child = cmd
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .unwrap();
-        self.children[id as usize - 1] = Some(child);
+        self.children[i] = Some(child);
+        run
+    }
+
+    fn stderr_path(&self, id: u16, run: usize) -> PathBuf {
+        self.dir.join(format!("n{id}.run{run}.stderr"))
+    }
+
+    /// What node `id` wrote to stderr during start number `run`.
+    pub fn stderr(&self, id: u16, run: usize) -> String {
+        std::fs::read_to_string(self.stderr_path(id, run)).unwrap_or_default()
+    }
+
+    /// Node `id`'s log file.
+    pub fn log(&self, id: u16) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join(id.to_string()).join("d.log"))
+            .unwrap_or_default()
+    }
+
+    /// The WAL directory of node `id`'s first core.
+    pub fn wal_dir(&self, id: u16) -> PathBuf {
+        self.dir
+            .join("db")
+            .join(id.to_string())
+            .join("core-0")
+            .join("wal")
+    }
+
+    /// PID of running node `id`.
+    pub fn pid(&self, id: u16) -> u32 {
+        self.children[id as usize - 1]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+            .id()
+    }
+
+    /// Sends signal `sig` to running node `id` (by PID).
+    pub fn signal(&self, id: u16, sig: libc::c_int) {
+        let pid = self.pid(id);
+        // SAFETY: plain kill(2) on the PID of a child this harness started and has not reaped.
+        assert_eq!(
+            unsafe { libc::kill(pid as libc::pid_t, sig) },
+            0,
+            "kill {sig} {pid}"
+        );
+    }
+
+    /// Waits (bounded) for running node `id` to exit by itself; reaps it.
+    pub fn wait_exit(&mut self, id: u16, limit: Duration) -> Option<ExitStatus> {
+        let i = id as usize - 1;
+        let c = self.children[i].as_mut().expect("running");
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.children[i] = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether node `id` was started and has exited (reaping it if so).
+    pub fn has_exited(&mut self, id: u16) -> bool {
+        let i = id as usize - 1;
+        let exited = match self.children[i].as_mut() {
+            None => return true,
+            Some(c) => c.try_wait().unwrap().is_some(),
+        };
+        if exited {
+            self.children[i] = None;
+        }
+        exited
+    }
+
+    /// SIGTERM to node `id`, then its exit status (bounded by `limit`).
+    pub fn terminate(&mut self, id: u16, limit: Duration) -> ExitStatus {
+        self.signal(id, libc::SIGTERM);
+        self.wait_exit(id, limit)
+            .unwrap_or_else(|| panic!("node {id} did not exit within {limit:?} of SIGTERM"))
+    }
+
+    /// Client socket address of node `id`.
+    pub fn client_addr(&self, id: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[id as usize - 1].0))
+    }
+
+    /// Metrics socket address of node `id`.
+    pub fn metrics_addr(&self, id: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[id as usize - 1].1))
     }
 
     /// SIGKILLs node `id` (by PID) and reaps it.
@@ -183,6 +365,10 @@ impl Drop for TestCluster {
                 let _ = c.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            eprintln!("cluster files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

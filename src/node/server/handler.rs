@@ -68,6 +68,7 @@ impl Handler for NodeHandler {
     fn on_close(&self, conn: &Rc<Connection>) {
         self.ctx.st.borrow().metrics.connections_open.dec();
         self.inflight.borrow_mut().remove(&conn.id());
+        crate::node::forward::on_link_closed(&self.ctx, conn);
         if let Some(r) = conn.close_reason() {
             debug!(peer = ?conn.peer(), "connection closed: {r}");
         }
@@ -76,6 +77,9 @@ impl Handler for NodeHandler {
     fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>) {
         let id = frame.header.request_id;
         if frame.header.flags & ringraft_net::frame::FLAG_RESPONSE != 0 {
+            if crate::node::forward::on_response(&self.ctx, conn, id, &frame.message) {
+                return;
+            }
             if let Some(tx) = self.awaiting.borrow_mut().remove(&id) {
                 if let Ok(m) = frame.message.to_owned_message() {
                     let _ = tx.try_send(m);

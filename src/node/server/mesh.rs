@@ -96,6 +96,8 @@ pub struct CoreCtx {
     pub stopping: Cell<bool>,
     /// Client requests being executed on this core.
     pub inflight: Cell<usize>,
+    /// Calls this core forwarded to a leader, waiting for its answer.
+    pub forwards: RefCell<crate::node::forward::ForwardTable>,
 }
 
 impl CoreCtx {
