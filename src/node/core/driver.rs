@@ -68,6 +68,9 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
                 match r {
                     Ok(_) => break,
                     Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
+                    Err(e) if super::reclaim::is_out_of_space(&e) => {
+                        super::reclaim::wait_for_space(st, &e).await?
+                    }
                     Err(e) => return Err(wal_failure(format!("shard {g}: WAL hard state"), &e)),
                 }
             }
@@ -100,6 +103,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             snapshots.extend(s.apply_ready(g, rd)?);
             s.update_gauges(g);
         }
+        snapshots.extend(s.reclaim_wal());
     }
     // One at a time and awaited: a shard's snapshot files are written in order.
     for w in snapshots {
@@ -163,6 +167,9 @@ async fn append_with_backpressure(
         match r {
             Ok(_) => return Ok(()),
             Err(e) if is_backpressure(&e) => wait_durable_now(st).await?,
+            Err(e) if super::reclaim::is_out_of_space(&e) => {
+                super::reclaim::wait_for_space(st, &e).await?
+            }
             Err(e) => {
                 return Err(wal_failure(
                     format!("shard {g}: WAL append of entry {index}"),

@@ -19,6 +19,8 @@
 //!   writes answered, reads served once their index is applied.
 //! - `peers.rs`: Raft traffic in and out on the peer links.
 //! - `report.rs`: gauges and the typed per-shard status.
+//! - `reclaim.rs`: WAL space: shards pinning the oldest segments compacted early; writes that
+//!   found no space wait and retry.
 //!
 //! Write answers: a write is answered when its entry is applied at the index it was proposed
 //! at *and* with the term it was proposed in. Another entry at that index means the write can
@@ -57,6 +59,7 @@ use crate::raft::{
 mod apply;
 mod driver;
 mod peers;
+mod reclaim;
 mod report;
 mod requests;
 
