@@ -55,7 +55,9 @@ pub fn snapshot_path(config: &Config, core: usize, shard: u64) -> PathBuf {
 /// created with (shards live in per-core logs, so changing either would strand data).
 pub fn check_layout(config: &Config) -> Result<(), String> {
     let dir = config.data_dir();
-    std::fs::create_dir_all(&dir)
+    // Durably (each new directory's parent fsynced): the layout file, the WAL and the snapshot
+    // files below must not vanish with their directory after a crash on the first boot.
+    ringraft_wal::segment::create_dir_durable(&dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
     let path = dir.join(LAYOUT_FILE);
     let want = serde_json::json!({

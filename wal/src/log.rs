@@ -153,7 +153,9 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Wal> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        // Durably: on a first boot the directory (and its missing parents) must survive a crash
+        // as surely as the segments written into it.
+        crate::segment::create_dir_durable(&dir)?;
         let lock = lock_dir(&dir)?;
         let cfg = seg_config(&opts);
         let rec = recover(&dir, &opts, &cfg)?;
