@@ -63,6 +63,7 @@ fn call(c: &mut BlockingClient, op: wire::ClientOp) -> Result<wire::OpOutcome, S
     match c.call(&req).map_err(|e| e.to_string())? {
         wire::Message::ClientResponse(wire::ClientResponse {
             outcome: wire::ClientOutcome::Single(o),
+            ..
         }) => Ok(o),
         other => Err(format!("unexpected answer {other:?}")),
     }

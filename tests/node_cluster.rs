@@ -348,6 +348,7 @@ fn net_call(c: &mut BlockingClient, op: wire::ClientOp) -> wire::OpOutcome {
     match c.call(&req).unwrap() {
         wire::Message::ClientResponse(wire::ClientResponse {
             outcome: wire::ClientOutcome::Single(o),
+            ..
         }) => o,
         other => panic!("unexpected answer {other:?}"),
     }
@@ -808,6 +809,7 @@ fn writes_past_the_in_flight_bound_get_busy_not_queued() {
         match nc.wait_for(id).unwrap().message {
             wire::Message::ClientResponse(wire::ClientResponse {
                 outcome: wire::ClientOutcome::Single(o),
+                ..
             }) => match o {
                 wire::OpOutcome::Ok(r) => {
                     panic!("a write was acknowledged without a quorum: {r:?}")

@@ -263,3 +263,71 @@ fn a_fault_spec_that_does_not_parse_refuses_to_start() {
         "{err}"
     );
 }
+
+/// No space for the next WAL segment (injected: the first two preparations succeed, the next
+/// ten fail with ENOSPC, then space is back) is not fatal: nothing was written, so the node
+/// waits and retries the roll, keeps running, acknowledges every write once space is back, and
+/// every acknowledged write survives a restart.
+#[test]
+fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
+    const WRITES: usize = 100;
+    let mut n = single("wal-nospace");
+    let config = n.config_path(1);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("segment_bytes = 4194304", "segment_bytes = 1048576");
+    std::fs::write(&config, text).unwrap();
+    let run = start(
+        &mut n,
+        &[
+            ("RINGRAFT_WAL_FAULT_ENABLE", "1"),
+            (
+                "RINGRAFT_WAL_FAULT",
+                "prepare_enospc_after=2,prepare_enospc_for=10",
+            ),
+        ],
+    );
+    let addr = n.client_addr(1);
+    // 100 writes of 32 KiB fill three 1 MiB segments: the roll into the third finds no space.
+    let value = "v".repeat(32 << 10);
+    for i in 0..WRITES {
+        let t0 = Instant::now();
+        loop {
+            if let Some((200, _)) = put(addr, &format!("s-{i}"), &value) {
+                break;
+            }
+            assert!(
+                !n.has_exited(1),
+                "the node exited at write {i}:\n{}",
+                n.stderr(1, run)
+            );
+            assert!(
+                t0.elapsed() < WAIT_LIMIT,
+                "write {i} not acknowledged within {WAIT_LIMIT:?}:\n{}",
+                n.stderr(1, run)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let log = n.log(1);
+    assert!(
+        log.contains("no space for its next segment"),
+        "the roll found no space (the fault was hit): {log}"
+    );
+    assert!(!log.contains("WAL sync failed"), "{log}");
+    assert!(n.terminate(1, WAIT_LIMIT).success());
+    let run = start(&mut n, &[]);
+    for i in 0..WRITES {
+        let got = eventually(WAIT_LIMIT, || match get_value(addr, &format!("s-{i}")) {
+            Some((200, v)) => Some(v),
+            _ => None,
+        });
+        assert_eq!(
+            got.flatten().as_deref(),
+            Some(value.as_str()),
+            "write s-{i} after restart:\n{}",
+            n.stderr(1, run)
+        );
+    }
+    assert!(n.terminate(1, WAIT_LIMIT).success());
+}

@@ -107,6 +107,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     address: "127.0.0.1:1".into(),
                 }),
             })),
+            eventual: None,
         }
         .into(),
         AdminRequest::TransferLeadership { group: 1, to: 2 }.into(),

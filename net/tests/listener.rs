@@ -75,6 +75,7 @@ impl Handler for TestHandler {
                                 address: "127.0.0.1:7002".into(),
                             }),
                         }),
+                        eventual: None,
                     },
                 );
             }
@@ -325,6 +326,7 @@ fn pipelined_requests_are_matched_by_request_id() {
     match c.call(&req).unwrap() {
         Message::ClientResponse(ClientResponse {
             outcome: ClientOutcome::Failed(ClientError::NotLeader { leader: Some(h) }),
+            ..
         }) => assert_eq!(h.node_id, 2),
         other => panic!("{other:?}"),
     }

@@ -112,6 +112,7 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
         Ok(r) => r,
     };
     let ok = match reply {
+        ClientReply::Eventual { reply, .. } => return to_outcome(op, Ok(*reply)),
         ClientReply::Value(Some(v)) => wire::OpReply::Value(versioned(v)),
         ClientReply::Value(None) => return wire::OpOutcome::Err(wire::ClientError::KeyNotFound),
         ClientReply::Scan(items) => {
@@ -306,14 +307,23 @@ pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
     }
 }
 
-async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOutcome {
+/// Runs one operation; also returns the staleness of an eventual read it served.
+async fn run_op(
+    ctx: &Rc<CoreCtx>,
+    op: wire::ClientOp,
+    shard: u32,
+) -> (wire::OpOutcome, Option<wire::EventualRead>) {
     match to_request(op, shard, ctx) {
         Ok(req) => {
             let op = req.op.clone();
             let r = server::execute(ctx, req).await;
-            to_outcome(&op, r)
+            let eventual = match &r {
+                Ok(ClientReply::Eventual { read, .. }) => Some(*read),
+                _ => None,
+            };
+            (to_outcome(&op, r), eventual)
         }
-        Err(e) => wire::OpOutcome::Err(e),
+        Err(e) => (wire::OpOutcome::Err(e), None),
     }
 }
 
@@ -321,9 +331,12 @@ async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOu
 pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, msg: wire::Message) {
     match msg {
         wire::Message::ClientRequest(req) => {
+            let mut eventual: Option<wire::EventualRead> = None;
             let outcome = match req.command {
                 wire::ClientCommand::Single(op) => {
-                    wire::ClientOutcome::Single(run_op(ctx, op, req.shard).await)
+                    let (o, ev) = run_op(ctx, op, req.shard).await;
+                    eventual = ev;
+                    wire::ClientOutcome::Single(o)
                 }
                 wire::ClientCommand::Batch(ops) if ops.is_empty() || ops.len() > MAX_BATCH_OPS => {
                     wire::ClientOutcome::Failed(wire::ClientError::InvalidRequest(format!(
@@ -334,12 +347,17 @@ pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, ms
                 wire::ClientCommand::Batch(ops) => {
                     let mut out = Vec::with_capacity(ops.len());
                     for op in ops {
-                        out.push(run_op(ctx, op, req.shard).await);
+                        let (o, ev) = run_op(ctx, op, req.shard).await;
+                        eventual = match (eventual, ev) {
+                            (Some(a), Some(b)) => Some(a.merge(b)),
+                            (a, b) => a.or(b),
+                        };
+                        out.push(o);
                     }
                     wire::ClientOutcome::Batch(out)
                 }
             };
-            let _ = conn.respond(id, &wire::ClientResponse { outcome });
+            let _ = conn.respond(id, &wire::ClientResponse { outcome, eventual });
         }
         wire::Message::AdminRequest(req) => {
             let resp = serve_admin(ctx, req).await;

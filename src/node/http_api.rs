@@ -357,6 +357,15 @@ pub fn failure_response(err: &ClientError, write: bool) -> Response {
 pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Response {
     match result {
         Err(e) => failure_response(e, write),
+        Ok(ClientReply::Eventual { reply, read }) => {
+            let mut r = client_response(key, write, &Ok((**reply).clone()));
+            r.headers.extend([
+                ("X-Ringraft-Consistency", "eventual".to_string()),
+                ("X-Ringraft-Applied-Index", read.applied_index.to_string()),
+                ("X-Ringraft-Served-By-Leader", read.leader.to_string()),
+            ]);
+            r
+        }
         Ok(ClientReply::Value(Some(v))) => Response::json(
             200,
             &json!({ "key": text(key), "value": text(&v.value), "version": v.version }),
@@ -573,6 +582,43 @@ mod tests {
 
     fn body(r: &Response) -> serde_json::Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn eventual_reads_say_they_may_be_stale() {
+        let inner = ClientReply::Value(Some(Versioned {
+            value: b"v".to_vec(),
+            version: 5,
+        }));
+        let read = ringraft_net::message::EventualRead {
+            applied_index: 41,
+            leader: false,
+        };
+        let r = client_response(
+            b"k",
+            false,
+            &Ok(ClientReply::Eventual {
+                reply: Box::new(inner.clone()),
+                read,
+            }),
+        );
+        let plain = client_response(b"k", false, &Ok(inner));
+        assert_eq!((r.status, body(&r)), (plain.status, body(&plain)));
+        for h in [
+            ("X-Ringraft-Consistency", "eventual"),
+            ("X-Ringraft-Applied-Index", "41"),
+            ("X-Ringraft-Served-By-Leader", "false"),
+        ] {
+            assert!(
+                r.headers.contains(&(h.0, h.1.to_string())),
+                "{h:?} in {:?}",
+                r.headers
+            );
+        }
+        assert!(plain
+            .headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("X-Ringraft-Consistency")));
     }
 
     #[test]

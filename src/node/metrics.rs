@@ -265,6 +265,12 @@ pub struct CoreMetrics {
     /// relation no honest peer sends): the core's running total, set by the core after each
     /// refusal (`MultiRaft::invalid_messages`).
     pub raft_invalid_messages: Gauge,
+    /// Shards compacted early because they pinned the oldest WAL segments.
+    pub wal_reclaim_snapshots: Counter,
+    /// Waits of a WAL write that found no space for its next segment (retried, not fatal).
+    pub wal_no_space_waits: Counter,
+    /// Snapshot chunks from peers refused (hostile offsets or lengths, over a size bound).
+    pub snapshot_chunks_refused: Counter,
 }
 
 impl CoreMetrics {
@@ -365,6 +371,24 @@ impl NodeMetrics {
             "ringraft_raft_invalid_messages_total",
             "Raft messages from peers refused as invalid (no honest peer sends them).",
             self.sum(|c| c.raft_invalid_messages.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_wal_reclaim_snapshots_total",
+            "Shards compacted early because they pinned the oldest WAL segments.",
+            self.sum(|c| c.wal_reclaim_snapshots.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_wal_no_space_waits_total",
+            "WAL writes that found no space for the next segment and waited to retry.",
+            self.sum(|c| c.wal_no_space_waits.get()),
+        );
+        counter(
+            &mut o,
+            "ringraft_snapshot_chunks_refused_total",
+            "Snapshot chunks from peers refused (bad offset or length, over a size bound).",
+            self.sum(|c| c.snapshot_chunks_refused.get()),
         );
         counter(
             &mut o,

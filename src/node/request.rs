@@ -123,6 +123,14 @@ pub enum ClientReply {
         /// Log index of the configuration entry.
         index: u64,
     },
+    /// An eventual read's reply, served from local state that may be stale: the serving
+    /// replica's applied index and whether it believed itself leader.
+    Eventual {
+        /// The read's reply (`Value` or `Scan`).
+        reply: Box<ClientReply>,
+        /// What the replica said about its staleness.
+        read: ringraft_net::message::EventualRead,
+    },
 }
 
 pub use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};

@@ -58,7 +58,9 @@ pub fn snapshot_path(config: &Config, core: usize, shard: u64) -> PathBuf {
 /// created with (shards live in per-core logs, so changing either would strand data).
 pub fn check_layout(config: &Config) -> Result<(), String> {
     let dir = config.data_dir();
-    std::fs::create_dir_all(&dir)
+    // Durably (each new directory's parent fsynced): the layout file, the WAL and the snapshot
+    // files below must not vanish with their directory after a crash on the first boot.
+    ringraft_wal::segment::create_dir_durable(&dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
     let path = dir.join(LAYOUT_FILE);
     let want = serde_json::json!({
@@ -377,10 +379,14 @@ impl<'a> WalStorage<'a> {
 /// The driver's error for a failed WAL call. A write or sync failure (an I/O error, or the log
 /// poisoned by an earlier one) means acknowledged durability can no longer be promised: it is
 /// reported as `WAL sync failed`, the phrase operators and the fault tests look for, and stops
-/// the node. Backpressure makes the caller wait for durability and retry.
+/// the node. Backpressure makes the caller wait for durability and retry; no space (nothing
+/// written) makes it free space and retry.
 pub fn wal_error(what: &str, e: ringraft_wal::Error) -> StorageError {
     match e {
         ringraft_wal::Error::Backpressure { .. } => StorageError::Backpressure,
+        e if crate::node::core::is_out_of_space(&e) => {
+            StorageError::NoSpace(format!("{what}: {e}"))
+        }
         ringraft_wal::Error::Io { .. } | ringraft_wal::Error::Poisoned(_) => {
             StorageError::Failed(format!("WAL sync failed: {what}: {e}"))
         }

@@ -9,6 +9,8 @@
 //! then fail every later one" (sticky, like a disk that died). Spec syntax (comma-separated
 //! `key=value`): `fsync_fail_after=N`, `fsync_fail_next=N`, `short_write_after=N`,
 //! `short_write_next=N`, `enospc_after=N`, `enospc_next=N`, `prepare_enospc=N`,
+//! `prepare_enospc_after=N` (N segment preparations succeed, later ones fail with ENOSPC),
+//! `prepare_enospc_for=N` (with `_after`: only N of them fail, then space is back),
 //! `sync_fail_delay_ms=N` (a failing sync sleeps this long first, so that concurrent syncs on
 //! other workers finish meanwhile).
 
@@ -28,6 +30,9 @@ const DISABLED: u64 = u64::MAX;
 pub struct Trigger {
     fail_next: AtomicU32,
     ok_budget: AtomicU64,
+    /// Failures left once `ok_budget` ran out (`DISABLED`: fail for ever); at 0 the trigger
+    /// disarms (a disk that was full and got space back).
+    fail_for: AtomicU64,
 }
 
 impl Default for Trigger {
@@ -35,6 +40,7 @@ impl Default for Trigger {
         Trigger {
             fail_next: AtomicU32::new(0),
             ok_budget: AtomicU64::new(DISABLED),
+            fail_for: AtomicU64::new(DISABLED),
         }
     }
 }
@@ -48,6 +54,12 @@ impl Trigger {
     /// Let `n` more operations succeed, then fail every later one.
     pub fn fail_after(&self, n: u64) {
         self.ok_budget.store(n.min(DISABLED - 1), Ordering::SeqCst);
+    }
+
+    /// Once the `fail_after` budget is spent, fail only the next `n` operations, then succeed
+    /// again (instead of failing for ever).
+    pub fn fail_for(&self, n: u64) {
+        self.fail_for.store(n.min(DISABLED - 1), Ordering::SeqCst);
     }
 
     /// Whether this operation fails.
@@ -65,7 +77,24 @@ impl Trigger {
                 DISABLED | 0 => None,
                 b => Some(b - 1),
             });
-        matches!(r, Err(0))
+        if !matches!(r, Err(0)) {
+            return false;
+        }
+        let left = self
+            .fail_for
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                DISABLED | 0 => None,
+                n => Some(n - 1),
+            });
+        match left {
+            Ok(1) => {
+                // The last failure of the window: disarm.
+                self.ok_budget.store(DISABLED, Ordering::SeqCst);
+                true
+            }
+            Ok(_) | Err(DISABLED) => true,
+            Err(_) => false,
+        }
     }
 }
 
@@ -136,6 +165,8 @@ impl FaultInjector {
                 "enospc_after" => f.write_enospc.fail_after(n),
                 "enospc_next" => f.write_enospc.fail_next(n32()?),
                 "prepare_enospc" => f.prepare_enospc.fail_next(n32()?),
+                "prepare_enospc_after" => f.prepare_enospc.fail_after(n),
+                "prepare_enospc_for" => f.prepare_enospc.fail_for(n),
                 "sync_fail_delay_ms" => f.delay_failing_syncs_ms(n),
                 other => return Err(format!("unknown fault spec key {other:?}")),
             }
@@ -198,5 +229,9 @@ mod tests {
         assert!(FaultInjector::from_spec("nonsense=1").is_err());
         assert!(FaultInjector::from_spec("fsync_fail_after").is_err());
         assert!(FaultInjector::new().check_prepare().is_ok());
+        // A full disk that gets space back: 2 preparations succeed, 3 fail, then all succeed.
+        let f = FaultInjector::from_spec("prepare_enospc_after=2,prepare_enospc_for=3").unwrap();
+        let got: Vec<bool> = (0..8).map(|_| f.check_prepare().is_ok()).collect();
+        assert_eq!(got, [true, true, false, false, false, true, true, true]);
     }
 }

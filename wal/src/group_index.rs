@@ -102,4 +102,11 @@ impl GroupIndex {
     pub fn oldest_seq(&self) -> Option<u64> {
         self.entries.front().map(|e| e.seq)
     }
+
+    /// Highest index whose entry lives in a segment below `seq` (`first live index - 1` when
+    /// none). Segment seqs never decrease along `entries` (appends go to the active segment).
+    pub fn last_index_below_seq(&self, seq: u64) -> u64 {
+        let n = self.entries.partition_point(|e| e.seq < seq);
+        self.phantom_end + n as u64 - 1
+    }
 }

@@ -63,6 +63,9 @@
 //!   suffix removal is durable with it and survives reopen). [`Wal::purge`] appends a Purge
 //!   record and deletes whole segments no group needs, once every Truncate/Purge record so far
 //!   and the checkpoint at the start of the first kept segment are durable ([`Wal::reclaim`]).
+//!   Space comes back from the oldest segment only, so one group that never purges pins every
+//!   later segment: [`Wal::pins`] names the groups holding the oldest segments (and the index
+//!   through which each must purge), so the owner can compact them early.
 //! * **Hard state** ([`hard_state`]): (term, vote, commit) per group is a record in the log —
 //!   atomic and never torn because it is one CRC-checked record, durable with the same sync as
 //!   the entries. Each segment roll re-writes every group's hard state and position (first and
@@ -176,6 +179,6 @@ pub use durability::{Durability, DurableWait, FlushReport, Lsn, WalStats};
 pub use error::{Error, Result};
 pub use fault::FaultInjector;
 pub use hard_state::HardState;
-pub use log::{Entries, Entry, Wal, MAX_INDEX};
+pub use log::{Entries, Entry, SegmentPin, Wal, MAX_INDEX};
 pub use options::{FlushPolicy, RecoveryMode, WalOptions, WriteMode};
 pub use recovery::{RecoveryReport, RepairReport};

@@ -51,6 +51,22 @@ pub struct Entry<'a> {
     pub payload: &'a [u8],
 }
 
+/// A group that keeps one of the oldest segments alive (see [`Wal::pins`]): its oldest live
+/// entry sits in segment `seq`, so no segment from `seq` on can be deleted until the group purges
+/// (after a snapshot) at least through `last_index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentPin {
+    /// Raft group.
+    pub group: u64,
+    /// Sequence number of the oldest segment holding one of the group's live entries.
+    pub seq: u64,
+    /// Index of the group's oldest live entry (in segment `seq`).
+    pub first_index: u64,
+    /// Highest index of the group held in the segments asked about: a purge past it (a
+    /// snapshot at `last_index` or later) releases them as far as this group is concerned.
+    pub last_index: u64,
+}
+
 struct SegMeta {
     seg: Arc<Segment>,
     /// Last lsn of the roll checkpoint at the start of this segment.
@@ -137,7 +153,9 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Wal> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        // Durably: on a first boot the directory (and its missing parents) must survive a crash
+        // as surely as the segments written into it.
+        crate::segment::create_dir_durable(&dir)?;
         let lock = lock_dir(&dir)?;
         let cfg = seg_config(&opts);
         let rec = recover(&dir, &opts, &cfg)?;
@@ -763,6 +781,43 @@ impl Wal {
     /// Live segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Bytes the live segment files take on disk (each is preallocated to `segment_bytes`).
+    pub fn live_bytes(&self) -> u64 {
+        (self.segments.len() as u64).saturating_mul(self.opts.segment_bytes as u64)
+    }
+
+    /// The groups that keep the `oldest` oldest live segments alive (never counting the active
+    /// segment), oldest segment first, then by group id. Space is reclaimed from the oldest
+    /// segment only, so a group that appends rarely and never purges (a quiet shard that does
+    /// not reach its snapshot threshold) pins every later segment however busy the others
+    /// are: its owner should compact (snapshot and [`Wal::purge`]) the groups listed here.
+    /// Reads memory only: O(groups · log entries-per-group).
+    pub fn pins(&self, oldest: usize) -> Vec<SegmentPin> {
+        let (Some(front), Some(back)) = (self.segments.front(), self.segments.back()) else {
+            return Vec::new();
+        };
+        let limit = front
+            .seg
+            .seq
+            .saturating_add(oldest as u64)
+            .min(back.seg.seq);
+        let mut v: Vec<SegmentPin> = self
+            .groups
+            .iter()
+            .filter_map(|(&group, g)| {
+                let first = g.entries.front()?;
+                (first.seq < limit).then(|| SegmentPin {
+                    group,
+                    seq: first.seq,
+                    first_index: g.phantom_end,
+                    last_index: g.last_index_below_seq(limit),
+                })
+            })
+            .collect();
+        v.sort_unstable_by_key(|p| (p.seq, p.group));
+        v
     }
 
     /// The directory.

@@ -154,6 +154,7 @@ struct Found {
 fn list(dir: &Path, read_only: bool) -> Result<Vec<Found>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     let mut found = Vec::new();
+    let mut removed = false;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
         let name = ent.file_name();
@@ -163,6 +164,7 @@ fn list(dir: &Path, read_only: bool) -> Result<Vec<Found>> {
                 continue;
             }
             std::fs::remove_file(ent.path()).map_err(|e| Error::io("remove", ent.path(), e))?;
+            removed = true;
             continue;
         }
         if let Some(seq) = parse_segment_name(name) {
@@ -171,6 +173,9 @@ fn list(dir: &Path, read_only: bool) -> Result<Vec<Found>> {
                 path: ent.path(),
             });
         }
+    }
+    if removed {
+        sync_dir(dir)?;
     }
     found.sort_by_key(|f| f.seq);
     for w in found.windows(2) {

@@ -251,6 +251,32 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Creates `dir` and every missing ancestor, each made durable: after creating a directory its
+/// parent is fsynced (oldest first), so a crash after the first boot never loses the directory
+/// a durable file lives in. Returns the directories it fsynced (empty when `dir` existed).
+pub fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let mut synced = Vec::with_capacity(missing.len());
+    for d in missing.into_iter().rev() {
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+        synced.push(parent.to_path_buf());
+    }
+    Ok(synced)
+}
+
 /// Writes zeros over `[from, to)` of `file` with pwrite.
 pub fn zero_range(file: &File, path: &Path, from: usize, to: usize) -> Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(to.saturating_sub(from)).max(1)];

@@ -408,4 +408,30 @@ pub enum ClientOutcome {
 pub struct ClientResponse {
     /// Outcome.
     pub outcome: ClientOutcome,
+    /// Set when an eventual read was served: its answer came from the serving node's local
+    /// state, which may be stale (behind the leader, or a leader that was deposed).
+    pub eventual: Option<EventualRead>,
+}
+
+/// How stale an eventual read's answer may be: what the node that served it had applied.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub struct EventualRead {
+    /// The serving replica's applied index when it read (for a batch: the lowest of its
+    /// eventual reads).
+    pub applied_index: u64,
+    /// Whether the serving replica believed itself the shard's leader (for a batch: all did).
+    /// Even a leader's eventual read may be stale: it checks no lease or quorum.
+    pub leader: bool,
+}
+
+impl EventualRead {
+    /// Combines two eventual reads of one batch: the staler bound of both.
+    pub fn merge(self, other: EventualRead) -> EventualRead {
+        EventualRead {
+            applied_index: self.applied_index.min(other.applied_index),
+            leader: self.leader && other.leader,
+        }
+    }
 }

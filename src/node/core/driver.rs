@@ -6,12 +6,12 @@
 //! core's state only for its own duration, never across an `.await`.
 
 use super::*;
-use crate::node::driver::{Driver, PersistError, Round, Transport};
+use crate::node::driver::{Driver, PersistError, Round, SnapshotWrite, Transport};
 use crate::node::storage::WalStorage;
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
 /// links right after the step (`finish`), in the order the driver sent them.
-struct PeerOut<'a> {
+pub(super) struct PeerOut<'a> {
     envs: Vec<Envelope>,
     changed: Vec<GroupId>,
     node_id: NodeId,
@@ -61,7 +61,7 @@ impl PeerOut<'_> {
 }
 
 /// Lends the core's state to the driver, with the WAL storage and the peer transport.
-fn parts(s: &mut CoreState) -> (Driver<'_>, PeerOut<'_>, WalStorage<'_>) {
+pub(super) fn parts(s: &mut CoreState) -> (Driver<'_>, PeerOut<'_>, WalStorage<'_>) {
     let d = Driver::new(&mut s.multi, &mut s.shards, &mut s.reads, &s.metrics)
         .with_max_scan_results(s.cfg.state_machine.max_scan_results);
     let out = PeerOut {
@@ -116,6 +116,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         match r {
             Ok(b) => break b,
             Err(PersistError::Backpressure) => wait_durable_now(st).await?,
+            Err(PersistError::NoSpace(e)) => super::reclaim::wait_for_space(st, &e).await?,
             Err(PersistError::Failed(e)) => return Err(e),
         }
     };
@@ -128,15 +129,26 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     let snapshots = {
         let mut s = st.borrow_mut();
         let (mut d, mut out, _) = parts(&mut s);
-        let taken = d.apply(&mut round, &mut out)?;
+        let mut taken = d.apply(&mut round, &mut out)?;
         let sent = out.sent();
         finish(&mut s, sent);
         for g in round.groups() {
             s.update_gauges(g);
         }
+        taken.extend(s.reclaim_wal());
         taken
     };
     // One at a time and awaited: a shard's snapshot files are written in order.
+    write_snapshots(st, snapshots).await?;
+    Ok(true)
+}
+
+/// Writes snapshots taken in memory to their files, one at a time and awaited (a shard's
+/// snapshot files are written in order); after each, the WAL forgets what the file covers.
+pub(super) async fn write_snapshots(
+    st: &Rc<RefCell<CoreState>>,
+    snapshots: Vec<SnapshotWrite>,
+) -> Result<(), String> {
     for w in snapshots {
         let path = snapshot_path(st, w.group)?;
         let written = write_snapshot_file(path.clone(), w.snap.clone())
@@ -146,7 +158,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         let (mut d, _, mut wal) = parts(&mut s);
         d.snapshot_written(&w, written, &mut wal);
     }
-    Ok(true)
+    Ok(())
 }
 
 fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {

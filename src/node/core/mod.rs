@@ -17,6 +17,8 @@
 //! - `apply.rs`: the node's side of the apply step (gauges, snapshot files).
 //! - `peers.rs`: Raft traffic in and out on the peer links.
 //! - `report.rs`: gauges and the typed per-shard status.
+//! - `reclaim.rs`: WAL space: shards pinning the oldest segments compacted early; writes that
+//!   found no space wait and retry.
 //!
 //! Bounds: at most `raft.max_inflight_proposals` writes and as many reads wait per core; past
 //! that clients get Busy. WAL backpressure (`max_buffered_entries`) makes the driver wait for
@@ -51,6 +53,8 @@ use crate::raft::{
 mod apply;
 mod driver;
 mod peers;
+mod reclaim;
+pub use reclaim::is_out_of_space;
 mod report;
 mod requests;
 

@@ -56,7 +56,10 @@ impl CoreState {
                 ) {
                     Ok(Some(msg)) => env.messages.push((group, msg)),
                     Ok(None) => {}
-                    Err(e) => warn!(shard = group, from, "snapshot transfer: {e}"),
+                    Err(e) => {
+                        self.metrics.snapshot_chunks_refused.inc();
+                        warn!(shard = group, from, "snapshot transfer: {e}")
+                    }
                 },
             }
         }

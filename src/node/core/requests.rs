@@ -45,7 +45,9 @@ impl CoreState {
                 ..
             } => {
                 self.metrics.reads[Consistency::Eventual.metric_index()].inc();
-                let res = self.read_local(group, &op);
+                let res = self
+                    .read_local(group, &op)
+                    .map(|r| self.eventual_reply(group, r));
                 let _ = reply.try_send(res);
                 return;
             }
@@ -66,6 +68,23 @@ impl CoreState {
             let _ = reply.try_send(Err(e));
         }
         self.kick();
+    }
+
+    /// Marks a locally served (eventual) read's reply as possibly stale.
+    fn eventual_reply(&self, group: GroupId, reply: ClientReply) -> ClientReply {
+        let applied_index = self.shards.get(&group).map_or(0, |s| s.kv.applied_index());
+        let leader = self
+            .multi
+            .group(group)
+            .is_some_and(|r| r.role() == Role::Leader);
+        let read = ringraft_net::message::EventualRead {
+            applied_index,
+            leader,
+        };
+        ClientReply::Eventual {
+            reply: Box::new(reply),
+            read,
+        }
     }
 
     pub(super) fn read_local(&self, group: GroupId, op: &ClientOp) -> ClientResult {

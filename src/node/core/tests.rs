@@ -277,3 +277,41 @@ fn refused_peer_messages_are_counted_on_the_metric() {
     drop(st);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An eventual read is answered from the replica's local state and says so: the reply carries
+/// the replica's applied index and whether it is the leader (here a fresh follower: 0, false).
+#[test]
+fn eventual_reads_are_marked_possibly_stale() {
+    let dir = std::env::temp_dir().join(format!("ringraft-eventual-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = THREE.replace(
+        "listen_address = \"127.0.0.1:9082\"",
+        &format!(
+            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
+            dir.display()
+        ),
+    );
+    let c = Arc::new(cfg(&text));
+    let metrics = Arc::new(CoreMetrics::default());
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics, &gauges).unwrap();
+    let (tx, rx) = flume::bounded(1);
+    let op = ClientOp::Get {
+        key: b"k".to_vec(),
+        consistency: Consistency::Eventual,
+    };
+    st.submit(0, 0, 0, op, tx);
+    let got = rx.try_recv().unwrap().unwrap();
+    assert_eq!(
+        got,
+        ClientReply::Eventual {
+            reply: Box::new(ClientReply::Value(None)),
+            read: ringraft_net::message::EventualRead {
+                applied_index: 0,
+                leader: false,
+            },
+        }
+    );
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -155,6 +155,8 @@ impl Shard {
 pub enum StorageError {
     /// Too much is written and not yet durable: wait for durability, then retry the same call.
     Backpressure,
+    /// No space for the write, and nothing of it was written: free space, then retry the call.
+    NoSpace(String),
     /// The storage failed (the core must stop: durability can no longer be promised).
     Failed(String),
 }
@@ -264,6 +266,9 @@ pub enum PersistError {
     /// The storage is full of undurable writes: wait for durability, then call `persist` again
     /// with the same round (it resumes where it stopped).
     Backpressure,
+    /// The storage found no space for the write and wrote nothing: free space (compact, wait),
+    /// then call `persist` again with the same round.
+    NoSpace(String),
     /// The core must stop (storage failure, or a safety check refused the step).
     Failed(String),
 }
@@ -272,6 +277,7 @@ impl std::fmt::Display for PersistError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PersistError::Backpressure => f.write_str("storage backpressure"),
+            PersistError::NoSpace(e) => write!(f, "storage has no space: {e}"),
             PersistError::Failed(e) => f.write_str(e),
         }
     }
@@ -412,6 +418,7 @@ fn failed(g: GroupId, what: impl std::fmt::Display) -> PersistError {
 fn storage_err(g: GroupId, what: &str, e: StorageError) -> PersistError {
     match e {
         StorageError::Backpressure => PersistError::Backpressure,
+        StorageError::NoSpace(m) => PersistError::NoSpace(format!("shard {g}: {what}: {m}")),
         StorageError::Failed(m) => {
             // The node's WAL failures already read "WAL sync failed: ...", the phrase operators
             // and the fault tests look for; keep it first.

@@ -126,6 +126,7 @@ impl Handler for NodeHandler {
                         outcome: wire::ClientOutcome::Failed(wire::ClientError::Busy {
                             retry_after_ms: 10,
                         }),
+                        eventual: None,
                     };
                     let _ = conn.respond(id, &resp);
                     return;
