@@ -82,6 +82,7 @@ pub fn to_request(
                 ))
             }
         },
+        wire::ClientOp::LeaseList => (0, 0, ClientOp::LeaseList),
         write => {
             let Some((w, s)) = WriteOp::from_wire(write) else {
                 return Err(ClientError::InvalidRequest("not a write".into()));
@@ -132,6 +133,7 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             }
         }
         ClientReply::Committed { index } => wire::OpReply::Written { version: index },
+        ClientReply::Leases(l) => wire::OpReply::Leases(l),
         ClientReply::Applied(a) => match a {
             ApplyResult::Put { version } => wire::OpReply::Written { version },
             ApplyResult::Deleted { existed, version } => {
@@ -164,6 +166,16 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             ApplyResult::SessionExpired => {
                 return wire::OpOutcome::Err(wire::ClientError::SessionExpired)
             }
+            ApplyResult::Txn {
+                succeeded,
+                results,
+                version,
+            } => wire::OpReply::Txn {
+                succeeded,
+                results,
+                version,
+            },
+            ApplyResult::Lease { id, ttl_ms, keys } => wire::OpReply::Lease { id, ttl_ms, keys },
         },
     };
     wire::OpOutcome::Ok(ok)

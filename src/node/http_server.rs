@@ -162,7 +162,7 @@ async fn write_response(
     stream.flush().await
 }
 
-async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
+pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
     let routed = if metrics_port {
         http_api::route_metrics_port(req)
     } else {
@@ -178,6 +178,7 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
         }
     };
     let forwarded = req.header(FORWARDED_HEADER).is_some();
+    let call = crate::node::http_kv::lease_grant_call(call, |k| ctx.shard_of(k) as usize);
     match call {
         ApiCall::Client(c) => {
             let write = c.op.is_write();
@@ -195,6 +196,17 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             http_api::client_response(&key, write, &r)
         }
         ApiCall::Promote { node_id } => promote(ctx, req, node_id, forwarded).await,
+        ApiCall::FanOut { limit, keys_only } => {
+            crate::node::http_ops::fan_out(ctx, req, limit, keys_only).await
+        }
+        ApiCall::RemoveMember { node_id, shard } => {
+            crate::node::http_ops::remove_member(ctx, req, node_id, shard, forwarded).await
+        }
+        ApiCall::TransferLeader { shard, to } => {
+            crate::node::http_ops::transfer_leader(ctx, req, shard, to, forwarded).await
+        }
+        // Turned into a `Client` call above.
+        ApiCall::LeaseGrant { .. } => Response::error(500, "lease grant was not resolved"),
         ApiCall::Status => Response::json(200, &status_json(ctx).await),
         ApiCall::Health => {
             let fatal = ctx.st.borrow().fatal.clone();
@@ -271,7 +283,7 @@ enum Forwarded {
 /// Forwards `req` to the leader at `addr`: `Some` answer to send (the leader's, or 504 when the
 /// forward broke after sending), `None` when nothing was sent (the caller answers with its own
 /// not-leader error).
-async fn forward_or_fail(
+pub(crate) async fn forward_or_fail(
     ctx: &Rc<CoreCtx>,
     addr: &str,
     req: &Request,

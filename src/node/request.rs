@@ -77,6 +77,8 @@ pub enum ClientOp {
         /// Consistency.
         consistency: Consistency,
     },
+    /// The leases of one shard with their remaining time (answered by the shard's leader).
+    LeaseList,
 }
 
 impl ClientOp {
@@ -86,6 +88,7 @@ impl ClientOp {
             ClientOp::Write(w) => w.key().unwrap_or(&[]),
             ClientOp::Get { key, .. } => key,
             ClientOp::Scan { prefix, .. } => prefix,
+            ClientOp::LeaseList => &[],
         }
     }
 
@@ -122,6 +125,8 @@ pub enum ClientReply {
         /// Log index of the configuration entry.
         index: u64,
     },
+    /// The leases of one shard.
+    Leases(Vec<ringraft_net::message::LeaseInfo>),
 }
 
 pub use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};

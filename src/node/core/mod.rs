@@ -56,6 +56,7 @@ use crate::raft::{
 
 mod apply;
 mod driver;
+pub mod leases;
 mod peers;
 mod report;
 mod requests;
