@@ -391,3 +391,64 @@ fn ttl_keys_vanish_on_every_replica_and_never_early_after_a_leader_kill() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["leases"], json!([]), "expired leases are gone");
 }
+
+/// Resident memory (KiB) and CPU ticks (user + system) of process `pid`.
+fn rss_and_cpu(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), counted from after the command name.
+    let cpu = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    (rss, cpu)
+}
+
+/// Idle CPU (ticks over `secs`) of `pid`.
+fn idle_cpu(pid: u32, secs: u64) -> u64 {
+    let (_, a) = rss_and_cpu(pid);
+    std::thread::sleep(Duration::from_secs(secs));
+    rss_and_cpu(pid).1 - a
+}
+
+/// The cost of 10,000 leases (one key each) on a one-node cluster: resident memory and idle
+/// CPU per second, against the same node before the leases (same run). Prints the figures;
+/// run with `cargo test --release --test kv_txn_lease -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_of_ten_thousand_leases() {
+    const LEASES: usize = 10_000;
+    const IDLE_S: u64 = 10;
+    let c = TestCluster::start("leasecost", 1);
+    c.wait_for_leader();
+    let pid = c.children[0].as_ref().unwrap().id();
+    let mut client = Client::connect(c.client_config()).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss0, _) = rss_and_cpu(pid);
+    let cpu0 = idle_cpu(pid, IDLE_S);
+    for i in 0..LEASES {
+        client
+            .put_ttl(format!("lease-key-{i:05}"), "v", 3_600_000)
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss1, _) = rss_and_cpu(pid);
+    let cpu1 = idle_cpu(pid, IDLE_S);
+    let (st, v) = http(&c.address(1), "GET", "/lease/list", "");
+    assert_eq!(st, 200);
+    assert_eq!(v["leases"].as_array().unwrap().len(), LEASES);
+    let hz = 100.0; // USER_HZ on Linux
+    println!(
+        "10,000 leases: RSS {rss0} KiB -> {rss1} KiB (+{} KiB, {:.0} B per lease with its key); \
+         idle CPU {:.2}% -> {:.2}% of one core",
+        rss1.saturating_sub(rss0),
+        (rss1.saturating_sub(rss0) * 1024) as f64 / LEASES as f64,
+        cpu0 as f64 / hz / IDLE_S as f64 * 100.0,
+        cpu1 as f64 / hz / IDLE_S as f64 * 100.0,
+    );
+}
