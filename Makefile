@@ -78,10 +78,22 @@ start-cluster: build
 	  CONFIG_PATH=config/n$$i.toml nohup $(RELEASE_BIN) server > logs/n$$i.out 2>&1 & \
 	  echo $$! > logs/n$$i.pid; echo "node $$i started (pid $$!)"; \
 	done
+	@# Success only when every node of THIS cluster (the PIDs above) is alive and one of them
+	@# leads: a leader reported by some other process on these ports does not count.
 	@for t in $$(seq 1 $$(( $(CLUSTER_WAIT_S) * 10 ))); do \
 	  for i in $(CLUSTER_NODES); do \
-	    if curl -s -m 1 http://127.0.0.1:808$$i/status 2>/dev/null | grep -q '"role":"Leader"'; then \
-	      echo "leader: node $$i"; exit 0; fi; \
+	    if ! kill -0 $$(cat logs/n$$i.pid) 2>/dev/null; then \
+	      echo "node $$i (pid $$(cat logs/n$$i.pid)) exited; the end of logs/n$$i.out:"; \
+	      tail -n 5 logs/n$$i.out; rm -f logs/n$$i.pid; \
+	      echo "(another cluster on these ports? stop it first: make stop-cluster)"; exit 1; fi; \
+	  done; \
+	  for i in $(CLUSTER_NODES); do \
+	    st=$$(curl -s -m 1 http://127.0.0.1:808$$i/status 2>/dev/null); \
+	    if echo "$$st" | grep -q '"role":"Leader"'; then \
+	      sleep 0.5; alive=1; \
+	      for j in $(CLUSTER_NODES); do kill -0 $$(cat logs/n$$j.pid) 2>/dev/null || alive=0; done; \
+	      if [ $$alive = 1 ]; then echo "leader: node $$i"; exit 0; fi; \
+	    fi; \
 	  done; sleep 0.1; \
 	done; echo "no leader within $(CLUSTER_WAIT_S) s; see logs/n*.out and logs/*/d.log"; exit 1
 
@@ -101,6 +113,38 @@ start-node1 start-node2 start-node3: build
 
 join-node4 join-node5: build
 	CONFIG_PATH=config/n$(subst join-node,,$@).toml $(RELEASE_BIN) server
+
+## ---- growth: 1 -> 3 without restarting node 1 (config/single.toml, single-join2/3.toml) ----
+## start-single: node 1 alone (client port 9091, metrics 8091) in the background.
+## join-single2/3: node 2/3 joins it as a learner, in the background. promote-single: promote
+##   nodes 2 and 3 to voters (POST /promote). stop-single: stop all three by their PID files.
+## 3 -> 5 is join-node4/5 and POST /promote on the seed's cluster (see the README).
+.PHONY: start-single join-single2 join-single3 promote-single stop-single
+start-single join-single2 join-single3: build
+	@mkdir -p logs-single
+	@i=$(subst join-single,,$(subst start-single,1,$@)); \
+	cfg=$$( [ $$i = 1 ] && echo config/single.toml || echo config/single-join$$i.toml ); \
+	if [ -f logs-single/n$$i.pid ] && kill -0 $$(cat logs-single/n$$i.pid) 2>/dev/null; then \
+	  echo "node $$i already running (pid $$(cat logs-single/n$$i.pid))"; exit 0; fi; \
+	CONFIG_PATH=$$cfg nohup $(RELEASE_BIN) server > logs-single/n$$i.out 2>&1 & \
+	pid=$$!; echo $$pid > logs-single/n$$i.pid; \
+	for t in $$(seq 1 100); do \
+	  kill -0 $$pid 2>/dev/null || { echo "node $$i exited:"; tail -n 5 logs-single/n$$i.out; exit 1; }; \
+	  curl -s -m 1 http://127.0.0.1:809$$i/health 2>/dev/null | grep -q '"ok"' && \
+	    { echo "node $$i up (pid $$pid)"; exit 0; }; sleep 0.1; \
+	done; echo "node $$i not healthy within 10 s; see logs-single/n$$i.out"; exit 1
+
+promote-single:
+	@for i in 2 3; do \
+	  curl -s -m 15 -X POST http://127.0.0.1:9091/promote -d "{\"node_id\": $$i}"; echo; \
+	done
+
+stop-single:
+	@for i in 1 2 3; do \
+	  if [ -f logs-single/n$$i.pid ]; then pid=$$(cat logs-single/n$$i.pid); \
+	    kill -TERM $$pid 2>/dev/null && { for t in $$(seq 1 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	      echo "node $$i stopped (pid $$pid)"; }; rm -f logs-single/n$$i.pid; fi; \
+	done
 
 status:
 	@for i in 1 2 3 4 5; do \

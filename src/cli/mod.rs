@@ -1,5 +1,7 @@
-//! The client commands of the `ringraft` binary: `put`, `get`, `delete`, `cas`, `scan`,
-//! `status`, `members`, all through the client library ([`crate::client::Client`]).
+//! The client commands of the `ringraft` binary: `put` (optionally `--ttl` / `--lease`),
+//! `get`, `delete`, `cas`, `scan`, `txn`, `lease`, `status`, `members` (and `members remove`),
+//! `transfer-leader`, through the client library ([`crate::client::Client`]) or, for the
+//! membership calls, a node's HTTP API ([`kv_cmds`]).
 //!
 //! Endpoints come from the global `--endpoints a,b,c` option or `RINGRAFT_ENDPOINTS`, else the
 //! three local nodes of `config/`. Exit codes: 0 success; 1 "no" — a `get` or `delete` of a
@@ -7,6 +9,7 @@
 //! with a message a person understands (the cluster is unreachable, a timeout, a bad argument).
 //! Owned by the client.
 
+pub mod kv_cmds;
 pub mod status;
 pub mod wal;
 
@@ -54,6 +57,12 @@ pub enum ClientCommand {
         key: String,
         /// Value.
         value: String,
+        /// Expire the key after this many seconds (a lease granted for it; prints its id).
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// Attach the key to this existing lease (same shard: see `lease grant --key`).
+        #[arg(long, conflicts_with = "ttl")]
+        lease: Option<u64>,
     },
     /// Print KEY's value (exit 1 if it does not exist).
     Get {
@@ -80,16 +89,44 @@ pub enum ClientCommand {
         #[arg(long)]
         by_version: bool,
     },
-    /// Print the keys starting with PREFIX and their values, one `key<TAB>value` per line.
+    /// Print the keys starting with PREFIX and their values, one `key<TAB>value` per line,
+    /// in key order across every shard.
     Scan {
-        /// Prefix (all matching keys live in one shard).
-        prefix: String,
-        /// Most pairs printed.
+        /// Prefix (also as --prefix; empty: every key).
+        prefix: Option<String>,
+        /// Prefix.
+        #[arg(long = "prefix", conflicts_with = "prefix")]
+        prefix_flag: Option<String>,
+        /// Most pairs printed (applied after merging the shards).
         #[arg(long, default_value_t = DEFAULT_SCAN_LIMIT)]
         limit: u32,
+        /// Print keys only.
+        #[arg(long)]
+        keys_only: bool,
         /// Read consistency.
         #[arg(long, value_enum, default_value_t = ConsistencyArg::Default)]
         consistency: ConsistencyArg,
+    },
+    /// Run a transaction from a JSON file (or stdin): compares, then success or failure ops,
+    /// applied atomically. Exit 1 when the compares did not hold.
+    Txn {
+        /// File holding the transaction JSON (`-` or none: stdin).
+        file: Option<String>,
+    },
+    /// Leases: keys that expire unless kept alive.
+    Lease {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: kv_cmds::LeaseCommand,
+    },
+    /// Hand leadership of a shard (every shard by default) to another voter.
+    TransferLeader {
+        /// Only this shard.
+        #[arg(long)]
+        shard: Option<u32>,
+        /// The new leader (default: any other voter).
+        #[arg(long)]
+        to: Option<u64>,
     },
     /// Cluster status: every node and, per shard, leader, term, commit index, follower lag.
     Status {
@@ -102,6 +139,19 @@ pub enum ClientCommand {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// `remove ID`: remove a member (a leader hands its shards over first).
+        #[command(subcommand)]
+        action: Option<MembersAction>,
+    },
+}
+
+/// `members` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum MembersAction {
+    /// Remove node ID from every shard.
+    Remove {
+        /// Node id.
+        id: u64,
     },
 }
 
@@ -131,7 +181,7 @@ pub fn explain(what: &str, e: &Error) -> String {
     s
 }
 
-fn fail(what: &str, e: &Error) -> ExitCode {
+pub(crate) fn fail(what: &str, e: &Error) -> ExitCode {
     eprintln!("{}", explain(what, e));
     ExitCode::from(EXIT_FAILURE)
 }
@@ -154,12 +204,58 @@ fn print_bytes(bytes: &[u8]) -> ExitCode {
 /// Runs one client subcommand against `endpoints`.
 pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
     let cfg = client_config(endpoints);
+    match &cmd {
+        ClientCommand::Members {
+            action: Some(MembersAction::Remove { id }),
+            ..
+        } => {
+            return kv_cmds::http_post(
+                &cfg.endpoints,
+                "/members/remove",
+                serde_json::json!({ "node_id": id }),
+            )
+        }
+        ClientCommand::TransferLeader { shard, to } => {
+            return kv_cmds::http_post(
+                &cfg.endpoints,
+                "/transfer-leader",
+                serde_json::json!({ "shard": shard, "to": to }),
+            )
+        }
+        _ => {}
+    }
     let mut client = match Client::new(cfg) {
         Ok(c) => c,
         Err(e) => return fail("configuration", &e),
     };
     match cmd {
-        ClientCommand::Put { key, value } => match client.put(&key, &value) {
+        ClientCommand::Put {
+            key,
+            value,
+            ttl: None,
+            lease: None,
+        } => match client.put(&key, &value) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail("put", &e),
+        },
+        ClientCommand::Put {
+            key,
+            value,
+            ttl: Some(ttl),
+            ..
+        } => match client.put_ttl(&key, &value, ttl.saturating_mul(1_000)) {
+            Ok((_, lease)) => {
+                println!("lease {lease}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("put", &e),
+        },
+        ClientCommand::Put {
+            key,
+            value,
+            lease: Some(lease),
+            ..
+        } => match client.put_with_lease(&key, &value, lease) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail("put", &e),
         },
@@ -217,18 +313,26 @@ pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
         }
         ClientCommand::Scan {
             prefix,
+            prefix_flag,
             limit,
+            keys_only,
             consistency,
-        } => match client.scan(&prefix, Some(limit), consistency.into()) {
+        } => match client.scan(
+            prefix.or(prefix_flag).unwrap_or_default(),
+            Some(limit),
+            consistency.into(),
+        ) {
             Ok((items, more)) => {
                 let mut out = std::io::stdout().lock();
                 let mut r = Ok(());
                 for kv in &items {
-                    r = r
-                        .and_then(|_| out.write_all(&kv.key))
-                        .and_then(|_| out.write_all(b"\t"))
-                        .and_then(|_| out.write_all(&kv.value))
-                        .and_then(|_| out.write_all(b"\n"));
+                    r = r.and_then(|_| out.write_all(&kv.key));
+                    if !keys_only {
+                        r = r
+                            .and_then(|_| out.write_all(b"\t"))
+                            .and_then(|_| out.write_all(&kv.value));
+                    }
+                    r = r.and_then(|_| out.write_all(b"\n"));
                 }
                 if let Err(e) = r.and_then(|_| out.flush()) {
                     eprintln!("ringraft: cannot write to stdout: {e}");
@@ -242,6 +346,10 @@ pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
             Err(e) => fail("scan", &e),
         },
         ClientCommand::Status { json } => status::status(&mut client, json),
-        ClientCommand::Members { json } => status::members(&mut client, json),
+        ClientCommand::Members { json, .. } => status::members(&mut client, json),
+        ClientCommand::Txn { file } => kv_cmds::txn(&mut client, file),
+        ClientCommand::Lease { cmd } => kv_cmds::lease(&mut client, cmd),
+        // Answered above, over HTTP.
+        ClientCommand::TransferLeader { .. } => ExitCode::from(EXIT_FAILURE),
     }
 }

@@ -145,7 +145,15 @@ impl HistoryRecorder {
                 expect: CasExpect::Version(_),
                 new_value,
             } => (OpFunction::Put, key, Some(new_value), None),
-            Op::Scan { .. } => return None,
+            // Not checked: the checker's model is a single-key register. A transaction spans
+            // keys, and a leased key can vanish without a recorded delete (its lease expired).
+            Op::Scan { .. }
+            | Op::Txn(_)
+            | Op::PutLease { .. }
+            | Op::LeaseGrant { .. }
+            | Op::LeaseKeepAlive { .. }
+            | Op::LeaseRevoke { .. }
+            | Op::LeaseList { .. } => return None,
         };
         let mut st = self.state.lock().ok()?;
         // Times are taken under the lock, so a process number handed back by `complete` is

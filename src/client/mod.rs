@@ -20,6 +20,7 @@ pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod history;
+pub mod kv_ext;
 pub mod op;
 pub mod retry;
 pub mod session;
@@ -30,6 +31,10 @@ pub use blocking::{CasResult, Client};
 pub use config::ClientConfig;
 pub use error::{Error, Result};
 pub use history::HistoryRecorder;
+pub use kv_ext::TxnResult;
 pub use op::{Op, Reply};
-pub use ringraft_net::message::{CasExpect, ClusterStatus, Consistency, KeyValue, Versioned};
+pub use ringraft_net::message::{
+    CasExpect, ClusterStatus, Consistency, KeyValue, LeaseInfo, Txn, TxnCheck, TxnCompare, TxnOp,
+    TxnOpResult, Versioned,
+};
 pub use topology::Topology;

@@ -7,8 +7,9 @@
 //! [`Reply::Deleted`] with `existed: false`. Owned by the client.
 
 use ringraft_net::message::{
-    CasExpect, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome, ClientRequest,
-    Consistency, KeyValue, OpOutcome, OpReply, ScanRange, Session, Versioned,
+    lease_shard, CasExpect, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome,
+    ClientRequest, Consistency, KeyValue, LeaseInfo, OpOutcome, OpReply, ScanRange, Session, Txn,
+    TxnOpResult, Versioned,
 };
 
 /// One key-value operation.
@@ -54,6 +55,41 @@ pub enum Op {
         /// The shard to scan (`None`: the shard the prefix itself hashes to).
         shard: Option<u32>,
     },
+    /// A transaction on keys of one shard (one log entry).
+    Txn(Txn),
+    /// Set `key` to `value` attached to lease `lease` (granted first when `ttl_ms > 0`).
+    PutLease {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease id (its shard must be the key's).
+        lease: u64,
+        /// Grant the lease with this time to live first (0: it must exist).
+        ttl_ms: u64,
+    },
+    /// Grant lease `id` (its top bits name its shard) for `ttl_ms`.
+    LeaseGrant {
+        /// Lease id ([`ringraft_net::message::lease_id`]).
+        id: u64,
+        /// Time to live.
+        ttl_ms: u64,
+    },
+    /// Restart lease `id`'s time to live.
+    LeaseKeepAlive {
+        /// Lease id.
+        id: u64,
+    },
+    /// Revoke lease `id` (deleting its keys).
+    LeaseRevoke {
+        /// Lease id.
+        id: u64,
+    },
+    /// The leases of `shard`.
+    LeaseList {
+        /// Shard.
+        shard: u32,
+    },
 }
 
 impl Op {
@@ -63,20 +99,32 @@ impl Op {
             Op::Put { key, .. }
             | Op::Get { key, .. }
             | Op::Delete { key }
-            | Op::Cas { key, .. } => key,
+            | Op::Cas { key, .. }
+            | Op::PutLease { key, .. } => key,
             Op::Scan { prefix, .. } => prefix,
+            Op::Txn(t) => t.keys().next().unwrap_or(&[]),
+            Op::LeaseGrant { .. }
+            | Op::LeaseKeepAlive { .. }
+            | Op::LeaseRevoke { .. }
+            | Op::LeaseList { .. } => &[],
         }
     }
 
     /// Whether the operation goes through the Raft log (and carries a session).
     pub fn is_write(&self) -> bool {
-        matches!(self, Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. })
+        !matches!(
+            self,
+            Op::Get { .. } | Op::Scan { .. } | Op::LeaseList { .. }
+        )
     }
 
     /// The shard the operation goes to: a scan's explicit shard, else the routing key's.
     pub fn shard(&self, topo: &crate::client::topology::Topology) -> u32 {
         match self {
-            Op::Scan { shard: Some(s), .. } => *s,
+            Op::Scan { shard: Some(s), .. } | Op::LeaseList { shard: s } => *s,
+            Op::LeaseGrant { id, .. } | Op::LeaseKeepAlive { id } | Op::LeaseRevoke { id } => {
+                lease_shard(*id)
+            }
             _ => topo.shard_of(self.routing_key()),
         }
     }
@@ -97,6 +145,12 @@ impl Op {
             Op::Delete { .. } => "delete",
             Op::Cas { .. } => "cas",
             Op::Scan { .. } => "scan",
+            Op::Txn(_) => "txn",
+            Op::PutLease { .. } => "put",
+            Op::LeaseGrant { .. } => "lease grant",
+            Op::LeaseKeepAlive { .. } => "lease keepalive",
+            Op::LeaseRevoke { .. } => "lease revoke",
+            Op::LeaseList { .. } => "lease list",
         }
     }
 
@@ -130,6 +184,27 @@ impl Op {
                 limit,
                 consistency,
             },
+            Op::Txn(txn) => ClientOp::Txn { txn, session },
+            Op::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+            } => ClientOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+                session,
+            },
+            Op::LeaseGrant { id, ttl_ms } => ClientOp::LeaseGrant {
+                id,
+                ttl_ms,
+                session,
+            },
+            Op::LeaseKeepAlive { id } => ClientOp::LeaseKeepAlive { id, session },
+            Op::LeaseRevoke { id } => ClientOp::LeaseRevoke { id, session },
+            Op::LeaseList { .. } => ClientOp::LeaseList,
         };
         ClientRequest {
             shard,
@@ -169,6 +244,26 @@ pub enum Reply {
         /// Whether the limit cut the result short.
         more: bool,
     },
+    /// A transaction's result.
+    Txn {
+        /// Whether every compare held (the success branch ran).
+        succeeded: bool,
+        /// Results of the branch's ops, in order.
+        results: Vec<TxnOpResult>,
+        /// The transaction's log index.
+        version: u64,
+    },
+    /// A lease granted, kept alive or revoked.
+    Lease {
+        /// Lease id.
+        id: u64,
+        /// Time to live.
+        ttl_ms: u64,
+        /// Keys attached (revoke: keys deleted).
+        keys: u32,
+    },
+    /// One shard's leases.
+    Leases(Vec<LeaseInfo>),
 }
 
 /// Merges per-shard scan results into one answer: pairs in key order, at most `limit`, and
@@ -236,6 +331,26 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
         (Op::Scan { .. }, OpOutcome::Ok(OpReply::Scan { items, more })) => {
             Answer::Done(Reply::Scan { items, more })
         }
+        (
+            Op::Txn(_),
+            OpOutcome::Ok(OpReply::Txn {
+                succeeded,
+                results,
+                version,
+            }),
+        ) => Answer::Done(Reply::Txn {
+            succeeded,
+            results,
+            version,
+        }),
+        (Op::PutLease { .. }, OpOutcome::Ok(OpReply::Written { version })) => {
+            Answer::Done(Reply::Written { version })
+        }
+        (
+            Op::LeaseGrant { .. } | Op::LeaseKeepAlive { .. } | Op::LeaseRevoke { .. },
+            OpOutcome::Ok(OpReply::Lease { id, ttl_ms, keys }),
+        ) => Answer::Done(Reply::Lease { id, ttl_ms, keys }),
+        (Op::LeaseList { .. }, OpOutcome::Ok(OpReply::Leases(l))) => Answer::Done(Reply::Leases(l)),
         (op, OpOutcome::Ok(other)) => {
             Answer::Malformed(format!("{} was answered with {other:?}", op.name()))
         }

@@ -333,7 +333,17 @@ pub async fn forward_promote(
     group: GroupId,
     node_id: NodeId,
 ) -> Result<ClientResult, NotSent> {
-    let msg = wire::AdminRequest::Promote { group, node_id };
+    forward_admin(ctx, leader, wire::AdminRequest::Promote { group, node_id }).await
+}
+
+/// Forwards an admin request for one shard (a membership change, a leadership transfer) to
+/// `leader`, which runs it like an admin frame: `Committed` with the log index when it was
+/// done, the leader's refusal, or outcome unknown when the link broke after sending.
+pub async fn forward_admin(
+    ctx: &Rc<CoreCtx>,
+    leader: &LeaderHint,
+    msg: wire::AdminRequest,
+) -> Result<ClientResult, NotSent> {
     Ok(match exchange(ctx, leader.node_id, &msg, 0).await? {
         Err(e) => Err(e),
         Ok(wire::Message::AdminResponse(wire::AdminResponse::Done { index })) => {
@@ -341,7 +351,7 @@ pub async fn forward_promote(
         }
         Ok(wire::Message::AdminResponse(wire::AdminResponse::Failed(e))) => Err(e),
         Ok(other) => Err(ClientError::ForwardBroken(format!(
-            "the leader answered a promotion with {:?}",
+            "the leader answered an admin request with {:?}",
             other.kind()
         ))),
     })

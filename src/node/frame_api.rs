@@ -82,6 +82,7 @@ pub fn to_request(
                 ))
             }
         },
+        wire::ClientOp::LeaseList => (0, 0, ClientOp::LeaseList),
         write => {
             let Some((w, s)) = WriteOp::from_wire(write) else {
                 return Err(ClientError::InvalidRequest("not a write".into()));
@@ -133,6 +134,7 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             }
         }
         ClientReply::Committed { index } => wire::OpReply::Written { version: index },
+        ClientReply::Leases(l) => wire::OpReply::Leases(l),
         ClientReply::Applied(a) => match a {
             ApplyResult::Put { version } => wire::OpReply::Written { version },
             ApplyResult::Deleted { existed, version } => {
@@ -165,6 +167,16 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
             ApplyResult::SessionExpired => {
                 return wire::OpOutcome::Err(wire::ClientError::SessionExpired)
             }
+            ApplyResult::Txn {
+                succeeded,
+                results,
+                version,
+            } => wire::OpReply::Txn {
+                succeeded,
+                results,
+                version,
+            },
+            ApplyResult::Lease { id, ttl_ms, keys } => wire::OpReply::Lease { id, ttl_ms, keys },
         },
     };
     wire::OpOutcome::Ok(ok)
@@ -197,35 +209,10 @@ pub fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, Client
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             consistency: c(consistency),
         },
-        ClientOp::Write(WriteOp::Put { key, value }) => wire::ClientOp::Put {
-            key,
-            value,
-            session,
-        },
-        ClientOp::Write(WriteOp::Delete { key }) => wire::ClientOp::Delete { key, session },
-        ClientOp::Write(WriteOp::CasValue { key, expected, new }) => {
-            wire::ClientOp::CompareAndSwap {
-                key,
-                expect: wire::CasExpect::Value(expected),
-                new_value: new,
-                session,
-            }
-        }
-        ClientOp::Write(WriteOp::CasVersion {
-            key,
-            expected_version,
-            new,
-        }) => wire::ClientOp::CompareAndSwap {
-            key,
-            expect: wire::CasExpect::Version(expected_version),
-            new_value: new,
-            session,
-        },
-        ClientOp::Write(WriteOp::Noop) => {
-            return Err(ClientError::InvalidRequest(
-                "a no-op write has no wire form".into(),
-            ))
-        }
+        ClientOp::LeaseList => wire::ClientOp::LeaseList,
+        ClientOp::Write(w) => w.into_wire(session).ok_or_else(|| {
+            ClientError::InvalidRequest("a write only a node proposes has no wire form".into())
+        })?,
     };
     Ok(wire::ClientRequest {
         shard: req
@@ -297,12 +284,43 @@ pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
                 current.map(|c| c.value)
             },
         })),
+        (
+            ClientOp::Write(WriteOp::Txn(_)),
+            wire::OpReply::Txn {
+                succeeded,
+                results,
+                version,
+            },
+        ) => Ok(ClientReply::Applied(ApplyResult::Txn {
+            succeeded,
+            results,
+            version,
+        })),
+        (
+            ClientOp::Write(
+                WriteOp::LeaseGrant { .. }
+                | WriteOp::LeaseKeepAlive { .. }
+                | WriteOp::LeaseRevoke { .. },
+            ),
+            wire::OpReply::Lease { id, ttl_ms, keys },
+        ) => Ok(ClientReply::Applied(ApplyResult::Lease {
+            id,
+            ttl_ms,
+            keys,
+        })),
+        (ClientOp::Write(WriteOp::PutLease { .. }), wire::OpReply::Written { version }) => {
+            Ok(ClientReply::Applied(ApplyResult::Put { version }))
+        }
+        (ClientOp::LeaseList, wire::OpReply::Leases(l)) => Ok(ClientReply::Leases(l)),
         (_, r) => unexpected(match r {
             wire::OpReply::Written { .. } => "a write result",
             wire::OpReply::Value(_) => "a value",
             wire::OpReply::Deleted { .. } => "a delete result",
             wire::OpReply::Cas { .. } => "a compare-and-swap result",
             wire::OpReply::Scan { .. } => "a scan result",
+            wire::OpReply::Txn { .. } => "a transaction result",
+            wire::OpReply::Lease { .. } => "a lease result",
+            wire::OpReply::Leases(_) => "a lease list",
         }),
     }
 }

@@ -48,6 +48,41 @@ pub enum ApiCall {
     Health,
     /// `/metrics` (Prometheus text).
     Metrics,
+    /// Grant a lease in the shard of `key` (or `shard`, or shard 0).
+    LeaseGrant {
+        /// Time to live.
+        ttl_ms: u64,
+        /// A key whose shard the lease lives in.
+        key: Option<Vec<u8>>,
+        /// The shard, when no key is given.
+        shard: Option<usize>,
+        /// Session client id.
+        client_id: u64,
+        /// Session sequence.
+        seq: u64,
+    },
+    /// The same request on every shard (`shard=N` added), answers merged
+    /// ([`crate::node::http_kv::merge_bodies`]).
+    FanOut {
+        /// Most scan pairs after the merge.
+        limit: usize,
+        /// Drop the values.
+        keys_only: bool,
+    },
+    /// Remove a member from every shard (the leader hands leadership away first).
+    RemoveMember {
+        /// The member.
+        node_id: u64,
+        /// Only this shard (a forwarded per-shard part).
+        shard: Option<u32>,
+    },
+    /// Hand leadership of `shard` (every shard: `None`) to `to` (any up-to-date voter: `None`).
+    TransferLeader {
+        /// The shard.
+        shard: Option<u32>,
+        /// The target voter.
+        to: Option<u64>,
+    },
 }
 
 /// Read policy settings the API needs.
@@ -64,6 +99,12 @@ pub struct ReadSettings {
 struct PutBody {
     key: String,
     value: String,
+    /// Attach the key to a new lease with this time to live (seconds).
+    #[serde(default)]
+    ttl_s: Option<u64>,
+    /// Attach the key to this existing lease.
+    #[serde(default)]
+    lease: Option<u64>,
     #[serde(default)]
     client_id: u64,
     #[serde(default)]
@@ -156,6 +197,9 @@ fn client(op: ClientOp, client_id: u64, seq: u64) -> ApiCall {
 
 /// Maps a request of the client port to a call, or to the error response to send.
 pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
+    if let Some(r) = crate::node::http_kv::route(req) {
+        return r;
+    }
     let m = req.method.as_str();
     match (m, req.path.as_str()) {
         ("POST" | "PUT", "/put") => {
@@ -163,14 +207,24 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
             if b.key.is_empty() {
                 return Err(bad("key must not be empty"));
             }
-            Ok(client(
-                ClientOp::Write(WriteOp::Put {
-                    key: b.key.into_bytes(),
-                    value: b.value.into_bytes(),
-                }),
-                b.client_id,
-                b.seq,
-            ))
+            let (key, value) = (b.key.into_bytes(), b.value.into_bytes());
+            let op = match (b.ttl_s, b.lease) {
+                (None, None) => WriteOp::Put { key, value },
+                (Some(_), Some(_)) => return Err(bad("give either ttl_s or lease, not both")),
+                (Some(ttl), None) => WriteOp::PutLease {
+                    key,
+                    value,
+                    lease: 0,
+                    ttl_ms: ttl.saturating_mul(1_000).max(1),
+                },
+                (None, Some(lease)) => WriteOp::PutLease {
+                    key,
+                    value,
+                    lease,
+                    ttl_ms: 0,
+                },
+            };
+            Ok(client(ClientOp::Write(op), b.client_id, b.seq))
         }
         ("GET" | "HEAD", "/get") => Ok(client(
             ClientOp::Get {
@@ -239,7 +293,7 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                         ))
                     })?,
             };
-            Ok(client(
+            let mut call = client(
                 ClientOp::Scan {
                     prefix,
                     limit,
@@ -247,7 +301,13 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
                 },
                 0,
                 0,
-            ))
+            );
+            // Only with `shard=N` (checked by the fan-out route); without it every shard is
+            // scanned.
+            if let (ApiCall::Client(c), Some(s)) = (&mut call, req.query_param("shard")) {
+                c.shard = String::from_utf8_lossy(s).parse().ok();
+            }
+            Ok(call)
         }
         ("POST", "/promote") => {
             let b: PromoteBody = json_body(req, r#"{"node_id": N}"#)?;
@@ -262,7 +322,7 @@ pub fn route(req: &Request, reads: &ReadSettings) -> Result<ApiCall, Response> {
         _ => Err(Response::error(
             404,
             &format!(
-                "no route {} {}; routes: POST /put, GET /get, POST /delete, POST /cas, GET /scan, POST /promote, GET /status, /health, /metrics",
+                "no route {} {}; routes: POST /put, GET /get, POST /delete, POST /cas, GET /scan, POST /txn, POST /lease/grant|keepalive|revoke, GET /lease/list, POST /promote, POST /members/remove, POST /transfer-leader, GET /status, /health, /metrics",
                 m, req.path
             ),
         )),
@@ -385,6 +445,7 @@ pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Respon
         Ok(ClientReply::Committed { index }) => {
             Response::json(200, &json!({ "ok": true, "index": index }))
         }
+        Ok(ClientReply::Leases(l)) => Response::json(200, &crate::node::http_kv::leases_json(l)),
         Ok(ClientReply::Applied(a)) => match a {
             ApplyResult::Put { version } => {
                 Response::json(200, &json!({ "ok": true, "version": version }))
@@ -413,6 +474,10 @@ pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Respon
             ),
             // The state machine's answer to a retry whose recorded result it no longer keeps.
             ApplyResult::SessionExpired => failure_response(&ClientError::SessionExpired, true),
+            r @ (ApplyResult::Txn { .. } | ApplyResult::Lease { .. }) => Response::json(
+                200,
+                &crate::node::http_kv::reply_json(r).unwrap_or_default(),
+            ),
         },
     }
 }
@@ -760,7 +825,7 @@ mod tests {
                 consistency: Consistency::Lease
             }
         );
-        let scan = req("GET /scan?prefix=a%2Fb&limit=5 HTTP/1.1\r\n\r\n");
+        let scan = req("GET /scan?prefix=a%2Fb&limit=5&shard=0 HTTP/1.1\r\n\r\n");
         assert!(matches!(
             op(route(&scan, &READS).unwrap()),
             ClientOp::Scan { prefix, limit: 5, .. } if prefix == b"a/b"

@@ -158,7 +158,7 @@ async fn write_response(
     stream.flush().await
 }
 
-async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
+pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
     let routed = if metrics_port {
         http_api::route_metrics_port(req)
     } else {
@@ -173,6 +173,7 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             return resp;
         }
     };
+    let call = crate::node::http_kv::lease_grant_call(call, |k| ctx.shard_of(k) as usize);
     match call {
         ApiCall::Client(c) => {
             let write = c.op.is_write();
@@ -197,6 +198,17 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             http_api::client_response(&key, write, &r)
         }
         ApiCall::Promote { node_id } => promote(ctx, node_id).await,
+        ApiCall::FanOut { limit, keys_only } => {
+            crate::node::http_ops::fan_out(ctx, req, limit, keys_only).await
+        }
+        ApiCall::RemoveMember { node_id, shard } => {
+            crate::node::http_ops::remove_member(ctx, node_id, shard).await
+        }
+        ApiCall::TransferLeader { shard, to } => {
+            crate::node::http_ops::transfer_leader(ctx, shard, to).await
+        }
+        // Turned into a `Client` call above.
+        ApiCall::LeaseGrant { .. } => Response::error(500, "lease grant was not resolved"),
         ApiCall::Status => Response::json(200, &status_json(ctx).await),
         ApiCall::Health => {
             let fatal = ctx.st.borrow().fatal.clone();

@@ -98,3 +98,32 @@ impl Admission {
 pub fn wal_max_payload_bytes(cfg: &Config) -> usize {
     MAX_ENTRY_PAYLOAD_BYTES.min(cfg.raft.persistence.segment_bytes as usize / 2)
 }
+
+/// Most compares in one transaction. A transaction is one command, so its total size is
+/// already bounded by [`Admission::max_command_bytes`] (the log entry, the WAL record and the
+/// frame); the counts bound the work of applying it on every replica (each compare or op is
+/// one ordered-map lookup) and the size of its answer's list.
+pub const MAX_TXN_COMPARES: usize = 64;
+/// Most ops in one branch of a transaction (see [`MAX_TXN_COMPARES`]); an eighth of the frame
+/// API's batch bound, because a transaction's ops run inside one apply step.
+pub const MAX_TXN_OPS: usize = 128;
+/// Most value bytes the reads of one transaction carry back. A get past it is answered with
+/// its version only (`GetOmitted`), deterministically on every replica, so the answer (and a
+/// result kept for exactly-once retries) never outgrows a frame.
+pub const MAX_TXN_READ_BYTES: usize = 1 << 20;
+/// Leases one shard holds at once; a grant past it is rejected (deterministically, at apply).
+/// Each lease costs a map entry and its key set, so this bounds the table's memory together
+/// with [`MAX_KEYS_PER_LEASE`].
+pub const MAX_LEASES_PER_SHARD: usize = 100_000;
+/// Keys attached to one lease at most; a put that would attach more is rejected. Bounds the
+/// work of one expiry or revoke (every attached key is deleted in one apply step).
+pub const MAX_KEYS_PER_LEASE: usize = 10_000;
+/// Shortest lease time to live: shorter ones would expire between two expiry checks.
+pub const MIN_LEASE_TTL_MS: u64 = 1_000;
+/// Longest lease time to live (one year): keeps deadline arithmetic far from overflow.
+pub const MAX_LEASE_TTL_MS: u64 = 365 * 24 * 3_600 * 1_000;
+/// Expiries the leader proposes per shard per check; the rest wait for the next check, so a
+/// mass expiry never floods the log in one burst.
+pub const LEASE_EXPIRES_PER_CHECK: usize = 256;
+/// How often the leader checks its leases' deadlines.
+pub const LEASE_CHECK_INTERVAL_MS: u64 = 100;

@@ -16,6 +16,8 @@ pub mod forward;
 pub mod frame_api;
 pub mod http;
 pub mod http_api;
+pub mod http_kv;
+pub mod http_ops;
 pub mod http_server;
 pub mod kv;
 pub mod limits;

@@ -78,6 +78,8 @@ pub enum ClientOp {
         /// Consistency.
         consistency: Consistency,
     },
+    /// The leases of one shard with their remaining time (answered by the shard's leader).
+    LeaseList,
 }
 
 impl ClientOp {
@@ -87,6 +89,7 @@ impl ClientOp {
             ClientOp::Write(w) => w.key().unwrap_or(&[]),
             ClientOp::Get { key, .. } => key,
             ClientOp::Scan { prefix, .. } => prefix,
+            ClientOp::LeaseList => &[],
         }
     }
 
@@ -131,6 +134,8 @@ pub enum ClientReply {
         /// What the replica said about its staleness.
         read: ringraft_net::message::EventualRead,
     },
+    /// The leases of one shard.
+    Leases(Vec<ringraft_net::message::LeaseInfo>),
 }
 
 pub use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};

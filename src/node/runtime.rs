@@ -30,17 +30,34 @@ pub const CORE_INBOX_CAPACITY: usize = 4_096;
 /// Termination events the main thread's channel holds.
 pub const EVENT_CHANNEL_CAPACITY: usize = 64;
 
-/// The shard that owns `key`: FNV-1a (64-bit) of the key modulo the shard count. Stable across
-/// versions and machines: clients and every node compute the same mapping.
+/// The shard that owns `key`: FNV-1a (64-bit) of the key's [`hash_tag`] modulo the shard
+/// count. Stable across versions and machines: clients and every node compute the same
+/// mapping.
 pub fn shard_of_key(key: &[u8], shards: usize) -> usize {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = FNV_OFFSET;
-    for b in key {
+    for b in hash_tag(key) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(FNV_PRIME);
     }
     (h % shards.max(1) as u64) as usize
+}
+
+/// The bytes of `key` that pick its shard (Redis-cluster hash tags): when the key holds a `{`
+/// followed later by a `}` with at least one byte between them, only those bytes (the first
+/// such `{…}`); otherwise the whole key. Keys with the same tag share a shard, so a
+/// transaction or a lease can span them: `{user42}:name` and `{user42}:mail`.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|b| *b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(close) = rest.iter().position(|b| *b == b'}') {
+            if close > 0 {
+                return &rest[..close];
+            }
+        }
+    }
+    key
 }
 
 /// The core that runs `shard`.
@@ -220,6 +237,13 @@ mod tests {
             assert!((800..1200).contains(&c), "{counts:?}");
         }
         assert_eq!(shards_of_core(1, 2, 5), vec![1, 3]);
+        // Hash tags: only the first non-empty {…} counts.
+        assert_eq!(hash_tag(b"{user42}:name"), b"user42");
+        assert_eq!(hash_tag(b"a{b}c{d}"), b"b");
+        assert_eq!(hash_tag(b"{}x"), b"{}x");
+        assert_eq!(hash_tag(b"no{tag"), b"no{tag");
+        assert_eq!(shard_of_key(b"{t}one", 7), shard_of_key(b"t", 7));
+        assert_eq!(shard_of_key(b"x{t}two", 7), shard_of_key(b"t", 7));
         assert_eq!(core_of_shard(4, 2), 0);
     }
 

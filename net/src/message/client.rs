@@ -117,6 +117,189 @@ pub enum ClientOp {
         /// Read consistency.
         consistency: Consistency,
     },
+    /// A transaction on keys of one shard, applied atomically as one log entry.
+    Txn {
+        /// Compares, then the ops of the branch they chose.
+        txn: Txn,
+        /// Exactly-once identity.
+        session: Option<Session>,
+    },
+    /// Set `key` to `value` attached to lease `lease` (granted first with `ttl_ms` when
+    /// `ttl_ms > 0`, else it must exist). The lease id names its shard ([`lease_shard`]), which
+    /// must be the key's.
+    PutLease {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease id.
+        lease: u64,
+        /// Grant the lease with this time-to-live first (0: attach to an existing lease).
+        ttl_ms: u64,
+        /// Exactly-once identity.
+        session: Option<Session>,
+    },
+    /// Grant lease `id` (chosen by the requester, naming its shard) for `ttl_ms`.
+    LeaseGrant {
+        /// Lease id ([`lease_id`]).
+        id: u64,
+        /// Time to live.
+        ttl_ms: u64,
+        /// Exactly-once identity.
+        session: Option<Session>,
+    },
+    /// Restart lease `id`'s time to live.
+    LeaseKeepAlive {
+        /// Lease id.
+        id: u64,
+        /// Exactly-once identity.
+        session: Option<Session>,
+    },
+    /// Revoke lease `id`, deleting every key attached to it.
+    LeaseRevoke {
+        /// Lease id.
+        id: u64,
+        /// Exactly-once identity.
+        session: Option<Session>,
+    },
+    /// List the leases of the request's shard with their remaining time (on the leader).
+    LeaseList,
+}
+
+/// Bits of a lease id below its shard number.
+pub const LEASE_SHARD_SHIFT: u32 = 48;
+
+/// The shard a lease lives in (its id's top bits).
+pub fn lease_shard(id: u64) -> u32 {
+    (id >> LEASE_SHARD_SHIFT) as u32
+}
+
+/// A lease id in `shard` from `nonce` (its low 48 bits; a zero nonce becomes 1, so an id is
+/// never 0).
+pub fn lease_id(shard: u32, nonce: u64) -> u64 {
+    let low = nonce & ((1u64 << LEASE_SHARD_SHIFT) - 1);
+    (u64::from(shard) << LEASE_SHARD_SHIFT) | low.max(1)
+}
+
+/// What one compare of a transaction checks about its key.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum TxnCheck {
+    /// The value equals this (`None`: the key is absent).
+    Value(Option<Vec<u8>>),
+    /// The version (log index of the key's last write) equals this; 0 = absent.
+    Version(u64),
+    /// The key exists (`true`) or does not (`false`).
+    Exists(bool),
+}
+
+/// One compare of a transaction.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub struct TxnCompare {
+    /// Key compared.
+    pub key: Vec<u8>,
+    /// What must hold.
+    pub check: TxnCheck,
+}
+
+/// One operation of a transaction branch.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum TxnOp {
+    /// Set `key` to `value`.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Remove `key`.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Read `key` (as of this point of the transaction).
+    Get {
+        /// Key.
+        key: Vec<u8>,
+    },
+}
+
+impl TxnOp {
+    /// The key the op touches.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            TxnOp::Put { key, .. } | TxnOp::Delete { key } | TxnOp::Get { key } => key,
+        }
+    }
+}
+
+/// A transaction: if every compare holds, `success` runs, else `failure`; one log entry.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub struct Txn {
+    /// Conditions, all of which must hold.
+    pub compares: Vec<TxnCompare>,
+    /// Ops run when every compare holds.
+    pub success: Vec<TxnOp>,
+    /// Ops run otherwise.
+    pub failure: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// Every key the transaction names, compares first, in order (with repeats).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.compares
+            .iter()
+            .map(|c| c.key.as_slice())
+            .chain(self.success.iter().map(TxnOp::key))
+            .chain(self.failure.iter().map(TxnOp::key))
+    }
+}
+
+/// The result of one op of the branch a transaction ran.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum TxnOpResult {
+    /// A put, at this version (the transaction's log index).
+    Put {
+        /// Version.
+        version: u64,
+    },
+    /// A delete.
+    Deleted {
+        /// Whether the key existed.
+        existed: bool,
+    },
+    /// A get (`None`: absent).
+    Get(Option<Versioned>),
+    /// A get answered to a retry whose value is no longer kept: the key had this version when
+    /// the transaction ran and has been written since.
+    GetOmitted {
+        /// Version read.
+        version: u64,
+    },
+}
+
+/// A lease and its remaining time, as the shard's leader sees it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub struct LeaseInfo {
+    /// Lease id.
+    pub id: u64,
+    /// Granted time to live.
+    pub ttl_ms: u64,
+    /// Time left before the leader expires it.
+    pub remaining_ms: u64,
+    /// Keys attached.
+    pub keys: u32,
 }
 
 impl ClientOp {
@@ -135,12 +318,21 @@ impl ClientOp {
                 range: ScanRange::Range { start, .. },
                 ..
             } => start,
+            ClientOp::PutLease { key, .. } => key,
+            ClientOp::Txn { txn, .. } => txn.keys().next().unwrap_or(&[]),
+            ClientOp::LeaseGrant { .. }
+            | ClientOp::LeaseKeepAlive { .. }
+            | ClientOp::LeaseRevoke { .. }
+            | ClientOp::LeaseList => &[],
         }
     }
 
     /// Whether the operation goes through the log.
     pub fn is_write(&self) -> bool {
-        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
+        !matches!(
+            self,
+            ClientOp::Get { .. } | ClientOp::Scan { .. } | ClientOp::LeaseList
+        )
     }
 }
 
@@ -375,6 +567,27 @@ pub enum OpReply {
         /// Whether the limit cut the result short.
         more: bool,
     },
+    /// Transaction result.
+    Txn {
+        /// Whether every compare held (the success branch ran).
+        succeeded: bool,
+        /// Results of the branch's ops, in order.
+        results: Vec<TxnOpResult>,
+        /// The transaction's log index.
+        version: u64,
+    },
+    /// A lease granted or kept alive (or revoked: `ttl_ms` is its time to live, `keys` the
+    /// keys it deleted).
+    Lease {
+        /// Lease id.
+        id: u64,
+        /// Time to live.
+        ttl_ms: u64,
+        /// Keys attached (revoke: keys deleted).
+        keys: u32,
+    },
+    /// The leases of one shard.
+    Leases(Vec<LeaseInfo>),
 }
 
 /// Result of one operation.

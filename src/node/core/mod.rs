@@ -52,6 +52,7 @@ use crate::raft::{
 
 mod apply;
 mod driver;
+pub mod leases;
 mod peers;
 mod reclaim;
 pub use reclaim::is_out_of_space;

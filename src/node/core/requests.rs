@@ -54,6 +54,8 @@ impl CoreState {
             ClientOp::Get { consistency, .. } | ClientOp::Scan { consistency, .. } => {
                 self.start_read(group, op, consistency, reply)
             }
+            // Remaining times are the leader's: served under its lease.
+            ClientOp::LeaseList => self.start_read(group, op, Consistency::Lease, reply),
             op => self.propose(group, client_id, seq, op, reply),
         };
         if let Err((e, reply)) = r {
@@ -97,6 +99,7 @@ impl CoreState {
                 prefix,
                 (*limit).min(self.cfg.state_machine.max_scan_results),
             )),
+            ClientOp::LeaseList => ClientReply::Leases(shard.kv.list_leases(Instant::now())),
             _ => return Err(ClientError::InvalidRequest("not a read".into())),
         })
     }

@@ -36,7 +36,7 @@ pub mod response;
 
 pub use query::{parse_query, percent_decode, QueryPair};
 pub use request::{parse_request, HttpError, Parsed, Request};
-pub use response::{parse_response, reason, ParsedResponse, Response};
+pub use response::{parse_response, reason, write_request, ParsedResponse, Response};
 
 /// Most headers in one request. curl sends 4–6, browsers and proxies about 20; 64 leaves room
 /// for any honest client while the parser's header table (64 × 32 bytes) stays on the stack.

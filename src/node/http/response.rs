@@ -90,6 +90,29 @@ pub struct ParsedResponse {
     pub body: Vec<u8>,
 }
 
+/// Writes a request for `target` with a JSON `body` (what the CLI sends to a node's HTTP API):
+/// the body framed by Content-Length, `extra` headers, and `Connection: close`.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
 /// Parses a whole response framed by `Content-Length` (the only framing this node writes);
 /// `Ok(None)`: more bytes are needed.
 pub fn parse_response(buf: &[u8], max_body: usize) -> Result<Option<ParsedResponse>, String> {

@@ -4,7 +4,8 @@
 //! ## Command encoding (little-endian), format version 1
 //! ```text
 //! byte 0        format version = 1
-//! byte 1        op: 1 Put, 2 Delete, 3 CasValue, 4 CasVersion, 5 Noop
+//! byte 1        op: 1 Put, 2 Delete, 3 CasValue, 4 CasVersion, 5 Noop, 6 Txn, 7 PutLease,
+//!               8 LeaseGrant, 9 LeaseKeepAlive, 10 LeaseRevoke, 11 LeaseExpire
 //! bytes 2..10   client_id u64 (0 = no session)
 //! bytes 10..18  seq u64
 //! then per op:
@@ -13,11 +14,24 @@
 //!   CasValue   key_len u32, key, expect_present u8 (0|1), exp_len u32, expected, new_len u32, new
 //!   CasVersion key_len u32, key, expected_version u64 (0 = key must be absent), new_len u32, new
 //!   Noop       nothing
+//!   Txn        n_compares u32, compares, n_success u32, ops, n_failure u32, ops
+//!              compare: key_len u32, key, check u8 (1 absent | 2 value: len u32, value |
+//!                       3 version: u64 | 4 exists: u8 0|1)
+//!              op: kind u8 (1 put: key, value | 2 delete: key | 3 get: key), with u32 lengths
+//!   PutLease   key_len u32, key, value_len u32, value, lease u64, ttl_ms u64 (0 = lease exists)
+//!   LeaseGrant id u64, ttl_ms u64
+//!   LeaseKeepAlive / LeaseRevoke   id u64
+//!   LeaseExpire id u64, refreshed u64 (the index of the grant or keep-alive the leader timed)
 //! ```
+//! Counts of a transaction are bounded by [`MAX_TXN_COMPARES`] and [`MAX_TXN_OPS`] (checked
+//! by [`Command::check_sizes`], at admission and again at apply).
 //! [`Command::encoded_len`] is exact, so admission can check a write's full size before
 //! encoding it; [`Command::encode`] writes into one buffer of exactly that size.
 
 use ringraft_net::message as wire;
+use wire::{Txn, TxnCheck, TxnCompare, TxnOp};
+
+pub use crate::node::limits::{MAX_TXN_COMPARES, MAX_TXN_OPS};
 
 /// Command format version written in byte 0.
 pub const COMMAND_VERSION: u8 = 1;
@@ -29,6 +43,12 @@ const OP_DELETE: u8 = 2;
 const OP_CAS_VALUE: u8 = 3;
 const OP_CAS_VERSION: u8 = 4;
 const OP_NOOP: u8 = 5;
+const OP_TXN: u8 = 6;
+const OP_PUT_LEASE: u8 = 7;
+const OP_LEASE_GRANT: u8 = 8;
+const OP_LEASE_KEEPALIVE: u8 = 9;
+const OP_LEASE_REVOKE: u8 = 10;
+const OP_LEASE_EXPIRE: u8 = 11;
 
 /// A write, as carried in a log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +96,45 @@ pub enum WriteOp {
     },
     /// Nothing (a barrier).
     Noop,
+    /// A transaction on keys of one shard.
+    Txn(Txn),
+    /// Set `key` to `value` attached to lease `lease` (granted first when `ttl_ms > 0`).
+    PutLease {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease id.
+        lease: u64,
+        /// Grant the lease with this time to live first (0: it must exist).
+        ttl_ms: u64,
+    },
+    /// Grant lease `id` for `ttl_ms`.
+    LeaseGrant {
+        /// Lease id.
+        id: u64,
+        /// Time to live.
+        ttl_ms: u64,
+    },
+    /// Restart lease `id`'s time to live.
+    LeaseKeepAlive {
+        /// Lease id.
+        id: u64,
+    },
+    /// Revoke lease `id` and delete its keys.
+    LeaseRevoke {
+        /// Lease id.
+        id: u64,
+    },
+    /// The leader found lease `id` expired; applied only if the lease was not refreshed
+    /// since the grant or keep-alive at index `refreshed` (a keep-alive that raced with the
+    /// expiry wins).
+    LeaseExpire {
+        /// Lease id.
+        id: u64,
+        /// Index of the refresh the leader timed.
+        refreshed: u64,
+    },
 }
 
 impl WriteOp {
@@ -85,8 +144,26 @@ impl WriteOp {
             WriteOp::Put { key, .. }
             | WriteOp::Delete { key }
             | WriteOp::CasValue { key, .. }
-            | WriteOp::CasVersion { key, .. } => Some(key),
-            WriteOp::Noop => None,
+            | WriteOp::CasVersion { key, .. }
+            | WriteOp::PutLease { key, .. } => Some(key),
+            WriteOp::Txn(t) => t.keys().next(),
+            WriteOp::Noop
+            | WriteOp::LeaseGrant { .. }
+            | WriteOp::LeaseKeepAlive { .. }
+            | WriteOp::LeaseRevoke { .. }
+            | WriteOp::LeaseExpire { .. } => None,
+        }
+    }
+
+    /// The lease a lease operation names (it picks the shard: [`wire::lease_shard`]).
+    pub fn lease(&self) -> Option<u64> {
+        match self {
+            WriteOp::LeaseGrant { id, .. }
+            | WriteOp::LeaseKeepAlive { id }
+            | WriteOp::LeaseRevoke { id }
+            | WriteOp::LeaseExpire { id, .. } => Some(*id),
+            WriteOp::PutLease { lease, .. } => Some(*lease),
+            _ => None,
         }
     }
 
@@ -120,7 +197,85 @@ impl WriteOp {
                 },
                 session,
             ),
-            wire::ClientOp::Get { .. } | wire::ClientOp::Scan { .. } => return None,
+            wire::ClientOp::Txn { txn, session } => (WriteOp::Txn(txn), session),
+            wire::ClientOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+                session,
+            } => (
+                WriteOp::PutLease {
+                    key,
+                    value,
+                    lease,
+                    ttl_ms,
+                },
+                session,
+            ),
+            wire::ClientOp::LeaseGrant {
+                id,
+                ttl_ms,
+                session,
+            } => (WriteOp::LeaseGrant { id, ttl_ms }, session),
+            wire::ClientOp::LeaseKeepAlive { id, session } => {
+                (WriteOp::LeaseKeepAlive { id }, session)
+            }
+            wire::ClientOp::LeaseRevoke { id, session } => (WriteOp::LeaseRevoke { id }, session),
+            wire::ClientOp::Get { .. }
+            | wire::ClientOp::Scan { .. }
+            | wire::ClientOp::LeaseList => return None,
+        })
+    }
+
+    /// The wire operation of this write with `session` (the inverse of [`WriteOp::from_wire`]);
+    /// `None` for the writes only a node proposes (a no-op, a lease expiry), which clients
+    /// cannot send.
+    pub fn into_wire(self, session: Option<wire::Session>) -> Option<wire::ClientOp> {
+        Some(match self {
+            WriteOp::Put { key, value } => wire::ClientOp::Put {
+                key,
+                value,
+                session,
+            },
+            WriteOp::Delete { key } => wire::ClientOp::Delete { key, session },
+            WriteOp::CasValue { key, expected, new } => wire::ClientOp::CompareAndSwap {
+                key,
+                expect: wire::CasExpect::Value(expected),
+                new_value: new,
+                session,
+            },
+            WriteOp::CasVersion {
+                key,
+                expected_version,
+                new,
+            } => wire::ClientOp::CompareAndSwap {
+                key,
+                expect: wire::CasExpect::Version(expected_version),
+                new_value: new,
+                session,
+            },
+            WriteOp::Txn(txn) => wire::ClientOp::Txn { txn, session },
+            WriteOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+            } => wire::ClientOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+                session,
+            },
+            WriteOp::LeaseGrant { id, ttl_ms } => wire::ClientOp::LeaseGrant {
+                id,
+                ttl_ms,
+                session,
+            },
+            WriteOp::LeaseKeepAlive { id } => wire::ClientOp::LeaseKeepAlive { id, session },
+            WriteOp::LeaseRevoke { id } => wire::ClientOp::LeaseRevoke { id, session },
+            WriteOp::Noop | WriteOp::LeaseExpire { .. } => return None,
         })
     }
 }
@@ -149,6 +304,10 @@ impl Command {
                 }
                 WriteOp::CasVersion { key, new, .. } => 16 + key.len() + new.len(),
                 WriteOp::Noop => 0,
+                WriteOp::Txn(t) => txn_len(t),
+                WriteOp::PutLease { key, value, .. } => 24 + key.len() + value.len(),
+                WriteOp::LeaseGrant { .. } | WriteOp::LeaseExpire { .. } => 16,
+                WriteOp::LeaseKeepAlive { .. } | WriteOp::LeaseRevoke { .. } => 8,
             }
     }
 
@@ -163,6 +322,12 @@ impl Command {
             WriteOp::CasValue { .. } => OP_CAS_VALUE,
             WriteOp::CasVersion { .. } => OP_CAS_VERSION,
             WriteOp::Noop => OP_NOOP,
+            WriteOp::Txn(_) => OP_TXN,
+            WriteOp::PutLease { .. } => OP_PUT_LEASE,
+            WriteOp::LeaseGrant { .. } => OP_LEASE_GRANT,
+            WriteOp::LeaseKeepAlive { .. } => OP_LEASE_KEEPALIVE,
+            WriteOp::LeaseRevoke { .. } => OP_LEASE_REVOKE,
+            WriteOp::LeaseExpire { .. } => OP_LEASE_EXPIRE,
         });
         out.extend_from_slice(&self.client_id.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
@@ -188,6 +353,29 @@ impl Command {
                 put_bytes(&mut out, new);
             }
             WriteOp::Noop => {}
+            WriteOp::Txn(t) => encode_txn(&mut out, t),
+            WriteOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+            } => {
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, value);
+                out.extend_from_slice(&lease.to_le_bytes());
+                out.extend_from_slice(&ttl_ms.to_le_bytes());
+            }
+            WriteOp::LeaseGrant { id, ttl_ms } => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&ttl_ms.to_le_bytes());
+            }
+            WriteOp::LeaseKeepAlive { id } | WriteOp::LeaseRevoke { id } => {
+                out.extend_from_slice(&id.to_le_bytes())
+            }
+            WriteOp::LeaseExpire { id, refreshed } => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&refreshed.to_le_bytes());
+            }
         }
         out
     }
@@ -233,6 +421,23 @@ impl Command {
                 new: r.bytes()?.to_vec(),
             },
             OP_NOOP => WriteOp::Noop,
+            OP_TXN => WriteOp::Txn(decode_txn(&mut r)?),
+            OP_PUT_LEASE => WriteOp::PutLease {
+                key: r.bytes()?.to_vec(),
+                value: r.bytes()?.to_vec(),
+                lease: r.u64()?,
+                ttl_ms: r.u64()?,
+            },
+            OP_LEASE_GRANT => WriteOp::LeaseGrant {
+                id: r.u64()?,
+                ttl_ms: r.u64()?,
+            },
+            OP_LEASE_KEEPALIVE => WriteOp::LeaseKeepAlive { id: r.u64()? },
+            OP_LEASE_REVOKE => WriteOp::LeaseRevoke { id: r.u64()? },
+            OP_LEASE_EXPIRE => WriteOp::LeaseExpire {
+                id: r.u64()?,
+                refreshed: r.u64()?,
+            },
             other => return Err(CodecError(format!("unknown command op {other}"))),
         };
         r.finish()?;
@@ -243,28 +448,210 @@ impl Command {
     /// the node's admission limits before proposing).
     pub fn check_sizes(&self, max_key: usize, max_value: usize) -> Result<(), CodecError> {
         let (key, values): (&[u8], [Option<&[u8]>; 2]) = match &self.op {
+            WriteOp::Txn(t) => return check_txn(t, max_key, max_value),
+            WriteOp::PutLease { key, value, .. } => (key, [Some(value), None]),
+            WriteOp::LeaseGrant { .. }
+            | WriteOp::LeaseKeepAlive { .. }
+            | WriteOp::LeaseRevoke { .. }
+            | WriteOp::LeaseExpire { .. } => return Ok(()),
             WriteOp::Put { key, value } => (key, [Some(value), None]),
             WriteOp::Delete { key } => (key, [None, None]),
             WriteOp::CasValue { key, new, expected } => (key, [Some(new), expected.as_deref()]),
             WriteOp::CasVersion { key, new, .. } => (key, [Some(new), None]),
             WriteOp::Noop => return Ok(()),
         };
-        if key.is_empty() || key.len() > max_key {
-            return Err(CodecError(format!(
-                "key of {} bytes: must be 1 to {max_key} bytes",
-                key.len()
-            )));
-        }
+        check_key(key, max_key)?;
         for v in values.into_iter().flatten() {
-            if v.len() > max_value {
-                return Err(CodecError(format!(
-                    "value of {} bytes: the limit is {max_value}",
-                    v.len()
-                )));
-            }
+            check_value(v, max_value)?;
         }
         Ok(())
     }
+}
+
+fn check_key(key: &[u8], max_key: usize) -> Result<(), CodecError> {
+    if key.is_empty() || key.len() > max_key {
+        return Err(CodecError(format!(
+            "key of {} bytes: must be 1 to {max_key} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(v: &[u8], max_value: usize) -> Result<(), CodecError> {
+    if v.len() > max_value {
+        return Err(CodecError(format!(
+            "value of {} bytes: the limit is {max_value}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A transaction's counts, keys and values within the bounds.
+fn check_txn(t: &Txn, max_key: usize, max_value: usize) -> Result<(), CodecError> {
+    if t.compares.len() > MAX_TXN_COMPARES {
+        return Err(CodecError(format!(
+            "a transaction holds at most {MAX_TXN_COMPARES} compares, not {}",
+            t.compares.len()
+        )));
+    }
+    for (name, ops) in [("success", &t.success), ("failure", &t.failure)] {
+        if ops.len() > MAX_TXN_OPS {
+            return Err(CodecError(format!(
+                "a transaction branch holds at most {MAX_TXN_OPS} ops; {name} has {}",
+                ops.len()
+            )));
+        }
+    }
+    if t.success.is_empty() && t.failure.is_empty() {
+        return Err(CodecError("a transaction needs at least one op".into()));
+    }
+    for c in &t.compares {
+        check_key(&c.key, max_key)?;
+        if let TxnCheck::Value(Some(v)) = &c.check {
+            check_value(v, max_value)?;
+        }
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        check_key(op.key(), max_key)?;
+        if let TxnOp::Put { value, .. } = op {
+            check_value(value, max_value)?;
+        }
+    }
+    Ok(())
+}
+
+fn txn_ops_len(ops: &[TxnOp]) -> usize {
+    4 + ops
+        .iter()
+        .map(|op| match op {
+            TxnOp::Put { key, value } => 9 + key.len() + value.len(),
+            TxnOp::Delete { key } | TxnOp::Get { key } => 5 + key.len(),
+        })
+        .sum::<usize>()
+}
+
+fn txn_len(t: &Txn) -> usize {
+    4 + t
+        .compares
+        .iter()
+        .map(|c| {
+            5 + c.key.len()
+                + match &c.check {
+                    TxnCheck::Value(None) => 0,
+                    TxnCheck::Value(Some(v)) => 4 + v.len(),
+                    TxnCheck::Version(_) => 8,
+                    TxnCheck::Exists(_) => 1,
+                }
+        })
+        .sum::<usize>()
+        + txn_ops_len(&t.success)
+        + txn_ops_len(&t.failure)
+}
+
+/// Appends a count bounded by the transaction limits (far below `u32::MAX`).
+fn put_count(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+fn encode_ops(out: &mut Vec<u8>, ops: &[TxnOp]) {
+    put_count(out, ops.len());
+    for op in ops {
+        match op {
+            TxnOp::Put { key, value } => {
+                out.push(1);
+                put_bytes(out, key);
+                put_bytes(out, value);
+            }
+            TxnOp::Delete { key } => {
+                out.push(2);
+                put_bytes(out, key);
+            }
+            TxnOp::Get { key } => {
+                out.push(3);
+                put_bytes(out, key);
+            }
+        }
+    }
+}
+
+fn encode_txn(out: &mut Vec<u8>, t: &Txn) {
+    put_count(out, t.compares.len());
+    for c in &t.compares {
+        put_bytes(out, &c.key);
+        match &c.check {
+            TxnCheck::Value(None) => out.push(1),
+            TxnCheck::Value(Some(v)) => {
+                out.push(2);
+                put_bytes(out, v);
+            }
+            TxnCheck::Version(v) => {
+                out.push(3);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            TxnCheck::Exists(e) => {
+                out.push(4);
+                out.push(u8::from(*e));
+            }
+        }
+    }
+    encode_ops(out, &t.success);
+    encode_ops(out, &t.failure);
+}
+
+/// A count of at most `max` items of at least `min_bytes` each, checked against the bytes
+/// left before anything is allocated.
+fn read_count(r: &mut Reader<'_>, max: usize, min_bytes: usize) -> Result<usize, CodecError> {
+    let n = r.u32()? as usize;
+    if n > max || n.saturating_mul(min_bytes) > r.left() {
+        return Err(CodecError(format!(
+            "transaction count {n}: at most {max}, and it must fit the bytes left"
+        )));
+    }
+    Ok(n)
+}
+
+fn decode_ops(r: &mut Reader<'_>) -> Result<Vec<TxnOp>, CodecError> {
+    let n = read_count(r, MAX_TXN_OPS, 5)?;
+    let mut ops = Vec::with_capacity(n);
+    for _ in 0..n {
+        ops.push(match r.u8()? {
+            1 => TxnOp::Put {
+                key: r.bytes()?.to_vec(),
+                value: r.bytes()?.to_vec(),
+            },
+            2 => TxnOp::Delete {
+                key: r.bytes()?.to_vec(),
+            },
+            3 => TxnOp::Get {
+                key: r.bytes()?.to_vec(),
+            },
+            k => return Err(CodecError(format!("unknown transaction op kind {k}"))),
+        });
+    }
+    Ok(ops)
+}
+
+fn decode_txn(r: &mut Reader<'_>) -> Result<Txn, CodecError> {
+    let n = read_count(r, MAX_TXN_COMPARES, 5)?;
+    let mut compares = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = r.bytes()?.to_vec();
+        let check = match r.u8()? {
+            1 => TxnCheck::Value(None),
+            2 => TxnCheck::Value(Some(r.bytes()?.to_vec())),
+            3 => TxnCheck::Version(r.u64()?),
+            4 => TxnCheck::Exists(r.bool()?),
+            k => return Err(CodecError(format!("unknown compare kind {k}"))),
+        };
+        compares.push(TxnCompare { key, check });
+    }
+    Ok(Txn {
+        compares,
+        success: decode_ops(r)?,
+        failure: decode_ops(r)?,
+    })
 }
 
 /// Appends `b` with its u32 length. Lengths are bounded by the key and value ceilings (far
@@ -326,6 +713,11 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    /// Bytes not yet read.
+    pub(crate) fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let n = self.u32()? as usize;
         self.take(n)
@@ -362,6 +754,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Transactions of every compare kind and op kind (also used by the store's tests).
+    pub(crate) fn arb_txn() -> impl Strategy<Value = Txn> {
+        let b = || prop::collection::vec(any::<u8>(), 0..4);
+        let check = prop_oneof![
+            prop::option::of(b()).prop_map(TxnCheck::Value),
+            (0u64..4).prop_map(TxnCheck::Version),
+            any::<bool>().prop_map(TxnCheck::Exists),
+        ];
+        let cmp = (b(), check).prop_map(|(key, check)| TxnCompare { key, check });
+        let op = prop_oneof![
+            (b(), b()).prop_map(|(key, value)| TxnOp::Put { key, value }),
+            b().prop_map(|key| TxnOp::Delete { key }),
+            b().prop_map(|key| TxnOp::Get { key }),
+        ];
+        (
+            prop::collection::vec(cmp, 0..4),
+            prop::collection::vec(op.clone(), 0..4),
+            prop::collection::vec(op, 0..4),
+        )
+            .prop_map(|(compares, success, failure)| Txn {
+                compares,
+                success,
+                failure,
+            })
+    }
+
     fn arb_op() -> impl Strategy<Value = WriteOp> {
         let b = || prop::collection::vec(any::<u8>(), 0..8);
         prop_oneof![
@@ -380,6 +798,21 @@ mod tests {
                 }
             }),
             Just(WriteOp::Noop),
+            arb_txn().prop_map(WriteOp::Txn),
+            (b(), b(), any::<u64>(), any::<u64>()).prop_map(|(key, value, lease, ttl_ms)| {
+                WriteOp::PutLease {
+                    key,
+                    value,
+                    lease,
+                    ttl_ms,
+                }
+            }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(id, ttl_ms)| WriteOp::LeaseGrant { id, ttl_ms }),
+            any::<u64>().prop_map(|id| WriteOp::LeaseKeepAlive { id }),
+            any::<u64>().prop_map(|id| WriteOp::LeaseRevoke { id }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(id, refreshed)| WriteOp::LeaseExpire { id, refreshed }),
         ]
     }
 

@@ -11,7 +11,9 @@
 
 pub mod apply;
 pub mod command;
+pub mod lease;
 pub mod result;
+pub mod route;
 pub mod session;
 pub mod snapshot;
 pub mod store;

@@ -1,7 +1,7 @@
 //! The store's snapshot format: everything a replica needs to continue exactly where the
 //! snapshot was taken (data, applied index, the whole session table), checksummed.
 //!
-//! ## Snapshot encoding (little-endian), format version 2
+//! ## Snapshot encoding (little-endian), format version 3 (version 2: the same without leases)
 //! ```text
 //! magic "RRKV" (4) | version u32 = 2 | applied_index u64 | key_count u64
 //! key_count x ( key_len u32 | key | value_len u32 | value | version u64 )
@@ -9,6 +9,7 @@
 //! mark_count u64 | mark_count x ( client_id u64 | evicted_below u64 )
 //! tombstone_count u64 | tombstone_count x ( client_id u64 | evicted_below u64 | live u8 )
 //! floor u8
+//! leases (version 3, see [`super::lease::Leases::encode`])
 //! crc32 u32 over every byte before it
 //! ```
 //! Results are encoded as in [`super::result`]. Every count is checked against the bytes left
@@ -17,13 +18,16 @@
 use std::collections::BTreeMap;
 
 use super::command::{put_bytes, CodecError, Reader};
+use super::lease::Leases;
 use super::session::Sessions;
 use super::store::{KvStore, Versioned};
 
 /// Snapshot magic.
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"RRKV";
 /// Snapshot format version.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
+/// The previous format (no lease table), still read.
+const SNAPSHOT_VERSION_NO_LEASES: u32 = 2;
 /// Smallest snapshot: magic, version, applied index, four counts, floor, crc.
 const MIN_SNAPSHOT_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1 + 4;
 
@@ -41,6 +45,7 @@ impl KvStore {
             out.extend_from_slice(&v.version.to_le_bytes());
         }
         self.sessions.encode(&mut out);
+        self.leases.encode(&mut out);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -69,7 +74,7 @@ impl KvStore {
             return Err(CodecError("snapshot magic is not RRKV".into()));
         }
         let version = r.u32()?;
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_NO_LEASES {
             return Err(CodecError(format!(
                 "snapshot format version {version}, this node reads {SNAPSHOT_VERSION}"
             )));
@@ -84,7 +89,22 @@ impl KvStore {
             data.insert(k, Versioned { value, version });
         }
         let sessions = Sessions::decode(&mut r)?;
+        let leases = if version == SNAPSHOT_VERSION {
+            Leases::decode(&mut r)?
+        } else {
+            Leases::default()
+        };
+        for id in leases.ids() {
+            let attached_missing = leases
+                .get(id)
+                .is_some_and(|l| l.keys.iter().any(|k| !data.contains_key(k)));
+            if attached_missing {
+                return Err(CodecError(format!(
+                    "lease {id} holds a key the snapshot does not have"
+                )));
+            }
+        }
         r.finish()?;
-        Ok(KvStore::from_parts(data, applied_index, sessions))
+        Ok(KvStore::from_parts(data, applied_index, sessions, leases))
     }
 }

@@ -14,10 +14,13 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use ringraft_net::message::{self as wire, LeaseInfo, Txn, TxnCheck, TxnOp, TxnOpResult};
+
 use super::command::{Command, WriteOp};
+use super::lease::Leases;
 use super::result::ApplyResult;
 use super::session::{Lookup, Sessions};
-use crate::node::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::node::limits::{MAX_KEY_BYTES, MAX_TXN_READ_BYTES, MAX_VALUE_BYTES};
 
 /// A stored value and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub struct KvStore {
     pub(super) data: BTreeMap<Vec<u8>, Versioned>,
     pub(super) applied_index: u64,
     pub(super) sessions: Sessions,
+    pub(super) leases: Leases,
     fault: PlantedFault,
 }
 
@@ -61,6 +65,7 @@ impl KvStore {
             data: BTreeMap::new(),
             applied_index: 0,
             sessions: Sessions::new(),
+            leases: Leases::default(),
             fault: PlantedFault::None,
         }
     }
@@ -69,12 +74,122 @@ impl KvStore {
         data: BTreeMap<Vec<u8>, Versioned>,
         applied_index: u64,
         sessions: Sessions,
+        leases: Leases,
     ) -> Self {
         Self {
             data,
             applied_index,
             sessions,
+            leases,
             fault: PlantedFault::None,
+        }
+    }
+
+    /// The lease table.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// On the leader of term `term`: the `LeaseExpire` commands due at `now` (see
+    /// [`super::lease`]).
+    pub fn due_lease_expiries(&mut self, now: std::time::Instant, term: u64) -> Vec<WriteOp> {
+        self.leases
+            .due(now, term)
+            .into_iter()
+            .map(|(id, refreshed)| WriteOp::LeaseExpire { id, refreshed })
+            .collect()
+    }
+
+    /// The leases with their remaining time on this node's clock.
+    pub fn list_leases(&self, now: std::time::Instant) -> Vec<LeaseInfo> {
+        self.leases.list(now)
+    }
+
+    /// Sets `key` (detaching it from any lease: a plain write ends the key's lease).
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, index: u64) {
+        self.leases.detach(&key);
+        self.data.insert(
+            key,
+            Versioned {
+                value,
+                version: index,
+            },
+        );
+    }
+
+    /// Removes `key`; returns whether it existed.
+    fn unset(&mut self, key: &[u8]) -> bool {
+        self.leases.detach(key);
+        self.data.remove(key).is_some()
+    }
+
+    /// Removes lease `id` and every key attached to it.
+    fn drop_lease(&mut self, id: u64) -> Option<ApplyResult> {
+        let l = self.leases.remove(id)?;
+        for k in &l.keys {
+            self.data.remove(k);
+        }
+        Some(ApplyResult::Lease {
+            id,
+            ttl_ms: l.ttl_ms,
+            keys: l.keys.len() as u32,
+        })
+    }
+
+    /// Whether a transaction compare holds now.
+    fn holds(&self, key: &[u8], check: &TxnCheck) -> bool {
+        let cur = self.data.get(key);
+        match check {
+            TxnCheck::Value(None) => cur.is_none(),
+            TxnCheck::Value(Some(v)) => cur.is_some_and(|c| c.value == *v),
+            TxnCheck::Version(v) => cur.map_or(0, |c| c.version) == *v,
+            TxnCheck::Exists(e) => cur.is_some() == *e,
+        }
+    }
+
+    /// Runs a transaction at `index`: every compare, then one branch's ops in order.
+    fn apply_txn(&mut self, index: u64, txn: Txn) -> ApplyResult {
+        let succeeded = txn.compares.iter().all(|c| self.holds(&c.key, &c.check));
+        let ops = if succeeded { txn.success } else { txn.failure };
+        let mut read_bytes = 0usize;
+        let results = ops
+            .into_iter()
+            .map(|op| match op {
+                TxnOp::Put { key, value } => {
+                    self.set(key, value, index);
+                    TxnOpResult::Put { version: index }
+                }
+                TxnOp::Delete { key } => TxnOpResult::Deleted {
+                    existed: self.unset(&key),
+                },
+                TxnOp::Get { key } => self.txn_read(&key, &mut read_bytes, None),
+            })
+            .collect();
+        ApplyResult::Txn {
+            succeeded,
+            results,
+            version: index,
+        }
+    }
+
+    /// A transaction's read of `key`, carrying its value while the reads stay within
+    /// [`MAX_TXN_READ_BYTES`] (and, for a retry, `want` is the version read the first time).
+    fn txn_read(&self, key: &[u8], read_bytes: &mut usize, want: Option<u64>) -> TxnOpResult {
+        match (self.data.get(key), want) {
+            // A retry whose key changed since (or is gone) carries the version read only.
+            (None, Some(w)) => TxnOpResult::GetOmitted { version: w },
+            (Some(v), Some(w)) if w != v.version => TxnOpResult::GetOmitted { version: w },
+            (None, None) => TxnOpResult::Get(None),
+            (Some(v), _) if *read_bytes + v.value.len() > MAX_TXN_READ_BYTES => {
+                TxnOpResult::GetOmitted { version: v.version }
+            }
+            (Some(v), _) => {
+                *read_bytes += v.value.len();
+                TxnOpResult::Get(Some(wire::Versioned {
+                    value: v.value.clone(),
+                    version: v.version,
+                }))
+            }
         }
     }
 
@@ -171,17 +286,11 @@ impl KvStore {
         let (client_id, seq) = (cmd.client_id, cmd.seq);
         let result = match cmd.op {
             WriteOp::Put { key, value } => {
-                self.data.insert(
-                    key,
-                    Versioned {
-                        value,
-                        version: index,
-                    },
-                );
+                self.set(key, value, index);
                 ApplyResult::Put { version: index }
             }
             WriteOp::Delete { key } => ApplyResult::Deleted {
-                existed: self.data.remove(&key).is_some(),
+                existed: self.unset(&key),
                 version: index,
             },
             WriteOp::CasValue { key, expected, new } => {
@@ -203,6 +312,65 @@ impl KvStore {
                 self.cas(key, current == expected_version, index, new)
             }
             WriteOp::Noop => ApplyResult::Noop,
+            WriteOp::Txn(txn) => self.apply_txn(index, txn),
+            WriteOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+            } => {
+                // Everything is checked before anything changes: the put and its grant are
+                // one atomic step.
+                let checked = if ttl_ms > 0 {
+                    self.leases.check_grant(lease, ttl_ms)
+                } else {
+                    self.leases.check_attach(&key, lease)
+                };
+                match checked {
+                    Err(e) => ApplyResult::Rejected(e),
+                    Ok(()) => {
+                        if ttl_ms > 0 {
+                            self.leases.grant(lease, ttl_ms, index);
+                        }
+                        self.set(key.clone(), value, index);
+                        self.leases.attach(&key, lease);
+                        ApplyResult::Put { version: index }
+                    }
+                }
+            }
+            WriteOp::LeaseGrant { id, ttl_ms } => match self.leases.check_grant(id, ttl_ms) {
+                Err(e) => ApplyResult::Rejected(e),
+                Ok(()) => {
+                    self.leases.grant(id, ttl_ms, index);
+                    ApplyResult::Lease {
+                        id,
+                        ttl_ms,
+                        keys: 0,
+                    }
+                }
+            },
+            WriteOp::LeaseKeepAlive { id } => match self.leases.refresh(id, index) {
+                Some(l) => ApplyResult::Lease {
+                    id,
+                    ttl_ms: l.ttl_ms,
+                    keys: l.keys.len() as u32,
+                },
+                None => ApplyResult::Rejected(format!("lease {id} not found (expired or revoked)")),
+            },
+            WriteOp::LeaseRevoke { id } => self.drop_lease(id).unwrap_or_else(|| {
+                ApplyResult::Rejected(format!("lease {id} not found (expired or revoked)"))
+            }),
+            WriteOp::LeaseExpire { id, refreshed } => {
+                if self
+                    .leases
+                    .get(id)
+                    .is_some_and(|l| l.refreshed == refreshed)
+                {
+                    self.drop_lease(id).unwrap_or(ApplyResult::Noop)
+                } else {
+                    ApplyResult::Noop
+                }
+            }
         };
         if client_id != 0 {
             self.sessions.record(client_id, seq, &result);
@@ -233,19 +401,51 @@ impl KvStore {
                     current,
                 }
             }
+            (
+                ApplyResult::Txn {
+                    succeeded,
+                    results,
+                    version,
+                },
+                _,
+            ) => {
+                let ops = match op {
+                    WriteOp::Txn(t) if succeeded => &t.success,
+                    WriteOp::Txn(t) => &t.failure,
+                    _ => {
+                        return ApplyResult::Txn {
+                            succeeded,
+                            results,
+                            version,
+                        }
+                    }
+                };
+                let mut read_bytes = 0;
+                // Every recorded result is answered (a retry that differs from the first
+                // command still gets the first command's results).
+                let results = results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| match (r, ops.get(i)) {
+                        (TxnOpResult::GetOmitted { version }, Some(TxnOp::Get { key })) => {
+                            self.txn_read(key, &mut read_bytes, Some(version))
+                        }
+                        (r, _) => r,
+                    })
+                    .collect();
+                ApplyResult::Txn {
+                    succeeded,
+                    results,
+                    version,
+                }
+            }
             (r, _) => r,
         }
     }
 
     fn cas(&mut self, key: Vec<u8>, matches: bool, index: u64, new: Vec<u8>) -> ApplyResult {
         if matches {
-            self.data.insert(
-                key,
-                Versioned {
-                    value: new,
-                    version: index,
-                },
-            );
+            self.set(key, new, index);
             ApplyResult::Cas {
                 swapped: true,
                 version: index,

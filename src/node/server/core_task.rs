@@ -94,6 +94,7 @@ pub(super) async fn core_main(
             Duration::from_millis(cfg.raft.tick_interval_ms),
         )),
         glommio::spawn_local(inbox_loop(ctx.clone(), inbox)),
+        glommio::spawn_local(node_core::leases::lease_loop(st.clone())),
         glommio::spawn_local(dialer_loop(ctx.clone(), handler.clone(), chans.dial_rx)),
         glommio::spawn_local(link_watch_loop(ctx.clone())),
     ];

@@ -117,11 +117,21 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
     if ctx.stopping.get() {
         return Err(ClientError::Unavailable("the node is shutting down".into()));
     }
-    let g = match (&req.op, req.shard) {
+    let mut req = req;
+    let g = match (&mut req.op, req.shard) {
+        // A write's shard: its key's, its lease's, or the one its transaction's keys share.
+        (ClientOp::Write(w), shard) => {
+            crate::node::kv::route::route_write(w, shard, ctx.cfg.runtime.shards_per_node)?
+                as GroupId
+        }
         // A scan reads the one shard it names: prefixes span shards, and the client scans
-        // each and merges.
-        (ClientOp::Scan { .. }, Some(s)) if s < ctx.cfg.runtime.shards_per_node => s as GroupId,
-        (ClientOp::Scan { .. }, Some(s)) => {
+        // each and merges. A lease list names its shard the same way.
+        (ClientOp::Scan { .. } | ClientOp::LeaseList, Some(s))
+            if s < ctx.cfg.runtime.shards_per_node =>
+        {
+            s as GroupId
+        }
+        (ClientOp::Scan { .. } | ClientOp::LeaseList, Some(s)) => {
             return Err(ClientError::WrongShard { shard: s as u32 })
         }
         (_, shard) => {
