@@ -73,7 +73,7 @@ impl Nodes {
         let text = format!(
             "[cluster]\nnode_id = {id}\nlisten_address = \"{addr}\"\n{cluster}\
              db_root_dir = \"{db}\"\nlog_dir = \"{logs}\"\n\n\
-             [raft]\nelection_timeout_ms_min = 300\nelection_timeout_ms_max = 600\nheartbeat_interval_ms = 50\n\n\
+             [raft]\nelection_timeout_ms_min = 300\nelection_timeout_ms_max = 600\nheartbeat_interval_ms = 50\n\n[raft.read_consistency]\nlease_duration_ms = 200\n\n\
              [raft.persistence]\nstrategy = \"DiskFirst\"\nflush_policy = \"Immediate\"\nsegment_bytes = 4194304\n\n\
              [network]\nrequest_timeout_ms = 3000\n\n[monitoring]\nmetrics_port = {m}\n\n\
              [runtime]\ncores = 1\nshards_per_node = 1\n",
@@ -209,8 +209,10 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
     };
 
     // 1 -> 3: two learners join node 1 (which keeps running), then both are promoted.
+    // A joining node names every member so far: each one it asks learns its address (a member
+    // that never heard of it could not reach it after leading).
     n.start(2, &[1]);
-    n.start(3, &[1]);
+    n.start(3, &[1, 2]);
     wait_until("nodes 2 and 3 join as learners", || {
         shard0(&n, 1).is_some_and(|s| s.2.contains(&2) && s.2.contains(&3))
     });
@@ -221,7 +223,7 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
 
     // 3 -> 5.
     n.start(4, &[1, 2, 3]);
-    n.start(5, &[1, 2, 3]);
+    n.start(5, &[1, 2, 3, 4]);
     wait_until("nodes 4 and 5 join as learners", || {
         shard0(&n, 1).is_some_and(|s| s.2.contains(&4) && s.2.contains(&5))
     });
@@ -239,6 +241,11 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
     wait_until("the follower is removed", || {
         !voters(&n, alive[0]).contains(&(victim as u64))
     });
+    // An operator stops a removed node.
+    if let Some(mut c) = n.children[victim - 1].take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 
     // Remove the leader itself: it hands leadership to another voter first.
     let leader = shard0(&n, alive[0]).unwrap().3 as usize;
@@ -256,17 +263,27 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
             .is_some_and(|s| !s.1.contains(&(leader as u64)) && s.3 != 0 && s.3 != leader as u64)
     });
 
-    // Move leadership explicitly with the CLI.
+    if let Some(mut c) = n.children[leader - 1].take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures = writer.join().unwrap();
+
+    // Move leadership explicitly with the CLI (after the writer stopped).
     let now = shard0(&n, rest[0]).unwrap().3;
     let to = rest.iter().copied().find(|i| *i as u64 != now).unwrap();
-    let (code, out, err) = run_cli(&eps, &["transfer-leader", "--to", &to.to_string()]);
+    // The members left.
+    let members: Vec<String> = rest.iter().map(|i| n.addr(*i)).collect();
+    let (code, out, err) = run_cli(
+        &members.join(","),
+        &["transfer-leader", "--to", &to.to_string()],
+    );
     assert_eq!(code, 0, "{out} {err}");
     wait_until("the new leader", || {
         shard0(&n, rest[0]).is_some_and(|s| s.3 == to as u64)
     });
 
-    stop.store(true, Ordering::Relaxed);
-    let failures = writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 50,

@@ -9,7 +9,10 @@
 //! - `POST /delete` `{"key": "k"}` or `DELETE /delete?key=k` → `{"ok": true, "existed": bool}`
 //! - `POST /cas` `{"key", "expected": "v"|null, "new"}` or `{"key", "expected_version": N, "new"}`
 //!   → `{"swapped": bool, "version": N, "current": "v"|null}`
-//! - `GET /scan?prefix=p[&limit=N][&consistency=…]` (one shard: keys hashing like `prefix`)
+//! - `GET /scan?prefix=p[&limit=N][&consistency=…]&shard=N` (one shard); without `shard=`,
+//!   every shard merged, and `POST /txn`, `/lease/*`, `/members/remove`, `/transfer-leader`:
+//!   see [`crate::node::http_kv`]
+//! - `POST /put` also takes `"ttl_s": N` (a lease granted for the key) or `"lease": ID`
 //! - `POST /promote` `{"node_id": 4}` → membership change (learner to voter)
 //! - `GET /status`, `GET /health`, `GET /metrics` (also on the metrics port)
 //!
