@@ -83,17 +83,6 @@ fn answer(parts: Vec<(u16, Value)>, extra: Value) -> Response {
     Response::json(status, &body)
 }
 
-/// When a per-shard wait gives up: [`OPS_DEADLINE`], or well within the forwarding node's
-/// own timeout when this call was forwarded (so its answer arrives before the forward breaks).
-fn deadline(ctx: &CoreCtx, forwarded: bool) -> Instant {
-    let wait = if forwarded {
-        Duration::from_millis(ctx.cfg.network.request_timeout_ms * 2 / 3)
-    } else {
-        OPS_DEADLINE
-    };
-    Instant::now() + wait
-}
-
 async fn report(ctx: &Rc<CoreCtx>, g: GroupId) -> Option<crate::node::status::ShardReport> {
     server::cluster_status(ctx)
         .await
@@ -110,7 +99,7 @@ pub async fn remove_member(ctx: &Rc<CoreCtx>, node_id: u64, only: Option<u32>) -
     let me = ctx.cfg.cluster.node_id;
     let mut parts = Vec::new();
     for g in groups {
-        let deadline = deadline(ctx, forwarded);
+        let deadline = Instant::now() + OPS_DEADLINE;
         let part = loop {
             if Instant::now() >= deadline {
                 break failed_part(g, &ClientError::Timeout);
@@ -253,7 +242,7 @@ pub async fn transfer_leader(ctx: &Rc<CoreCtx>, only: Option<u32>, to: Option<u6
             continue;
         }
         // Wait (bounded) until the shard has the new leader, so the answer is the outcome.
-        let deadline = deadline(ctx, forwarded);
+        let deadline = Instant::now() + OPS_DEADLINE;
         let part = loop {
             match report(ctx, g).await {
                 Some(r) if r.leader_id == target => {
