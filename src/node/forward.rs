@@ -29,6 +29,7 @@ use ringraft_net::listener::Connection;
 use ringraft_net::message::{self as wire, MessageRef};
 use tracing::debug;
 
+use crate::node::config::Config;
 use crate::node::frame_api;
 use crate::node::kv::WriteOp;
 use crate::node::request::{
@@ -83,6 +84,16 @@ impl ForwardTable {
             bytes: 0,
             entries: HashMap::new(),
         }
+    }
+
+    /// The table of a node with this configuration: at most [`MAX_FORWARDS_IN_FLIGHT`] or the
+    /// leader's per-link admission (`network.max_inflight_per_connection`), whichever is
+    /// smaller, and [`MAX_FORWARD_BYTES`].
+    pub fn for_config(cfg: &Config) -> ForwardTable {
+        ForwardTable::new(
+            MAX_FORWARDS_IN_FLIGHT.min(cfg.network.max_inflight_per_connection),
+            MAX_FORWARD_BYTES,
+        )
     }
 
     /// Admits one forward of `bytes` on link `conn`: its request id and where its answer will
@@ -226,12 +237,10 @@ async fn exchange<M: ringraft_net::message::Encode>(
         .and_then(|l| l.conn.clone())
         .filter(|c| !c.is_closing())
         .ok_or_else(|| NotSent(format!("no open link to node {leader}")))?;
-    let limit = MAX_FORWARDS_IN_FLIGHT.min(ctx.cfg.network.max_inflight_per_connection);
-    let admitted = {
-        let mut t = ctx.forwards.borrow_mut();
-        t.max_count = limit;
-        t.admit(conn.id(), bytes.saturating_add(FORWARD_OVERHEAD_BYTES))
-    };
+    let admitted = ctx
+        .forwards
+        .borrow_mut()
+        .admit(conn.id(), bytes.saturating_add(FORWARD_OVERHEAD_BYTES));
     let Ok((id, rx)) = admitted else {
         return Ok(Err(busy()));
     };
@@ -288,42 +297,50 @@ pub async fn forward_client(
     leader: &LeaderHint,
     req: ClientRequest,
 ) -> Result<ClientResult, NotSent> {
-    let op = req.op.clone();
     let bytes = req
         .op
         .routing_key()
         .len()
         .saturating_add(value_len(&req.op));
     let msg = frame_api::to_wire_request(req).map_err(|e| NotSent(e.to_string()))?;
+    let wire::ClientCommand::Single(op) = &msg.command else {
+        return Err(NotSent("a forward carries one operation".into()));
+    };
     let me = ctx.cfg.cluster.node_id;
     let mut target = leader.node_id;
-    let mut result = Err(NotSent(String::new()));
-    for _ in 0..MAX_FORWARD_ATTEMPTS {
-        let r = match exchange(ctx, target, &msg, bytes).await {
-            Err(_) if result.is_ok() => return result,
-            Err(e) => return Err(e),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(wire::Message::ClientResponse(resp))) => match resp.outcome {
-                wire::ClientOutcome::Single(o) => frame_api::from_outcome(&op, o),
-                wire::ClientOutcome::Failed(e) => Err(e),
-                wire::ClientOutcome::Batch(_) => Err(ClientError::ForwardBroken(
-                    "the leader answered a single call with a batch".into(),
-                )),
-            },
-            Ok(Ok(other)) => Err(ClientError::ForwardBroken(format!(
-                "the leader answered with a {:?} frame",
-                other.kind()
-            ))),
+    let mut answer = client_answer(op, exchange(ctx, target, &msg, bytes).await?);
+    for _ in 1..MAX_FORWARD_ATTEMPTS {
+        let Some(h) = newer_leader(&answer, target, me) else {
+            break;
         };
-        debug!(leader = target, ok = r.is_ok(), "forwarded to the leader");
-        let next = newer_leader(&r, target, me);
-        result = Ok(r);
-        match next {
-            Some(h) => target = h.node_id,
-            None => break,
+        target = h.node_id;
+        match exchange(ctx, target, &msg, bytes).await {
+            Ok(a) => answer = client_answer(op, a),
+            // Nothing reached the newer leader: the first leader's refusal stands.
+            Err(NotSent(why)) => {
+                debug!(leader = target, "forward not sent: {why}");
+                break;
+            }
         }
     }
-    result
+    Ok(answer)
+}
+
+/// The node result of a forwarded key-value call from what the leader's link delivered.
+fn client_answer(op: &wire::ClientOp, got: Result<wire::Message, ClientError>) -> ClientResult {
+    match got? {
+        wire::Message::ClientResponse(resp) => match resp.outcome {
+            wire::ClientOutcome::Single(o) => frame_api::from_outcome(op, o),
+            wire::ClientOutcome::Failed(e) => Err(e),
+            wire::ClientOutcome::Batch(_) => Err(ClientError::ForwardBroken(
+                "the leader answered a single call with a batch".into(),
+            )),
+        },
+        other => Err(ClientError::ForwardBroken(format!(
+            "the leader answered with a {:?} frame",
+            other.kind()
+        ))),
+    }
 }
 
 /// Forwards the promotion of `node_id` in `group` to `leader` (see [`forward_client`]).

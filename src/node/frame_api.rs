@@ -223,30 +223,27 @@ pub fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, Client
     })
 }
 
-/// The node result of `op` from the wire outcome the leader answered a forwarded request with:
-/// the inverse of [`to_outcome`]. A reply that does not fit the op is an unreadable answer
-/// (outcome unknown for a write).
-pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
-    let unexpected = |what: &str| {
-        Err(ClientError::ForwardBroken(format!(
-            "the leader answered a {} with {what}",
-            if op.is_write() { "write" } else { "read" }
-        )))
-    };
+/// The node result of `op` (as sent on the wire) from the wire outcome the leader answered a
+/// forwarded request with: the inverse of [`to_outcome`]. A reply that does not fit the op is
+/// an unreadable answer (outcome unknown for a write).
+pub fn from_outcome(op: &wire::ClientOp, o: wire::OpOutcome) -> ClientResult {
     let reply = match o {
-        wire::OpOutcome::Err(ClientError::KeyNotFound) if matches!(op, ClientOp::Get { .. }) => {
+        wire::OpOutcome::Err(ClientError::KeyNotFound)
+            if matches!(op, wire::ClientOp::Get { .. }) =>
+        {
             return Ok(ClientReply::Value(None))
         }
         wire::OpOutcome::Err(e) => return Err(e),
         wire::OpOutcome::Ok(r) => r,
     };
-    let v = |v: wire::Versioned| Versioned {
-        value: v.value,
-        version: v.version,
-    };
     match (op, reply) {
-        (ClientOp::Get { .. }, wire::OpReply::Value(x)) => Ok(ClientReply::Value(Some(v(x)))),
-        (ClientOp::Scan { .. }, wire::OpReply::Scan { items, .. }) => Ok(ClientReply::Scan(
+        (wire::ClientOp::Get { .. }, wire::OpReply::Value(v)) => {
+            Ok(ClientReply::Value(Some(Versioned {
+                value: v.value,
+                version: v.version,
+            })))
+        }
+        (wire::ClientOp::Scan { .. }, wire::OpReply::Scan { items, .. }) => Ok(ClientReply::Scan(
             items
                 .into_iter()
                 .map(|kv| {
@@ -260,32 +257,28 @@ pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
                 })
                 .collect(),
         )),
-        (ClientOp::Write(WriteOp::Put { .. }), wire::OpReply::Written { version }) => {
+        (wire::ClientOp::Put { .. }, wire::OpReply::Written { version }) => {
             Ok(ClientReply::Applied(ApplyResult::Put { version }))
         }
-        (ClientOp::Write(WriteOp::Noop), wire::OpReply::Written { .. }) => {
-            Ok(ClientReply::Applied(ApplyResult::Noop))
-        }
-        (ClientOp::Write(WriteOp::Delete { .. }), wire::OpReply::Deleted { version, existed }) => {
+        (wire::ClientOp::Delete { .. }, wire::OpReply::Deleted { version, existed }) => {
             Ok(ClientReply::Applied(ApplyResult::Deleted {
                 existed,
                 version,
             }))
         }
+        (wire::ClientOp::CompareAndSwap { .. }, wire::OpReply::Cas { swapped, current }) => {
+            Ok(ClientReply::Applied(ApplyResult::Cas {
+                swapped,
+                version: current.as_ref().map_or(0, |c| c.version),
+                current: if swapped {
+                    None
+                } else {
+                    current.map(|c| c.value)
+                },
+            }))
+        }
         (
-            ClientOp::Write(WriteOp::CasValue { .. } | WriteOp::CasVersion { .. }),
-            wire::OpReply::Cas { swapped, current },
-        ) => Ok(ClientReply::Applied(ApplyResult::Cas {
-            swapped,
-            version: current.as_ref().map_or(0, |c| c.version),
-            current: if swapped {
-                None
-            } else {
-                current.map(|c| c.value)
-            },
-        })),
-        (
-            ClientOp::Write(WriteOp::Txn(_)),
+            wire::ClientOp::Txn { .. },
             wire::OpReply::Txn {
                 succeeded,
                 results,
@@ -297,31 +290,33 @@ pub fn from_outcome(op: &ClientOp, o: wire::OpOutcome) -> ClientResult {
             version,
         })),
         (
-            ClientOp::Write(
-                WriteOp::LeaseGrant { .. }
-                | WriteOp::LeaseKeepAlive { .. }
-                | WriteOp::LeaseRevoke { .. },
-            ),
+            wire::ClientOp::LeaseGrant { .. }
+            | wire::ClientOp::LeaseKeepAlive { .. }
+            | wire::ClientOp::LeaseRevoke { .. },
             wire::OpReply::Lease { id, ttl_ms, keys },
         ) => Ok(ClientReply::Applied(ApplyResult::Lease {
             id,
             ttl_ms,
             keys,
         })),
-        (ClientOp::Write(WriteOp::PutLease { .. }), wire::OpReply::Written { version }) => {
+        (wire::ClientOp::PutLease { .. }, wire::OpReply::Written { version }) => {
             Ok(ClientReply::Applied(ApplyResult::Put { version }))
         }
-        (ClientOp::LeaseList, wire::OpReply::Leases(l)) => Ok(ClientReply::Leases(l)),
-        (_, r) => unexpected(match r {
-            wire::OpReply::Written { .. } => "a write result",
-            wire::OpReply::Value(_) => "a value",
-            wire::OpReply::Deleted { .. } => "a delete result",
-            wire::OpReply::Cas { .. } => "a compare-and-swap result",
-            wire::OpReply::Scan { .. } => "a scan result",
-            wire::OpReply::Txn { .. } => "a transaction result",
-            wire::OpReply::Lease { .. } => "a lease result",
-            wire::OpReply::Leases(_) => "a lease list",
-        }),
+        (wire::ClientOp::LeaseList, wire::OpReply::Leases(l)) => Ok(ClientReply::Leases(l)),
+        (_, r) => Err(ClientError::ForwardBroken(format!(
+            "the leader answered a {} with {}",
+            if op.is_write() { "write" } else { "read" },
+            match r {
+                wire::OpReply::Written { .. } => "a write result",
+                wire::OpReply::Value(_) => "a value",
+                wire::OpReply::Deleted { .. } => "a delete result",
+                wire::OpReply::Cas { .. } => "a compare-and-swap result",
+                wire::OpReply::Scan { .. } => "a scan result",
+                wire::OpReply::Txn { .. } => "a transaction result",
+                wire::OpReply::Lease { .. } => "a lease result",
+                wire::OpReply::Leases(_) => "a lease list",
+            }
+        ))),
     }
 }
 
@@ -476,6 +471,138 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forwarded call comes back as the result the leader had: node op → wire → leader
+    /// result → wire outcome → node result.
+    #[test]
+    fn forwarded_results_round_trip() {
+        let key = b"k".to_vec();
+        let cases: Vec<(ClientOp, ClientResult)> = vec![
+            (
+                ClientOp::Write(WriteOp::Put {
+                    key: key.clone(),
+                    value: b"v".to_vec(),
+                }),
+                Ok(ClientReply::Applied(ApplyResult::Put { version: 4 })),
+            ),
+            (
+                ClientOp::Write(WriteOp::Delete { key: key.clone() }),
+                Ok(ClientReply::Applied(ApplyResult::Deleted {
+                    existed: true,
+                    version: 5,
+                })),
+            ),
+            (
+                ClientOp::Write(WriteOp::CasValue {
+                    key: key.clone(),
+                    expected: Some(b"a".to_vec()),
+                    new: b"b".to_vec(),
+                }),
+                Ok(ClientReply::Applied(ApplyResult::Cas {
+                    swapped: false,
+                    version: 3,
+                    current: Some(b"x".to_vec()),
+                })),
+            ),
+            (
+                ClientOp::Write(WriteOp::CasVersion {
+                    key: key.clone(),
+                    expected_version: 3,
+                    new: b"b".to_vec(),
+                }),
+                Ok(ClientReply::Applied(ApplyResult::Cas {
+                    swapped: true,
+                    version: 9,
+                    current: None,
+                })),
+            ),
+            (
+                ClientOp::Get {
+                    key: key.clone(),
+                    consistency: Consistency::Linearizable,
+                },
+                Ok(ClientReply::Value(None)),
+            ),
+            (
+                ClientOp::Get {
+                    key: key.clone(),
+                    consistency: Consistency::Lease,
+                },
+                Ok(ClientReply::Value(Some(Versioned {
+                    value: b"v".to_vec(),
+                    version: 2,
+                }))),
+            ),
+            (
+                ClientOp::Scan {
+                    prefix: key.clone(),
+                    limit: 10,
+                    consistency: Consistency::Lease,
+                },
+                Ok(ClientReply::Scan(vec![(
+                    key.clone(),
+                    Versioned {
+                        value: b"v".to_vec(),
+                        version: 2,
+                    },
+                )])),
+            ),
+            (
+                ClientOp::Write(WriteOp::Put {
+                    key: key.clone(),
+                    value: b"v".to_vec(),
+                }),
+                Err(ClientError::Timeout),
+            ),
+        ];
+        for (op, result) in cases {
+            let req = ClientRequest {
+                client_id: 7,
+                seq: 8,
+                op: op.clone(),
+                shard: None,
+            };
+            let w = to_wire_request(req).unwrap();
+            assert_eq!(w.shard, ANY_SHARD);
+            let wire::ClientCommand::Single(wop) = w.command else {
+                panic!("single")
+            };
+            if op.is_write() {
+                let (back, session) = WriteOp::from_wire(wop.clone()).unwrap();
+                assert_eq!(ClientOp::Write(back), op);
+                assert_eq!(
+                    session,
+                    Some(wire::Session {
+                        client_id: 7,
+                        sequence: 8
+                    })
+                );
+            }
+            let outcome = to_outcome(&op, result.clone());
+            assert_eq!(from_outcome(&wop, outcome), result, "{op:?}");
+        }
+        // A reply that does not fit the op is outcome unknown, never a success.
+        let put = wire::ClientOp::Put {
+            key,
+            value: Vec::new(),
+            session: None,
+        };
+        let r = from_outcome(
+            &put,
+            wire::OpOutcome::Ok(wire::OpReply::Scan {
+                items: Vec::new(),
+                more: false,
+            }),
+        );
+        assert!(r.unwrap_err().outcome_unknown());
+        assert!(to_wire_request(ClientRequest {
+            client_id: 0,
+            seq: 0,
+            op: ClientOp::Write(WriteOp::Noop),
+            shard: None
+        })
+        .is_err());
+    }
 
     #[test]
     fn outcomes_map_results() {

@@ -185,12 +185,7 @@ pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool)
                 // than copy every value before a local attempt.
                 if let Ok(ApiCall::Client(again)) = http_api::route(req, &ctx.reads) {
                     match forward::forward_client(ctx, h, again).await {
-                        Ok(fr) => {
-                            let mut resp = http_api::client_response(&key, write, &fr);
-                            resp.headers
-                                .push(("X-Ringraft-Served-By", h.address.clone()));
-                            return resp;
-                        }
+                        Ok(fr) => return http_api::client_response(&key, write, &fr),
                         Err(NotSent(why)) => debug!(leader = h.node_id, "forward not sent: {why}"),
                     }
                 }

@@ -57,10 +57,7 @@ pub(super) async fn core_main(
         },
         stopping: Cell::new(false),
         inflight: Cell::new(0),
-        forwards: RefCell::new(crate::node::forward::ForwardTable::new(
-            crate::node::forward::MAX_FORWARDS_IN_FLIGHT,
-            crate::node::forward::MAX_FORWARD_BYTES,
-        )),
+        forwards: RefCell::new(crate::node::forward::ForwardTable::for_config(&cfg)),
     });
     let handler = Rc::new_cyclic(|me| NodeHandler {
         ctx: ctx.clone(),
