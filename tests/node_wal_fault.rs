@@ -331,3 +331,72 @@ fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
     }
     assert!(n.terminate(1, WAIT_LIMIT).success());
 }
+
+/// A shard that stays below its snapshot threshold keeps the oldest WAL segment alive; past
+/// `RECLAIM_AFTER_SEGMENTS` (32) live segments the core compacts the shards pinning the oldest
+/// ones early, so the log stays bounded instead of growing until the disk fills, and every
+/// write survives a restart (from the early snapshot plus the log after it).
+#[test]
+fn shards_pinning_old_wal_segments_are_compacted_early() {
+    const WRITES: usize = 650;
+    const KEYS: usize = 40;
+    const BOUND: usize = 32;
+    let mut n = single("wal-reclaim");
+    let text = std::fs::read_to_string(n.config_path(1))
+        .unwrap()
+        .replace("segment_bytes = 4194304", "segment_bytes = 1048576");
+    std::fs::write(n.config_path(1), text).unwrap();
+    let run = start(&mut n, &[]);
+    let addr = n.client_addr(1);
+    let live = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    // 650 writes of 64 KiB: about 42 segments of 1 MiB, all of one shard's log, far below
+    // the default snapshot threshold (100 000 entries).
+    let mut most = 0;
+    for i in 0..WRITES {
+        let value = format!("{i:06}{}", "v".repeat(64 << 10));
+        let ok = eventually(WAIT_LIMIT, || {
+            match put(addr, &format!("r-{}", i % KEYS), &value) {
+                Some((200, _)) => Some(()),
+                _ => None,
+            }
+        });
+        assert!(ok.is_some(), "write {i}:\n{}", n.stderr(1, run));
+        most = most.max(live(&n.wal_dir(1)));
+    }
+    let log = n.log(1);
+    assert!(
+        log.contains("compacting a shard early"),
+        "the core compacted the pinning shard: {log}"
+    );
+    assert!(
+        most <= BOUND + 3,
+        "{most} live WAL segments at most (compaction starts past {BOUND})"
+    );
+    assert!(n.terminate(1, WAIT_LIMIT).success());
+    let run = start(&mut n, &[]);
+    for k in 0..KEYS {
+        let last = (0..WRITES).rev().find(|i| i % KEYS == k).unwrap();
+        let got = eventually(WAIT_LIMIT, || match get_value(addr, &format!("r-{k}")) {
+            Some((200, v)) => Some(v),
+            _ => None,
+        });
+        let got = got.flatten().unwrap_or_default();
+        assert!(
+            got.starts_with(&format!("{last:06}")),
+            "r-{k} after restart holds write {:?}, not {last}:\n{}",
+            got.get(..6),
+            n.stderr(1, run)
+        );
+    }
+    assert!(n.terminate(1, WAIT_LIMIT).success());
+}

@@ -574,7 +574,11 @@ pub enum SnapshotChunkError {
 /// shards (64 transfers of the largest size would be 64 GiB).
 pub const MAX_SNAPSHOT_ASSEMBLY_BYTES: usize = 2 * crate::node::core::MAX_SNAPSHOT_BYTES;
 
-// A snapshot accepted from a leader must also be one the node can read back from its file.
+// A snapshot accepted from a leader must also be one the node can read back from its file, and
+// the node's budget is far below what the per-core transfer count alone would allow.
+const _: () = assert!(
+    MAX_SNAPSHOT_ASSEMBLY_BYTES < MAX_SNAPSHOT_ASSEMBLIES * crate::node::core::MAX_SNAPSHOT_BYTES
+);
 const _: () = assert!(
     crate::node::core::MAX_SNAPSHOT_BYTES as u64 <= crate::node::storage::MAX_SNAPSHOT_FILE_BYTES
 );
@@ -1083,21 +1087,10 @@ mod tests {
     }
 
     #[test]
-    fn the_node_budget_is_derived_from_the_largest_snapshot_accepted() {
-        assert_eq!(
-            MAX_SNAPSHOT_ASSEMBLY_BYTES,
-            2 * crate::node::core::MAX_SNAPSHOT_BYTES
-        );
-        const {
-            assert!(
-                MAX_SNAPSHOT_ASSEMBLY_BYTES
-                    < MAX_SNAPSHOT_ASSEMBLIES * crate::node::core::MAX_SNAPSHOT_BYTES
-            )
-        };
-        assert!(Arc::ptr_eq(
-            &AssemblyBudget::node(),
-            &AssemblyBudget::node()
-        ));
+    fn every_core_of_a_node_shares_one_budget() {
+        let (a, b) = (SnapshotAssembly::default(), SnapshotAssembly::default());
+        assert!(Arc::ptr_eq(&a.budget, &b.budget));
+        assert_eq!(a.budget.max, MAX_SNAPSHOT_ASSEMBLY_BYTES);
     }
 
     #[test]
