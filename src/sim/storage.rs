@@ -23,7 +23,9 @@ pub struct GroupStore {
 impl GroupStore {
     /// Drops the stored entries from `from` on.
     pub fn truncate(&mut self, from: u64) {
-        self.entries.retain(|e| e.index < from);
+        // Entries are held in index order.
+        let keep = self.entries.partition_point(|e| e.index < from);
+        self.entries.truncate(keep);
     }
 
     /// Appends entries, replacing any stored suffix from the first one.

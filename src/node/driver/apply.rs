@@ -18,16 +18,15 @@ impl Driver<'_> {
         net: &mut impl Transport,
     ) -> Result<Vec<SnapshotWrite>, String> {
         let mut snapshots = Vec::new();
-        let groups: Vec<GroupId> = round.groups().collect();
-        for (k, g) in groups.into_iter().enumerate() {
-            let rd = round.ready_mut(k);
+        for k in 0..round.group_count() {
+            let (g, rd) = round.ready_mut(k);
             let committed_entries = std::mem::take(&mut rd.committed_entries);
             let read_states = std::mem::take(&mut rd.read_states);
             let reads_dropped = std::mem::take(&mut rd.reads_dropped);
             let snapshot_request = rd.snapshot_request.take();
             let applied = self.apply_entries(g, &committed_entries, net)?;
             round.stats.applied += applied;
-            round.ready_mut(k).committed_entries = committed_entries;
+            round.ready_mut(k).1.committed_entries = committed_entries;
             for rs in &read_states {
                 if let Some(r) = self.reads.get_mut(&rs.ctx) {
                     r.index = Some(rs.index);
@@ -66,11 +65,13 @@ impl Driver<'_> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let now = Instant::now();
         let committed = self.multi.group(g).map_or(0, |r| r.log().committed());
         let Some(shard) = self.shards.get_mut(&g) else {
             return Ok(0);
         };
+        // Read once per batch, only when a write waits (the simulator runs this path millions of
+        // times).
+        let now = (!shard.writes.is_empty()).then(Instant::now);
         let mut membership_changed = false;
         for e in entries {
             self.metrics.entries_committed.inc();
@@ -102,9 +103,11 @@ impl Driver<'_> {
                     // (a snapshot covered it): it may be in the snapshot.
                     Err(ClientError::LeadershipLost)
                 };
-                self.metrics
-                    .commit_latency_us
-                    .record(now.saturating_duration_since(w.started).as_micros() as u64);
+                if let Some(now) = now {
+                    self.metrics
+                        .commit_latency_us
+                        .record(now.saturating_duration_since(w.started).as_micros() as u64);
+                }
                 let _ = w.reply.try_send(answer);
             }
         }
@@ -116,10 +119,13 @@ impl Driver<'_> {
 
     /// Serves the queued reads of `g` whose read index is applied.
     pub fn serve_ready_reads(&mut self, g: GroupId) {
-        let now = Instant::now();
         let Some(shard) = self.shards.get_mut(&g) else {
             return;
         };
+        if shard.read_queue.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         let applied = shard.kv.applied_index();
         while let Some(&(index, ctx)) = shard.read_queue.first() {
             if index > applied {

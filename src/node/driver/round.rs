@@ -66,9 +66,15 @@ impl Round {
         self.stats
     }
 
-    /// The Ready of the `k`-th group.
-    pub(super) fn ready_mut(&mut self, k: usize) -> &mut Ready {
-        &mut self.groups[k].rd
+    /// Groups in the round.
+    pub(super) fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The group and Ready of the `k`-th group (`k < len()`).
+    pub(super) fn ready_mut(&mut self, k: usize) -> (GroupId, &mut Ready) {
+        let gr = &mut self.groups[k];
+        (gr.g, &mut gr.rd)
     }
 }
 
