@@ -136,6 +136,10 @@ pub struct ChaosArgs {
     /// The server executable (default: this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+    /// Reads mostly through the lease path (80 % lease reads): with `pause-isolated`, the
+    /// schedule for a leader that serves lease reads after it lost its lease.
+    #[arg(long)]
+    pub lease_heavy: bool,
     /// Time budget of the linearizability check, seconds.
     #[arg(long, default_value_t = 120)]
     pub check_budget_s: u64,
@@ -194,9 +198,14 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
     let nemeses: Vec<&str> = args.nemesis.iter().map(|k| k.name()).collect();
     let nemeses = nemeses.join(",");
     let replay = format!(
-        "ringraft chaos --seed {seed} --seconds {} --nodes {} --nemesis {nemeses}{}",
+        "ringraft chaos --seed {seed} --seconds {} --nodes {} --nemesis {nemeses}{}{}",
         args.seconds,
         args.nodes,
+        if args.lease_heavy {
+            " --lease-heavy"
+        } else {
+            ""
+        },
         args.unsafe_faults
             .as_ref()
             .map(|u| format!(" --unsafe-faults {u}"))
@@ -279,6 +288,7 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         register_keys: args.keys,
         append_keys: args.append_keys,
         seed,
+        lease_heavy: args.lease_heavy,
     };
     let used_append_keys: workload::AppendKeys = Default::default();
     let workers = workload::spawn(&wcfg, &rec, &stop, &ledger, &used_append_keys);
@@ -527,6 +537,21 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
             c.pause(l);
             sleep_until(t0, end, c, found);
             c.resume(l);
+        }
+        (NemesisKind::PauseIsolated, _) => {
+            let l = leader();
+            target = format!(
+                "n{} (leader) cut from {} and paused; resumed still cut",
+                l + 1,
+                names(&others(l))
+            );
+            c.proxy.cut_between(&[l], &others(l));
+            c.pause(l);
+            let resume = f.at + f.duration.saturating_sub(schedule::CUT_AFTER_RESUME);
+            sleep_until(t0, resume, c, found);
+            c.resume(l);
+            sleep_until(t0, end, c, found);
+            c.proxy.heal_all();
         }
         (NemesisKind::RestartAll, _) => {
             target = "every node".into();

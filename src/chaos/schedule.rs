@@ -21,6 +21,12 @@ pub const GAP_MS: (u64, u64) = (1_000, 3_000);
 /// killed leader forces an election.
 pub const FAULT_MS: (u64, u64) = (2_500, 6_000);
 
+/// A pause-isolated leader is continued this long before the heal, its links still cut: the
+/// window in which it believes it leads with a lease that ran out while it was stopped. Above
+/// the shipped configs' largest election timeout (1200 ms), so check-quorum has to step it down
+/// inside the window.
+pub const CUT_AFTER_RESUME: Duration = Duration::from_millis(1_500);
+
 /// SplitMix64: a small, seedable, portable generator (the schedule must not depend on a
 /// library's algorithm choice to stay replayable).
 #[derive(Debug, Clone)]
@@ -88,6 +94,11 @@ pub enum NemesisKind {
     /// never the one removed (the server steps down after committing its own removal but does
     /// not hand over first). Without a spare left, the fault hands leadership over instead.
     Membership,
+    /// Cut the leader's peer links and SIGSTOP it; SIGCONT it [`CUT_AFTER_RESUME`] before the
+    /// heal, its links still cut: it comes back believing it leads, hears nobody, and must not
+    /// serve lease reads from its own state (its lease ran out while it was stopped) until it
+    /// steps down. Not part of `mixed` (a targeted schedule, with `--lease-heavy`).
+    PauseIsolated,
     /// Restart one node with its WAL fault hook armed (a seeded failing fsync, short write or
     /// ENOSPC after N operations, see [`DiskFault`]); restart it without the hook at the heal.
     /// The node's exit when the fault fires, and its error lines then, are expected. Not part
@@ -129,6 +140,7 @@ impl NemesisKind {
             NemesisKind::LaggingElection => "lagging-election",
             NemesisKind::TransferLeader => "transfer-leader",
             NemesisKind::Membership => "membership",
+            NemesisKind::PauseIsolated => "pause-isolated",
             NemesisKind::Disk => "disk",
             NemesisKind::Mixed => "mixed",
         }
@@ -301,6 +313,7 @@ fn target_for(kind: NemesisKind, nodes: usize, rng: &mut Rng) -> Target {
         | NemesisKind::Pause
         | NemesisKind::IsolateLeader
         | NemesisKind::OneWay
+        | NemesisKind::PauseIsolated
         | NemesisKind::Mixed => Target::Leader,
         NemesisKind::RestartAll => Target::All,
         NemesisKind::LaggingElection => Target::Lagging(rng.below(n) as usize),
