@@ -511,7 +511,9 @@ fn names(v: &[usize]) -> String {
 /// Applies one fault, waits out its duration, heals it; returns what happened.
 fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> FaultRecord {
     let n = c.nodes.len();
-    let all: Vec<usize> = (0..n).collect();
+    // Partitions and "the others" are among the members when the fault starts (a spare that
+    // never joined, or a removed node, is on no side).
+    let all: Vec<usize> = c.members();
     let leader = || c.leader().unwrap_or(0);
     let start_ns = t0.elapsed().as_nanos() as u64;
     let end = f.at + f.duration;
@@ -597,7 +599,8 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
         }
         (NemesisKind::LaggingElection, Target::Lagging(i)) => {
             let l = leader();
-            let lag = if *i == l { (i + 1) % n.max(1) } else { *i };
+            // The seeded node, or the next member that does not lead.
+            let lag = from(&all, *i).into_iter().find(|&m| m != l).unwrap_or(*i);
             target = format!("n{} lags; then leader n{} killed", lag + 1, l + 1);
             c.proxy.cut_between(&[lag], &others(lag));
             sleep_until(t0, end, c, found);
