@@ -14,6 +14,14 @@
 //! without root, namespaces, iptables or `tc` (netem is not available on the development
 //! machines); clients dial the nodes directly, so an isolated leader stays reachable.
 //!
+//! Membership and leadership under load: `transfer-leader` sends the admin
+//! `TransferLeadership` request; `membership` starts a spare node (the config set's learner
+//! configs after the voters', rewritten like the others) that joins as a learner, promotes it,
+//! removes a follower voter and stops that node for good ([`Cluster::retire`]). Each step's
+//! time goes into the fault's record; the final reads and the convergence check use the
+//! members at the end. A learner announces its real address, so links to a node that joined
+//! at run time do not pass through the fault proxy.
+//!
 //! Disk faults: the `disk` nemesis kills one seeded node and restarts it with the WAL's fault
 //! hook armed — `RINGRAFT_WAL_FAULT=<spec>` (a seeded `fsync_fail_after=N`,
 //! `short_write_after=N` or `enospc_after=N`) together with `RINGRAFT_WAL_FAULT_ENABLE=1`; the
