@@ -191,7 +191,7 @@ bench-scripts-test:
 ##   3-node cluster built from config/ (own ports and work directory: it never touches the
 ##   cluster of start-cluster). Report in chaos_reports/<time>-seed<seed>/; exit 1 on a violation.
 ##   SEED=… replays a run's schedule; CHAOS_ARGS=… adds options (see `ringraft chaos --help`).
-## chaos-long: 12 minutes, every nemesis.
+## chaos-long: 12 minutes, every nemesis (membership changes and leadership transfers included).
 CHAOS_SECONDS      ?= 60
 CHAOS_LONG_SECONDS ?= 720
 CHAOS_ARGS         ?=
@@ -203,5 +203,5 @@ chaos: build
 
 chaos-long: build
 	$(RELEASE_BIN) chaos --seconds $(CHAOS_LONG_SECONDS) \
-	  --nemesis kill,kill-leader,pause,partition,isolate-leader,bridge,one-way,restart-all,lagging-election,disk \
+	  --nemesis kill,kill-leader,pause,partition,isolate-leader,bridge,one-way,restart-all,lagging-election,transfer-leader,membership,pause-isolated,disk \
 	  $(CHAOS_SEED_ARG) $(CHAOS_ARGS)

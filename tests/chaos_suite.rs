@@ -129,3 +129,41 @@ fn a_raft_that_grants_votes_to_stale_logs_is_caught() {
     }
     panic!("no seed caught the stale-log vote");
 }
+
+#[test]
+#[ignore = "a 25 s run and its 25 s control; the lease negative control of the fault suite"]
+fn a_leader_serving_lease_reads_without_checking_its_lease_is_caught() {
+    // A leader cut off and stopped past an election comes back believing it leads; with
+    // lease_ignore_clock it serves lease reads from its own stale state until check-quorum
+    // steps it down. Seeds 21 and 22 caught it on the development machine.
+    let args = |seed: &'static str| {
+        vec![
+            "--seconds",
+            "25",
+            "--seed",
+            seed,
+            "--nemesis",
+            "pause-isolated",
+            "--lease-heavy",
+            "--http-workers",
+            "6",
+        ]
+    };
+    let out = out_dir("lease-control");
+    let (code, stdout) = chaos(&out, &args("21"));
+    assert_eq!(code, 0, "the same schedule on a correct server: {stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+    for seed in ["21", "22"] {
+        let out = out_dir(&format!("lease{seed}"));
+        let mut a = args(seed);
+        a.extend(["--unsafe-faults", "lease_ignore_clock"]);
+        let (code, stdout) = chaos(&out, &a);
+        if code == 1 {
+            assert!(stdout.contains("NOT linearizable"), "{stdout}");
+            let _ = std::fs::remove_dir_all(&out);
+            return;
+        }
+        assert_eq!(code, 0, "{stdout}");
+    }
+    panic!("no seed caught the lease read served without a lease");
+}

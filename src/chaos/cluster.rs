@@ -50,6 +50,10 @@ pub struct Node {
     pub expected_exits: Vec<String>,
     /// Output files and log directories of incarnations started with a WAL fault.
     pub wal_fault_logs: Vec<PathBuf>,
+    /// Whether it belongs to the cluster: the initial nodes do; a spare does once it was
+    /// started to join ([`Cluster::join`]); a node removed from the configuration no longer
+    /// does ([`Cluster::retire`]). [`Cluster::start`] starts members only.
+    pub member: bool,
 }
 
 impl Node {
@@ -92,11 +96,26 @@ impl Cluster {
         bin: &Path,
         env: Vec<(String, String)>,
     ) -> Result<Cluster, String> {
+        Cluster::prepare_with_spares(config_dir, nodes, 0, dir, bin, env)
+    }
+
+    /// [`Cluster::prepare`] plus `spares` learner configs `n<nodes+1>.toml ..` (each lists the
+    /// voters and itself as a joining learner), rewritten the same way; spares are not members
+    /// until [`Cluster::join`] starts them.
+    pub fn prepare_with_spares(
+        config_dir: &Path,
+        nodes: usize,
+        spares: usize,
+        dir: &Path,
+        bin: &Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Cluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut addrs = Vec::new();
         let mut metrics_ports = Vec::new();
+        let total = nodes + spares;
         // Ports the kernel reports free now; held by no one until the nodes bind them.
-        for _ in 0..nodes {
+        for _ in 0..total {
             let p = free_port().map_err(|e| format!("no free port: {e}"))?;
             let m = free_port().map_err(|e| format!("no free port: {e}"))?;
             addrs.push(SocketAddr::from(([127, 0, 0, 1], p)));
@@ -104,7 +123,7 @@ impl Cluster {
         }
         let proxy = Proxy::start(&addrs).map_err(|e| format!("cannot start the proxy: {e}"))?;
         let mut out = Vec::new();
-        for i in 0..nodes {
+        for i in 0..total {
             let src = config_dir.join(format!("n{}.toml", i + 1));
             let text =
                 std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
@@ -123,6 +142,7 @@ impl Cluster {
                 wal_fault: None,
                 expected_exits: Vec::new(),
                 wal_fault_logs: Vec::new(),
+                member: i < nodes,
             });
         }
         Ok(Cluster {
@@ -139,9 +159,9 @@ impl Cluster {
         self.nodes.iter().map(|n| n.address.to_string()).collect()
     }
 
-    /// Starts node `i` (a no-op if it runs).
+    /// Starts node `i` (a no-op if it runs or is not a member).
     pub fn start(&mut self, i: usize) -> Result<(), String> {
-        if self.nodes[i].child.is_some() {
+        if self.nodes[i].child.is_some() || !self.nodes[i].member {
             return Ok(());
         }
         let (config, output) = (self.nodes[i].config.clone(), self.nodes[i].output.clone());
@@ -215,6 +235,34 @@ impl Cluster {
         n.child = Some(child);
         n.paused = false;
         Ok(())
+    }
+
+    /// Makes spare `i` a member and starts it (its config makes it ask the voters to add it
+    /// as a learner).
+    pub fn join(&mut self, i: usize) -> Result<(), String> {
+        self.nodes[i].member = true;
+        self.start(i)
+    }
+
+    /// Node `i` was removed from the configuration: it is killed and never started again.
+    pub fn retire(&mut self, i: usize) {
+        self.kill(i);
+        self.nodes[i].member = false;
+    }
+
+    /// The first spare that never joined, if any (a removed node is not reused: its id and
+    /// data belong to the old configuration).
+    pub fn spare(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| !n.member && n.unexpected_exits.is_empty() && !n.output.exists())
+    }
+
+    /// Indexes of the members.
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].member)
+            .collect()
     }
 
     /// Starts every node.
@@ -425,17 +473,18 @@ fn rewrite_config(
         .get_mut("initial_cluster")
         .and_then(|v| v.as_array_mut())
         .ok_or("cluster.initial_cluster missing")?;
+    // Members beyond the prepared nodes are dropped (a run may use fewer nodes than the
+    // config set has); the node itself must be listed.
     members.retain(|m| {
         m.get("id")
             .and_then(|v| v.as_integer())
             .is_some_and(|id| id >= 1 && (id as usize) <= addrs.len())
     });
-    if members.len() != addrs.len() {
-        return Err(format!(
-            "cluster.initial_cluster lists {} of the nodes 1..={}",
-            members.len(),
-            addrs.len()
-        ));
+    if !members
+        .iter()
+        .any(|m| m.get("id").and_then(|v| v.as_integer()) == Some(id))
+    {
+        return Err(format!("cluster.initial_cluster does not list node {id}"));
     }
     for m in members.iter_mut() {
         let t = m

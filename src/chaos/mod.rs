@@ -14,6 +14,14 @@
 //! without root, namespaces, iptables or `tc` (netem is not available on the development
 //! machines); clients dial the nodes directly, so an isolated leader stays reachable.
 //!
+//! Membership and leadership under load: `transfer-leader` sends the admin
+//! `TransferLeadership` request; `membership` starts a spare node (the config set's learner
+//! configs after the voters', rewritten like the others) that joins as a learner, promotes it,
+//! removes a follower voter and stops that node for good ([`Cluster::retire`]). Each step's
+//! time goes into the fault's record; the final reads and the convergence check use the
+//! members at the end. A learner announces its real address, so links to a node that joined
+//! at run time do not pass through the fault proxy.
+//!
 //! Disk faults: the `disk` nemesis kills one seeded node and restarts it with the WAL's fault
 //! hook armed — `RINGRAFT_WAL_FAULT=<spec>` (a seeded `fsync_fail_after=N`,
 //! `short_write_after=N` or `enospc_after=N`) together with `RINGRAFT_WAL_FAULT_ENABLE=1`; the
@@ -49,6 +57,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checker::{self, Budget, ModelKind, Verdict};
 use crate::client::{Client, Consistency};
+use ringraft_net::message::{AdminRequest, AdminResponse};
 
 use cluster::{Cluster, UNSAFE_TEST_FAULTS_ENV};
 use report::{FaultRecord, Findings};
@@ -71,6 +80,13 @@ pub const FINAL_READ_WAIT: Duration = Duration::from_secs(30);
 pub const CONVERGE_WAIT: Duration = Duration::from_secs(20);
 /// A lagging-election fault keeps the killed leader down this long after the heal.
 pub const LAGGING_LEADER_DOWN: Duration = Duration::from_secs(2);
+/// Most spare nodes (learner configs `n<nodes+1>.toml`, ...) prepared for the membership
+/// nemesis: each membership fault adds one and removes a voter, so this bounds how many such
+/// faults change the membership in one run.
+pub const SPARES_MAX: usize = 2;
+/// Pause between two tries of a membership request that was refused (no leader yet, learner
+/// not added yet, another change in flight).
+pub const MEMBERSHIP_RETRY: Duration = Duration::from_millis(200);
 /// Largest node log file scanned for crash lines.
 pub const LOG_SCAN_BYTES_MAX: u64 = 256 << 20;
 
@@ -128,6 +144,10 @@ pub struct ChaosArgs {
     /// The server executable (default: this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+    /// Reads mostly through the lease path (80 % lease reads): with `pause-isolated`, the
+    /// schedule for a leader that serves lease reads after it lost its lease.
+    #[arg(long)]
+    pub lease_heavy: bool,
     /// Time budget of the linearizability check, seconds.
     #[arg(long, default_value_t = 120)]
     pub check_budget_s: u64,
@@ -186,9 +206,14 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
     let nemeses: Vec<&str> = args.nemesis.iter().map(|k| k.name()).collect();
     let nemeses = nemeses.join(",");
     let replay = format!(
-        "ringraft chaos --seed {seed} --seconds {} --nodes {} --nemesis {nemeses}{}",
+        "ringraft chaos --seed {seed} --seconds {} --nodes {} --nemesis {nemeses}{}{}",
         args.seconds,
         args.nodes,
+        if args.lease_heavy {
+            " --lease-heavy"
+        } else {
+            ""
+        },
         args.unsafe_faults
             .as_ref()
             .map(|u| format!(" --unsafe-faults {u}"))
@@ -228,7 +253,24 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
 
-    let mut cluster = Cluster::prepare(&args.config_dir, args.nodes, &work, &bin, env)?;
+    // Spares for the membership nemesis: the learner configs that exist after the voters'.
+    let spares = if args
+        .nemesis
+        .iter()
+        .any(|k| matches!(k, NemesisKind::Membership | NemesisKind::Mixed))
+    {
+        (1..=SPARES_MAX)
+            .take_while(|k| {
+                args.config_dir
+                    .join(format!("n{}.toml", args.nodes + k))
+                    .exists()
+            })
+            .count()
+    } else {
+        0
+    };
+    let mut cluster =
+        Cluster::prepare_with_spares(&args.config_dir, args.nodes, spares, &work, &bin, env)?;
     cluster.start_all()?;
     if cluster.wait_leader(LEADER_WAIT).is_none() {
         return Err(format!(
@@ -254,6 +296,7 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         register_keys: args.keys,
         append_keys: args.append_keys,
         seed,
+        lease_heavy: args.lease_heavy,
     };
     let used_append_keys: workload::AppendKeys = Default::default();
     let workers = workload::spawn(&wcfg, &rec, &stop, &ledger, &used_append_keys);
@@ -300,6 +343,8 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         .lock()
         .map(|k| k.iter().cloned().collect())
         .unwrap_or_default();
+    let members = names(&cluster.members());
+    println!("membership at the end: {members}");
     let finals = final_reads(&cluster, &rec, args, &append_keys);
     converge(&cluster, &finals, &mut findings);
     let reaped = cluster.reap_unexpected(t0.elapsed());
@@ -431,6 +476,7 @@ pub fn run(args: &ChaosArgs) -> Result<RunResult, String> {
         nodes: args.nodes,
         seconds: args.seconds,
         nemeses,
+        members,
         unsafe_faults: args.unsafe_faults.clone(),
         schedule: schedule_lines,
         faults: &faults,
@@ -473,7 +519,9 @@ fn names(v: &[usize]) -> String {
 /// Applies one fault, waits out its duration, heals it; returns what happened.
 fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> FaultRecord {
     let n = c.nodes.len();
-    let all: Vec<usize> = (0..n).collect();
+    // Partitions and "the others" are among the members when the fault starts (a spare that
+    // never joined, or a removed node, is on no side).
+    let all: Vec<usize> = c.members();
     let leader = || c.leader().unwrap_or(0);
     let start_ns = t0.elapsed().as_nanos() as u64;
     let end = f.at + f.duration;
@@ -499,6 +547,21 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
             c.pause(l);
             sleep_until(t0, end, c, found);
             c.resume(l);
+        }
+        (NemesisKind::PauseIsolated, _) => {
+            let l = leader();
+            target = format!(
+                "n{} (leader) cut from {} and paused; resumed still cut",
+                l + 1,
+                names(&others(l))
+            );
+            c.proxy.cut_between(&[l], &others(l));
+            c.pause(l);
+            let resume = f.at + f.duration.saturating_sub(schedule::CUT_AFTER_RESUME);
+            sleep_until(t0, resume, c, found);
+            c.resume(l);
+            sleep_until(t0, end, c, found);
+            c.proxy.heal_all();
         }
         (NemesisKind::RestartAll, _) => {
             target = "every node".into();
@@ -544,7 +607,8 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
         }
         (NemesisKind::LaggingElection, Target::Lagging(i)) => {
             let l = leader();
-            let lag = if *i == l { (i + 1) % n.max(1) } else { *i };
+            // The seeded node, or the next member that does not lead.
+            let lag = from(&all, *i).into_iter().find(|&m| m != l).unwrap_or(*i);
             target = format!("n{} lags; then leader n{} killed", lag + 1, l + 1);
             c.proxy.cut_between(&[lag], &others(lag));
             sleep_until(t0, end, c, found);
@@ -578,6 +642,15 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
                     .push(format!("n{} restart after the disk fault: {e}", i + 1));
             }
         }
+        (NemesisKind::TransferLeader, Target::Node(pref)) => {
+            target = transfer(c, *pref, t0, end, found);
+        }
+        (NemesisKind::Membership, Target::Node(pref)) => {
+            target = match c.spare() {
+                Some(spare) => membership(c, spare, *pref, t0, end, found),
+                None => format!("no spare left: {}", transfer(c, *pref, t0, end, found)),
+            };
+        }
         (k, t) => {
             // A kind whose target shape does not match cannot be planned by `schedule::plan`.
             target = format!("skipped: {} with {t:?}", k.name());
@@ -591,6 +664,157 @@ fn inject(f: &Fault, c: &mut Cluster, t0: Instant, found: &mut Findings) -> Faul
     }
 }
 
+/// Seconds since the workload's start, for the fault records.
+fn at(t0: Instant) -> String {
+    format!("t={:.1}s", t0.elapsed().as_secs_f64())
+}
+
+/// `members` (ascending) starting at the first one from `pref` on, wrapping around.
+fn from(members: &[usize], pref: usize) -> Vec<usize> {
+    let (before, after): (Vec<usize>, Vec<usize>) = members.iter().partition(|&&m| m < pref);
+    after.into_iter().chain(before).collect()
+}
+
+/// One admin request to node `i` (one attempt).
+fn admin(c: &Cluster, i: usize, req: &AdminRequest) -> Result<AdminResponse, String> {
+    let addr = c.nodes[i].address;
+    let mut client =
+        Client::new(workload::frame_client_config(&[addr])).map_err(|e| e.to_string())?;
+    client
+        .admin(&addr.to_string(), req)
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `req` to whoever leads until it answers Done or `end` (since `t0`) passes; the last
+/// refusal otherwise.
+fn until_done(
+    c: &mut Cluster,
+    req: &AdminRequest,
+    t0: Instant,
+    end: Duration,
+    found: &mut Findings,
+) -> Result<(), String> {
+    let mut last = "no leader".to_string();
+    while t0.elapsed() < end {
+        if let Some(l) = c.leader() {
+            match admin(c, l, req) {
+                Ok(AdminResponse::Done { .. }) => return Ok(()),
+                Ok(other) => last = format!("n{}: {other:?}", l + 1),
+                Err(e) => last = format!("n{}: {e}", l + 1),
+            }
+        }
+        let next = t0.elapsed() + MEMBERSHIP_RETRY;
+        if !sleep_until(t0, next.min(end), c, found) {
+            break;
+        }
+    }
+    Err(last)
+}
+
+/// The transfer-leader nemesis: asks the leader to hand over to the preferred voter (or the
+/// next member that is not the leader), then watches who leads until `end`.
+fn transfer(
+    c: &mut Cluster,
+    pref: usize,
+    t0: Instant,
+    end: Duration,
+    found: &mut Findings,
+) -> String {
+    let members = c.members();
+    let Some(l) = c.leader() else {
+        sleep_until(t0, end, c, found);
+        return "no leader to transfer from".into();
+    };
+    let Some(to) = from(&members, pref).into_iter().find(|&m| m != l) else {
+        sleep_until(t0, end, c, found);
+        return format!("n{} leads alone", l + 1);
+    };
+    let asked = at(t0);
+    let req = AdminRequest::TransferLeadership {
+        group: 0,
+        to: to as u64 + 1,
+    };
+    let answer = match admin(c, l, &req) {
+        Ok(AdminResponse::Done { .. }) => "started".to_string(),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => e,
+    };
+    let mut led = None;
+    while t0.elapsed() < end {
+        if led.is_none() && c.leader() == Some(to) {
+            led = Some(at(t0));
+        }
+        let next = t0.elapsed() + Duration::from_millis(100);
+        if !sleep_until(t0, next.min(end), c, found) {
+            break;
+        }
+    }
+    format!(
+        "n{} -> n{} asked {asked} ({answer}); {}",
+        l + 1,
+        to + 1,
+        match led {
+            Some(t) => format!("n{} leads {t}", to + 1),
+            None => format!("n{} did not lead within the window", to + 1),
+        }
+    )
+}
+
+/// The membership nemesis: spare `spare` joins as a learner, is promoted, then a follower
+/// voter (`pref`, or the next follower that is not the new node) is removed and stopped for
+/// good. Each step's time goes into the returned record.
+fn membership(
+    c: &mut Cluster,
+    spare: usize,
+    pref: usize,
+    t0: Instant,
+    end: Duration,
+    found: &mut Findings,
+) -> String {
+    let id = spare as u64 + 1;
+    let mut steps = vec![format!("n{id} started {}", at(t0))];
+    if let Err(e) = c.join(spare) {
+        sleep_until(t0, end, c, found);
+        return format!("n{id} could not start: {e}");
+    }
+    // The spare's own join loop asks the voters to add it as a learner; promotion is refused
+    // until that is committed, so promoting is retried until it is done.
+    let promote = AdminRequest::Promote {
+        group: 0,
+        node_id: id,
+    };
+    if let Err(why) = until_done(c, &promote, t0, end, found) {
+        // Never a voter: stop it so the end state has no half-joined member.
+        c.retire(spare);
+        steps.push(format!(
+            "not promoted within the window ({why}); stopped {}",
+            at(t0)
+        ));
+        return steps.join(", ");
+    }
+    steps.push(format!("promoted {}", at(t0)));
+    let leader = c.leader();
+    let members = c.members();
+    let victim = from(&members, pref)
+        .into_iter()
+        .find(|&m| Some(m) != leader && m != spare);
+    if let Some(v) = victim {
+        let remove = AdminRequest::Remove {
+            group: 0,
+            node_id: v as u64 + 1,
+        };
+        match until_done(c, &remove, t0, end, found) {
+            Ok(()) => {
+                c.retire(v);
+                steps.push(format!("n{} removed and stopped {}", v + 1, at(t0)));
+            }
+            Err(why) => steps.push(format!("n{} not removed within the window ({why})", v + 1)),
+        }
+    }
+    sleep_until(t0, end, c, found);
+    steps.join(", ")
+}
+
 /// Reads every key once through the frame client (linearizable, retried through elections),
 /// recording the reads as part of the history. Key → final value, for keys that were read.
 fn final_reads(
@@ -600,7 +824,12 @@ fn final_reads(
     append_keys: &[String],
 ) -> HashMap<String, Option<String>> {
     let mut out = HashMap::new();
-    let nodes: Vec<_> = cluster.nodes.iter().map(|n| n.address).collect();
+    let nodes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.member)
+        .map(|n| n.address)
+        .collect();
     let Ok(mut client) = Client::new(workload::frame_client_config(&nodes)) else {
         return out;
     };
@@ -644,7 +873,7 @@ fn converge(cluster: &Cluster, finals: &HashMap<String, Option<String>>, f: &mut
     let mut lagging: Vec<String>;
     loop {
         lagging = Vec::new();
-        for n in &cluster.nodes {
+        for n in cluster.nodes.iter().filter(|n| n.member) {
             for (k, want) in finals {
                 match workload::http_get(n.address, k, "eventual") {
                     Ok(got) if &got == want => {}
@@ -667,5 +896,18 @@ fn converge(cluster: &Cluster, finals: &HashMap<String, Option<String>>, f: &mut
     for l in lagging {
         f.divergence
             .push(format!("{l} ({CONVERGE_WAIT:?} after healing)"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nemesis_targets_start_at_the_seeded_member_and_wrap() {
+        assert_eq!(from(&[0, 1, 3, 4], 2), vec![3, 4, 0, 1]);
+        assert_eq!(from(&[0, 1, 3, 4], 0), vec![0, 1, 3, 4]);
+        assert_eq!(from(&[0, 1, 3], 7), vec![0, 1, 3]);
+        assert!(from(&[], 1).is_empty());
     }
 }

@@ -365,6 +365,8 @@ pub struct Summary<'a> {
     pub seconds: u64,
     /// Nemeses asked for.
     pub nemeses: String,
+    /// The members at the end (the final reads and convergence checks use these).
+    pub members: String,
     /// Test-only server faults switched on (negative controls), if any.
     pub unsafe_faults: Option<String>,
     /// The planned schedule, printed.
@@ -390,6 +392,11 @@ pub fn markdown(s: &Summary) -> String {
         m,
         "- {} nodes, {} s of workload, nemeses: {}",
         s.nodes, s.seconds, s.nemeses
+    );
+    let _ = writeln!(
+        m,
+        "- members at the end: {} (final reads and convergence checked on these)",
+        s.members
     );
     if let Some(u) = &s.unsafe_faults {
         let _ = writeln!(

@@ -21,6 +21,12 @@ pub const GAP_MS: (u64, u64) = (1_000, 3_000);
 /// killed leader forces an election.
 pub const FAULT_MS: (u64, u64) = (2_500, 6_000);
 
+/// A pause-isolated leader is continued this long before the heal, its links still cut: the
+/// window in which it believes it leads with a lease that ran out while it was stopped. Above
+/// the shipped configs' largest election timeout (1200 ms), so check-quorum has to step it down
+/// inside the window.
+pub const CUT_AFTER_RESUME: Duration = Duration::from_millis(1_500);
+
 /// SplitMix64: a small, seedable, portable generator (the schedule must not depend on a
 /// library's algorithm choice to stay replayable).
 #[derive(Debug, Clone)]
@@ -78,6 +84,21 @@ pub enum NemesisKind {
     /// Isolate a random follower (it falls behind), then at the heal kill the leader: the
     /// lagging follower must not win the election that follows.
     LaggingElection,
+    /// Ask the leader to hand leadership to another voter (the admin `TransferLeadership`
+    /// request), under load; the seeded node is the preferred new leader (the next voter if it
+    /// is the leader or no longer a member).
+    TransferLeader,
+    /// A membership change under load: start a spare node (n4, then n5) that joins as a
+    /// learner, promote it once it caught up, then remove a follower voter (the seeded node, or
+    /// the next follower) and stop it for good: the voter count stays the same. The leader is
+    /// never the one removed (the server steps down after committing its own removal but does
+    /// not hand over first). Without a spare left, the fault hands leadership over instead.
+    Membership,
+    /// Cut the leader's peer links and SIGSTOP it; SIGCONT it [`CUT_AFTER_RESUME`] before the
+    /// heal, its links still cut: it comes back believing it leads, hears nobody, and must not
+    /// serve lease reads from its own state (its lease ran out while it was stopped) until it
+    /// steps down. Not part of `mixed` (a targeted schedule, with `--lease-heavy`).
+    PauseIsolated,
     /// Restart one node with its WAL fault hook armed (a seeded failing fsync, short write or
     /// ENOSPC after N operations, see [`DiskFault`]); restart it without the hook at the heal.
     /// The node's exit when the fault fires, and its error lines then, are expected. Not part
@@ -91,7 +112,7 @@ impl NemesisKind {
     /// Every concrete kind `mixed` draws from (`chaos-long` runs these and `disk`). `disk` is
     /// left out so that a `mixed` seed replays the same schedule whether or not a node build
     /// honours the WAL fault hook.
-    pub const ALL: [NemesisKind; 9] = [
+    pub const ALL: [NemesisKind; 11] = [
         NemesisKind::Kill,
         NemesisKind::KillLeader,
         NemesisKind::Pause,
@@ -101,6 +122,8 @@ impl NemesisKind {
         NemesisKind::OneWay,
         NemesisKind::RestartAll,
         NemesisKind::LaggingElection,
+        NemesisKind::TransferLeader,
+        NemesisKind::Membership,
     ];
 
     /// The name on the command line.
@@ -115,6 +138,9 @@ impl NemesisKind {
             NemesisKind::OneWay => "one-way",
             NemesisKind::RestartAll => "restart-all",
             NemesisKind::LaggingElection => "lagging-election",
+            NemesisKind::TransferLeader => "transfer-leader",
+            NemesisKind::Membership => "membership",
+            NemesisKind::PauseIsolated => "pause-isolated",
             NemesisKind::Disk => "disk",
             NemesisKind::Mixed => "mixed",
         }
@@ -211,6 +237,15 @@ fn node_list(v: &[usize]) -> String {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = match &self.target {
+            Target::Node(i) if self.kind == NemesisKind::TransferLeader => {
+                format!("to n{} (or the next voter)", i + 1)
+            }
+            Target::Node(i) if self.kind == NemesisKind::Membership => {
+                format!(
+                    "add a spare, promote it, remove n{} (or the next follower)",
+                    i + 1
+                )
+            }
             Target::Node(i) => format!("n{}", i + 1),
             Target::Leader => "the leader".to_string(),
             Target::All => "every node".to_string(),
@@ -271,11 +306,14 @@ pub fn plan(seed: u64, nodes: usize, total: Duration, kinds: &[NemesisKind]) -> 
 fn target_for(kind: NemesisKind, nodes: usize, rng: &mut Rng) -> Target {
     let n = nodes as u64;
     match kind {
-        NemesisKind::Kill => Target::Node(rng.below(n) as usize),
+        NemesisKind::Kill | NemesisKind::TransferLeader | NemesisKind::Membership => {
+            Target::Node(rng.below(n) as usize)
+        }
         NemesisKind::KillLeader
         | NemesisKind::Pause
         | NemesisKind::IsolateLeader
         | NemesisKind::OneWay
+        | NemesisKind::PauseIsolated
         | NemesisKind::Mixed => Target::Leader,
         NemesisKind::RestartAll => Target::All,
         NemesisKind::LaggingElection => Target::Lagging(rng.below(n) as usize),
@@ -353,6 +391,15 @@ mod tests {
             a.iter().all(|f| f.kind != NemesisKind::Disk),
             "disk is not in mixed"
         );
+        // Mixed draws the membership and leadership nemeses too, each with a seeded node.
+        let long = plan(5, 3, Duration::from_secs(720), &[NemesisKind::Mixed]);
+        for k in [NemesisKind::Membership, NemesisKind::TransferLeader] {
+            let f = long
+                .iter()
+                .find(|f| f.kind == k)
+                .expect("drawn in 12 minutes");
+            assert!(matches!(f.target, Target::Node(i) if i < 3), "{f}");
+        }
     }
 
     #[test]

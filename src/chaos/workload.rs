@@ -247,7 +247,19 @@ pub struct WorkloadConfig {
     pub append_keys: usize,
     /// Seed of the workers' choices.
     pub seed: u64,
+    /// Reads are mostly lease reads ([`LEASE_HEAVY_SHARE_PERCENT`]) instead of the usual mix.
+    pub lease_heavy: bool,
 }
+
+/// Share of lease reads, percent, with [`WorkloadConfig::lease_heavy`]: the reads that a leader
+/// which lost its lease must not serve from its own state; the rest stay linearizable and
+/// eventual so that both other paths keep running.
+pub const LEASE_HEAVY_SHARE_PERCENT: u64 = 80;
+/// Timeout of an HTTP request with [`WorkloadConfig::lease_heavy`]: short, so that the HTTP
+/// workers do not all wait on a stopped or cut-off node and keep spreading fresh reads over
+/// every node, the stopped one included as soon as it runs again (a read that times out had no
+/// effect; a write that times out is recorded with an unknown outcome).
+pub const LEASE_HEAVY_HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Register key `i`.
 pub fn register_key(i: usize) -> String {
@@ -314,7 +326,17 @@ pub fn spawn(
     out
 }
 
-fn pick_consistency(rng: &mut Rng) -> &'static str {
+fn pick_consistency(rng: &mut Rng, lease_heavy: bool) -> &'static str {
+    if lease_heavy {
+        let p = rng.below(100);
+        return if p < LEASE_HEAVY_SHARE_PERCENT {
+            "lease"
+        } else if p < LEASE_HEAVY_SHARE_PERCENT + (100 - LEASE_HEAVY_SHARE_PERCENT) / 2 {
+            "linearizable"
+        } else {
+            "eventual"
+        };
+    }
     match rng.below(10) {
         0..=4 => "linearizable",
         5..=7 => "lease",
@@ -346,8 +368,18 @@ pub fn http_write_outcome(o: &HttpOutcome) -> (Outcome, Option<String>) {
 
 /// An HTTP read: Ok(value) or the failure.
 pub fn http_get(addr: SocketAddr, key: &str, consistency: &str) -> Result<Option<String>, String> {
+    http_get_within(addr, key, consistency, HTTP_TIMEOUT)
+}
+
+/// [`http_get`] with its own timeout.
+pub fn http_get_within(
+    addr: SocketAddr,
+    key: &str,
+    consistency: &str,
+    timeout: Duration,
+) -> Result<Option<String>, String> {
     let path = format!("/get?key={}&consistency={consistency}", encode(key));
-    match request(addr, "GET", &path, None, HTTP_TIMEOUT) {
+    match request(addr, "GET", &path, None, timeout) {
         HttpOutcome::Answer(200, body) => serde_json::from_str::<serde_json::Value>(&body)
             .map_err(|e| format!("bad JSON {body:?}: {e}"))
             .map(|v| v["value"].as_str().map(String::from)),
@@ -359,6 +391,11 @@ pub fn http_get(addr: SocketAddr, key: &str, consistency: &str) -> Result<Option
 
 fn http_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) {
     let mut rng = Rng::new(cfg.seed ^ (w << 32));
+    let timeout = if cfg.lease_heavy {
+        LEASE_HEAVY_HTTP_TIMEOUT
+    } else {
+        HTTP_TIMEOUT
+    };
     let mut process = rec.new_process();
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) && !rec.full() {
@@ -377,14 +414,14 @@ fn http_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) 
                 Via::Http,
             );
             let body = serde_json::json!({ "key": key, "value": value }).to_string();
-            let o = request(node, "POST", "/put", Some(&body), HTTP_TIMEOUT);
+            let o = request(node, "POST", "/put", Some(&body), timeout);
             let (outcome, err) = http_write_outcome(&o);
             rec.complete(call, outcome, None, err);
             if outcome == Outcome::Info {
                 process = rec.new_process();
             }
         } else {
-            let c = pick_consistency(&mut rng);
+            let c = pick_consistency(&mut rng, cfg.lease_heavy);
             let call = rec.invoke(
                 process,
                 OpFunction::Get,
@@ -394,7 +431,7 @@ fn http_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) 
                 Some(c),
                 Via::Http,
             );
-            match http_get(node, &key, c) {
+            match http_get_within(node, &key, c, timeout) {
                 Ok(v) => rec.complete(call, Outcome::Ok, v, None),
                 Err(e) => rec.complete(call, Outcome::Fail, None, Some(e)),
             }
@@ -475,7 +512,7 @@ fn frame_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool)
                 process = rec.new_process();
             }
         } else {
-            let c = pick_consistency(&mut rng);
+            let c = pick_consistency(&mut rng, cfg.lease_heavy);
             let call = rec.invoke(
                 process,
                 OpFunction::Get,

@@ -88,6 +88,9 @@ pub struct KeyReport {
     pub operations: usize,
     /// Distinct (linearized set, state) pairs explored.
     pub states: u64,
+    /// Pending writes whose value nobody observed, set aside before the search (they cannot
+    /// change the verdict: `prune.rs`); counted in `operations`.
+    pub pruned: usize,
     /// Why the search gave up, if it did.
     pub gave_up: Option<String>,
     /// Linearizable: a linearization (indices into [`Report::operations`]); otherwise the
@@ -175,10 +178,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{}: {} operations ({} pending) on {} key(s), model {}, {} states, {:.3} s",
+            "{}: {} operations ({} pending{}) on {} key(s), model {}, {} states, {:.3} s",
             self.verdict,
             self.operations.len(),
             self.pending(),
+            match self.keys.iter().map(|k| k.pruned).sum::<usize>() {
+                0 => String::new(),
+                n => format!(", {n} of them writes nobody observed, set aside"),
+            },
             self.keys.len(),
             self.model,
             self.keys.iter().map(|k| k.states).sum::<u64>(),
@@ -506,17 +513,22 @@ mod tests {
         let r = stale_read_report();
         assert_eq!(r.verdict, Verdict::NotLinearizable);
         let v = r.keys[0].violation.as_ref().unwrap();
-        // put 1, get 1, then the pending put 2 (it may take effect late): the longest prefix.
-        assert_eq!(v.prefix.len(), 3, "{v:?}");
+        // put 1, get 1: the longest prefix. The pending put 2 nobody read is set aside (it
+        // cannot make the value nil either way).
+        assert_eq!(v.prefix.len(), 2, "{v:?}");
         assert_eq!(v.blocking, Some(3), "the get of nil is stuck: {v:?}");
         let text = r.explain();
         assert!(
-            text.contains("longest linearizable prefix: 3 operation(s):"),
+            text.contains("longest linearizable prefix: 2 operation(s):"),
             "{text}"
         );
         assert!(text.contains("get -> nil"), "{text}");
         assert!(
-            text.contains("cannot take effect when the value is \"2\""),
+            text.contains("cannot take effect when the value is \"1\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("(1 pending, 1 of them writes nobody observed, set aside)"),
             "{text}"
         );
         assert_eq!(r.explain_brief(), text, "one key: brief = full");
