@@ -24,6 +24,9 @@ use glommio::net::{TcpListener, TcpStream};
 use serde_json::json;
 use tracing::debug;
 
+use ringraft_net::tls::{Alpn, CertIdentity, NetStream, Role};
+
+use crate::node::auth::{self, AuthError, Principal};
 use crate::node::http::{
     self, parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE,
 };
@@ -55,8 +58,9 @@ fn limits(ctx: &CoreCtx) -> HttpLimits {
     }
 }
 
-/// Serves an HTTP connection of the client port; `first` are bytes already read by the sniffer.
-pub async fn serve_client_http(ctx: Rc<CoreCtx>, stream: TcpStream, first: Vec<u8>) {
+/// Serves an HTTP connection of the client port (plaintext or TLS); `first` are bytes already
+/// read by the sniffer.
+pub async fn serve_client_http(ctx: Rc<CoreCtx>, stream: NetStream, first: Vec<u8>) {
     serve_http(ctx, stream, first, false).await
 }
 
@@ -66,7 +70,8 @@ pub async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 let ctx = ctx.clone();
-                glommio::spawn_local(serve_http(ctx, stream, Vec::new(), true)).detach();
+                glommio::spawn_local(serve_http(ctx, NetStream::plain(stream), Vec::new(), true))
+                    .detach();
             }
             Err(e) => {
                 debug!("metrics accept failed: {e}");
@@ -76,9 +81,14 @@ pub async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
     }
 }
 
-async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, metrics_port: bool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_TIMEOUT_MS)));
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(server::WRITE_TIMEOUT_MS)));
+async fn serve_http(ctx: Rc<CoreCtx>, mut stream: NetStream, mut buf: Vec<u8>, metrics_port: bool) {
+    let _ = stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_TIMEOUT_MS)));
+    let _ = stream
+        .tcp()
+        .set_write_timeout(Some(Duration::from_millis(server::WRITE_TIMEOUT_MS)));
+    let cert = stream.peer_identity().cloned();
     let lim = limits(&ctx);
     let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
     let mut sent_continue = false;
@@ -114,7 +124,7 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
         };
         buf.drain(..used);
         sent_continue = false;
-        let mut resp = handle(&ctx, &req, metrics_port).await;
+        let mut resp = handle(&ctx, &req, metrics_port, cert.as_ref()).await;
         resp.close |= !req.keep_alive || ctx.stopping.get();
         let head_only = req.method == "HEAD";
         if write_response(&ctx, &mut stream, &resp, head_only)
@@ -132,10 +142,15 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
 
 /// Shuts the write side, then reads and discards what the client still sends (bounded by
 /// [`LINGER_MS`] and [`LINGER_MAX_BYTES`]) before the socket is dropped.
-async fn linger_close(stream: TcpStream, chunk: &mut [u8]) {
-    let _ = stream.shutdown(Shutdown::Write).await;
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(LINGER_MS)));
-    let mut stream = stream;
+async fn linger_close(mut stream: NetStream, chunk: &mut [u8]) {
+    if stream.is_tls() {
+        let _ = stream.close().await;
+    } else {
+        let _ = stream.tcp().shutdown(Shutdown::Write).await;
+    }
+    let _ = stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(LINGER_MS)));
     let drain = async {
         let mut left = LINGER_MAX_BYTES;
         while left > 0 {
@@ -151,7 +166,7 @@ async fn linger_close(stream: TcpStream, chunk: &mut [u8]) {
 
 async fn write_response(
     ctx: &CoreCtx,
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     resp: &Response,
     head_only: bool,
 ) -> std::io::Result<()> {
@@ -162,7 +177,12 @@ async fn write_response(
     stream.flush().await
 }
 
-async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
+async fn handle(
+    ctx: &Rc<CoreCtx>,
+    req: &Request,
+    metrics_port: bool,
+    cert: Option<&CertIdentity>,
+) -> Response {
     let routed = if metrics_port {
         http_api::route_metrics_port(req)
     } else {
@@ -177,9 +197,22 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             return resp;
         }
     };
+    // The metrics port serves only metrics, health and status (no state changes): open.
+    let principal = if metrics_port {
+        Principal {
+            name: None,
+            role: Role::Read,
+        }
+    } else {
+        match authorize(ctx, req, cert, &call) {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        }
+    };
     let forwarded = req.header(FORWARDED_HEADER).is_some();
     match call {
-        ApiCall::Client(c) => {
+        ApiCall::Client(mut c) => {
+            c.client_id = auth::session_id(&principal, c.client_id);
             let write = c.op.is_write();
             // The key is kept for the reply; the value moves on to the shard uncopied.
             let key = c.op.routing_key().to_vec();
@@ -187,14 +220,14 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
             if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
                 let addr = &h.address;
                 if !forwarded {
-                    if let Some(resp) = forward_or_fail(ctx, addr, req, write).await {
+                    if let Some(resp) = forward_or_fail(ctx, addr, req, write, &principal).await {
                         return resp;
                     }
                 }
             }
             http_api::client_response(&key, write, &r)
         }
-        ApiCall::Promote { node_id } => promote(ctx, req, node_id, forwarded).await,
+        ApiCall::Promote { node_id } => promote(ctx, req, node_id, forwarded, &principal).await,
         ApiCall::Status => Response::json(200, &status_json(ctx).await),
         ApiCall::Health => {
             let fatal = ctx.st.borrow().fatal.clone();
@@ -223,7 +256,13 @@ async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Respons
     }
 }
 
-async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool) -> Response {
+async fn promote(
+    ctx: &Rc<CoreCtx>,
+    req: &Request,
+    node_id: u64,
+    forwarded: bool,
+    principal: &Principal,
+) -> Response {
     let mut results = Vec::new();
     let mut status = 200;
     for g in 0..ctx.cfg.runtime.shards_per_node as GroupId {
@@ -231,7 +270,7 @@ async fn promote(ctx: &Rc<CoreCtx>, req: &Request, node_id: u64, forwarded: bool
         if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
             let addr = &h.address;
             if !forwarded && ctx.cfg.runtime.shards_per_node == 1 {
-                if let Some(resp) = forward_or_fail(ctx, addr, req, true).await {
+                if let Some(resp) = forward_or_fail(ctx, addr, req, true, principal).await {
                     return resp;
                 }
             }
@@ -276,8 +315,9 @@ async fn forward_or_fail(
     addr: &str,
     req: &Request,
     write: bool,
+    principal: &Principal,
 ) -> Option<Response> {
-    match forward(ctx, addr, req).await {
+    match forward(ctx, addr, req, principal).await {
         Forwarded::Answer(resp) => Some(resp),
         Forwarded::NotSent(why) => {
             debug!(leader = addr, "forward not sent: {why}");
@@ -296,12 +336,12 @@ async fn forward_or_fail(
     }
 }
 
-async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Forwarded {
+async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request, principal: &Principal) -> Forwarded {
     let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
         return Forwarded::NotSent(format!("leader address {addr:?} is not a socket address"));
     };
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    let mut stream = match TcpStream::connect_timeout(
+    let stream = match TcpStream::connect_timeout(
         sock,
         Duration::from_millis(ctx.cfg.network.connect_timeout_ms),
     )
@@ -312,6 +352,35 @@ async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Forwarded {
     };
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
+    // Under TLS the leader is reached as this node (its certificate), and must be the node the
+    // leader hint names a node of this cluster; nothing was sent if that fails.
+    let mut stream = match ctx.security.tls() {
+        None => NetStream::plain(stream),
+        Some(tls) => match ringraft_net::tls::connect(
+            stream,
+            sock,
+            tls,
+            Alpn::Http,
+            None,
+            Duration::from_millis(ctx.cfg.network.connect_timeout_ms),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => return Forwarded::NotSent(format!("TLS to the leader failed: {e}")),
+        },
+    };
+    // Under TLS the leader trusts this node's certificate and takes the client's name from the
+    // principal header; in plaintext the client's own token goes along.
+    let me = ctx.cfg.cluster.node_id.to_string();
+    let on_behalf = principal.name.clone().unwrap_or_default();
+    let authorization = req.header("authorization").unwrap_or_default().to_string();
+    let mut headers: Vec<(&str, &str)> = vec![(FORWARDED_HEADER, &me)];
+    if ctx.security.tls().is_some() {
+        headers.push((auth::PRINCIPAL_HEADER, &on_behalf));
+    } else if !authorization.is_empty() {
+        headers.push(("Authorization", &authorization));
+    }
     // A HEAD is forwarded as GET so the answer carries its body and is framed by its length;
     // the body is dropped when the answer is written.
     let method = if req.method == "HEAD" {
@@ -319,16 +388,8 @@ async fn forward(ctx: &Rc<CoreCtx>, addr: &str, req: &Request) -> Forwarded {
     } else {
         req.method.as_str()
     };
-    let me = ctx.cfg.cluster.node_id.to_string();
     let mut out = Vec::with_capacity(req.body.len() + 256);
-    http::write_request(
-        &mut out,
-        method,
-        &req.target,
-        addr,
-        &[(FORWARDED_HEADER, &me)],
-        &req.body,
-    );
+    http::write_request(&mut out, method, &req.target, addr, &headers, &req.body);
     if let Err(e) = stream.write_all(&out).await {
         return Forwarded::Broken(format!("sending failed: {e}"));
     }
@@ -382,4 +443,45 @@ async fn status_json(ctx: &Rc<CoreCtx>) -> serde_json::Value {
         "peers": peers,
         "shards": shards,
     })
+}
+
+/// The principal of `req` and whether it may make `call`: reads need `read`, writes `write`,
+/// everything else (membership, transfer, snapshots and any call added later) `admin`; refusals
+/// are 401 (no valid credentials, with `WWW-Authenticate: Bearer`) or 403, counted in /metrics.
+fn authorize(
+    ctx: &CoreCtx,
+    req: &Request,
+    cert: Option<&CertIdentity>,
+    call: &ApiCall,
+) -> Result<Principal, Response> {
+    let refused = |e: AuthError| {
+        let (status, kind) = match e {
+            AuthError::Unauthenticated(_) => (401, ErrorKind::Unauthenticated),
+            AuthError::Forbidden(_) => (403, ErrorKind::Forbidden),
+        };
+        ctx.st.borrow().metrics.error(kind);
+        let mut r = Response::error(status, &e.to_string());
+        if status == 401 {
+            r.headers.push(("WWW-Authenticate", "Bearer".to_string()));
+        }
+        r
+    };
+    let p = ctx
+        .security
+        .http(
+            cert,
+            req.header("authorization"),
+            req.header(auth::PRINCIPAL_HEADER),
+        )
+        .map_err(refused)?;
+    let (need, what) = match call {
+        ApiCall::Client(c) if c.op.is_write() => (Role::Write, "a write"),
+        ApiCall::Client(_) | ApiCall::Status | ApiCall::Health | ApiCall::Metrics => {
+            (Role::Read, "a read")
+        }
+        #[allow(unreachable_patterns)]
+        _ => (Role::Admin, "a membership change"),
+    };
+    auth::require(&p, need, what).map_err(refused)?;
+    Ok(p)
 }

@@ -35,6 +35,7 @@ pub(super) async fn core_main(
     stop_rx: flume::Receiver<()>,
     metrics: Arc<NodeMetrics>,
     net_metrics: Arc<NetMetrics>,
+    security: Arc<crate::node::auth::Security>,
 ) -> Result<(), String> {
     let groups: Vec<GroupId> = shards_of_core(core, cfg.runtime.cores, cfg.runtime.shards_per_node)
         .into_iter()
@@ -57,6 +58,7 @@ pub(super) async fn core_main(
         },
         stopping: Cell::new(false),
         inflight: Cell::new(0),
+        security: security.clone(),
     });
     let handler = Rc::new_cyclic(|me| NodeHandler {
         ctx: ctx.clone(),
@@ -113,7 +115,7 @@ pub(super) async fn core_main(
             node_id: cfg.cluster.node_id,
         },
     });
-    lcfg.connection = connection_config(&cfg);
+    lcfg.connection = node_connection_config(&cfg, &security);
     lcfg.max_connections = cfg.network.max_connections;
     let serve = glommio::spawn_local(listener::serve(
         tcp,
