@@ -153,6 +153,12 @@ stop-cluster-tls:
 	  fi; \
 	done
 
+## bench-tls: the same client workloads on a plaintext and on a mutual-TLS 3-node cluster in one
+##   run (benches/tls_bench.sh), table in benches/reports/tls.md. Stop any running cluster first.
+.PHONY: bench-tls
+bench-tls: build
+	RINGRAFT_BIN=$(RELEASE_BIN) benches/tls_bench.sh
+
 ## bench-node: cross-core routing cost and a write baseline on a local 3-node cluster
 .PHONY: bench-node
 bench-node: build
