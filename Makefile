@@ -154,7 +154,7 @@ stop-cluster-tls:
 	done
 
 ## bench-tls: the same client workloads on a plaintext and on a mutual-TLS 3-node cluster in one
-##   run (benches/tls_bench.sh), table in benches/reports/tls.md. Stop any running cluster first.
+##   run (benches/tls_bench.sh), table in benches/reports/tls-node.md. Stop any running cluster first.
 .PHONY: bench-tls
 bench-tls: build
 	RINGRAFT_BIN=$(RELEASE_BIN) benches/tls_bench.sh

@@ -2,7 +2,7 @@
 # TLS cost, measured: the same client workloads on a fresh plaintext 3-node cluster and on a
 # fresh mutual-TLS 3-node cluster (certificates from `ringraft certs`), one after the other in
 # the same run on the same machine, through `ringraft bench` (frame protocol; under TLS with an
-# admin client certificate). Writes benches/reports/tls.md (median of RUNS runs per case).
+# admin client certificate). Writes benches/reports/tls-node.md (median of RUNS runs per case).
 #
 # Settings (environment): RUNS (default 3), DURATION seconds per run (default 5), WARMUP
 # (default 1), RINGRAFT_BIN (prebuilt binary; otherwise `cargo build --release`).
@@ -13,7 +13,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${RINGRAFT_BIN:-$TARGET_DIR/release/ringraft}
-OUT=$ROOT/benches/reports/tls.md
+OUT=$ROOT/benches/reports/tls-node.md
 WORK=$(mktemp -d /tmp/ringraft-tls-bench.XXXXXX)
 PIDS=()
 
