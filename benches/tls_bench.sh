@@ -62,33 +62,40 @@ CASES=(
   "read-linearizable-100|get --consistency linearizable --connections 4 --inflight 100"
 )
 
-declare -A RESULT
-for mode in plain tls; do
-  start_cluster "$mode"
-  if [[ $mode == tls ]]; then
-    export RINGRAFT_TLS_CA=$WORK/certs/ca.crt RINGRAFT_TLS_CERT=$WORK/certs/client-bench.crt \
-      RINGRAFT_TLS_KEY=$WORK/certs/client-bench.key
-  fi
-  for c in "${CASES[@]}"; do
-    IFS='|' read -r name args <<<"$c"
-    : >"$WORK/$name.$mode.jsonl"
-    for r in $(seq 1 "$RUNS"); do
+# Plaintext and TLS alternate run by run (a fresh cluster each time), so drift in the machine's
+# load hits both alike.
+for r in $(seq 1 "$RUNS"); do
+  for mode in plain tls; do
+    start_cluster "$mode"
+    if [[ $mode == tls ]]; then
+      export RINGRAFT_TLS_CA=$WORK/certs/ca.crt RINGRAFT_TLS_CERT=$WORK/certs/client-bench.crt \
+        RINGRAFT_TLS_KEY=$WORK/certs/client-bench.key
+    fi
+    for c in "${CASES[@]}"; do
+      IFS='|' read -r name args <<<"$c"
       echo "== $mode $name (run $r/$RUNS)"
       # shellcheck disable=SC2086
       "$BIN" --endpoints "$EP" bench $args --key-size 8 --value-size 256 --duration "$DURATION" \
         --warmup "$WARMUP" --no-progress --json | tail -1 >>"$WORK/$name.$mode.jsonl"
     done
+    unset RINGRAFT_TLS_CA RINGRAFT_TLS_CERT RINGRAFT_TLS_KEY
+    stop_pids
+  done
+done
+
+declare -A RESULT
+for c in "${CASES[@]}"; do
+  IFS='|' read -r name _ <<<"$c"
+  for mode in plain tls; do
     RESULT[$name.$mode]=$(jq -s -r 'sort_by(.ops_per_s) | .[(length - 1) / 2 | floor]
       | "\(.ops_per_s | floor) | \(.p50_us | floor) | \(.p99_us | floor)"' "$WORK/$name.$mode.jsonl")
   done
-  unset RINGRAFT_TLS_CA RINGRAFT_TLS_CERT RINGRAFT_TLS_KEY
-  stop_pids
 done
 
 {
   echo "# TLS cost (benches/tls_bench.sh, make bench-tls)"
   echo
-  echo "Same machine, same run: a fresh plaintext 3-node cluster, then a fresh mutual-TLS one;"
+  echo "Same machine, same run: fresh plaintext and mutual-TLS 3-node clusters, alternating run by run;"
   echo "8-byte keys, 256-byte values, DiskFirst, median of $RUNS runs of ${DURATION} s."
   echo "Date: $(date -u +%Y-%m-%dT%H:%MZ), host: $(nproc) cores."
   echo

@@ -364,6 +364,60 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
     assert_eq!(s, 200, "{b}");
     assert!(b.contains("\"v1\""), "{b}");
 
+    // Sessions are per client: the same (client_id, seq) from another client is a new write,
+    // not a replay of the first one's.
+    let session_put =
+        |v: &str| format!(r#"{{"key": "s", "value": "{v}", "client_id": 5, "seq": 1}}"#);
+    let (s, b) = https(
+        c.addr(leader),
+        &writer,
+        "POST",
+        "/put",
+        &session_put("a"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = https(
+        c.addr(leader),
+        &anonymous,
+        "POST",
+        "/put",
+        &session_put("b"),
+        Some(WRITE_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = https(c.addr(leader), &reader, "GET", "/get?key=s", "", None).unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b.contains("\"b\""),
+        "another client's session was replayed: {b}"
+    );
+
+    // A write sent to a follower is forwarded to the leader over TLS, for the same client.
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let (s, b) = https(
+        c.addr(follower),
+        &writer,
+        "POST",
+        "/put",
+        &put_body("f", "1"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = https(
+        c.addr(follower),
+        &reader,
+        "POST",
+        "/put",
+        &put_body("f", "2"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 403, "{b}");
+
     // Roles: a reader cannot write, a writer cannot promote; a write token can write but not
     // promote; no credentials at all is 401.
     let (s, b) = https(

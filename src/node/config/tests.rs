@@ -334,7 +334,10 @@ fn plaintext_on_a_non_loopback_address_needs_insecure() {
     let open = BASE.replace("127.0.0.1:9081\"\ninitial", "0.0.0.0:9081\"\ninitial");
     assert_ne!(open, BASE);
     let e = load(&open).unwrap_err().0;
-    assert!(e.contains("not a loopback address") && e.contains("insecure"), "{e}");
+    assert!(
+        e.contains("not a loopback address") && e.contains("insecure"),
+        "{e}"
+    );
     let c = load(&format!("{open}\n[security]\ninsecure = true\n")).unwrap();
     assert!(c.security.insecure);
     let tls = format!(

@@ -200,16 +200,12 @@ pub fn run(cfg: Config) -> ExitCode {
             security.clone(),
         );
         match runtime::spawn_core(core, &cfg.runtime.clone(), events_tx.clone(), move || {
-            core_main(
-                cfg,
-                core,
-                mesh,
-                inbox,
-                stop_rx,
+            let shared = core_task::CoreShared {
                 metrics,
                 net_metrics,
                 security,
-            )
+            };
+            core_main(cfg, core, mesh, inbox, stop_rx, shared)
         }) {
             Ok(h) => handles.push(h),
             Err(e) => {
