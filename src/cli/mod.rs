@@ -162,11 +162,34 @@ pub fn client_config(endpoints: &[String]) -> ClientConfig {
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
         .collect();
-    if endpoints.is_empty() {
+    let mut cfg = if endpoints.is_empty() {
         ClientConfig::with_endpoints(&DEFAULT_ENDPOINTS)
     } else {
         ClientConfig::with_endpoints(&endpoints)
-    }
+    };
+    cfg.tls = tls_from_env();
+    cfg
+}
+
+/// Environment variable naming the CA file: set, the client speaks TLS.
+pub const TLS_CA_ENV: &str = "RINGRAFT_TLS_CA";
+/// Environment variable naming the client certificate file (optional).
+pub const TLS_CERT_ENV: &str = "RINGRAFT_TLS_CERT";
+/// Environment variable naming the client key file (with the certificate).
+pub const TLS_KEY_ENV: &str = "RINGRAFT_TLS_KEY";
+
+/// The client's TLS files from `RINGRAFT_TLS_CA` / `_CERT` / `_KEY` (`None` without a CA).
+pub fn tls_from_env() -> Option<crate::client::config::ClientTls> {
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    };
+    Some(crate::client::config::ClientTls {
+        ca_file: var(TLS_CA_ENV)?,
+        cert_file: var(TLS_CERT_ENV),
+        key_file: var(TLS_KEY_ENV),
+    })
 }
 
 /// A failure in words, with a hint when the cluster cannot be reached.

@@ -139,6 +139,9 @@ impl AsyncClient {
         });
         conn_cfg.socket.connect_timeout_ms = cfg.connect_timeout_ms;
         conn_cfg.handshake_timeout_ms = cfg.connect_timeout_ms;
+        if let Some(t) = &cfg.tls {
+            conn_cfg.tls = Some(t.load(cfg.cluster_id).map_err(Error::Config)?);
+        }
         let topo = Topology::new(
             &cfg.endpoints,
             Duration::from_millis(cfg.down_node_cooldown_ms),

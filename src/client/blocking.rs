@@ -115,6 +115,9 @@ impl Client {
         net.socket.connect_timeout_ms = cfg.connect_timeout_ms;
         net.response_timeout_ms = cfg.request_timeout_ms;
         net.max_stashed_responses = cfg.max_inflight_per_connection;
+        if let Some(t) = &cfg.tls {
+            net.tls = Some(t.load(cfg.cluster_id).map_err(Error::Config)?);
+        }
         let topo = Topology::new(
             &cfg.endpoints,
             Duration::from_millis(cfg.down_node_cooldown_ms),

@@ -59,6 +59,38 @@ pub struct ClientConfig {
     pub down_node_cooldown_ms: u64,
     /// Send eventual reads to any node (round robin) instead of the shard's leader.
     pub spread_eventual_reads: bool,
+    /// TLS to the nodes (`None`: plaintext).
+    pub tls: Option<ClientTls>,
+}
+
+/// A client's TLS files: the cluster CA, and optionally a client certificate (its SAN names
+/// the client's role) with its key (owner-only file mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM of the CA the nodes' certificates chain to.
+    pub ca_file: std::path::PathBuf,
+    /// PEM of the client certificate.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM of its private key.
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl ClientTls {
+    /// Loads the files for cluster `cluster_id`.
+    pub fn load(&self, cluster_id: u64) -> Result<ringraft_net::tls::TlsConfig, String> {
+        let pair = match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "tls: a client certificate needs its key file, and a key its certificate"
+                        .into(),
+                )
+            }
+        };
+        ringraft_net::tls::TlsConfig::from_pem_files(cluster_id, &self.ca_file, pair, false)
+            .map_err(|e| format!("tls: {e}"))
+    }
 }
 
 impl Default for ClientConfig {
@@ -76,6 +108,7 @@ impl Default for ClientConfig {
             max_inflight_per_connection: DEFAULT_MAX_INFLIGHT_PER_CONNECTION,
             down_node_cooldown_ms: DEFAULT_DOWN_NODE_COOLDOWN_MS,
             spread_eventual_reads: true,
+            tls: None,
         }
     }
 }

@@ -440,6 +440,9 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
                     "learner address {address:?} is not host:port"
                 )));
             }
+            if let Err(why) = server::check_member_address(ctx, node_id, &address) {
+                return wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(why));
+            }
             server::broadcast_address(ctx, node_id, &address);
             done_or_failed(
                 server::change_membership(ctx, group, ConfChange::AddLearner(node_id)).await,

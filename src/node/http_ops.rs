@@ -13,6 +13,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringraft_net::tls::CertIdentity;
 use serde_json::{json, Value};
 
 use crate::node::forward;
@@ -31,12 +32,18 @@ pub const OPS_DEADLINE: Duration = Duration::from_secs(10);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Runs `req` on every shard and merges the answers (the first non-200 answer is returned as
-/// it is, naming its shard).
-pub async fn fan_out(ctx: &Rc<CoreCtx>, req: &Request, limit: usize, keys_only: bool) -> Response {
+/// it is, naming its shard). Each part is authorized again with the caller's certificate.
+pub async fn fan_out(
+    ctx: &Rc<CoreCtx>,
+    req: &Request,
+    limit: usize,
+    keys_only: bool,
+    cert: Option<&CertIdentity>,
+) -> Response {
     let mut bodies = Vec::new();
     for s in 0..ctx.cfg.runtime.shards_per_node {
         let sub = http_kv::shard_request(req, s);
-        let resp = Box::pin(http_server::handle(ctx, &sub, false)).await;
+        let resp = Box::pin(http_server::handle(ctx, &sub, false, cert)).await;
         if resp.status != 200 {
             return resp;
         }

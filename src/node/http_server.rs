@@ -20,10 +20,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use serde_json::json;
 use tracing::debug;
 
+use ringraft_net::tls::{CertIdentity, NetStream, Role};
+
+use crate::node::auth::{self, AuthError, Principal};
 use crate::node::forward::{self, NotSent};
 use crate::node::http::{parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE};
 use crate::node::http_api::{self, ApiCall};
@@ -51,8 +54,9 @@ fn limits(ctx: &CoreCtx) -> HttpLimits {
     }
 }
 
-/// Serves an HTTP connection of the client port; `first` are bytes already read by the sniffer.
-pub async fn serve_client_http(ctx: Rc<CoreCtx>, stream: TcpStream, first: Vec<u8>) {
+/// Serves an HTTP connection of the client port (plaintext or TLS); `first` are bytes already
+/// read by the sniffer.
+pub async fn serve_client_http(ctx: Rc<CoreCtx>, stream: NetStream, first: Vec<u8>) {
     serve_http(ctx, stream, first, false).await
 }
 
@@ -62,7 +66,8 @@ pub async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 let ctx = ctx.clone();
-                glommio::spawn_local(serve_http(ctx, stream, Vec::new(), true)).detach();
+                glommio::spawn_local(serve_http(ctx, NetStream::plain(stream), Vec::new(), true))
+                    .detach();
             }
             Err(e) => {
                 debug!("metrics accept failed: {e}");
@@ -72,9 +77,14 @@ pub async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
     }
 }
 
-async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, metrics_port: bool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_TIMEOUT_MS)));
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(server::WRITE_TIMEOUT_MS)));
+async fn serve_http(ctx: Rc<CoreCtx>, mut stream: NetStream, mut buf: Vec<u8>, metrics_port: bool) {
+    let _ = stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(HTTP_IDLE_TIMEOUT_MS)));
+    let _ = stream
+        .tcp()
+        .set_write_timeout(Some(Duration::from_millis(server::WRITE_TIMEOUT_MS)));
+    let cert = stream.peer_identity().cloned();
     let lim = limits(&ctx);
     let mut chunk = vec![0u8; HTTP_READ_CHUNK_BYTES];
     let mut sent_continue = false;
@@ -110,7 +120,7 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
         };
         buf.drain(..used);
         sent_continue = false;
-        let mut resp = handle(&ctx, &req, metrics_port).await;
+        let mut resp = handle(&ctx, &req, metrics_port, cert.as_ref()).await;
         resp.close |= !req.keep_alive || ctx.stopping.get();
         let head_only = req.method == "HEAD";
         if write_response(&ctx, &mut stream, &resp, head_only)
@@ -128,10 +138,15 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
 
 /// Shuts the write side, then reads and discards what the client still sends (bounded by
 /// [`LINGER_MS`] and [`LINGER_MAX_BYTES`]) before the socket is dropped.
-async fn linger_close(stream: TcpStream, chunk: &mut [u8]) {
-    let _ = stream.shutdown(Shutdown::Write).await;
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(LINGER_MS)));
-    let mut stream = stream;
+async fn linger_close(mut stream: NetStream, chunk: &mut [u8]) {
+    if stream.is_tls() {
+        let _ = stream.close().await;
+    } else {
+        let _ = stream.tcp().shutdown(Shutdown::Write).await;
+    }
+    let _ = stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(LINGER_MS)));
     let drain = async {
         let mut left = LINGER_MAX_BYTES;
         while left > 0 {
@@ -147,7 +162,7 @@ async fn linger_close(stream: TcpStream, chunk: &mut [u8]) {
 
 async fn write_response(
     ctx: &CoreCtx,
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     resp: &Response,
     head_only: bool,
 ) -> std::io::Result<()> {
@@ -158,7 +173,12 @@ async fn write_response(
     stream.flush().await
 }
 
-pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool) -> Response {
+pub(crate) async fn handle(
+    ctx: &Rc<CoreCtx>,
+    req: &Request,
+    metrics_port: bool,
+    cert: Option<&CertIdentity>,
+) -> Response {
     let routed = if metrics_port {
         http_api::route_metrics_port(req)
     } else {
@@ -174,8 +194,21 @@ pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool)
         }
     };
     let call = crate::node::http_kv::lease_grant_call(call, |k| ctx.shard_of(k) as usize);
+    // The metrics port serves only metrics, health and status (no state changes): open.
+    let principal = if metrics_port {
+        Principal {
+            name: None,
+            role: Role::Read,
+        }
+    } else {
+        match authorize(ctx, req, cert, &call) {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        }
+    };
     match call {
-        ApiCall::Client(c) => {
+        ApiCall::Client(mut c) => {
+            c.client_id = auth::session_id(&principal, c.client_id);
             let write = c.op.is_write();
             // The key is kept for the reply; the value moves on to the shard uncopied.
             let key = c.op.routing_key().to_vec();
@@ -183,7 +216,8 @@ pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool)
             if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
                 // The request is still at hand: route it again (only on this path) rather
                 // than copy every value before a local attempt.
-                if let Ok(ApiCall::Client(again)) = http_api::route(req, &ctx.reads) {
+                if let Ok(ApiCall::Client(mut again)) = http_api::route(req, &ctx.reads) {
+                    again.client_id = auth::session_id(&principal, again.client_id);
                     match forward::forward_client(ctx, h, again).await {
                         Ok(fr) => return http_api::client_response(&key, write, &fr),
                         Err(NotSent(why)) => debug!(leader = h.node_id, "forward not sent: {why}"),
@@ -194,7 +228,7 @@ pub(crate) async fn handle(ctx: &Rc<CoreCtx>, req: &Request, metrics_port: bool)
         }
         ApiCall::Promote { node_id } => promote(ctx, node_id).await,
         ApiCall::FanOut { limit, keys_only } => {
-            crate::node::http_ops::fan_out(ctx, req, limit, keys_only).await
+            crate::node::http_ops::fan_out(ctx, req, limit, keys_only, cert).await
         }
         ApiCall::RemoveMember { node_id, shard } => {
             crate::node::http_ops::remove_member(ctx, node_id, shard).await
@@ -290,4 +324,50 @@ async fn status_json(ctx: &Rc<CoreCtx>) -> serde_json::Value {
         "peers": peers,
         "shards": shards,
     })
+}
+
+/// The principal of `req` and whether it may make `call`: reads need `read`, writes `write`,
+/// everything else (membership, transfer, snapshots and any call added later) `admin`; refusals
+/// are 401 (no valid credentials, with `WWW-Authenticate: Bearer`) or 403, counted in /metrics.
+fn authorize(
+    ctx: &CoreCtx,
+    req: &Request,
+    cert: Option<&CertIdentity>,
+    call: &ApiCall,
+) -> Result<Principal, Response> {
+    let refused = |e: AuthError| {
+        let (status, kind) = match e {
+            AuthError::Unauthenticated(_) => (401, ErrorKind::Unauthenticated),
+            AuthError::Forbidden(_) => (403, ErrorKind::Forbidden),
+        };
+        ctx.st.borrow().metrics.error(kind);
+        let mut r = Response::error(status, &e.to_string());
+        if status == 401 {
+            r.headers.push(("WWW-Authenticate", "Bearer".to_string()));
+        }
+        r
+    };
+    let p = ctx
+        .security
+        .http(
+            cert,
+            req.header("authorization"),
+            req.header(auth::PRINCIPAL_HEADER),
+        )
+        .map_err(refused)?;
+    let (need, what) = match call {
+        ApiCall::Client(c) if c.op.is_write() => (Role::Write, "a write"),
+        ApiCall::LeaseGrant { .. } => (Role::Write, "a write"),
+        ApiCall::Client(_)
+        | ApiCall::FanOut { .. }
+        | ApiCall::Status
+        | ApiCall::Health
+        | ApiCall::Metrics => (Role::Read, "a read"),
+        ApiCall::Promote { .. } | ApiCall::RemoveMember { .. } => {
+            (Role::Admin, "a membership change")
+        }
+        ApiCall::TransferLeader { .. } => (Role::Admin, "a leadership transfer"),
+    };
+    auth::require(&p, need, what).map_err(refused)?;
+    Ok(p)
 }

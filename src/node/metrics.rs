@@ -39,11 +39,15 @@ pub enum ErrorKind {
     InvalidRequest,
     /// A connection was refused at the connection limit.
     ConnectionLimit,
+    /// A request without valid credentials was refused (401 / Unauthenticated frame).
+    Unauthenticated,
+    /// A request whose role does not allow it was refused (403 / Forbidden frame).
+    Forbidden,
 }
 
 impl ErrorKind {
     /// Every kind, in render order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::HttpBadRequest,
         ErrorKind::FrameDecode,
         ErrorKind::WalIo,
@@ -53,6 +57,8 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::InvalidRequest,
         ErrorKind::ConnectionLimit,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
     ];
 
     /// Label value.
@@ -67,6 +73,8 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::ConnectionLimit => "connection_limit",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
         }
     }
 }
@@ -258,7 +266,7 @@ pub struct CoreMetrics {
     /// Connections open now.
     pub connections_open: Gauge,
     /// Errors by kind (index = position in [`ErrorKind::ALL`]).
-    pub errors: [Counter; 9],
+    pub errors: [Counter; ErrorKind::ALL.len()],
     /// Leader elections won on this core.
     pub leader_elections: Counter,
     /// Raft messages from peers this core's groups refused as invalid (a term, index or field

@@ -9,6 +9,7 @@
 //! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node.
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod driver;

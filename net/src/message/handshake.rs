@@ -87,6 +87,8 @@ pub enum ErrorCode {
     /// The peer's credentials do not allow what it asked: a handshake claiming a node id
     /// without that node's certificate, or a plaintext connection to a TLS listener.
     Unauthenticated,
+    /// The peer is authenticated, but its role does not allow the request.
+    Forbidden,
 }
 
 /// Error frame body: sent with flag ERROR before the sender closes the connection (or, for

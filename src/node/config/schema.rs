@@ -30,6 +30,9 @@ pub struct Config {
     /// Per-shard key-value store limits (ringraft's own).
     #[serde(default)]
     pub state_machine: StateMachineConfig,
+    /// TLS and client authentication (ringraft's own).
+    #[serde(default)]
+    pub security: SecurityConfig,
 }
 
 /// `[cluster]`.
@@ -303,4 +306,23 @@ pub struct StateMachineConfig {
     pub max_value_bytes: usize,
     /// Most pairs one scan returns.
     pub max_scan_results: usize,
+}
+
+/// `[security]`: TLS on the node's port (frames and HTTP) and on every connection it dials, and
+/// client credentials. Paths are relative to the working directory, like `db_root_dir`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// PEM of the CA every peer and client certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM of this node's certificate (it must name this node and cluster).
+    pub cert_file: Option<PathBuf>,
+    /// PEM of its private key (owner-only file mode).
+    pub key_file: Option<PathBuf>,
+    /// Refuse TLS clients that present no certificate (peers always need one).
+    pub require_client_cert: bool,
+    /// Bearer tokens for HTTP clients: lines `<role> <name> <token>`; owner-only file mode.
+    pub tokens_file: Option<PathBuf>,
+    /// Allow plaintext on a non-loopback `listen_address` (logged as a warning at every start).
+    pub insecure: bool,
 }

@@ -328,3 +328,23 @@ fn shipped_configs_are_valid() {
     assert_eq!(c.runtime.cores, 16);
     assert_eq!(c.runtime.shards_per_node, 64);
 }
+
+#[test]
+fn plaintext_on_a_non_loopback_address_needs_insecure() {
+    let open = BASE.replace("127.0.0.1:9081\"\ninitial", "0.0.0.0:9081\"\ninitial");
+    assert_ne!(open, BASE);
+    let e = load(&open).unwrap_err().0;
+    assert!(
+        e.contains("not a loopback address") && e.contains("insecure"),
+        "{e}"
+    );
+    let c = load(&format!("{open}\n[security]\ninsecure = true\n")).unwrap();
+    assert!(c.security.insecure);
+    let tls = format!(
+        "{open}\n[security]\nca_file = \"ca.crt\"\ncert_file = \"n.crt\"\nkey_file = \"n.key\"\n"
+    );
+    assert!(load(&tls).is_ok());
+    let partial = format!("{BASE}\n[security]\nca_file = \"ca.crt\"\n");
+    let e = load(&partial).unwrap_err().0;
+    assert!(e.contains("all three"), "{e}");
+}

@@ -10,8 +10,42 @@ use std::net::SocketAddr;
 use super::*;
 
 impl Config {
+    /// `[security]`: the TLS files come as a set, and plaintext on a non-loopback address needs
+    /// `security.insecure = true`.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let s = &self.security;
+        let listen = parse_addr("cluster.listen_address", &self.cluster.listen_address)?;
+        match (&s.ca_file, &s.cert_file, &s.key_file) {
+            (Some(_), Some(_), Some(_)) => Ok(()),
+            (None, None, None) => {
+                if s.require_client_cert {
+                    return Err(err(
+                        "security.require_client_cert",
+                        "true",
+                        "false unless TLS is on (security.ca_file, cert_file, key_file)",
+                    ));
+                }
+                if !listen.ip().is_loopback() && !s.insecure {
+                    return Err(ConfigError(format!(
+                        "`cluster.listen_address` = {:?} is not a loopback address and TLS is off: \
+                         set security.ca_file, security.cert_file and security.key_file (see \
+                         config/tls/), or `security.insecure = true` to serve plaintext anyway",
+                        self.cluster.listen_address
+                    )));
+                }
+                Ok(())
+            }
+            _ => Err(err(
+                "security",
+                "some of ca_file, cert_file, key_file",
+                "all three of security.ca_file, security.cert_file and security.key_file, or none",
+            )),
+        }
+    }
+
     /// Range and consistency checks; each error names the key, the value and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_security()?;
         use limits::*;
         let c = &self.cluster;
         range("cluster.node_id", c.node_id, 1, NODE_ID_MAX)?;

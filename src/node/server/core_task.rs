@@ -26,6 +26,16 @@ use super::dial::{dialer_loop, join_loop, link_watch_loop};
 use super::mesh::inbox_loop;
 use super::*;
 
+/// What every core shares with the others (one instance per process).
+pub(super) struct CoreShared {
+    /// Node metrics.
+    pub(super) metrics: Arc<NodeMetrics>,
+    /// Wire metrics.
+    pub(super) net_metrics: Arc<NetMetrics>,
+    /// TLS and client authentication.
+    pub(super) security: Arc<crate::node::auth::Security>,
+}
+
 /// Everything one core runs, until `stop_rx` fires.
 pub(super) async fn core_main(
     cfg: Arc<Config>,
@@ -33,9 +43,13 @@ pub(super) async fn core_main(
     mesh: Mesh<CoreMsg>,
     inbox: flume::Receiver<CoreMsg>,
     stop_rx: flume::Receiver<()>,
-    metrics: Arc<NodeMetrics>,
-    net_metrics: Arc<NetMetrics>,
+    shared: CoreShared,
 ) -> Result<(), String> {
+    let CoreShared {
+        metrics,
+        net_metrics,
+        security,
+    } = shared;
     let groups: Vec<GroupId> = shards_of_core(core, cfg.runtime.cores, cfg.runtime.shards_per_node)
         .into_iter()
         .map(|g| g as GroupId)
@@ -58,6 +72,7 @@ pub(super) async fn core_main(
         stopping: Cell::new(false),
         inflight: Cell::new(0),
         forwards: RefCell::new(crate::node::forward::ForwardTable::for_config(&cfg)),
+        security: security.clone(),
     });
     let handler = Rc::new_cyclic(|me| NodeHandler {
         ctx: ctx.clone(),
@@ -115,7 +130,7 @@ pub(super) async fn core_main(
             node_id: cfg.cluster.node_id,
         },
     });
-    lcfg.connection = connection_config(&cfg);
+    lcfg.connection = node_connection_config(&cfg, &security);
     lcfg.max_connections = cfg.network.max_connections;
     let serve = glommio::spawn_local(listener::serve(
         tcp,

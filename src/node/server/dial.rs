@@ -21,7 +21,7 @@ pub(super) async fn dialer_loop(
     handler: Rc<NodeHandler>,
     rx: flume::Receiver<NodeId>,
 ) {
-    let cfg = connection_config(&ctx.cfg);
+    let cfg = node_connection_config(&ctx.cfg, &ctx.security);
     let dialing: Rc<RefCell<std::collections::BTreeSet<NodeId>>> = Rc::default();
     while let Ok(peer) = rx.recv_async().await {
         if ctx.stopping.get() {
@@ -59,7 +59,15 @@ pub(super) async fn dialer_loop(
                     warn!(peer, "no usable address; not dialing");
                     break;
                 };
-                match listener::dial(sock, &cfg, handler.clone(), ctx.net_metrics.clone()).await {
+                match listener::dial_node(
+                    sock,
+                    Some(peer),
+                    &cfg,
+                    handler.clone(),
+                    ctx.net_metrics.clone(),
+                )
+                .await
+                {
                     Ok(conn) => {
                         info!(peer, %sock, "connected to peer");
                         if let Some(l) = ctx.st.borrow_mut().peers.get_mut(&peer) {
@@ -109,7 +117,7 @@ pub(super) async fn link_watch_loop(ctx: Rc<CoreCtx>) {
 /// A learner announces itself to every voter of `initial_cluster` until one leader accepted it
 /// for every shard (AddLearner), and keeps re-announcing its address so a later leader knows it.
 pub(super) async fn join_loop(ctx: Rc<CoreCtx>, handler: Rc<NodeHandler>) {
-    let cfg = connection_config(&ctx.cfg);
+    let cfg = node_connection_config(&ctx.cfg, &ctx.security);
     let me = ctx.cfg.cluster.node_id;
     let voters: Vec<(NodeId, String)> = ctx
         .cfg
@@ -126,8 +134,14 @@ pub(super) async fn join_loop(ctx: Rc<CoreCtx>, handler: Rc<NodeHandler>) {
             let Ok(sock) = address.parse::<std::net::SocketAddr>() else {
                 continue;
             };
-            let Ok(conn) =
-                listener::dial(sock, &cfg, handler.clone(), ctx.net_metrics.clone()).await
+            let Ok(conn) = listener::dial_node(
+                sock,
+                Some(*voter),
+                &cfg,
+                handler.clone(),
+                ctx.net_metrics.clone(),
+            )
+            .await
             else {
                 continue;
             };

@@ -11,9 +11,11 @@ use std::rc::Rc;
 use ringraft_net::listener::{Connection, ConnectionConfig, Handler};
 use ringraft_net::message::{self as wire, LocalIdentity, MessageRef, PeerRole};
 use ringraft_net::socket::{KeepaliveOptions, SocketOptions};
+use ringraft_net::tls::{CertIdentity, Role};
 use ringraft_net::{DecoderConfig, Frame, SendQueueConfig};
 use tracing::{debug, warn};
 
+use crate::node::auth::{self, AuthError, Security};
 use crate::node::config::Config;
 use crate::node::metrics::ErrorKind;
 use crate::node::wire::{inbound_from_wire, Inbound};
@@ -53,6 +55,66 @@ impl NodeHandler {
             {
                 self.ctx.st.borrow().metrics.error(ErrorKind::Busy);
             }
+        }
+    }
+}
+
+impl NodeHandler {
+    /// Checks that the connection's credentials allow the request (reads need `read`, writes
+    /// `write`, admin requests other than a status `admin`) and moves its sessions into the
+    /// client's own namespace.
+    fn authorize_frame(&self, conn: &Connection, msg: &mut wire::Message) -> Result<(), AuthError> {
+        let p = self.ctx.security.connection(conn.peer_identity())?;
+        match msg {
+            wire::Message::ClientRequest(req) => {
+                let ops: &mut [wire::ClientOp] = match &mut req.command {
+                    wire::ClientCommand::Single(op) => std::slice::from_mut(op),
+                    wire::ClientCommand::Batch(ops) => ops,
+                };
+                let write = ops.iter().any(|op| {
+                    !matches!(
+                        op,
+                        wire::ClientOp::Get { .. }
+                            | wire::ClientOp::Scan { .. }
+                            | wire::ClientOp::LeaseList
+                    )
+                });
+                if write {
+                    auth::require(&p, Role::Write, "a write")?;
+                } else {
+                    auth::require(&p, Role::Read, "a read")?;
+                }
+                // A node forwards the calls of its own clients: it authorized them and
+                // namespaced their sessions already, so those pass unchanged (a retry of the
+                // same write through another node keeps its session).
+                let forwarded = matches!(conn.peer_identity(), Some(CertIdentity::Node { .. }));
+                for op in ops.iter_mut().filter(|_| !forwarded) {
+                    match op {
+                        wire::ClientOp::Put { session, .. }
+                        | wire::ClientOp::Delete { session, .. }
+                        | wire::ClientOp::CompareAndSwap { session, .. }
+                        | wire::ClientOp::Txn { session, .. }
+                        | wire::ClientOp::PutLease { session, .. }
+                        | wire::ClientOp::LeaseGrant { session, .. }
+                        | wire::ClientOp::LeaseKeepAlive { session, .. }
+                        | wire::ClientOp::LeaseRevoke { session, .. } => {
+                            if let Some(s) = session {
+                                s.client_id = auth::session_id(&p, s.client_id);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            wire::Message::AdminRequest(wire::AdminRequest::ClusterStatus) => {
+                auth::require(&p, Role::Read, "a cluster status")
+            }
+            _ => auth::require(
+                &p,
+                Role::Admin,
+                "a membership change or leadership transfer",
+            ),
         }
     }
 }
@@ -99,7 +161,7 @@ impl Handler for NodeHandler {
                 warn!(peer = ?conn.peer(), "peer reported an error: {}", e.message.as_str());
             }
             (_, MessageRef::ClientRequest(_)) | (_, MessageRef::AdminRequest(_)) => {
-                let msg = match frame.message.to_owned_message() {
+                let mut msg = match frame.message.to_owned_message() {
                     Ok(m) => m,
                     Err(e) => {
                         let _ = conn.send_error(
@@ -110,6 +172,20 @@ impl Handler for NodeHandler {
                         return;
                     }
                 };
+                if let Err(e) = self.authorize_frame(conn, &mut msg) {
+                    let (code, kind) = match e {
+                        AuthError::Unauthenticated(_) => {
+                            (wire::ErrorCode::Unauthenticated, ErrorKind::Unauthenticated)
+                        }
+                        AuthError::Forbidden(_) => {
+                            (wire::ErrorCode::Forbidden, ErrorKind::Forbidden)
+                        }
+                    };
+                    self.ctx.st.borrow().metrics.error(kind);
+                    debug!(peer = ?conn.peer(), "request refused: {e}");
+                    let _ = conn.send_error(id, code, e.to_string());
+                    return;
+                }
                 let busy = {
                     let mut per_conn = self.inflight.borrow_mut();
                     let n = per_conn.entry(conn.id()).or_insert(0);
@@ -162,9 +238,9 @@ impl Handler for NodeHandler {
         }
     }
 
-    fn on_http(
+    fn on_http_stream(
         &self,
-        stream: glommio::net::TcpStream,
+        stream: ringraft_net::tls::NetStream,
         first_bytes: Vec<u8>,
     ) -> impl std::future::Future<Output = ()> {
         let ctx = self.ctx.clone();
@@ -192,7 +268,14 @@ pub fn socket_options(cfg: &Config) -> SocketOptions {
     }
 }
 
-/// Connection settings from the config.
+/// Connection settings from the config, with TLS when `security` has it.
+pub fn node_connection_config(cfg: &Config, security: &Security) -> ConnectionConfig {
+    let mut c = connection_config(cfg);
+    c.tls = security.tls().cloned();
+    c
+}
+
+/// Connection settings from the config (plaintext).
 pub fn connection_config(cfg: &Config) -> ConnectionConfig {
     let mut c = ConnectionConfig::new(LocalIdentity {
         cluster_id: cfg.cluster.cluster_id,

@@ -28,10 +28,10 @@ mod mesh;
 
 use core_task::core_main;
 
-pub use handler::{connection_config, socket_options, NodeHandler};
+pub use handler::{connection_config, node_connection_config, socket_options, NodeHandler};
 pub use mesh::{
-    broadcast_address, change_membership, cluster_status, execute, transfer_leadership, CoreCtx,
-    CoreMsg,
+    broadcast_address, change_membership, check_member_address, cluster_status, execute,
+    transfer_leadership, CoreCtx, CoreMsg,
 };
 
 use std::process::ExitCode;
@@ -139,6 +139,31 @@ pub fn run(cfg: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let security = match crate::node::auth::Security::load(&cfg) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("ringraft server: {e}");
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if security.tls().is_none() {
+        let loopback = cfg.listen_addr().is_ok_and(|a| a.ip().is_loopback());
+        if !loopback {
+            warn!(
+                listen = %cfg.cluster.listen_address,
+                "serving PLAINTEXT on a non-loopback address (security.insecure = true): peers \
+                 and clients are not authenticated and traffic is readable on the network"
+            );
+        } else {
+            info!("TLS is off (loopback only)");
+        }
+    } else {
+        info!(
+            tokens = security.required(),
+            "TLS on: peers need their node certificate, clients are authenticated"
+        );
+    }
     install_panic_hook();
     if let Err(e) = probe_ports(&cfg) {
         eprintln!("ringraft server: {e}");
@@ -167,14 +192,20 @@ pub fn run(cfg: Config) -> ExitCode {
     for (core, inbox) in inboxes.into_iter().enumerate() {
         let (stop_tx, stop_rx) = flume::bounded(1);
         stops.push(stop_tx);
-        let (cfg, mesh, metrics, net_metrics) = (
+        let (cfg, mesh, metrics, net_metrics, security) = (
             cfg.clone(),
             mesh.clone(),
             metrics.clone(),
             net_metrics.clone(),
+            security.clone(),
         );
         match runtime::spawn_core(core, &cfg.runtime.clone(), events_tx.clone(), move || {
-            core_main(cfg, core, mesh, inbox, stop_rx, metrics, net_metrics)
+            let shared = core_task::CoreShared {
+                metrics,
+                net_metrics,
+                security,
+            };
+            core_main(cfg, core, mesh, inbox, stop_rx, shared)
         }) {
             Ok(h) => handles.push(h),
             Err(e) => {
