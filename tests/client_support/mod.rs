@@ -249,17 +249,13 @@ impl TestCluster {
         None
     }
 
-    /// Whether node `id` was started and has exited (reaping it if so).
+    /// Whether node `id` was started and has exited. The child is kept (it caches its exit
+    /// status), so a later [`TestCluster::wait_exit`] still reports how it ended.
     pub fn has_exited(&mut self, id: u16) -> bool {
-        let i = id as usize - 1;
-        let exited = match self.children[i].as_mut() {
-            None => return true,
+        match self.children[id as usize - 1].as_mut() {
+            None => true,
             Some(c) => c.try_wait().unwrap().is_some(),
-        };
-        if exited {
-            self.children[i] = None;
         }
-        exited
     }
 
     /// SIGTERM to node `id`, then its exit status (bounded by `limit`).
