@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringraft_net::listener::{self, Connection, ConnectionConfig, Handler, ListenerConfig};
 use ringraft_net::message::{self as wire, LocalIdentity, MessageRef, PeerRole};
@@ -66,6 +66,8 @@ pub enum CoreMsg {
         op: ClientOp,
         /// Answer.
         reply: Reply,
+        /// When the request reached the node (the first stage of a write).
+        received: Instant,
     },
     /// Raft traffic from a peer for groups of the receiving core.
     Peer {
@@ -160,6 +162,7 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
             g
         }
     };
+    let received = Instant::now();
     ctx.inflight.set(ctx.inflight.get() + 1);
     let _guard = InflightGuard(ctx.clone());
     ask_owner(ctx, g, |reply| CoreMsg::Client {
@@ -168,6 +171,7 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
         seq: req.seq,
         op: req.op,
         reply,
+        received,
     })
     .await
 }
@@ -179,7 +183,7 @@ async fn ask_owner(
     g: GroupId,
     make: impl FnOnce(Reply) -> CoreMsg,
 ) -> ClientResult {
-    let (tx, rx) = flume::bounded(1);
+    let (tx, rx) = node_core::reply_channel();
     let owner = ctx.owner(g);
     let msg = make(tx);
     if owner == ctx.core {
@@ -201,9 +205,9 @@ impl Drop for InflightGuard {
     }
 }
 
-async fn wait_reply(ctx: &CoreCtx, rx: flume::Receiver<ClientResult>) -> ClientResult {
+async fn wait_reply(ctx: &CoreCtx, rx: node_core::ReplyReceiver) -> ClientResult {
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    match glommio::timer::timeout(timeout, async { Ok(rx.recv_async().await.ok()) }).await {
+    match glommio::timer::timeout(timeout, async { Ok(rx.await.ok()) }).await {
         Ok(Some(r)) => r,
         // The core dropped the request without answering (it stopped): a write may have been
         // proposed.
@@ -289,7 +293,8 @@ fn handle(s: &mut CoreState, m: CoreMsg) {
             seq,
             op,
             reply,
-        } => s.submit(group, client_id, seq, op, reply),
+            received,
+        } => s.submit(group, client_id, seq, op, reply, received),
         CoreMsg::Peer { from, msgs } => s.step_inbound(from, msgs),
         CoreMsg::Membership {
             group,
@@ -713,6 +718,9 @@ async fn core_main(
         glommio::spawn_local(inbox_loop(ctx.clone(), inbox)),
         glommio::spawn_local(dialer_loop(ctx.clone(), handler.clone(), chans.dial_rx)),
         glommio::spawn_local(link_watch_loop(ctx.clone())),
+        glommio::spawn_local(crate::node::metrics::sample_executor(
+            metrics.cores[core].clone(),
+        )),
     ];
     if core == 0 && cfg.is_joining_learner() {
         tasks.push(glommio::spawn_local(join_loop(

@@ -24,6 +24,7 @@ impl CoreState {
                 apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
             membership_changed |= e.kind == EntryKind::Config;
             self.metrics.entries_applied.inc();
+            let applied_at = shard.writes.first_key_value().map(|_| Instant::now());
             // Writes proposed at or below this index are decided now.
             while let Some((&i, _)) = shard.writes.first_key_value() {
                 if i > e.index {
@@ -50,7 +51,7 @@ impl CoreState {
                 self.metrics
                     .commit_latency_us
                     .record(now.duration_since(w.started).as_micros() as u64);
-                let _ = w.reply.try_send(answer);
+                answer_write(&self.metrics, w, answer, self.round_started, applied_at);
             }
         }
         if membership_changed {

@@ -13,6 +13,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         // Heartbeat rounds started by `ready` are stamped with this time (the lease runs from
         // it), read before anything of the round is sent.
         s.multi.advance_clock(monotonic_nanos());
+        s.round_started = Instant::now();
         let mr = s.multi.ready();
         // `has_ready` may report work that `ready` then finds nothing to do for (a leader whose
         // own entries are durable but cannot commit without a quorum): an empty round means
@@ -82,6 +83,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         let s = st.borrow();
         PersistBatch {
             lsn: s.wal.last_lsn(),
+            started: s.round_started,
             persisted,
             after: mr.envelopes_after_persist,
             appended,
@@ -273,12 +275,14 @@ pub async fn persist_loop(
             after = b.after.len(),
             "persisted"
         );
+        let follower_durable = s.note_durable(&b, Instant::now());
         for (g, index, term) in b.persisted {
             if let Err(e) = s.multi.on_persisted(g, index, term) {
                 debug!(shard = g, "on_persisted: {e}");
             }
         }
         s.send_envelopes(&b.after);
+        s.note_acked(follower_durable, !b.after.is_empty());
         s.kick();
     }
 }

@@ -64,6 +64,7 @@ use driver::SnapshotWrite;
 pub use driver::{drive, persist_loop, sync_wal, tick_loop};
 pub use peers::send_wire;
 pub use requests::admit;
+use requests::answer_write;
 
 /// Persist batches waiting for durability, per core; the driver waits when it is reached.
 pub const MAX_PERSIST_BATCHES_IN_FLIGHT: usize = 1_024;
@@ -74,8 +75,7 @@ pub const DIAL_REQUESTS_CAPACITY: usize = 64;
 /// Largest snapshot accepted from a leader.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
-/// Where an answer goes: a one-shot channel (the asking task may live on another core).
-pub type Reply = flume::Sender<ClientResult>;
+pub use requests::{reply_channel, Reply, ReplyReceiver};
 
 /// A write waiting for its entry to be applied.
 #[derive(Debug)]
@@ -83,6 +83,10 @@ struct PendingWrite {
     term: u64,
     reply: Reply,
     started: Instant,
+    /// When the request reached this node (the write's first stage).
+    received: Instant,
+    /// Set once the leader's own WAL sync covering the write completed.
+    durable: bool,
 }
 
 /// A read waiting for its read index to be applied.
@@ -111,11 +115,13 @@ struct Shard {
 impl Shard {
     /// Registers a proposed write. A write still waiting at the same index was proposed in an
     /// older term and its entry has been replaced: it can never commit.
-    fn add_write(&mut self, index: u64, term: u64, reply: Reply) {
+    fn add_write(&mut self, index: u64, term: u64, reply: Reply, received: Instant) {
         let w = PendingWrite {
             term,
             reply,
             started: Instant::now(),
+            received,
+            durable: false,
         };
         if let Some(old) = self.writes.insert(index, w) {
             let _ = old.reply.try_send(Err(ClientError::Superseded));
@@ -138,6 +144,8 @@ impl Shard {
 #[derive(Debug)]
 pub struct PersistBatch {
     lsn: u64,
+    /// When the driver round that wrote the batch began.
+    started: Instant,
     persisted: Vec<(GroupId, u64, u64)>,
     after: Vec<Envelope>,
     appended: u64,
@@ -180,6 +188,8 @@ pub struct CoreState {
     pub fatal: Option<String>,
     /// Rate limit of the warnings about refused (invalid) peer messages.
     invalid_log: InvalidLog,
+    /// When the current driver round began: the commit time of the entries it applies.
+    round_started: Instant,
 }
 
 /// Least time between two warnings about refused peer messages on one core: a hostile or
@@ -480,6 +490,7 @@ impl CoreState {
             dial_tx,
             fatal: None,
             invalid_log: InvalidLog::default(),
+            round_started: Instant::now(),
         };
         Ok((
             st,

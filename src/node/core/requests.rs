@@ -11,7 +11,58 @@
 //! that takes the kind byte and the data separately would remove (1), (3) and (4).
 
 use super::*;
+use crate::node::metrics::CoreMetrics as Metrics;
 use crate::raft::TransferError;
+
+/// Where an answer goes: a one-shot channel to the asking task (which may live on another
+/// core). One allocation per request, a lock-free hand-over, and the asker is woken once.
+#[derive(Debug)]
+pub struct Reply(futures_channel::oneshot::Sender<ClientResult>);
+
+/// The asking side of a [`Reply`]: a future of the answer (`Err` when the core dropped the
+/// request without answering).
+pub type ReplyReceiver = futures_channel::oneshot::Receiver<ClientResult>;
+
+/// A new one-shot answer channel.
+pub fn reply_channel() -> (Reply, ReplyReceiver) {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    (Reply(tx), rx)
+}
+
+impl Reply {
+    /// Hands over the answer; `Err` gives it back when the asker is gone.
+    pub fn try_send(self, r: ClientResult) -> Result<(), ClientResult> {
+        self.0.send(r)
+    }
+
+    /// The asker gave up (timed out or its connection closed).
+    pub fn is_disconnected(&self) -> bool {
+        self.0.is_canceled()
+    }
+}
+
+/// Answers a write that left the log and records its last stages (committed → applied →
+/// answered, and the whole write on this node).
+pub(super) fn answer_write(
+    m: &Metrics,
+    w: PendingWrite,
+    answer: ClientResult,
+    committed: Instant,
+    applied: Option<Instant>,
+) {
+    let st = &m.stages;
+    let applied = applied.unwrap_or(committed);
+    st.proposed_to_committed
+        .record_between(w.started, committed);
+    st.committed_to_applied.record_between(committed, applied);
+    if !w.durable {
+        st.commit_before_local_durable.inc();
+    }
+    let _ = w.reply.try_send(answer);
+    let answered = Instant::now();
+    st.applied_to_answered.record_between(applied, answered);
+    st.received_to_answered.record_between(w.received, answered);
+}
 
 /// Admission of a write: key and values within this node's limits, and the whole encoded
 /// command within what the log, the WAL's largest record and one frame can carry (so nothing
@@ -30,7 +81,16 @@ pub fn admit(cmd: &Command, adm: &Admission) -> Result<(), ClientError> {
 
 impl CoreState {
     /// Starts a client operation on `group` (owned by this core); the answer goes to `reply`.
-    pub fn submit(&mut self, group: GroupId, client_id: u64, seq: u64, op: ClientOp, reply: Reply) {
+    /// `received` is when the request reached the node (its first stage).
+    pub fn submit(
+        &mut self,
+        group: GroupId,
+        client_id: u64,
+        seq: u64,
+        op: ClientOp,
+        reply: Reply,
+        received: Instant,
+    ) {
         if let Some(f) = &self.fatal {
             let _ = reply.try_send(Err(ClientError::Unavailable(f.clone())));
             return;
@@ -52,7 +112,7 @@ impl CoreState {
             ClientOp::Get { consistency, .. } | ClientOp::Scan { consistency, .. } => {
                 self.start_read(group, op, consistency, reply)
             }
-            op => self.propose(group, client_id, seq, op, reply),
+            op => self.propose(group, client_id, seq, op, reply, received),
         };
         if let Err((e, reply)) = r {
             match &e {
@@ -140,6 +200,7 @@ impl CoreState {
         seq: u64,
         op: ClientOp,
         reply: Reply,
+        received: Instant,
     ) -> Result<(), (ClientError, Reply)> {
         let ClientOp::Write(op) = op else {
             return Err((ClientError::InvalidRequest("not a write".into()), reply));
@@ -177,7 +238,13 @@ impl CoreState {
             Ok(index) => {
                 self.metrics.proposals.inc();
                 if let Some(shard) = self.shards.get_mut(&group) {
-                    shard.add_write(index, term, reply);
+                    shard.add_write(index, term, reply, received);
+                    if let Some(w) = shard.writes.get(&index) {
+                        self.metrics
+                            .stages
+                            .received_to_proposed
+                            .record_between(received, w.started);
+                    }
                 }
                 Ok(())
             }
@@ -219,7 +286,7 @@ impl CoreState {
             Ok(index) => {
                 info!(shard = g, ?change, index, "membership change proposed");
                 if let Some(shard) = self.shards.get_mut(&g) {
-                    shard.add_write(index, term, reply);
+                    shard.add_write(index, term, reply, Instant::now());
                 }
             }
             Err(ProposeError::NotLeader { leader }) => {
@@ -262,6 +329,54 @@ impl CoreState {
         for s in self.shards.values_mut() {
             s.writes.retain(|_, w| !w.reply.is_disconnected());
             s.read_queue.retain(|(_, ctx)| reads.contains_key(ctx));
+        }
+    }
+
+    /// Records the durability stages of a persisted batch, made durable at `at`: on a leader
+    /// each waiting write it covers becomes locally durable (proposed → locally durable); on
+    /// a follower the batch's appends went from received to durable. Returns `Some(at)` when
+    /// the batch carried a follower's appends (whose acknowledgement the persist loop sends
+    /// next).
+    pub(super) fn note_durable(&mut self, b: &PersistBatch, at: Instant) -> Option<Instant> {
+        let st = &self.metrics.stages;
+        let mut follower = false;
+        for &(g, index, _) in &b.persisted {
+            let leader = self
+                .multi
+                .group(g)
+                .is_some_and(|r| r.role() == Role::Leader);
+            if !leader {
+                follower |= b.appended > 0;
+                continue;
+            }
+            let Some(shard) = self.shards.get_mut(&g) else {
+                continue;
+            };
+            // The WAL is durable in order: below the first write already marked durable,
+            // every write is marked too, so the walk stops there.
+            for (_, w) in shard.writes.range_mut(..=index).rev() {
+                if w.durable {
+                    break;
+                }
+                w.durable = true;
+                st.proposed_to_local_durable.record_between(w.started, at);
+            }
+        }
+        if follower {
+            st.append_received_to_durable.record_between(b.started, at);
+            return Some(at);
+        }
+        None
+    }
+
+    /// Records a follower's durable → acknowledged stage once the persist loop queued what
+    /// waited for durability (`sent`: there was something).
+    pub(super) fn note_acked(&self, durable: Option<Instant>, sent: bool) {
+        if let (Some(at), true) = (durable, sent) {
+            self.metrics
+                .stages
+                .append_durable_to_acked
+                .record_between(at, Instant::now());
         }
     }
 
