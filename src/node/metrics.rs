@@ -459,6 +459,9 @@ pub struct CoreMetrics {
     pub reads: [Counter; 3],
     /// Propose-to-apply latency of writes, µs.
     pub commit_latency_us: Histogram,
+    /// Time the core's executor spent serializing a shard's state for a snapshot, µs (the
+    /// shard serves nothing meanwhile).
+    pub snapshot_take_us: Histogram,
     /// Where a write's time goes, stage by stage.
     pub stages: StageMetrics,
     /// This core's executor.
@@ -667,7 +670,7 @@ impl NodeMetrics {
                 self.sum(|c| c.errors[i].get())
             );
         }
-        let hists: [(&str, &str, f64, HistogramField); 4] = [
+        let hists: [(&str, &str, f64, HistogramField); 5] = [
             (
                 "ringraft_commit_latency_seconds",
                 "Write latency from proposal to apply.",
@@ -691,6 +694,12 @@ impl NodeMetrics {
                 "Entries made durable by one WAL sync.",
                 1.0,
                 |c| &c.fsync_batch_entries,
+            ),
+            (
+                "ringraft_snapshot_take_seconds",
+                "Time the executor spent serializing a shard's state for a snapshot (the core serves nothing meanwhile).",
+                1e-6,
+                |c| &c.snapshot_take_us,
             ),
         ];
         for (name, help, scale, f) in hists {

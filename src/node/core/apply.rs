@@ -102,7 +102,11 @@ impl CoreState {
     pub(super) fn take_snapshot(&mut self, g: GroupId) -> Option<SnapshotWrite> {
         let shard = self.shards.get(&g)?;
         let index = shard.kv.applied_index();
+        let t0 = Instant::now();
         let data = shard.kv.snapshot();
+        self.metrics
+            .snapshot_take_us
+            .record(t0.elapsed().as_micros() as u64);
         let path = shard.snapshot_path.clone();
         let raft = self.multi.group_mut(g)?;
         if let Err(e) = raft.compact(index, data) {
