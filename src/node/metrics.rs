@@ -248,6 +248,11 @@ impl FineHistogram {
         self.record(to.saturating_duration_since(from).as_nanos() as u64);
     }
 
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
     /// (per-bucket counts, sum of ns).
     pub fn snapshot(&self) -> ([u64; FINE_BUCKETS], u64) {
         (
