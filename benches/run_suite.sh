@@ -239,11 +239,11 @@ done
   echo
   jq -s -r '
     def get($c): map(select(.case == $c and .system == "ringraft"))[0];
-    "- one client, one write in flight: p50 \(get("write-1").p50_us) µs (target ≤ 350 µs)",
-    "- 100 in flight: \(get("write-100").ops_per_s) writes/s (target ≥ 80,000)",
-    "- linearizable reads: \(get("read-linearizable").ops_per_s)/s (target ≥ 150,000)",
-    "- lease reads: \(get("read-lease").ops_per_s)/s (target ≥ 250,000)",
-    "- CPU per write, all nodes: \(get("write-100").node_cpu_us_per_op) µs (target ≤ 15 µs); per node: \(get("write-100").node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ")) µs"' "$OUT/results.jsonl"
+    (get("write-1") | select(. != null) | "- one client, one write in flight: p50 \(.p50_us) µs (target ≤ 350 µs)"),
+    (get("write-100") | select(. != null) | "- 100 in flight: \(.ops_per_s) writes/s (target ≥ 80,000)"),
+    (get("read-linearizable") | select(. != null) | "- linearizable reads: \(.ops_per_s)/s (target ≥ 150,000)"),
+    (get("read-lease") | select(. != null) | "- lease reads: \(.ops_per_s)/s (target ≥ 250,000)"),
+    (get("write-100") | select(. != null) | "- CPU per write, all nodes: \(.node_cpu_us_per_op) µs (target ≤ 15 µs); per node: \(.node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ")) µs")' "$OUT/results.jsonl"
   echo
   for c in "${CASES[@]}"; do
     IFS='|' read -r name _ _ <<<"$c"
