@@ -279,7 +279,8 @@ impl FineHistogram {
 pub struct StageMetrics {
     /// Received → proposed.
     pub received_to_proposed: FineHistogram,
-    /// Proposed → locally durable (leader's own WAL sync).
+    /// Proposed → locally durable (leader's own WAL sync). A write answered before its
+    /// local sync completed is not in it: `commit_before_local_durable` counts it.
     pub proposed_to_local_durable: FineHistogram,
     /// Proposed → committed (quorum durable).
     pub proposed_to_committed: FineHistogram,
