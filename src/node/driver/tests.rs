@@ -22,7 +22,7 @@ fn cluster_with_entries(n: u64) -> Cluster {
                 value: vec![7; 8],
             },
         };
-        c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+        let _ = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
         stabilize(&mut c);
     }
     c
@@ -93,10 +93,13 @@ fn writes_are_answered_with_their_result_once_applied() {
             value: b"v".to_vec(),
         },
     };
-    let (_, answer) = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
-    assert!(answer.try_recv().is_err(), "answered before it committed");
+    let (_, mut answer) = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+    assert!(
+        matches!(answer.try_recv(), Ok(None)),
+        "answered before it committed"
+    );
     stabilize(&mut c);
-    let got = answer.try_recv().unwrap();
+    let got = answer.try_recv().unwrap().unwrap();
     assert!(
         matches!(
             got,
