@@ -375,6 +375,11 @@ impl Cluster {
         self.nodes.get(&node)?.multi.as_ref()?.group(group)
     }
 
+    /// The counters of `node`'s driver.
+    pub fn metrics(&self, node: NodeId) -> Option<&CoreMetrics> {
+        self.nodes.get(&node).map(|n| &n.metrics)
+    }
+
     /// Mutable replica access (call `process(node)` afterwards).
     pub fn raft_mut(&mut self, node: NodeId, group: GroupId) -> Option<&mut Raft> {
         self.nodes.get_mut(&node)?.multi.as_mut()?.group_mut(group)
