@@ -13,7 +13,10 @@
 #
 # Environment: DURATION (s per run, default 10), WARMUP (s, default 2), RUNS (per case,
 # default 1; the table shows the median by throughput), VERSION (report directory name),
-# RINGRAFT_BIN (prebuilt binary), ETCD (etcd binary, default /usr/bin/etcd).
+# RINGRAFT_BIN (prebuilt binary), ETCD (etcd binary, default /usr/bin/etcd), ONLY (space-separated
+# case names to run, default all). With a binary whose bench has --breakdown, every write case
+# also records where the writes' time went on each node (the stage table of the median run lands
+# in the report).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,6 +88,8 @@ for t in $(seq 1 100); do
   sleep 0.2
 done
 LEADER=$("$BIN" --endpoints "$EP" status --json | jq -r '.shards[0].leader_address')
+HAS_BREAKDOWN=0
+if "$BIN" bench --help 2>/dev/null | grep -q -- --breakdown; then HAS_BREAKDOWN=1; fi
 CPU_PIDS=$(IFS=,; echo "${NODE_PIDS[*]}")
 echo "   leader of shard 0: $LEADER"
 
@@ -105,13 +110,18 @@ median_line() { # file: JSON lines -> the line with the median ops_per_s
 for c in "${CASES[@]}"; do
   IFS='|' read -r name rargs _ <<<"$c"
   : > "$WORK/$name.ringraft.jsonl"
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
   for r in $(seq 1 "$RUNS"); do
     echo "== ringraft $name (run $r/$RUNS)"
+    extra=()
+    if [[ $name == write-* && $HAS_BREAKDOWN == 1 ]]; then
+      extra=(--breakdown "$WORK/$name.breakdown.$r.md")
+    fi
     cpu_before=$(rr_cpu_us_list "${NODE_PIDS[@]}")
     # shellcheck disable=SC2086
     "$BIN" --endpoints "$EP" bench $rargs --key-size 8 --value-size 256 \
       --duration "$DURATION" --warmup "$WARMUP" --no-progress --json --cpu-pids "$CPU_PIDS" \
-      --percentiles "$WORK/$name.ringraft.$r.csv" >"$WORK/run.json"
+      --percentiles "$WORK/$name.ringraft.$r.csv" "${extra[@]}" >"$WORK/run.json"
     cpu_after=$(rr_cpu_us_list "${NODE_PIDS[@]}")
     tail -1 "$WORK/run.json" | rr_split_by_node "$cpu_before" "$cpu_after" | tee -a "$WORK/$name.ringraft.jsonl"
   done
@@ -119,6 +129,9 @@ for c in "${CASES[@]}"; do
   echo "$line" | jq -c --arg case "$name" --arg system ringraft '. + {case: $case, system: $system}' >> "$OUT/results.jsonl"
   best=$(jq -s -r 'to_entries | sort_by(.value.ops_per_s) | .[(length - 1) / 2 | floor].key + 1' "$WORK/$name.ringraft.jsonl")
   cp "$WORK/$name.ringraft.$best.csv" "$OUT/$name.ringraft.csv"
+  if [[ -f "$WORK/$name.breakdown.$best.md" ]]; then
+    cp "$WORK/$name.breakdown.$best.md" "$OUT/$name.breakdown.md"
+  fi
 done
 stop_pids
 
@@ -157,6 +170,7 @@ if [[ $WITH_ETCD == 1 ]]; then
     ECPU=$(IFS=,; echo "${ETCD_PIDS[*]}")
     for c in "${CASES[@]}"; do
       IFS='|' read -r name _ eargs <<<"$c"
+      if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
       eargs=${eargs//@LEADER@/$ELEADER}
       [[ $eargs == *--endpoints* ]] || eargs="$eargs --endpoints $EEP"
       : > "$WORK/$name.etcd.jsonl"
@@ -180,6 +194,13 @@ fi
 
 # ---------------------------------------------------------------- report
 echo "== writing $OUT"
+RUN_CASES=()
+for c in "${CASES[@]}"; do
+  IFS='|' read -r name _ _ <<<"$c"
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
+  RUN_CASES+=("$c")
+done
+CASES=("${RUN_CASES[@]}")
 for c in "${CASES[@]}"; do
   IFS='|' read -r name _ _ <<<"$c"
   args=(--svg "$OUT/$name.svg" --title "$name: latency by percentile" --plot-series "ringraft=$OUT/$name.ringraft.csv")
@@ -218,12 +239,25 @@ done
   echo
   jq -s -r '
     def get($c): map(select(.case == $c and .system == "ringraft"))[0];
-    "- one client, one write in flight: p50 \(get("write-1").p50_us) µs (target ≤ 350 µs)",
-    "- 100 in flight: \(get("write-100").ops_per_s) writes/s (target ≥ 80,000)",
-    "- linearizable reads: \(get("read-linearizable").ops_per_s)/s (target ≥ 150,000)",
-    "- lease reads: \(get("read-lease").ops_per_s)/s (target ≥ 250,000)",
-    "- CPU per write, all nodes: \(get("write-100").node_cpu_us_per_op) µs (target ≤ 15 µs); per node: \(get("write-100").node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ")) µs"' "$OUT/results.jsonl"
+    (get("write-1") | select(. != null) | "- one client, one write in flight: p50 \(.p50_us) µs (target ≤ 350 µs)"),
+    (get("write-100") | select(. != null) | "- 100 in flight: \(.ops_per_s) writes/s (target ≥ 80,000)"),
+    (get("read-linearizable") | select(. != null) | "- linearizable reads: \(.ops_per_s)/s (target ≥ 150,000)"),
+    (get("read-lease") | select(. != null) | "- lease reads: \(.ops_per_s)/s (target ≥ 250,000)"),
+    (get("write-100") | select(. != null) | "- CPU per write, all nodes: \(.node_cpu_us_per_op) µs (target ≤ 15 µs); per node: \(.node_cpu_us_per_op_by_node // [] | map(tostring) | join(" / ")) µs")' "$OUT/results.jsonl"
   echo
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r name _ _ <<<"$c"
+    [[ -f "$OUT/$name.breakdown.md" ]] || continue
+    echo "## Where a write's time goes: $name (median run)"
+    echo
+    echo "Each node's stage histograms (/metrics) read before and after the measured phase; leader:"
+    echo "received → proposed → locally durable / committed → applied → answered; followers: append"
+    echo "received → durable → acknowledged. The leader sends its entries before its own WAL sync, so"
+    echo "proposed → committed is near the slower of its sync and a follower's round trip, not their sum."
+    echo
+    cat "$OUT/$name.breakdown.md"
+    echo
+  done
   echo "## Latency by percentile"
   echo
   for c in "${CASES[@]}"; do

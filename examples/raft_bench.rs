@@ -74,7 +74,8 @@ impl Node {
         };
         let batch: PersistBatch = d.persist(&mut round, &mut self.storage).expect("persist");
         while self.storage.fsync_one() {}
-        d.on_durable(batch, net).expect("durable");
+        let durable = d.on_durable(batch, net);
+        assert!(durable.refused.is_none(), "durable: {:?}", durable.refused);
         d.apply(&mut round, net).expect("apply");
         true
     }
@@ -181,7 +182,7 @@ fn run_raft(batch: u64) -> Sample {
             let mut d = n.driver();
             for _ in 0..batch {
                 // Answers are dropped: the bench counts applied entries.
-                let (tx, _rx) = flume::bounded(1);
+                let (tx, _rx) = ringraft::node::driver::reply_channel();
                 let _ = d.propose(GROUP, payload.clone(), tx);
             }
         }

@@ -14,6 +14,7 @@
 //! [`report::Summary`]; `--percentiles FILE` writes the distribution as CSV, `--svg FILE` a plot.
 //! Owned by the client.
 
+pub mod breakdown;
 pub mod cpu;
 pub mod report;
 pub mod run;
@@ -100,6 +101,11 @@ pub struct BenchArgs {
     /// time per successful request during the measured phase as `node_cpu_us_per_op`.
     #[arg(long, value_delimiter = ',')]
     pub cpu_pids: Vec<u32>,
+    /// Where the measured writes' time went: every node's /metrics is read before and after
+    /// the measured phase and the per-stage p50/p99 table is printed before the result (or
+    /// written to FILE when given).
+    #[arg(long, num_args = 0..=1, value_name = "FILE")]
+    pub breakdown: Option<Option<PathBuf>>,
     /// Plot mode, no load: draw `NAME=FILE` percentile CSVs (as written by --percentiles) into
     /// the --svg file, one line each (repeatable).
     #[arg(long, requires = "svg")]

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::bench::cpu;
 use crate::bench::report::{self, new_histogram, Summary};
 use crate::bench::workload::{Rng, Workload, WorkloadKind, DEFAULT_KEY_SPACE, HOT_KEY_SPACE};
+use crate::bench::{breakdown, cpu};
 use crate::bench::{BenchArgs, DEFAULT_DURATION_S, DEFAULT_READ_RATIO};
 use crate::cli::client_config;
 use crate::client::{AsyncClient, Consistency, HistoryRecorder};
@@ -271,6 +271,10 @@ pub fn run(args: &BenchArgs, endpoints: &[String]) -> Result<(), String> {
             }
             None => clients.clone(),
         };
+        let stages_before = args
+            .breakdown
+            .as_ref()
+            .map(|_| breakdown::scrape_all(endpoints));
         let cpu_before = if args.cpu_pids.is_empty() {
             None
         } else {
@@ -294,6 +298,7 @@ pub fn run(args: &BenchArgs, endpoints: &[String]) -> Result<(), String> {
             Some(b) => Some(cpu::total_cpu_us(&args.cpu_pids)?.saturating_sub(b)),
             None => None,
         };
+        let stages = stages_before.map(|b| breakdown::table(&b, &breakdown::scrape_all(endpoints)));
         for c in clients.iter().chain(measured.iter()) {
             c.close();
         }
@@ -319,9 +324,17 @@ pub fn run(args: &BenchArgs, endpoints: &[String]) -> Result<(), String> {
         );
         summary.node_cpu_us_per_op =
             node_cpu_us.map(|c| (c as f64 / s.ok.get().max(1) as f64 * 10.0).round() / 10.0);
-        Ok::<_, String>((summary, hist))
+        Ok::<_, String>((summary, hist, stages))
     });
-    let (summary, hist) = summary?;
+    let (summary, hist, stages) = summary?;
+    if let (Some(t), Some(to)) = (&stages, &args.breakdown) {
+        match to {
+            Some(p) => {
+                std::fs::write(p, t).map_err(|e| format!("cannot write {}: {e}", p.display()))?
+            }
+            None => println!("Where the measured writes' time went, per node and stage:\n\n{t}"),
+        }
+    }
     if let Some(p) = &args.percentiles {
         std::fs::write(p, report::distribution_csv(&hist))
             .map_err(|e| format!("cannot write {}: {e}", p.display()))?;

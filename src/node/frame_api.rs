@@ -328,7 +328,15 @@ async fn run_op(
 ) -> (wire::OpOutcome, Option<wire::EventualRead>) {
     match to_request(op, shard, ctx) {
         Ok(req) => {
-            let op = req.op.clone();
+            // The answer reads back only a scan's limit and a CAS's new value: any other op
+            // (a put carries its key and value) is stood in for by a data-free one, uncopied.
+            let op = match &req.op {
+                ClientOp::Scan { .. }
+                | ClientOp::Write(WriteOp::CasValue { .. } | WriteOp::CasVersion { .. }) => {
+                    req.op.clone()
+                }
+                _ => ClientOp::Write(WriteOp::Noop),
+            };
             let r = server::execute(ctx, req).await;
             let eventual = match &r {
                 Ok(ClientReply::Eventual { read, .. }) => Some(*read),

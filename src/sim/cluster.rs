@@ -21,11 +21,11 @@ use crate::raft::{
 use super::invariants::{Invariants, Violation};
 use super::storage::NodeStorage;
 use crate::node::driver::{
-    restore_store, Driver, DriverFaults, PendingRead, PersistBatch, RoundStats, Shard,
+    note_acked, restore_store, Driver, DriverFaults, PendingRead, PersistBatch, RoundStats, Shard,
 };
 use crate::node::kv::{KvStore, PlantedFault};
 use crate::node::metrics::CoreMetrics;
-use crate::node::request::{ClientOp, ClientResult, Consistency};
+use crate::node::request::{ClientOp, Consistency};
 
 /// Maximum trace lines kept for a failure report.
 pub const TRACE_LINES_MAX: usize = 64;
@@ -122,8 +122,8 @@ impl Knobs {
     }
 }
 
-/// The receiving end of a client's answer.
-pub type Answer = flume::Receiver<ClientResult>;
+/// The receiving end of a client's answer (polled with `try_recv`).
+pub type Answer = crate::node::driver::ReplyReceiver;
 
 /// One simulated node.
 #[derive(Debug)]
@@ -211,8 +211,11 @@ impl SimNode {
             .with_faults(faults);
         while self.batches.front().is_some_and(|b| b.ticket() <= durable) {
             if let Some(b) = self.batches.pop_front() {
-                d.on_durable(b, net)
-                    .map_err(|e| Violation(format!("node {id}: {e}")))?;
+                let done = d.on_durable(b, net);
+                if let Some(e) = done.refused {
+                    return Err(Violation(format!("node {id}: {e}")));
+                }
+                note_acked(&self.metrics, done.follower);
             }
         }
         Ok(())
@@ -372,6 +375,11 @@ impl Cluster {
         self.nodes.get(&node)?.multi.as_ref()?.group(group)
     }
 
+    /// The counters of `node`'s driver.
+    pub fn metrics(&self, node: NodeId) -> Option<&CoreMetrics> {
+        self.nodes.get(&node).map(|n| &n.metrics)
+    }
+
     /// Mutable replica access (call `process(node)` afterwards).
     pub fn raft_mut(&mut self, node: NodeId, group: GroupId) -> Option<&mut Raft> {
         self.nodes.get_mut(&node)?.multi.as_mut()?.group_mut(group)
@@ -407,7 +415,7 @@ impl Cluster {
         group: GroupId,
         data: Vec<u8>,
     ) -> Result<Result<(u64, Answer), ProposeError>, Violation> {
-        let (tx, rx) = flume::bounded(1);
+        let (tx, rx) = crate::node::driver::reply_channel();
         let faults = self.faults();
         let Some(n) = self.nodes.get_mut(&node) else {
             return Ok(Err(ProposeError::NotLeader { leader: 0 }));
@@ -430,7 +438,7 @@ impl Cluster {
         key: Vec<u8>,
         mode: ReadMode,
     ) -> Result<Result<Answer, ReadError>, Violation> {
-        let (tx, rx) = flume::bounded(1);
+        let (tx, rx) = crate::node::driver::reply_channel();
         let faults = self.faults();
         let Some(n) = self.nodes.get_mut(&node) else {
             return Ok(Err(ReadError::NotLeader { leader: 0 }));

@@ -126,7 +126,7 @@ impl std::fmt::Display for SimFailure {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Pending {
     Idle,
     Write {
@@ -143,7 +143,7 @@ enum Pending {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Client {
     group: GroupId,
     process: u64,
@@ -344,12 +344,19 @@ impl Run {
     }
 
     fn finish_open(&mut self, i: usize) {
-        let cl = self.clients[i].clone();
-        match cl.pending {
+        let pending = std::mem::replace(&mut self.clients[i].pending, Pending::Idle);
+        self.finish_pending(i, pending);
+    }
+
+    /// Records the open operation `pending` of client `i` (already taken from it) as unknown
+    /// (a write) or failed (a read).
+    fn finish_pending(&mut self, i: usize, pending: Pending) {
+        let process = self.clients[i].process;
+        match pending {
             Pending::Idle => {}
             Pending::Write { group, cmd, .. } => {
                 let (f, key) = write_key(group, &cmd);
-                self.record(cl.process, EventType::Info, f, key);
+                self.record(process, EventType::Info, f, key);
                 self.ops_info += 1;
                 // A process with an unknown operation never calls again.
                 self.clients[i].process = self.next_process;
@@ -357,7 +364,7 @@ impl Run {
             }
             Pending::Read { group, key, .. } => {
                 self.record(
-                    cl.process,
+                    process,
                     EventType::Fail,
                     OpFunction::Get,
                     key_name(group, key),
@@ -468,23 +475,25 @@ impl Run {
     /// (the node crashed) leaves a write unknown and fails a read.
     fn collect_answers(&mut self) -> Result<(), Violation> {
         for i in 0..self.clients.len() {
-            let got = match &self.clients[i].pending {
+            let got = match &mut self.clients[i].pending {
                 Pending::Idle => continue,
                 Pending::Write { answer, .. } | Pending::Read { answer, .. } => answer.try_recv(),
             };
             let got = match got {
-                Ok(a) => a,
-                Err(flume::TryRecvError::Empty) => continue,
-                Err(flume::TryRecvError::Disconnected) => {
+                Ok(Some(a)) => a,
+                Ok(None) => continue,
+                Err(_) => {
                     self.finish_open(i);
                     continue;
                 }
             };
             let process = self.clients[i].process;
-            match self.clients[i].pending.clone() {
+            let pending = std::mem::replace(&mut self.clients[i].pending, Pending::Idle);
+            match &pending {
                 Pending::Idle => {}
                 Pending::Write { group, cmd, .. } => {
-                    let (f, key) = write_key(group, &cmd);
+                    let group = *group;
+                    let (f, key) = write_key(group, cmd);
                     match got {
                         // Another entry won this index (ours can never commit), or a
                         // compare-and-swap that did not swap.
@@ -503,7 +512,7 @@ impl Run {
                         }
                         // Outcome unknown.
                         Err(_) => {
-                            self.finish_open(i);
+                            self.finish_pending(i, pending);
                             continue;
                         }
                         Ok(other) => {
@@ -513,7 +522,7 @@ impl Run {
                         }
                     }
                 }
-                Pending::Read { group, key, .. } => match got {
+                &Pending::Read { group, key, .. } => match got {
                     Ok(ClientReply::Value(v)) => {
                         let value = v.map(|v| number(&v.value)).transpose()?;
                         let ev = self.record(
@@ -531,12 +540,11 @@ impl Run {
                         )))
                     }
                     Err(_) => {
-                        self.finish_open(i);
+                        self.finish_pending(i, pending);
                         continue;
                     }
                 },
             }
-            self.clients[i].pending = Pending::Idle;
         }
         Ok(())
     }

@@ -321,13 +321,13 @@ impl State {
     fn collect_notes(&mut self) {
         let reads = &mut self.reads;
         self.waiting
-            .retain(|(node, ctx, answer)| match answer.try_recv() {
-                Ok(Ok(_)) => {
+            .retain_mut(|(node, ctx, answer)| match answer.try_recv() {
+                Ok(Some(Ok(_))) => {
                     reads.insert((*node, *ctx));
                     false
                 }
-                Ok(Err(_)) | Err(flume::TryRecvError::Disconnected) => false,
-                Err(flume::TryRecvError::Empty) => true,
+                Ok(Some(Err(_))) | Err(_) => false,
+                Ok(None) => true,
             });
     }
 

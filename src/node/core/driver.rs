@@ -6,7 +6,7 @@
 //! core's state only for its own duration, never across an `.await`.
 
 use super::*;
-use crate::node::driver::{Driver, PersistError, Round, SnapshotWrite, Transport};
+use crate::node::driver::{note_acked, Driver, PersistError, Round, SnapshotWrite, Transport};
 use crate::node::storage::WalStorage;
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
@@ -238,14 +238,16 @@ pub async fn persist_loop(
             after = b.after_len(),
             "persisted"
         );
-        let sent = {
+        let (sent, follower) = {
             let (mut d, mut out, _) = parts(&mut s);
-            if let Err(e) = d.on_durable(b, &mut out) {
+            let durable = d.on_durable(b, &mut out);
+            if let Some(e) = durable.refused {
                 debug!("{e}");
             }
-            out.sent()
+            (out.sent(), durable.follower)
         };
         finish(&mut s, sent);
+        note_acked(&s.metrics, follower);
         s.kick();
     }
 }

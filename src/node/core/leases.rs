@@ -27,8 +27,8 @@ impl CoreState {
             };
             for op in due {
                 // Nobody waits for the answer: the receiver is dropped at once.
-                let (tx, _rx) = flume::bounded(1);
-                match self.propose(g, 0, 0, ClientOp::Write(op), tx) {
+                let (tx, _rx) = reply_channel();
+                match self.propose(g, 0, 0, ClientOp::Write(op), tx, Instant::now()) {
                     Ok(()) => proposed += 1,
                     Err((e, _)) => debug!(shard = g, "lease expiry not proposed now: {e}"),
                 }

@@ -13,7 +13,7 @@
 //!   cover, WAL backpressure (wait for durability, then resume the round), and durability
 //!   itself (the persist loop, which then reports the batch and sends what waited for it).
 //!   The storage is the core's WAL ([`crate::node::storage::WalStorage`]), the transport the
-//!   peer links, the answers flume one-shot channels.
+//!   peer links, the answers one-shot channels ([`Reply`]).
 //! - `apply.rs`: the node's side of the apply step (gauges, snapshot files).
 //! - `peers.rs`: Raft traffic in and out on the peer links.
 //! - `report.rs`: gauges and the typed per-shard status.
@@ -72,7 +72,9 @@ pub const DIAL_REQUESTS_CAPACITY: usize = 64;
 /// Largest snapshot accepted from a leader.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
-pub use crate::node::driver::{PendingRead, PersistBatch, Reply, Shard};
+pub use crate::node::driver::{
+    reply_channel, PendingRead, PersistBatch, Reply, ReplyReceiver, Shard,
+};
 
 /// The node's files and gauges of one shard (the driver's [`Shard`] holds the rest).
 #[derive(Debug)]

@@ -8,7 +8,17 @@
 //! its segment (the one copy durability needs); (6) applying decodes the command and the store
 //! keeps the decoded value. Six copies, against a target of the WAL write and one more:
 //! encoding straight from the archived frame into the entry's shared buffer and a WAL append
-//! that takes the kind byte and the data separately would remove (1), (3) and (4).
+//! that takes the kind byte and the data separately would remove (1), (3) and (4). Besides
+//! these, each follower's append carries the value once more in its frame. The answer path
+//! copies nothing of it: the frame API keeps only what an answer reads back (a scan's limit, a
+//! CAS's new value), and the answer travels on a one-shot channel ([`Reply`]: one allocation,
+//! where a bounded channel took a queue, a waiter hook and a lock per request).
+//!
+//! Write stages: a write carries when it reached the node (`received`, the first stage) and
+//! when it was proposed; the shared driver times the rest ([`crate::node::driver`]: locally
+//! durable in `on_durable`, committed, applied and answered in `apply`), each into the core's
+//! own histograms (`CoreMetrics::stages`: relaxed atomic adds, no lock, no sharing across
+//! cores).
 
 use super::*;
 use crate::raft::TransferError;
@@ -30,7 +40,16 @@ pub fn admit(cmd: &Command, adm: &Admission) -> Result<(), ClientError> {
 
 impl CoreState {
     /// Starts a client operation on `group` (owned by this core); the answer goes to `reply`.
-    pub fn submit(&mut self, group: GroupId, client_id: u64, seq: u64, op: ClientOp, reply: Reply) {
+    /// `received` is when the request reached the node (a write's first stage).
+    pub fn submit(
+        &mut self,
+        group: GroupId,
+        client_id: u64,
+        seq: u64,
+        op: ClientOp,
+        reply: Reply,
+        received: Instant,
+    ) {
         if let Some(f) = &self.fatal {
             let _ = reply.try_send(Err(ClientError::Unavailable(f.clone())));
             return;
@@ -56,7 +75,7 @@ impl CoreState {
             }
             // Remaining times are the leader's: served under its lease.
             ClientOp::LeaseList => self.start_read(group, op, Consistency::Lease, reply),
-            op => self.propose(group, client_id, seq, op, reply),
+            op => self.propose(group, client_id, seq, op, reply, received),
         };
         if let Err((e, reply)) = r {
             match &e {
@@ -162,6 +181,7 @@ impl CoreState {
         seq: u64,
         op: ClientOp,
         reply: Reply,
+        received: Instant,
     ) -> Result<(), (ClientError, Reply)> {
         let ClientOp::Write(op) = op else {
             return Err((ClientError::InvalidRequest("not a write".into()), reply));
@@ -199,7 +219,11 @@ impl CoreState {
             Ok(index) => {
                 self.metrics.proposals.inc();
                 if let Some(shard) = self.shards.get_mut(&group) {
-                    shard.add_write(index, term, reply);
+                    let proposed = shard.add_write(index, term, reply, Some(received));
+                    self.metrics
+                        .stages
+                        .received_to_proposed
+                        .record_between(received, proposed);
                 }
                 Ok(())
             }
@@ -241,7 +265,7 @@ impl CoreState {
             Ok(index) => {
                 info!(shard = g, ?change, index, "membership change proposed");
                 if let Some(shard) = self.shards.get_mut(&g) {
-                    shard.add_write(index, term, reply);
+                    shard.add_write(index, term, reply, None);
                 }
             }
             Err(ProposeError::NotLeader { leader }) => {

@@ -295,13 +295,13 @@ fn eventual_reads_are_marked_possibly_stale() {
     let metrics = Arc::new(CoreMetrics::default());
     let gauges = vec![Arc::new(ShardGauges::default())];
     let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics, &gauges).unwrap();
-    let (tx, rx) = flume::bounded(1);
+    let (tx, mut rx) = reply_channel();
     let op = ClientOp::Get {
         key: b"k".to_vec(),
         consistency: Consistency::Eventual,
     };
-    st.submit(0, 0, 0, op, tx);
-    let got = rx.try_recv().unwrap().unwrap();
+    st.submit(0, 0, 0, op, tx, Instant::now());
+    let got = rx.try_recv().unwrap().unwrap().unwrap();
     assert_eq!(
         got,
         ClientReply::Eventual {
@@ -314,4 +314,69 @@ fn eventual_reads_are_marked_possibly_stale() {
     );
     drop(st);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A put through a real single-node core (the shared driver, the persist loop, the clock, a WAL
+/// on disk) passes every leader stage once, and, as a lone node can only commit what it made
+/// durable, its local sync comes before the commit.
+#[test]
+fn a_put_on_a_real_core_records_every_leader_stage() {
+    let dir = std::env::temp_dir().join(format!("ringraft-stages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "[cluster]\nnode_id = 1\nlisten_address = \"127.0.0.1:9181\"\ninitial_cluster_size = 1\n\
+         db_root_dir = \"{}\"\n[raft]\nelection_timeout_ms_min = 60\n\
+         election_timeout_ms_max = 120\nheartbeat_interval_ms = 20\ntick_interval_ms = 5\n\
+         [raft.read_consistency]\nlease_duration_ms = 40\n",
+        dir.display()
+    );
+    let c = Arc::new(cfg(&text));
+    let metrics = Arc::new(CoreMetrics::default());
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    let m = metrics.clone();
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .unwrap();
+    let answer = ex.run(async move {
+        let (st, chans) = CoreState::open(c, 0, &[0], m, &gauges).unwrap();
+        let durability = st.durability();
+        let st = Rc::new(RefCell::new(st));
+        glommio::spawn_local(drive(st.clone(), chans.kick_rx)).detach();
+        glommio::spawn_local(persist_loop(st.clone(), chans.persist_rx, durability)).detach();
+        glommio::spawn_local(tick_loop(st.clone(), Duration::from_millis(5))).detach();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while st.borrow().multi.group(0).map(|r| r.role()) != Some(Role::Leader) {
+            assert!(Instant::now() < deadline, "no leader within 10 s");
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let (tx, rx) = reply_channel();
+        let op = ClientOp::Write(WriteOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        st.borrow_mut().submit(0, 0, 0, op, tx, Instant::now());
+        let got =
+            glommio::timer::timeout(Duration::from_secs(10), async { Ok(rx.await.ok()) }).await;
+        st.borrow_mut().fail_all("test over");
+        got
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        matches!(answer, Ok(Some(Ok(ClientReply::Applied(_))))),
+        "{answer:?}"
+    );
+    let s = &metrics.stages;
+    for (name, h) in [
+        ("received_to_proposed", &s.received_to_proposed),
+        ("proposed_to_local_durable", &s.proposed_to_local_durable),
+        ("proposed_to_committed", &s.proposed_to_committed),
+        ("committed_to_applied", &s.committed_to_applied),
+        ("applied_to_answered", &s.applied_to_answered),
+        ("received_to_answered", &s.received_to_answered),
+    ] {
+        assert_eq!(h.count(), 1, "{name}");
+    }
+    assert_eq!(s.commit_before_local_durable.get(), 0);
+    assert_eq!(s.append_received_to_durable.count(), 0);
+    assert_eq!(s.append_durable_to_acked.count(), 0);
 }

@@ -24,7 +24,7 @@ impl Driver<'_> {
             let read_states = std::mem::take(&mut rd.read_states);
             let reads_dropped = std::mem::take(&mut rd.reads_dropped);
             let snapshot_request = rd.snapshot_request.take();
-            let applied = self.apply_entries(g, &committed_entries, net)?;
+            let applied = self.apply_entries(g, &committed_entries, round.started, net)?;
             round.stats.applied += applied;
             round.ready_mut(k).1.committed_entries = committed_entries;
             for rs in &read_states {
@@ -55,11 +55,13 @@ impl Driver<'_> {
         Ok(snapshots)
     }
 
-    /// Applies `entries` of group `g`, answering the writes they decide. Returns how many.
+    /// Applies `entries` of group `g`, answering the writes they decide; the round that found
+    /// them committed began at `round_started`. Returns how many.
     fn apply_entries(
         &mut self,
         g: GroupId,
         entries: &[Entry],
+        round_started: Option<Instant>,
         net: &mut impl Transport,
     ) -> Result<u64, String> {
         if entries.is_empty() {
@@ -69,9 +71,6 @@ impl Driver<'_> {
         let Some(shard) = self.shards.get_mut(&g) else {
             return Ok(0);
         };
-        // Read once per batch, only when a write waits (the simulator runs this path millions of
-        // times).
-        let now = (!shard.writes.is_empty()).then(Instant::now);
         let mut membership_changed = false;
         for e in entries {
             self.metrics.entries_committed.inc();
@@ -79,6 +78,13 @@ impl Driver<'_> {
                 apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
             membership_changed |= e.kind == EntryKind::Config;
             self.metrics.entries_applied.inc();
+            // The clock is read once per entry that decides a write, and never otherwise (the
+            // simulator runs this path millions of times).
+            let applied_at = shard
+                .writes
+                .first_key_value()
+                .filter(|(&i, _)| i <= e.index)
+                .map(|_| Instant::now());
             // Writes proposed at or below this index are decided now.
             while let Some(entry) = shard.writes.first_entry() {
                 let i = *entry.key();
@@ -103,12 +109,18 @@ impl Driver<'_> {
                     // (a snapshot covered it): it may be in the snapshot.
                     Err(ClientError::LeadershipLost)
                 };
-                if let Some(now) = now {
-                    self.metrics
-                        .commit_latency_us
-                        .record(now.saturating_duration_since(w.started).as_micros() as u64);
+                let Some(applied_at) = applied_at else {
+                    let _ = w.reply.try_send(answer);
+                    continue;
+                };
+                self.metrics
+                    .commit_latency_us
+                    .record(applied_at.saturating_duration_since(w.started).as_micros() as u64);
+                if same_entry {
+                    answer_write(self.metrics, w, answer, round_started, applied_at);
+                } else {
+                    let _ = w.reply.try_send(answer);
                 }
-                let _ = w.reply.try_send(answer);
             }
         }
         if membership_changed {
@@ -178,4 +190,30 @@ impl Driver<'_> {
             }
         }
     }
+}
+
+/// Answers a write whose own entry was applied at `applied` and records its last stages:
+/// proposed → committed (the round that found it committed began at `committed`; `None`
+/// when that round read no clock, then the apply time stands in), committed → applied,
+/// applied → answered and the whole write on this node; a write answered before the leader's
+/// own storage made it durable is counted, its local-durable stage left untimed.
+fn answer_write(
+    m: &CoreMetrics,
+    w: PendingWrite,
+    answer: ClientResult,
+    committed: Option<Instant>,
+    applied: Instant,
+) {
+    let st = &m.stages;
+    let committed = committed.unwrap_or(applied);
+    st.proposed_to_committed
+        .record_between(w.started, committed);
+    st.committed_to_applied.record_between(committed, applied);
+    if !w.durable {
+        st.commit_before_local_durable.inc();
+    }
+    let _ = w.reply.try_send(answer);
+    let answered = Instant::now();
+    st.applied_to_answered.record_between(applied, answered);
+    st.received_to_answered.record_between(w.received, answered);
 }

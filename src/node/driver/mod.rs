@@ -36,6 +36,19 @@
 //! admission (`raft.max_inflight_proposals` each per core); the Raft core bounds uncommitted
 //! entries and pending reads.
 //!
+//! Write stages (`CoreMetrics::stages`, on /metrics as `ringraft_write_stage_seconds`): a
+//! write carries when it reached the node and when it was proposed; [`Driver::on_durable`]
+//! marks the waiting writes a leader's batch covers locally durable (proposed → locally
+//! durable) and times a follower's appends (round begun → durable; durable → acknowledged via
+//! [`note_acked`] once the acknowledgements are queued); [`Driver::apply`] times proposed →
+//! committed (from the start of the round that found the entry committed), committed →
+//! applied, applied → answered and the whole write, for writes whose own entry was applied,
+//! and counts those answered before the leader's own sync covered them. The clock is read only
+//! where a stage is timed (a round that appends or commits what a write waits for, an entry
+//! that decides a write, a batch that covers a waiting write or a follower's appends), never
+//! on the simulator's idle paths; what is read goes only into histograms, so the simulator's
+//! runs stay determined by their seed.
+//!
 //! Why sans-IO rather than an async driver generic over async traits: the node's state is shared
 //! by several tasks of the core (peer readers, the tick loop, client submissions) through a
 //! `RefCell`, whose borrow may not be held across an `.await`; a synchronous round split at the
@@ -70,18 +83,48 @@ mod round;
 #[cfg(test)]
 mod tests;
 
-pub use round::Round;
+pub use round::{note_acked, Durable, Round};
 
-/// Where an answer goes: a one-shot channel (the asking task may live on another core; the
-/// simulator's clients poll theirs).
-pub type Reply = flume::Sender<ClientResult>;
+/// Where an answer goes: a one-shot channel to the asking task (which may live on another
+/// core; the simulator's clients poll theirs). One allocation per request, a lock-free
+/// hand-over, and the asker is woken once.
+#[derive(Debug)]
+pub struct Reply(futures_channel::oneshot::Sender<ClientResult>);
+
+/// The asking side of a [`Reply`]: a future of the answer (`Err` when the answering side
+/// dropped the request without answering); [`futures_channel::oneshot::Receiver::try_recv`]
+/// polls it without an executor.
+pub type ReplyReceiver = futures_channel::oneshot::Receiver<ClientResult>;
+
+/// A new one-shot answer channel.
+pub fn reply_channel() -> (Reply, ReplyReceiver) {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    (Reply(tx), rx)
+}
+
+impl Reply {
+    /// Hands over the answer; `Err` gives it back when the asker is gone.
+    pub fn try_send(self, r: ClientResult) -> Result<(), ClientResult> {
+        self.0.send(r)
+    }
+
+    /// The asker gave up (timed out or its connection closed).
+    pub fn is_disconnected(&self) -> bool {
+        self.0.is_canceled()
+    }
+}
 
 /// A write waiting for its entry to be applied.
 #[derive(Debug)]
 pub struct PendingWrite {
     pub(crate) term: u64,
     pub(crate) reply: Reply,
+    /// When it was proposed.
     pub(crate) started: Instant,
+    /// When the request reached the node (the write's first stage).
+    pub(crate) received: Instant,
+    /// Set once the leader's own storage made the write's entry durable.
+    pub(crate) durable: bool,
 }
 
 /// A read waiting for its read index to be applied.
@@ -125,17 +168,28 @@ impl Shard {
         self.writes.len()
     }
 
-    /// Registers a proposed write. A write still waiting at the same index was proposed in an
-    /// older term and its entry has been replaced: it can never commit.
-    pub(crate) fn add_write(&mut self, index: u64, term: u64, reply: Reply) {
+    /// Registers a proposed write, received by the node at `received` (`None`: now). A write
+    /// still waiting at the same index was proposed in an older term and its entry has been
+    /// replaced: it can never commit. Returns when it was proposed (the clock's one read).
+    pub(crate) fn add_write(
+        &mut self,
+        index: u64,
+        term: u64,
+        reply: Reply,
+        received: Option<Instant>,
+    ) -> Instant {
+        let started = Instant::now();
         let w = PendingWrite {
             term,
             reply,
-            started: Instant::now(),
+            started,
+            received: received.unwrap_or(started),
+            durable: false,
         };
         if let Some(old) = self.writes.insert(index, w) {
             let _ = old.reply.try_send(Err(ClientError::Superseded));
         }
+        started
     }
 
     /// Answers the writes a just-installed snapshot covers: each may or may not be in it.
@@ -233,6 +287,9 @@ pub struct RoundStats {
 #[derive(Debug, Default)]
 pub struct PersistBatch {
     ticket: u64,
+    /// When the round that wrote the batch began, read only when it appended entries (a
+    /// follower's append stages run from it).
+    started: Option<Instant>,
     persisted: Vec<(GroupId, u64, u64)>,
     after: Vec<Envelope>,
     appended: u64,
@@ -347,7 +404,7 @@ impl<'a> Driver<'a> {
         let index = raft.propose(data)?;
         self.metrics.proposals.inc();
         if let Some(shard) = self.shards.get_mut(&g) {
-            shard.add_write(index, term, reply);
+            shard.add_write(index, term, reply, None);
         }
         Ok(index)
     }

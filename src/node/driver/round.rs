@@ -36,6 +36,10 @@ pub struct Round {
     cursor: usize,
     persisted: Vec<(GroupId, u64, u64)>,
     appended: u64,
+    /// When the round began, read only when it appended entries or commits entries a write
+    /// waits for: the commit time of the writes it applies and the start of a follower's
+    /// append.
+    pub(super) started: Option<Instant>,
     pub(super) stats: RoundStats,
 }
 
@@ -104,6 +108,17 @@ impl Driver<'_> {
         {
             return Ok(None);
         }
+        // The clock is read once, and only when a stage will be timed from it (the simulator
+        // runs this path millions of times).
+        let started = mr
+            .groups
+            .iter()
+            .any(|(g, rd)| {
+                !rd.entries.is_empty()
+                    || (!rd.committed_entries.is_empty()
+                        && self.shards.get(g).is_some_and(|s| !s.writes.is_empty()))
+            })
+            .then(Instant::now);
         let mut stats = RoundStats::default();
         let mut groups = Vec::with_capacity(mr.groups.len());
         for (g, rd) in mr.groups {
@@ -143,6 +158,7 @@ impl Driver<'_> {
             cursor: 0,
             persisted: Vec::new(),
             appended: 0,
+            started,
             stats,
         }))
     }
@@ -228,20 +244,21 @@ impl Driver<'_> {
         }
         Ok(PersistBatch {
             ticket: storage.ticket(),
+            started: round.started.filter(|_| round.appended > 0),
             persisted: std::mem::take(&mut round.persisted),
             after: std::mem::take(&mut round.after),
             appended: std::mem::take(&mut round.appended),
         })
     }
 
-    /// Step 4: the storage reached `batch`'s ticket: reports the marks to the Raft cores in order
-    /// and sends what waited for durability. A mark the core refuses is returned as an error
-    /// after the rest are reported (the node logs it; the simulator reports a violation).
-    pub fn on_durable(
-        &mut self,
-        batch: PersistBatch,
-        net: &mut impl Transport,
-    ) -> Result<(), String> {
+    /// Step 4: the storage reached `batch`'s ticket: records the durability stages, reports the
+    /// marks to the Raft cores in order and sends what waited for durability. A mark the core
+    /// refuses is returned as an error after the rest are reported (the node logs it; the
+    /// simulator reports a violation). [`Durable::follower`] is when a follower's appends in
+    /// the batch became durable, for [`note_acked`] once their acknowledgements are
+    /// queued.
+    pub fn on_durable(&mut self, batch: PersistBatch, net: &mut impl Transport) -> Durable {
+        let follower = self.note_durable(&batch);
         let mut refused = None;
         for (g, index, term) in batch.persisted {
             if let Err(e) = self.multi.on_persisted(g, index, term) {
@@ -249,9 +266,67 @@ impl Driver<'_> {
                 refused.get_or_insert(format!("shard {g}: on_persisted({index}, {term}): {e}"));
             }
         }
-        if !batch.after.is_empty() {
+        let acks = !batch.after.is_empty();
+        if acks {
             net.send(batch.after);
         }
-        refused.map_or(Ok(()), Err)
+        Durable {
+            follower: follower.filter(|_| acks),
+            refused,
+        }
     }
+
+    /// Records the durability stages of a batch: on a leader each waiting write it covers
+    /// becomes locally durable (proposed → locally durable); on a follower the batch's appends
+    /// went from received to durable. The clock is read once, only when a stage is timed.
+    /// Returns when a follower's appends became durable.
+    fn note_durable(&mut self, b: &PersistBatch) -> Option<Instant> {
+        let st = &self.metrics.stages;
+        let mut at = None;
+        let mut follower = false;
+        for &(g, index, _) in &b.persisted {
+            if self.multi.group(g).map(|r| r.role()) != Some(Role::Leader) {
+                follower |= b.appended > 0;
+                continue;
+            }
+            let Some(shard) = self.shards.get_mut(&g) else {
+                continue;
+            };
+            // Storage is durable in order: below the first write already marked durable every
+            // write is marked too, so the walk stops there.
+            for (_, w) in shard.writes.range_mut(..=index).rev() {
+                if w.durable {
+                    break;
+                }
+                w.durable = true;
+                let now = *at.get_or_insert_with(Instant::now);
+                st.proposed_to_local_durable.record_between(w.started, now);
+            }
+        }
+        let started = b.started.filter(|_| follower)?;
+        let now = *at.get_or_insert_with(Instant::now);
+        st.append_received_to_durable.record_between(started, now);
+        Some(now)
+    }
+}
+
+/// Records a follower's durable → acknowledged stage once the acknowledgements that waited for
+/// durability (`durable`: [`Durable::follower`]) are queued on the network.
+pub fn note_acked(metrics: &CoreMetrics, durable: Option<Instant>) {
+    if let Some(at) = durable {
+        metrics
+            .stages
+            .append_durable_to_acked
+            .record_between(at, Instant::now());
+    }
+}
+
+/// What [`Driver::on_durable`] found.
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// When a follower's appends of the batch became durable (their acknowledgements were
+    /// just sent).
+    pub follower: Option<Instant>,
+    /// The first durability mark a Raft core refused.
+    pub refused: Option<String>,
 }

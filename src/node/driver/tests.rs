@@ -22,7 +22,7 @@ fn cluster_with_entries(n: u64) -> Cluster {
                 value: vec![7; 8],
             },
         };
-        c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+        let _ = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
         stabilize(&mut c);
     }
     c
@@ -93,10 +93,13 @@ fn writes_are_answered_with_their_result_once_applied() {
             value: b"v".to_vec(),
         },
     };
-    let (_, answer) = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
-    assert!(answer.try_recv().is_err(), "answered before it committed");
+    let (_, mut answer) = c.propose(1, 1, cmd.encode()).unwrap().unwrap();
+    assert!(
+        matches!(answer.try_recv(), Ok(None)),
+        "answered before it committed"
+    );
     stabilize(&mut c);
-    let got = answer.try_recv().unwrap();
+    let got = answer.try_recv().unwrap().unwrap();
     assert!(
         matches!(
             got,
@@ -108,4 +111,33 @@ fn writes_are_answered_with_their_result_once_applied() {
     );
     // A write proposed on a follower is refused with "not leader".
     assert!(c.propose(2, 1, cmd.encode()).unwrap().is_err());
+}
+
+/// Every write of a three-node cluster passes the leader's stages once (its local durability
+/// either timed or counted as answered first), and the followers time their appends from the
+/// round to durability and from durability to the acknowledgement.
+#[test]
+fn the_driver_times_leader_and_follower_stages() {
+    let c = cluster_with_entries(3);
+    let l = &c.metrics(1).unwrap().stages;
+    // Received → proposed is the node's own (its requests reach the driver proposed).
+    for (name, h) in [
+        ("proposed_to_committed", &l.proposed_to_committed),
+        ("committed_to_applied", &l.committed_to_applied),
+        ("applied_to_answered", &l.applied_to_answered),
+        ("received_to_answered", &l.received_to_answered),
+    ] {
+        assert_eq!(h.count(), 3, "{name}");
+    }
+    assert_eq!(
+        l.proposed_to_local_durable.count() + l.commit_before_local_durable.get(),
+        3
+    );
+    assert_eq!(l.append_received_to_durable.count(), 0);
+    for f in [2, 3] {
+        let s = &c.metrics(f).unwrap().stages;
+        assert!(s.append_received_to_durable.count() >= 3, "node {f}");
+        assert!(s.append_durable_to_acked.count() >= 3, "node {f}");
+        assert_eq!(s.received_to_answered.count(), 0, "node {f}");
+    }
 }

@@ -109,6 +109,9 @@ pub(super) async fn core_main(
         glommio::spawn_local(node_core::leases::lease_loop(st.clone())),
         glommio::spawn_local(dialer_loop(ctx.clone(), handler.clone(), chans.dial_rx)),
         glommio::spawn_local(link_watch_loop(ctx.clone())),
+        glommio::spawn_local(crate::node::metrics::sample_executor(
+            metrics.cores[core].clone(),
+        )),
     ];
     if core == 0 && cfg.is_joining_learner() {
         tasks.push(glommio::spawn_local(join_loop(

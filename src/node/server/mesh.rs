@@ -7,13 +7,13 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringraft_net::NetMetrics;
 use tracing::{debug, warn};
 
 use crate::node::config::Config;
-use crate::node::core::{CoreState, Reply};
+use crate::node::core::{reply_channel, CoreState, Reply, ReplyReceiver};
 use crate::node::http_api::ReadSettings;
 use crate::node::metrics::{ErrorKind, NodeMetrics};
 use crate::node::request::{busy, ClientError, ClientOp, ClientRequest, ClientResult};
@@ -36,6 +36,8 @@ pub enum CoreMsg {
         op: ClientOp,
         /// Answer.
         reply: Reply,
+        /// When the request reached the node (the first stage of a write).
+        received: Instant,
     },
     /// Raft traffic from a peer for groups of the receiving core.
     Peer {
@@ -144,6 +146,7 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
             g
         }
     };
+    let received = Instant::now();
     ctx.inflight.set(ctx.inflight.get() + 1);
     let _guard = InflightGuard(ctx.clone());
     ask_owner(ctx, g, |reply| CoreMsg::Client {
@@ -152,6 +155,7 @@ pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
         seq: req.seq,
         op: req.op,
         reply,
+        received,
     })
     .await
 }
@@ -163,7 +167,7 @@ async fn ask_owner(
     g: GroupId,
     make: impl FnOnce(Reply) -> CoreMsg,
 ) -> ClientResult {
-    let (tx, rx) = flume::bounded(1);
+    let (tx, rx) = reply_channel();
     let owner = ctx.owner(g);
     let msg = make(tx);
     if owner == ctx.core {
@@ -185,9 +189,9 @@ impl Drop for InflightGuard {
     }
 }
 
-async fn wait_reply(ctx: &CoreCtx, rx: flume::Receiver<ClientResult>) -> ClientResult {
+async fn wait_reply(ctx: &CoreCtx, rx: ReplyReceiver) -> ClientResult {
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    match glommio::timer::timeout(timeout, async { Ok(rx.recv_async().await.ok()) }).await {
+    match glommio::timer::timeout(timeout, async { Ok(rx.await.ok()) }).await {
         Ok(Some(r)) => r,
         // The core dropped the request without answering (it stopped): a write may have been
         // proposed.
@@ -299,7 +303,8 @@ fn handle(s: &mut CoreState, m: CoreMsg) {
             seq,
             op,
             reply,
-        } => s.submit(group, client_id, seq, op, reply),
+            received,
+        } => s.submit(group, client_id, seq, op, reply, received),
         CoreMsg::Peer { from, msgs } => s.step_inbound(from, msgs),
         CoreMsg::Membership {
             group,
