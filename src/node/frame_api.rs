@@ -183,6 +183,12 @@ async fn run_op(ctx: &Rc<CoreCtx>, op: wire::ClientOp, shard: u32) -> wire::OpOu
 /// Serves one client or admin request frame and queues the answer on `conn`.
 pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, msg: wire::Message) {
     match msg {
+        wire::Message::ClientRequest(wire::ClientRequest {
+            shard,
+            command: wire::ClientCommand::Single(wire::ClientOp::Watch { filter, from }),
+        }) => {
+            crate::node::watch::serve::serve_frame_watch(ctx, conn, id, shard, filter, from).await;
+        }
         wire::Message::ClientRequest(req) => {
             let outcome = match req.command {
                 wire::ClientCommand::Single(op) => {

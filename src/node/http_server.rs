@@ -114,6 +114,10 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: TcpStream, mut buf: Vec<u8>, m
         };
         buf.drain(..used);
         sent_continue = false;
+        if !metrics_port && req.method == "GET" && req.path == "/watch" {
+            crate::node::watch::http::serve_http_watch(ctx, stream, *req).await;
+            return;
+        }
         let mut resp = handle(&ctx, &req, metrics_port).await;
         resp.close |= !req.keep_alive || ctx.stopping.get();
         let head_only = req.method == "HEAD";

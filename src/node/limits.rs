@@ -98,3 +98,36 @@ impl Admission {
 pub fn wal_max_payload_bytes(cfg: &Config) -> usize {
     MAX_ENTRY_PAYLOAD_BYTES.min(cfg.raft.persistence.segment_bytes as usize / 2)
 }
+
+/// Events of a shard's watch history kept in memory (oldest dropped first). Events are
+/// produced at apply on every replica; a watch can resume from any revision still held.
+pub const WATCH_HISTORY_MAX_EVENTS: usize = 16_384;
+/// Bytes of a shard's watch history (each event charged its key, value and
+/// [`WATCH_EVENT_OVERHEAD_BYTES`]). The newest revision is always kept, even if larger.
+pub const WATCH_HISTORY_MAX_BYTES: usize = 8 << 20;
+/// Fixed charge of one event: the shared allocation, two vectors' headers, numbers, the ring
+/// slot.
+pub const WATCH_EVENT_OVERHEAD_BYTES: usize = 96;
+/// Watchers registered on one shard of one node; past it a watch is refused Busy.
+pub const WATCH_MAX_PER_SHARD: usize = 1_024;
+/// Batches waiting in one watcher's send queue; a watcher whose queue is full when the
+/// shard has more for it is cancelled "too slow" (it resumes from its last revision).
+pub const WATCH_QUEUE_MAX_BATCHES: usize = 1_024;
+/// Bytes of events waiting in one watcher's send queue (charged as in the history; the
+/// events are shared with the history while it keeps them). Twice the history, so that a
+/// watch starting at the oldest retained revision fits its whole backlog.
+pub const WATCH_QUEUE_MAX_BYTES: usize = 2 * WATCH_HISTORY_MAX_BYTES;
+/// Most events in one batch (one frame / one burst of JSON lines); a revision's events are
+/// never split.
+pub const WATCH_BATCH_MAX_EVENTS: usize = 512;
+/// Most event bytes in one batch (a single revision may exceed it: it fits a frame, as its
+/// log entry did).
+pub const WATCH_BATCH_MAX_BYTES: usize = 1 << 20;
+/// An idle watch gets a progress report (empty batch with the revision covered) this often;
+/// it doubles as the keep-alive a client uses to tell a dead node from a quiet key.
+pub const WATCH_PROGRESS_INTERVAL_MS: u64 = 1_000;
+/// A watch stream whose connection cannot take more bytes (its send queue above
+/// [`WATCH_CONNECTION_HIGH_WATER_BYTES`]) for this long is closed: the client is not reading.
+pub const WATCH_STALL_TIMEOUT_MS: u64 = 10_000;
+/// Bytes queued on a connection above which a watch stream waits before sending more.
+pub const WATCH_CONNECTION_HIGH_WATER_BYTES: usize = 1 << 20;

@@ -22,6 +22,9 @@ impl CoreState {
             self.metrics.entries_committed.inc();
             let result =
                 apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
+            shard
+                .watch
+                .on_entry(e.index, result.as_ref().map(|r| (&e.data[..], r)));
             membership_changed |= e.kind == EntryKind::Config;
             self.metrics.entries_applied.inc();
             // Writes proposed at or below this index are decided now.
@@ -52,6 +55,9 @@ impl CoreState {
                     .record(now.duration_since(w.started).as_micros() as u64);
                 let _ = w.reply.try_send(answer);
             }
+        }
+        if let Some(shard) = self.shards.get_mut(&g) {
+            shard.watch.flush();
         }
         if membership_changed {
             self.refresh_peers(g);

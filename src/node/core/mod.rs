@@ -59,11 +59,13 @@ mod driver;
 mod peers;
 mod report;
 mod requests;
+mod watch;
 
 use driver::SnapshotWrite;
 pub use driver::{drive, persist_loop, sync_wal, tick_loop};
 pub use peers::send_wire;
 pub use requests::admit;
+pub use watch::WatchReplyTx;
 
 /// Persist batches waiting for durability, per core; the driver waits when it is reached.
 pub const MAX_PERSIST_BATCHES_IN_FLIGHT: usize = 1_024;
@@ -106,6 +108,8 @@ struct Shard {
     read_queue: std::collections::BTreeSet<(u64, u64)>,
     snapshot_path: PathBuf,
     gauges: Arc<ShardGauges>,
+    /// Watch history and watchers of the shard.
+    watch: crate::node::watch::WatchHub,
 }
 
 impl Shard {
@@ -443,6 +447,7 @@ impl CoreState {
                     read_queue: std::collections::BTreeSet::new(),
                     snapshot_path: path,
                     gauges: gauge,
+                    watch: Default::default(),
                 },
             );
         }

@@ -120,7 +120,9 @@ impl WriteOp {
                 },
                 session,
             ),
-            wire::ClientOp::Get { .. } | wire::ClientOp::Scan { .. } => return None,
+            wire::ClientOp::Get { .. }
+            | wire::ClientOp::Scan { .. }
+            | wire::ClientOp::Watch { .. } => return None,
         })
     }
 }

@@ -1,0 +1,324 @@
+use std::sync::Arc;
+
+use super::hub::QueueLimits;
+use super::*;
+use crate::node::kv::{Command, KvStore, WriteOp};
+
+fn ev(rev: u64, key: &str, value_len: usize) -> Arc<WatchEvent> {
+    Arc::new(WatchEvent {
+        kind: WatchEventKind::Put,
+        key: key.as_bytes().to_vec(),
+        value: vec![b'v'; value_len],
+        version: rev,
+        revision: rev,
+    })
+}
+
+/// A store and a hub fed the same way the core feeds them.
+struct Shard {
+    kv: KvStore,
+    hub: WatchHub,
+}
+
+impl Shard {
+    fn new(history: History, limits: QueueLimits) -> Shard {
+        Shard {
+            kv: KvStore::new(),
+            hub: WatchHub::new(history, limits),
+        }
+    }
+
+    fn apply(&mut self, op: WriteOp) -> u64 {
+        let index = self.kv.applied_index() + 1;
+        self.apply_session(op, 0, 0, index)
+    }
+
+    fn apply_session(&mut self, op: WriteOp, client_id: u64, seq: u64, index: u64) -> u64 {
+        let bytes = Command { client_id, seq, op }.encode();
+        let r = self.kv.apply(index, &bytes).unwrap();
+        self.hub.on_entry(index, Some((&bytes, &r)));
+        self.hub.flush();
+        index
+    }
+
+    fn put(&mut self, k: &str, v: &str) -> u64 {
+        self.apply(WriteOp::Put {
+            key: k.into(),
+            value: v.into(),
+        })
+    }
+}
+
+fn drain(sub: &Subscription) -> (Vec<WatchEvent>, u64) {
+    let (mut out, mut through) = (Vec::new(), sub.covered);
+    while let Ok(b) = sub.rx.try_recv() {
+        sub.taken(&b);
+        assert!(b.through >= through, "through goes back");
+        for e in &b.events {
+            assert!(
+                e.revision > through && e.revision <= b.through,
+                "event outside its batch"
+            );
+        }
+        through = b.through;
+        out.extend(b.events.iter().map(|e| (**e).clone()));
+    }
+    (out, through)
+}
+
+fn keys(evs: &[WatchEvent]) -> Vec<String> {
+    evs.iter()
+        .map(|e| String::from_utf8_lossy(&e.key).into_owned())
+        .collect()
+}
+
+#[test]
+fn history_ring_is_bounded_by_count_and_bytes() {
+    let mut h = History::with_limits(0, 4, usize::MAX);
+    for r in 1..=10 {
+        h.push(ev(r, "k", 1));
+    }
+    assert_eq!((h.len(), h.floor(), h.oldest(), h.last()), (4, 6, 7, 10));
+    assert_eq!(h.since(6).err(), Some(7), "revision 6 was dropped");
+    let revs: Vec<u64> = h.since(7).unwrap().map(|e| e.revision).collect();
+    assert_eq!(revs, vec![7, 8, 9, 10]);
+
+    let one = event_bytes(&ev(1, "k", 100));
+    let mut h = History::with_limits(0, 1_000, 3 * one);
+    for r in 1..=10 {
+        h.push(ev(r, "k", 100));
+    }
+    assert_eq!(h.len(), 3);
+    assert!(h.bytes() <= 3 * one);
+    // The newest revision is kept even when it alone is over the byte bound.
+    h.push(ev(11, "big", 10 * one));
+    assert_eq!((h.len(), h.oldest()), (1, 11));
+    h.reset(20);
+    assert_eq!(
+        (h.len(), h.bytes(), h.oldest(), h.since(21).is_ok()),
+        (0, 0, 21, true)
+    );
+}
+
+#[test]
+fn compacted_revisions_are_refused_with_the_oldest() {
+    let mut s = Shard::new(
+        History::with_limits(0, 3, usize::MAX),
+        QueueLimits::default(),
+    );
+    for i in 0..6 {
+        s.put(&format!("a{i}"), "v");
+    }
+    let applied = s.kv.applied_index();
+    let r = s.hub.register(WatchFilter::Prefix(vec![]), 2, applied);
+    assert_eq!(r.err(), Some(WatchCancel::Compacted { oldest: 4 }));
+    assert_eq!(
+        WatchCancel::Compacted { oldest: 4 }.to_string(),
+        "compacted, the oldest revision is 4"
+    );
+    let sub = s
+        .hub
+        .register(WatchFilter::Prefix(vec![]), 4, applied)
+        .unwrap();
+    let (evs, through) = drain(&sub);
+    assert_eq!(keys(&evs), vec!["a3", "a4", "a5"]);
+    assert_eq!(through, 6);
+}
+
+#[test]
+fn filters_by_key_prefix_and_range() {
+    let mut s = Shard::new(History::new(0), QueueLimits::default());
+    let applied = s.kv.applied_index();
+    let key = s
+        .hub
+        .register(WatchFilter::Key(b"b/1".to_vec()), 0, applied)
+        .unwrap();
+    let prefix = s
+        .hub
+        .register(WatchFilter::Prefix(b"b/".to_vec()), 0, applied)
+        .unwrap();
+    let range = s
+        .hub
+        .register(
+            WatchFilter::Range {
+                start: b"a".to_vec(),
+                end: Some(b"b/1".to_vec()),
+            },
+            0,
+            applied,
+        )
+        .unwrap();
+    for k in ["a", "b/1", "b/2", "b/10", "c"] {
+        s.put(k, "v");
+    }
+    s.apply(WriteOp::Delete { key: "b/1".into() });
+    assert_eq!(keys(&drain(&key).0), vec!["b/1", "b/1"]);
+    let (p, through) = drain(&prefix);
+    assert_eq!(keys(&p), vec!["b/1", "b/2", "b/10", "b/1"]);
+    assert_eq!(p[3].kind, WatchEventKind::Delete);
+    assert_eq!((p[3].revision, p[3].version, through), (6, 0, 6));
+    assert_eq!(
+        (p[0].revision, p[0].version, &p[0].value[..]),
+        (2, 2, &b"v"[..])
+    );
+    // [a, b/1) holds "a" but neither "b/1" nor "b/10" (which sorts after "b/1").
+    assert_eq!(keys(&drain(&range).0), vec!["a"]);
+}
+
+#[test]
+fn only_changes_are_events() {
+    let mut s = Shard::new(History::new(0), QueueLimits::default());
+    let sub = s.hub.register(WatchFilter::Prefix(vec![]), 0, 0).unwrap();
+    s.apply(WriteOp::Delete {
+        key: "missing".into(),
+    });
+    s.apply(WriteOp::CasValue {
+        key: "k".into(),
+        expected: Some(b"x".to_vec()),
+        new: b"n".to_vec(),
+    });
+    let swapped = s.apply(WriteOp::CasVersion {
+        key: "k".into(),
+        expected_version: 0,
+        new: b"n".to_vec(),
+    });
+    let first = s.apply_session(
+        WriteOp::Put {
+            key: "s".into(),
+            value: "1".into(),
+        },
+        7,
+        1,
+        swapped + 1,
+    );
+    // The same session write again: answered from the session table, no change.
+    s.apply_session(
+        WriteOp::Put {
+            key: "s".into(),
+            value: "1".into(),
+        },
+        7,
+        1,
+        first + 1,
+    );
+    s.apply(WriteOp::Noop);
+    let (evs, through) = drain(&sub);
+    assert_eq!(keys(&evs), vec!["k", "s"]);
+    assert_eq!((evs[0].revision, &evs[0].value[..]), (swapped, &b"n"[..]));
+    // Entries without a change advance the covered revision only with the next progress
+    // report (at most every WATCH_PROGRESS_INTERVAL_MS).
+    assert_eq!(through, first);
+}
+
+#[test]
+fn resuming_from_through_plus_one_misses_nothing_and_repeats_nothing() {
+    let mut s = Shard::new(History::new(0), QueueLimits::default());
+    let first = s
+        .hub
+        .register(WatchFilter::Prefix(b"k".to_vec()), 0, 0)
+        .unwrap();
+    for i in 0..5 {
+        s.put(&format!("k{i}"), "v");
+        s.put("other", "v");
+    }
+    let (a, through) = drain(&first);
+    drop(first);
+    for i in 5..8 {
+        s.put(&format!("k{i}"), "v");
+    }
+    let applied = s.kv.applied_index();
+    let resumed = s
+        .hub
+        .register(WatchFilter::Prefix(b"k".to_vec()), through + 1, applied)
+        .unwrap();
+    let (b, _) = drain(&resumed);
+    let all: Vec<String> = keys(&a).into_iter().chain(keys(&b)).collect();
+    let want: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    assert_eq!(all, want);
+    // A revision not applied yet here (a follower behind the node the client came from) is
+    // accepted and served once applied.
+    let ahead = s
+        .hub
+        .register(WatchFilter::Prefix(b"k".to_vec()), applied + 2, applied)
+        .unwrap();
+    s.put("k8", "v");
+    s.put("k9", "v");
+    s.put("k10", "v");
+    assert_eq!(keys(&drain(&ahead).0), vec!["k9", "k10"]);
+}
+
+#[test]
+fn slow_watcher_is_cancelled_with_a_reason_and_bounded_memory() {
+    let limits = QueueLimits {
+        batches: 8,
+        bytes: 4 * event_bytes(&ev(1, "k0", 1000)),
+    };
+    let mut s = Shard::new(History::new(0), limits);
+    let slow = s.hub.register(WatchFilter::Prefix(vec![]), 0, 0).unwrap();
+    let fast = s.hub.register(WatchFilter::Prefix(vec![]), 0, 0).unwrap();
+    let value = "x".repeat(1000);
+    let mut max_queued = 0;
+    for i in 0..50 {
+        s.put(&format!("k{i}"), &value);
+        drain(&fast);
+        max_queued = max_queued.max(
+            slow.shared
+                .queued_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        assert!(slow.rx.len() <= limits.batches);
+    }
+    assert!(
+        max_queued <= limits.bytes,
+        "{max_queued} > {}",
+        limits.bytes
+    );
+    assert_eq!(
+        s.hub.watchers(),
+        1,
+        "the slow watcher was removed, the fast one stays"
+    );
+    assert_eq!(s.hub.cancelled_slow, 1);
+    let (evs, through) = drain(&slow);
+    assert!(slow.rx.is_disconnected());
+    let reason = slow.shared.take_cancel().unwrap();
+    let WatchCancel::TooSlow(m) = &reason else {
+        panic!("{reason:?}")
+    };
+    assert!(
+        m.contains(&format!("resume from revision {}", through + 1)),
+        "{m}"
+    );
+    assert_eq!(evs.len() as u64, through, "what was queued is contiguous");
+    // It resumes where it stopped and catches up.
+    let applied = s.kv.applied_index();
+    let again = s
+        .hub
+        .register(WatchFilter::Prefix(vec![]), through + 1, applied)
+        .unwrap();
+    assert_eq!(drain(&again).0.len() as u64, applied - through);
+}
+
+#[test]
+fn a_snapshot_install_restarts_the_history_and_cancels_who_missed_events() {
+    let mut s = Shard::new(History::new(0), QueueLimits::default());
+    let sub = s.hub.register(WatchFilter::Prefix(vec![]), 0, 0).unwrap();
+    s.put("a", "1");
+    drain(&sub);
+    // Entries 2..=10 arrive inside a snapshot; the next applied entry is 11.
+    let mut snap = KvStore::new();
+    for i in 1..=10 {
+        snap.apply_empty(i);
+    }
+    s.kv = snap;
+    let applied = s.kv.applied_index();
+    s.put("b", "2");
+    assert!(sub.rx.is_disconnected());
+    assert_eq!(
+        sub.shared.take_cancel(),
+        Some(WatchCancel::Compacted { oldest: 11 })
+    );
+    assert_eq!(s.hub.history().oldest(), 11);
+    let r = s.hub.register(WatchFilter::Prefix(vec![]), 5, applied + 1);
+    assert_eq!(r.err(), Some(WatchCancel::Compacted { oldest: 11 }));
+}
