@@ -9,6 +9,7 @@
 
 pub mod status;
 pub mod wal;
+pub mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -103,6 +104,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the changes of the keys starting with PREFIX as JSON lines, until interrupted.
+    Watch(watch::WatchArgs),
 }
 
 /// The client configuration for `endpoints` (empty: the local cluster of `config/`).
@@ -243,5 +246,6 @@ pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
         },
         ClientCommand::Status { json } => status::status(&mut client, json),
         ClientCommand::Members { json } => status::members(&mut client, json),
+        ClientCommand::Watch(args) => watch::main(args, client.config().clone()),
     }
 }

@@ -114,9 +114,11 @@ pub const WATCH_MAX_PER_SHARD: usize = 1_024;
 /// shard has more for it is cancelled "too slow" (it resumes from its last revision).
 pub const WATCH_QUEUE_MAX_BATCHES: usize = 1_024;
 /// Bytes of events waiting in one watcher's send queue (charged as in the history; the
-/// events are shared with the history while it keeps them). Twice the history, so that a
-/// watch starting at the oldest retained revision fits its whole backlog.
-pub const WATCH_QUEUE_MAX_BYTES: usize = 2 * WATCH_HISTORY_MAX_BYTES;
+/// events are shared with the history while it keeps them). Half the history, so that a
+/// watcher cancelled "too slow" usually finds what it missed still held when it resumes. A
+/// new watch's backlog from the history is queued whole even past this bound; it must then
+/// be read before the next change arrives.
+pub const WATCH_QUEUE_MAX_BYTES: usize = WATCH_HISTORY_MAX_BYTES / 2;
 /// Most events in one batch (one frame / one burst of JSON lines); a revision's events are
 /// never split.
 pub const WATCH_BATCH_MAX_EVENTS: usize = 512;

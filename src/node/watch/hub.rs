@@ -245,8 +245,8 @@ impl WatchHub {
             shared: shared.clone(),
             last_sent: Instant::now(),
         };
-        // The backlog is at most the history, which the queue's byte bound covers twice over;
-        // it is queued even past the bound (the events are the history's own).
+        // The backlog is at most the history; it is queued whole, even past the byte bound
+        // (the events are the history's own, so this holds no extra memory).
         let limits = QueueLimits {
             batches: self.limits.batches,
             bytes: usize::MAX,
