@@ -69,7 +69,15 @@ fn prefix_watch_resumes_after_leader_kill_exactly_once() {
     };
     // Registered on both shards before the first write.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().covered.values().filter(|&&r| r > 0).count() < 2 {
+    while seen
+        .lock()
+        .unwrap()
+        .covered
+        .values()
+        .filter(|&&r| r > 0)
+        .count()
+        < 2
+    {
         assert!(Instant::now() < deadline, "the watch never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -105,7 +113,10 @@ fn prefix_watch_resumes_after_leader_kill_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = seen.lock().unwrap();
-        if want.iter().all(|(sh, r)| s.covered.get(sh).is_some_and(|c| c >= r)) {
+        if want
+            .iter()
+            .all(|(sh, r)| s.covered.get(sh).is_some_and(|c| c >= r))
+        {
             break;
         }
         assert!(
@@ -143,7 +154,11 @@ fn prefix_watch_resumes_after_leader_kill_exactly_once() {
         );
     }
     for (at, kv) in &acked {
-        assert_eq!(got.get(at), Some(kv), "acknowledged write at {at:?} missing");
+        assert_eq!(
+            got.get(at),
+            Some(kv),
+            "acknowledged write at {at:?} missing"
+        );
     }
     for (at, kv) in &got {
         assert!(
@@ -207,11 +222,18 @@ fn a_watcher_that_does_not_read_is_cancelled_too_slow_and_resumes() {
             }
             WatchReply::Cancelled(c) => break c,
         }
+        assert!(
+            through < *revs.last().unwrap(),
+            "every write was delivered to a watcher that read nothing: never cancelled"
+        );
     };
     let WatchCancel::TooSlow(m) = &reason else {
         panic!("{reason:?}")
     };
-    assert!(m.contains(&format!("resume from revision {}", through + 1)), "{m}");
+    assert!(
+        m.contains(&format!("resume from revision {}", through + 1)),
+        "{m}"
+    );
     assert!(n < revs.len(), "cancelled before it was sent everything");
     // Resuming from through + 1 gets exactly the rest, or, when the history moved past it
     // meanwhile, "compacted" with the oldest revision held, from which the rest follows.

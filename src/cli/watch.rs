@@ -49,8 +49,14 @@ pub fn parse_from(s: &str) -> Result<Start, String> {
         let (sh, r) = part
             .split_once(':')
             .ok_or_else(|| format!("--from {part:?}: expected SHARD:REVISION"))?;
-        let sh: u32 = sh.trim().parse().map_err(|_| format!("--from {part:?}: bad shard"))?;
-        let r: u64 = r.trim().parse().map_err(|_| format!("--from {part:?}: bad revision"))?;
+        let sh: u32 = sh
+            .trim()
+            .parse()
+            .map_err(|_| format!("--from {part:?}: bad shard"))?;
+        let r: u64 = r
+            .trim()
+            .parse()
+            .map_err(|_| format!("--from {part:?}: bad revision"))?;
         m.insert(sh, r);
     }
     Ok(Start::PerShard(m))

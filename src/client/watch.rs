@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig as NetClientConfig};
 use ringraft_net::message::{
-    ClientCommand, ClientError, ClientOp, ClientOutcome, ClientRequest,
-    LocalIdentity, Message, PeerRole,
+    ClientCommand, ClientError, ClientOp, ClientOutcome, ClientRequest, LocalIdentity, Message,
+    PeerRole,
 };
 pub use ringraft_net::message::{WatchCancel, WatchEvent, WatchEventKind, WatchFilter};
 
@@ -259,7 +259,9 @@ impl Watch {
     fn connect(&mut self) {
         let addr = match self.prefer.take() {
             Some(a) => a,
-            None => self.topo.next_node(self.last_node.as_deref(), Instant::now()),
+            None => self
+                .topo
+                .next_node(self.last_node.as_deref(), Instant::now()),
         };
         let conn = resolve(&addr).and_then(|sa| {
             BlockingClient::connect(sa, self.net.clone()).map_err(|e| e.to_string())
@@ -314,17 +316,15 @@ impl Watch {
         let reply = match frame.message {
             Message::ClientResponse(r) => match r.outcome {
                 ClientOutcome::Watch(w) => w,
-                ClientOutcome::Failed(e) => ringraft_net::message::WatchReply::Cancelled(
-                    WatchCancel::Failed(e),
-                ),
+                ClientOutcome::Failed(e) => {
+                    ringraft_net::message::WatchReply::Cancelled(WatchCancel::Failed(e))
+                }
                 other => {
                     return self.drop_conn(&format!("unexpected answer to a watch: {other:?}"))
                 }
             },
             Message::Error(e) => return self.drop_conn(&e.message),
-            other => {
-                return self.drop_conn(&format!("unexpected {:?} on a watch", other.kind()))
-            }
+            other => return self.drop_conn(&format!("unexpected {:?} on a watch", other.kind())),
         };
         self.failing_since = None;
         match reply {
@@ -359,15 +359,15 @@ impl Watch {
                 }
             }
             WatchCancel::Failed(e) => match e {
-                ClientError::InvalidRequest(_) | ClientError::TooLarge { .. } | ClientError::WrongShard { .. } => {
-                    end(
-                        self,
-                        WatchError::Rejected {
-                            shard,
-                            message: e.to_string(),
-                        },
-                    )
-                }
+                ClientError::InvalidRequest(_)
+                | ClientError::TooLarge { .. }
+                | ClientError::WrongShard { .. } => end(
+                    self,
+                    WatchError::Rejected {
+                        shard,
+                        message: e.to_string(),
+                    },
+                ),
                 // The node cannot serve it now (stopping, busy, its core stopped): resubscribe
                 // every shard elsewhere.
                 e => self.drop_conn(&e.to_string()),
