@@ -322,3 +322,37 @@ fn a_snapshot_install_restarts_the_history_and_cancels_who_missed_events() {
     let r = s.hub.register(WatchFilter::Prefix(vec![]), 5, applied + 1);
     assert_eq!(r.err(), Some(WatchCancel::Compacted { oldest: 11 }));
 }
+
+/// Event throughput of the apply path (history + delivery), printed; run with
+/// `cargo test --release --lib node::watch::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    for watchers in [0usize, 1, 100] {
+        let mut s = Shard::new(History::new(0), QueueLimits::default());
+        let subs: Vec<Subscription> = (0..watchers)
+            .map(|_| {
+                s.hub
+                    .register(WatchFilter::Prefix(b"k".to_vec()), 0, 0)
+                    .unwrap()
+            })
+            .collect();
+        let n = 200_000u64;
+        let value = "v".repeat(100);
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            s.put(&format!("k{}", i % 1000), &value);
+            if i % 256 == 0 {
+                subs.iter().for_each(|x| {
+                    drain(x);
+                });
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "watchers={watchers}: {n} puts applied in {secs:.3}s = {:.0} puts/s ({:.0} events delivered/s)",
+            n as f64 / secs,
+            (n as f64 * watchers as f64) / secs
+        );
+    }
+}
