@@ -262,4 +262,31 @@ fn a_watcher_that_does_not_read_is_cancelled_too_slow_and_resumes() {
         n,
         "what was sent before the cancel is exactly the writes through its revision"
     );
+
+    // Over HTTP: a dropped revision is refused 410 with the oldest one held; a revision
+    // still held streams its event as a JSON line.
+    let http = |target: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(c.endpoints()[0].as_str()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("\"revision\"")
+            && !String::from_utf8_lossy(&got).contains("oldest")
+        {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let gone = http("/watch?prefix=big/&from=1");
+    assert!(gone.starts_with("HTTP/1.1 410"), "{gone}");
+    assert!(gone.contains("compacted, the oldest revision is"), "{gone}");
+    let last = *revs.last().unwrap();
+    let live = http(&format!("/watch?prefix=big/99&from={last}"));
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    assert!(live.contains(&format!("\"revision\":{last}")), "{live}");
 }
