@@ -23,8 +23,12 @@
 //! leader: a watch is eventually consistent, never out of order, and a resumed watch neither
 //! misses nor repeats an event (resume from `through + 1`).
 //!
-//! The shard's core owns its hub (no locks); what crosses cores is a registration message and
-//! the watcher's queue (a bounded channel of shared, immutable events).
+//! The hub is a field of the shared driver's per-shard state ([`crate::node::driver::Shard`]):
+//! the driver feeds it at apply on the node and in the simulator alike, so the history is the
+//! same deterministic function of the log everywhere (it reads no clock while no watcher is
+//! registered; the simulator registers none). The shard's core owns it (no locks); what
+//! crosses cores is a registration message and the watcher's queue (a bounded channel of
+//! shared, immutable events).
 
 pub mod events;
 pub mod history;
