@@ -474,6 +474,48 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
     .unwrap();
     assert_eq!(s, 401, "{b}");
 
+    // A watch is a read: without credentials it is refused (401) before any stream starts;
+    // a reader passes the role check and gets the watch's own answer (here: no such shard),
+    // and over frames a reader's watch opens with its first batch.
+    let (s, b) = https(
+        c.addr(leader),
+        &anonymous,
+        "GET",
+        "/watch?prefix=",
+        "",
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 401, "{b}");
+    let (s, b) = https(c.addr(leader), &reader, "GET", "/watch?shard=999", "", None).unwrap();
+    assert_eq!(s, 400, "{b}");
+    let mut r = frame_connect(
+        c.addr(leader),
+        reader.clone(),
+        PeerRole::Client { client_id: 11 },
+    )
+    .unwrap();
+    let got = r
+        .call(&wire::ClientRequest {
+            shard: 0,
+            command: wire::ClientCommand::Single(wire::ClientOp::Watch {
+                filter: wire::WatchFilter::Prefix(Vec::new()),
+                from: 0,
+            }),
+        })
+        .unwrap();
+    assert!(
+        matches!(
+            &got,
+            wire::Message::ClientResponse(wire::ClientResponse {
+                outcome: wire::ClientOutcome::Watch(wire::WatchReply::Events { .. }),
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    drop(r);
+
     // Frames: a write client cannot remove a voter; an admin client can ask, but AddLearner
     // for an existing voter at another address is refused and the voter keeps its address.
     let voter = (1..=3).find(|i| *i != leader).unwrap();

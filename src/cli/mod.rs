@@ -12,6 +12,7 @@
 pub mod kv_cmds;
 pub mod status;
 pub mod wal;
+pub mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -128,6 +129,8 @@ pub enum ClientCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Print the changes of the keys starting with PREFIX as JSON lines, until interrupted.
+    Watch(watch::WatchArgs),
     /// Cluster status: every node and, per shard, leader, term, commit index, follower lag.
     Status {
         /// One JSON object instead of a table.
@@ -373,6 +376,7 @@ pub fn main(cmd: ClientCommand, endpoints: &[String]) -> ExitCode {
         ClientCommand::Txn { file } => kv_cmds::txn(&mut client, file),
         ClientCommand::Lease { cmd } => kv_cmds::lease(&mut client, cmd),
         // Answered above, over HTTP.
+        ClientCommand::Watch(args) => watch::main(args, client.config().clone()),
         ClientCommand::TransferLeader { .. } => ExitCode::from(EXIT_FAILURE),
     }
 }

@@ -25,6 +25,7 @@ pub mod op;
 pub mod retry;
 pub mod session;
 pub mod topology;
+pub mod watch;
 
 pub use async_client::AsyncClient;
 pub use blocking::{CasResult, Client};

@@ -296,6 +296,9 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
     let one = match outcome {
         ClientOutcome::Single(o) => o,
         ClientOutcome::Failed(e) => return Answer::Failed(e),
+        ClientOutcome::Watch(_) => {
+            return Answer::Malformed("a watch stream answered a single operation".into())
+        }
         ClientOutcome::Batch(v) => {
             return Answer::Malformed(format!(
                 "a batch of {} outcomes answered a single operation",

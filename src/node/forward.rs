@@ -335,6 +335,9 @@ fn client_answer(op: &wire::ClientOp, got: Result<wire::Message, ClientError>) -
             wire::ClientOutcome::Batch(_) => Err(ClientError::ForwardBroken(
                 "the leader answered a single call with a batch".into(),
             )),
+            wire::ClientOutcome::Watch(_) => Err(ClientError::ForwardBroken(
+                "the leader answered a single call with a watch stream".into(),
+            )),
         },
         other => Err(ClientError::ForwardBroken(format!(
             "the leader answered with a {:?} frame",

@@ -83,6 +83,11 @@ pub fn to_request(
             }
         },
         wire::ClientOp::LeaseList => (0, 0, ClientOp::LeaseList),
+        wire::ClientOp::Watch { .. } => {
+            return Err(ClientError::InvalidRequest(
+                "a watch is a stream: send it alone, as a single command with its shard".into(),
+            ))
+        }
         write => {
             let Some((w, s)) = WriteOp::from_wire(write) else {
                 return Err(ClientError::InvalidRequest("not a write".into()));
@@ -351,6 +356,12 @@ async fn run_op(
 /// Serves one client or admin request frame and queues the answer on `conn`.
 pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, msg: wire::Message) {
     match msg {
+        wire::Message::ClientRequest(wire::ClientRequest {
+            shard,
+            command: wire::ClientCommand::Single(wire::ClientOp::Watch { filter, from }),
+        }) => {
+            crate::node::watch::serve::serve_frame_watch(ctx, conn, id, shard, filter, from).await;
+        }
         wire::Message::ClientRequest(req) => {
             let mut eventual: Option<wire::EventualRead> = None;
             let outcome = match req.command {

@@ -120,6 +120,26 @@ async fn serve_http(ctx: Rc<CoreCtx>, mut stream: NetStream, mut buf: Vec<u8>, m
         };
         buf.drain(..used);
         sent_continue = false;
+        if !metrics_port && req.method == "GET" && req.path == "/watch" {
+            // A watch streams until it ends, so it owns the connection; it is a read.
+            match authorize_role(&ctx, &req, cert.as_ref(), Role::Read, "a watch") {
+                Ok(_) => {
+                    crate::node::watch::http::serve_http_watch(ctx, stream, *req).await;
+                    return;
+                }
+                Err(mut resp) => {
+                    resp.close |= !req.keep_alive || ctx.stopping.get();
+                    if write_response(&ctx, &mut stream, &resp, false)
+                        .await
+                        .is_err()
+                        || resp.close
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let mut resp = handle(&ctx, &req, metrics_port, cert.as_ref()).await;
         resp.close |= !req.keep_alive || ctx.stopping.get();
         let head_only = req.method == "HEAD";
@@ -335,6 +355,30 @@ fn authorize(
     cert: Option<&CertIdentity>,
     call: &ApiCall,
 ) -> Result<Principal, Response> {
+    let (need, what) = match call {
+        ApiCall::Client(c) if c.op.is_write() => (Role::Write, "a write"),
+        ApiCall::LeaseGrant { .. } => (Role::Write, "a write"),
+        ApiCall::Client(_)
+        | ApiCall::FanOut { .. }
+        | ApiCall::Status
+        | ApiCall::Health
+        | ApiCall::Metrics => (Role::Read, "a read"),
+        ApiCall::Promote { .. } | ApiCall::RemoveMember { .. } => {
+            (Role::Admin, "a membership change")
+        }
+        ApiCall::TransferLeader { .. } => (Role::Admin, "a leadership transfer"),
+    };
+    authorize_role(ctx, req, cert, need, what)
+}
+
+/// The principal of `req`, if it holds role `need` (`what` names the call in a refusal).
+fn authorize_role(
+    ctx: &CoreCtx,
+    req: &Request,
+    cert: Option<&CertIdentity>,
+    need: Role,
+    what: &str,
+) -> Result<Principal, Response> {
     let refused = |e: AuthError| {
         let (status, kind) = match e {
             AuthError::Unauthenticated(_) => (401, ErrorKind::Unauthenticated),
@@ -355,19 +399,6 @@ fn authorize(
             req.header(auth::PRINCIPAL_HEADER),
         )
         .map_err(refused)?;
-    let (need, what) = match call {
-        ApiCall::Client(c) if c.op.is_write() => (Role::Write, "a write"),
-        ApiCall::LeaseGrant { .. } => (Role::Write, "a write"),
-        ApiCall::Client(_)
-        | ApiCall::FanOut { .. }
-        | ApiCall::Status
-        | ApiCall::Health
-        | ApiCall::Metrics => (Role::Read, "a read"),
-        ApiCall::Promote { .. } | ApiCall::RemoveMember { .. } => {
-            (Role::Admin, "a membership change")
-        }
-        ApiCall::TransferLeader { .. } => (Role::Admin, "a leadership transfer"),
-    };
     auth::require(&p, need, what).map_err(refused)?;
     Ok(p)
 }

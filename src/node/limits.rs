@@ -127,3 +127,37 @@ pub const MAX_LEASE_TTL_MS: u64 = 365 * 24 * 3_600 * 1_000;
 pub const LEASE_EXPIRES_PER_CHECK: usize = 256;
 /// How often the leader checks its leases' deadlines.
 pub const LEASE_CHECK_INTERVAL_MS: u64 = 100;
+/// Events of a shard's watch history kept in memory (oldest dropped first). Events are
+/// produced at apply on every replica; a watch can resume from any revision still held.
+pub const WATCH_HISTORY_MAX_EVENTS: usize = 16_384;
+/// Bytes of a shard's watch history (each event charged its key, value and
+/// [`WATCH_EVENT_OVERHEAD_BYTES`]). The newest revision is always kept, even if larger.
+pub const WATCH_HISTORY_MAX_BYTES: usize = 8 << 20;
+/// Fixed charge of one event: the shared allocation, two vectors' headers, numbers, the ring
+/// slot.
+pub const WATCH_EVENT_OVERHEAD_BYTES: usize = 96;
+/// Watchers registered on one shard of one node; past it a watch is refused Busy.
+pub const WATCH_MAX_PER_SHARD: usize = 1_024;
+/// Batches waiting in one watcher's send queue; a watcher whose queue is full when the
+/// shard has more for it is cancelled "too slow" (it resumes from its last revision).
+pub const WATCH_QUEUE_MAX_BATCHES: usize = 1_024;
+/// Bytes of events waiting in one watcher's send queue (charged as in the history; the
+/// events are shared with the history while it keeps them). Half the history, so that a
+/// watcher cancelled "too slow" usually finds what it missed still held when it resumes. A
+/// new watch's backlog from the history is queued whole even past this bound; it must then
+/// be read before the next change arrives.
+pub const WATCH_QUEUE_MAX_BYTES: usize = WATCH_HISTORY_MAX_BYTES / 2;
+/// Most events in one batch (one frame / one burst of JSON lines); a revision's events are
+/// never split.
+pub const WATCH_BATCH_MAX_EVENTS: usize = 512;
+/// Most event bytes in one batch (a single revision may exceed it: it fits a frame, as its
+/// log entry did).
+pub const WATCH_BATCH_MAX_BYTES: usize = 1 << 20;
+/// An idle watch gets a progress report (empty batch with the revision covered) this often;
+/// it doubles as the keep-alive a client uses to tell a dead node from a quiet key.
+pub const WATCH_PROGRESS_INTERVAL_MS: u64 = 1_000;
+/// A watch stream whose connection cannot take more bytes (its send queue above
+/// [`WATCH_CONNECTION_HIGH_WATER_BYTES`]) for this long is closed: the client is not reading.
+pub const WATCH_STALL_TIMEOUT_MS: u64 = 10_000;
+/// Bytes queued on a connection above which a watch stream waits before sending more.
+pub const WATCH_CONNECTION_HIGH_WATER_BYTES: usize = 1 << 20;

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod watch;
 pub mod wire;
 
 use std::process::ExitCode;

@@ -164,6 +164,16 @@ pub enum ClientOp {
     },
     /// List the leases of the request's shard with their remaining time (on the leader).
     LeaseList,
+    /// Stream the changes of the request's shard that match `filter`, from revision `from`
+    /// (0 = from now). Answered by a stream of [`ClientOutcome::Watch`] responses carrying the
+    /// request's id, until a [`WatchReply::Cancelled`]. Only as a `Single` command, with an
+    /// explicit shard: revisions are per shard.
+    Watch {
+        /// Which keys.
+        filter: WatchFilter,
+        /// First revision wanted (the shard's log index); 0 = the next one applied.
+        from: u64,
+    },
 }
 
 /// Bits of a lease id below its shard number.
@@ -324,6 +334,7 @@ impl ClientOp {
             | ClientOp::LeaseKeepAlive { .. }
             | ClientOp::LeaseRevoke { .. }
             | ClientOp::LeaseList => &[],
+            ClientOp::Watch { filter, .. } => filter.start(),
         }
     }
 
@@ -331,7 +342,10 @@ impl ClientOp {
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            ClientOp::Get { .. } | ClientOp::Scan { .. } | ClientOp::LeaseList
+            ClientOp::Get { .. }
+                | ClientOp::Scan { .. }
+                | ClientOp::LeaseList
+                | ClientOp::Watch { .. }
         )
     }
 }
@@ -612,6 +626,8 @@ pub enum ClientOutcome {
     Batch(Vec<OpOutcome>),
     /// The whole request failed before any op ran (not leader, busy, ...).
     Failed(ClientError),
+    /// One message of a watch stream (many per request id).
+    Watch(WatchReply),
 }
 
 /// Node → client.
@@ -647,4 +663,126 @@ impl EventualRead {
             leader: self.leader && other.leader,
         }
     }
+}
+
+/// The keys a watch follows.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum WatchFilter {
+    /// Exactly this key.
+    Key(Vec<u8>),
+    /// Every key starting with these bytes (empty: every key).
+    Prefix(Vec<u8>),
+    /// Keys in `[start, end)`; `end: None` = unbounded.
+    Range {
+        /// Inclusive start.
+        start: Vec<u8>,
+        /// Exclusive end.
+        end: Option<Vec<u8>>,
+    },
+}
+
+impl WatchFilter {
+    /// Whether `key` is followed.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            WatchFilter::Key(k) => k.as_slice() == key,
+            WatchFilter::Prefix(p) => key.starts_with(p),
+            WatchFilter::Range { start, end } => {
+                key >= start.as_slice() && end.as_ref().is_none_or(|e| key < e.as_slice())
+            }
+        }
+    }
+
+    /// The first key the filter can match (what a single-key watch routes by).
+    pub fn start(&self) -> &[u8] {
+        match self {
+            WatchFilter::Key(k) | WatchFilter::Prefix(k) => k,
+            WatchFilter::Range { start, .. } => start,
+        }
+    }
+
+    /// Bytes of keys the filter holds.
+    pub fn bytes(&self) -> usize {
+        match self {
+            WatchFilter::Key(k) | WatchFilter::Prefix(k) => k.len(),
+            WatchFilter::Range { start, end } => start.len() + end.as_ref().map_or(0, Vec::len),
+        }
+    }
+}
+
+/// What changed a key.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum WatchEventKind {
+    /// The key was set (a put, or a compare-and-swap that swapped).
+    Put,
+    /// The key was removed (only a delete of a key that existed is an event).
+    Delete,
+}
+
+/// One change of one key.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub struct WatchEvent {
+    /// Put or delete.
+    pub kind: WatchEventKind,
+    /// Key.
+    pub key: Vec<u8>,
+    /// The new value (empty for a delete).
+    pub value: Vec<u8>,
+    /// The key's version after the change (0 for a delete).
+    pub version: u64,
+    /// The shard's log index of the entry that made the change.
+    pub revision: u64,
+}
+
+/// Why the node ended a watch.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum WatchCancel {
+    /// The revision asked for is older than the shard's retained history.
+    Compacted {
+        /// The oldest revision that can still be asked for.
+        oldest: u64,
+    },
+    /// The watcher fell too far behind (its bounded queue filled): resume from the revision
+    /// after the last `through` received.
+    TooSlow(String),
+    /// The node cannot serve the watch (bad request, too many watchers, shutting down, ...).
+    Failed(ClientError),
+}
+
+impl std::fmt::Display for WatchCancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchCancel::Compacted { oldest } => {
+                write!(f, "compacted, the oldest revision is {oldest}")
+            }
+            WatchCancel::TooSlow(m) => write!(f, "too slow: {m}"),
+            WatchCancel::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One message of a watch stream.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[rkyv(derive(Debug))]
+pub enum WatchReply {
+    /// Events in revision order (never splitting one revision's events), and the revision the
+    /// stream has now covered: every matching event with `revision <= through` has been sent.
+    /// An empty batch is a progress report (and a keep-alive).
+    Events {
+        /// Events.
+        events: Vec<WatchEvent>,
+        /// Revision covered.
+        through: u64,
+    },
+    /// The watch ended; nothing follows on this request id.
+    Cancelled(WatchCancel),
 }

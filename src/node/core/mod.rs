@@ -58,10 +58,12 @@ mod reclaim;
 pub use reclaim::is_out_of_space;
 mod report;
 mod requests;
+mod watch;
 
 pub use driver::{drive, persist_loop, sync_wal, tick_loop};
 pub use peers::send_wire;
 pub use requests::admit;
+pub use watch::WatchReplyTx;
 
 /// Persist batches waiting for durability, per core; the driver waits when it is reached.
 pub const MAX_PERSIST_BATCHES_IN_FLIGHT: usize = 1_024;

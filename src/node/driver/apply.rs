@@ -6,6 +6,7 @@ use tracing::{debug, warn};
 
 use super::*;
 use crate::node::kv::apply::apply_entry;
+use crate::node::watch::events::Applied;
 use crate::raft::EntryKind;
 
 impl Driver<'_> {
@@ -76,6 +77,17 @@ impl Driver<'_> {
             self.metrics.entries_committed.inc();
             let result =
                 apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
+            // The watch history sees every entry (a gap means a snapshot was installed); its
+            // events come from the command, its result and the keys a lease took with it.
+            let dropped = shard.kv.take_dropped_keys();
+            shard.watch.on_entry(
+                e.index,
+                result.as_ref().map(|r| Applied {
+                    data: &e.data[..],
+                    result: r,
+                    dropped: &dropped,
+                }),
+            );
             membership_changed |= e.kind == EntryKind::Config;
             self.metrics.entries_applied.inc();
             // The clock is read once per entry that decides a write, and never otherwise (the
@@ -123,6 +135,7 @@ impl Driver<'_> {
                 }
             }
         }
+        shard.watch.flush();
         if membership_changed {
             net.membership_changed(g);
         }

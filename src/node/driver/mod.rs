@@ -73,6 +73,7 @@ use tracing::info;
 use crate::node::kv::{KvStore, PlantedFault};
 use crate::node::metrics::CoreMetrics;
 use crate::node::request::{ClientError, ClientOp, ClientReply, ClientResult};
+use crate::node::watch::WatchHub;
 use crate::raft::{
     Entry, Envelope, GroupId, HardState, MultiRaft, NodeId, ProposeError, ReadError, ReadMode,
     Role, Snapshot,
@@ -147,6 +148,9 @@ pub struct Shard {
     /// Reads whose read index is known, ordered by (index, ctx): served front to back as the
     /// state machine applies. Entries of reads answered otherwise are skipped when reached.
     pub(crate) read_queue: BTreeSet<(u64, u64)>,
+    /// Watch history (events derived at apply, identical on every replica) and the watchers
+    /// registered on this node (none in the simulator).
+    pub(crate) watch: WatchHub,
 }
 
 impl Shard {
@@ -161,6 +165,11 @@ impl Shard {
     /// The shard's store.
     pub fn kv(&self) -> &KvStore {
         &self.kv
+    }
+
+    /// The shard's watch hub (its history of recent changes and its watchers).
+    pub fn watch(&self) -> &WatchHub {
+        &self.watch
     }
 
     /// Writes waiting for their entry.

@@ -188,6 +188,9 @@ impl Driver<'_> {
                             {
                                 shard.kv = kv;
                                 shard.fail_writes_through(index);
+                                // The history cannot hold what the snapshot skipped: it starts
+                                // over at the snapshot, cancelling watchers behind it.
+                                shard.watch.sync(index);
                             }
                             if index > 0 {
                                 round.stats.snapshots_installed += 1;

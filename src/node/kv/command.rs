@@ -224,7 +224,8 @@ impl WriteOp {
             wire::ClientOp::LeaseRevoke { id, session } => (WriteOp::LeaseRevoke { id }, session),
             wire::ClientOp::Get { .. }
             | wire::ClientOp::Scan { .. }
-            | wire::ClientOp::LeaseList => return None,
+            | wire::ClientOp::LeaseList
+            | wire::ClientOp::Watch { .. } => return None,
         })
     }
 

@@ -49,6 +49,9 @@ pub struct KvStore {
     pub(super) applied_index: u64,
     pub(super) sessions: Sessions,
     pub(super) leases: Leases,
+    /// Keys the last applied command deleted through a lease (revoke or expiry), in key
+    /// order; emptied at the next apply. At most [`crate::node::limits::MAX_KEYS_PER_LEASE`].
+    dropped: Vec<Vec<u8>>,
     fault: PlantedFault,
 }
 
@@ -66,6 +69,7 @@ impl KvStore {
             applied_index: 0,
             sessions: Sessions::new(),
             leases: Leases::default(),
+            dropped: Vec::new(),
             fault: PlantedFault::None,
         }
     }
@@ -81,6 +85,7 @@ impl KvStore {
             applied_index,
             sessions,
             leases,
+            dropped: Vec::new(),
             fault: PlantedFault::None,
         }
     }
@@ -126,13 +131,16 @@ impl KvStore {
     /// Removes lease `id` and every key attached to it.
     fn drop_lease(&mut self, id: u64) -> Option<ApplyResult> {
         let l = self.leases.remove(id)?;
-        for k in &l.keys {
-            self.data.remove(k);
+        let keys = l.keys.len() as u32;
+        for k in l.keys {
+            if self.data.remove(&k).is_some() {
+                self.dropped.push(k);
+            }
         }
         Some(ApplyResult::Lease {
             id,
             ttl_ms: l.ttl_ms,
-            keys: l.keys.len() as u32,
+            keys,
         })
     }
 
@@ -259,14 +267,23 @@ impl KvStore {
             return None;
         }
         self.applied_index = index;
+        self.dropped.clear();
         Some(match Command::decode(command) {
             Ok(c) => self.apply_command(index, c),
             Err(e) => ApplyResult::Rejected(e.0),
         })
     }
 
+    /// Takes the keys the last applied command deleted through a lease (a revoke or an
+    /// expiry), in key order: what a watch reports as their deletes. Empty for any other
+    /// command, and for a retried revoke answered from the session table.
+    pub fn take_dropped_keys(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.dropped)
+    }
+
     /// Marks `index` applied without a command (a Raft no-op or configuration entry).
     pub fn apply_empty(&mut self, index: u64) {
+        self.dropped.clear();
         if index > self.applied_index {
             self.applied_index = index;
         }

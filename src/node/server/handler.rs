@@ -71,14 +71,8 @@ impl NodeHandler {
                     wire::ClientCommand::Single(op) => std::slice::from_mut(op),
                     wire::ClientCommand::Batch(ops) => ops,
                 };
-                let write = ops.iter().any(|op| {
-                    !matches!(
-                        op,
-                        wire::ClientOp::Get { .. }
-                            | wire::ClientOp::Scan { .. }
-                            | wire::ClientOp::LeaseList
-                    )
-                });
+                // Reads (a watch among them) need the read role, anything else the write role.
+                let write = ops.iter().any(wire::ClientOp::is_write);
                 if write {
                     auth::require(&p, Role::Write, "a write")?;
                 } else {

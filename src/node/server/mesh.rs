@@ -76,6 +76,17 @@ pub enum CoreMsg {
         /// Answer.
         reply: flume::Sender<Vec<ShardReport>>,
     },
+    /// Register a watcher on a shard of the receiving core.
+    Watch {
+        /// Shard.
+        group: GroupId,
+        /// Keys followed.
+        filter: crate::node::watch::WatchFilter,
+        /// First revision (0 = from now).
+        from: u64,
+        /// Answer.
+        reply: crate::node::core::WatchReplyTx,
+    },
 }
 
 /// What every task of one core shares.
@@ -316,5 +327,11 @@ fn handle(s: &mut CoreState, m: CoreMsg) {
         CoreMsg::Status { reply } => {
             let _ = reply.try_send(s.status());
         }
+        CoreMsg::Watch {
+            group,
+            filter,
+            from,
+            reply,
+        } => s.start_watch(group, filter, from, reply),
     }
 }
