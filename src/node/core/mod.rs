@@ -107,8 +107,8 @@ pub struct CoreState {
     next_read_ctx: u64,
     /// Counters of this core.
     pub metrics: Arc<CoreMetrics>,
-    /// Outgoing links by peer node id: seeded from the config file, then kept in line with the
-    /// member addresses recorded in the shards' configurations.
+    /// Outgoing links by peer node id: seeded from the config file; members the file does not
+    /// list get the address recorded in the shards' configurations.
     pub peers: BTreeMap<NodeId, PeerLink>,
     /// Per shard: the configuration (index, term) the links were last refreshed from.
     peer_configs: BTreeMap<GroupId, (u64, u64)>,

@@ -165,8 +165,10 @@ impl CoreState {
 
     /// Brings the link table in line with `g`'s membership (the latest configuration in its
     /// log): every member whose address the configuration records gets a link to that address
-    /// (replacing a link to another address, and asking the dialer for a connection); a member
-    /// with no recorded address keeps the link from the config file, or is warned about.
+    /// (replacing a link to another address, and asking the dialer for a connection), except
+    /// members this node's config file lists: the operator's address for them is kept (it may
+    /// route through a proxy or a NAT that only this node's config knows). A member with no
+    /// address from either is warned about.
     pub(super) fn refresh_peers(&mut self, g: GroupId) {
         let Some(r) = self.multi.group(g) else {
             return;
@@ -178,17 +180,17 @@ impl CoreState {
             if id == self.node_id {
                 continue;
             }
+            let configured = self.cfg.cluster.initial_cluster.iter().any(|c| c.id == id);
             match (m.address(id), self.peers.get_mut(&id)) {
-                (Some(a), Some(link)) if link.address == a => {}
+                (Some(a), Some(link)) if link.address == a || configured => {}
                 (Some(a), link) => {
                     if let Some(old) = link {
-                        warn!(
+                        info!(
                             shard = g,
                             node = id,
                             old = %old.address,
                             new = a,
-                            "member address in the configuration differs from the link's; \
-                             using the configuration's"
+                            "member address changed in the configuration"
                         );
                     } else {
                         info!(shard = g, node = id, address = a, "member address learned");

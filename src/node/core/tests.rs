@@ -342,7 +342,8 @@ fn settle(s: &mut CoreState) {
 }
 
 /// A member's address reaches this replica's link table through the configuration entry alone
-/// (nobody announced it here), and the replica restarted from its WAL knows it again.
+/// (nobody announced it here), the config file's address of a member it lists is kept, and the
+/// replica restarted from its WAL knows the new member's address again.
 #[test]
 fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_restart() {
     let dir = std::env::temp_dir().join(format!("ringraft-member-addr-{}", std::process::id()));
@@ -356,9 +357,11 @@ fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_rest
     );
     let c = Arc::new(cfg(&text));
     let addr = "127.0.0.1:9185";
-    let m = initial_membership(&c)
+    let mut m = initial_membership(&c)
         .apply(ConfChange::AddLearner(5, Some(addr.into())))
         .unwrap();
+    // The leader's view of node 1 differs from this node's config file: the file wins.
+    m.addresses.insert(1, "127.0.0.1:1".into());
     let open = || {
         let gauges = vec![Arc::new(ShardGauges::default())];
         let metrics = Arc::new(CoreMetrics::default());
@@ -386,6 +389,10 @@ fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_rest
     settle(&mut st);
     assert_eq!(st.multi.group(0).map(|r| r.log().applied()), Some(1));
     assert_eq!(st.peers.get(&5).map(|l| l.address.as_str()), Some(addr));
+    assert_eq!(
+        st.peers.get(&1).map(|l| l.address.as_str()),
+        Some("127.0.0.1:9081")
+    );
     drop(st);
     let (st, _chans) = open();
     assert_eq!(st.peers.get(&5).map(|l| l.address.as_str()), Some(addr));
