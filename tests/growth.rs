@@ -371,6 +371,11 @@ fn a_joined_node_is_reached_by_a_leader_it_never_announced_itself_to() {
     wait_until("node 4 joins as a learner through A", || {
         shard0(&n, a).is_some_and(|s| s.2.contains(&4))
     });
+    // Node 4 holds the configuration entry (it knows B's address only from there): a learner
+    // with an empty log knows no member but A and could not answer a new leader yet.
+    wait_until("node 4 has its configuration entry", || {
+        shard0(&n, 4).is_some_and(|s| s.2.contains(&4))
+    });
     let (code, out, err) = run_cli(&eps.join(","), &["transfer-leader", "--to", &b.to_string()]);
     assert_eq!(code, 0, "{out} {err}");
     wait_until("B leads", || shard0(&n, b).is_some_and(|s| s.0 == "Leader"));
