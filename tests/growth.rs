@@ -54,21 +54,29 @@ impl Nodes {
 
     /// Starts node `id`: alone (`voters` empty) or as a learner joining `voters`.
     fn start(&mut self, id: usize, voters: &[usize]) {
+        let mut members: Vec<(usize, u8)> = voters.iter().map(|v| (*v, 1)).collect();
+        if !voters.is_empty() {
+            members.push((id, 3));
+        }
+        self.start_with(id, &members);
+    }
+
+    /// Starts node `id` with `initial_cluster` = `members` as (id, role) (role 1: voter, 3:
+    /// learner); alone when `members` is empty.
+    fn start_with(&mut self, id: usize, members: &[(usize, u8)]) {
         let mut cluster = String::new();
-        if voters.is_empty() {
+        if members.is_empty() {
             cluster.push_str("initial_cluster_size = 1\n");
         } else {
             cluster.push_str("initial_cluster = [\n");
-            for v in voters {
+            for (m, role) in members {
+                let status = if *role == 1 { 2 } else { 0 };
                 cluster.push_str(&format!(
-                    "  {{ id = {v}, address = \"{}\", role = 1, status = 2 }},\n",
-                    self.addr(*v)
+                    "  {{ id = {m}, address = \"{}\", role = {role}, status = {status} }},\n",
+                    self.addr(*m)
                 ));
             }
-            cluster.push_str(&format!(
-                "  {{ id = {id}, address = \"{}\", role = 3, status = 0 }},\n]\n",
-                self.addr(id)
-            ));
+            cluster.push_str("]\n");
         }
         let text = format!(
             "[cluster]\nnode_id = {id}\nlisten_address = \"{addr}\"\n{cluster}\
@@ -209,8 +217,6 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
     };
 
     // 1 -> 3: two learners join node 1 (which keeps running), then both are promoted.
-    // A joining node names every member so far: each one it asks learns its address (a member
-    // that never heard of it could not reach it after leading).
     n.start(2, &[1]);
     n.start(3, &[1, 2]);
     wait_until("nodes 2 and 3 join as learners", || {
@@ -326,4 +332,56 @@ fn grow_1_to_3_to_5_then_remove_members_and_move_leadership_with_writes_througho
         started.elapsed(),
         acked.len()
     );
+}
+
+/// A node that joins through one member only is reached by a leader that never heard from it:
+/// three voters bootstrap; node 4 names only the leader A in its config (so it announces itself
+/// to A alone and knows no other member's address); leadership then moves to B, which learned
+/// node 4's address only from the replicated configuration entry (and node 4 learned B's the
+/// same way). A write through B must reach node 4's own state.
+#[test]
+fn a_joined_node_is_reached_by_a_leader_it_never_announced_itself_to() {
+    let dir = std::env::temp_dir().join(format!("ringraft-join-addr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = free_ports(8);
+    let mut n = Nodes {
+        dir,
+        ports: p[..4].to_vec(),
+        metrics: p[4..].to_vec(),
+        children: (0..4).map(|_| None).collect(),
+    };
+    let voters3 = [(1, 1), (2, 1), (3, 1)];
+    for i in 1..=3 {
+        n.start_with(i, &voters3);
+    }
+    let mut a = 0;
+    wait_until("a leader", || {
+        a = shard0(&n, 1).map_or(0, |s| s.3 as usize);
+        a != 0 && shard0(&n, a).is_some_and(|s| s.0 == "Leader")
+    });
+    let b = (1..=3).find(|i| *i != a).unwrap();
+    let eps: Vec<String> = (1..=3).map(|i| n.addr(i)).collect();
+    let mut cfg = ClientConfig::with_endpoints(&eps);
+    cfg.operation_timeout_ms = 10_000;
+    let mut c = Client::connect(cfg).unwrap();
+    c.put("before", "1").unwrap();
+
+    n.start(4, &[a]);
+    wait_until("node 4 joins as a learner through A", || {
+        shard0(&n, a).is_some_and(|s| s.2.contains(&4))
+    });
+    // Node 4 holds the configuration entry (it knows B's address only from there): a learner
+    // with an empty log knows no member but A and could not answer a new leader yet.
+    wait_until("node 4 has its configuration entry", || {
+        shard0(&n, 4).is_some_and(|s| s.2.contains(&4))
+    });
+    let (code, out, err) = run_cli(&eps.join(","), &["transfer-leader", "--to", &b.to_string()]);
+    assert_eq!(code, 0, "{out} {err}");
+    wait_until("B leads", || shard0(&n, b).is_some_and(|s| s.0 == "Leader"));
+    c.put("after", "through-b").unwrap();
+    wait_until("node 4 has the write made under B", || {
+        http(&n.addr(4), "GET", "/get?key=after&consistency=eventual", "")
+            .is_some_and(|(st, v)| st == 200 && v["value"] == "through-b")
+    });
 }

@@ -480,7 +480,7 @@ fn membership_one_change_at_a_time() {
         .insert(4, Raft::new(c4, Membership::default()).unwrap());
     net.sync.insert(4, true);
     net.r(1)
-        .propose_conf_change(ConfChange::AddLearner(4))
+        .propose_conf_change(ConfChange::AddLearner(4, None))
         .unwrap();
     assert_eq!(
         net.r(1).propose_conf_change(ConfChange::Promote(4)),

@@ -6,7 +6,7 @@ mod raft_support;
 
 use std::collections::BTreeMap;
 
-use raft_support::Net;
+use raft_support::{cfg, Disk, Net};
 use ringraft::raft::config::TICK_NANOS_DEFAULT;
 use ringraft::raft::*;
 
@@ -389,4 +389,65 @@ fn a_healed_old_leader_does_not_disturb_the_new_one() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A learner's address travels in its configuration entry: every replica (the learner too)
+/// records it once the entry is in its log and applied, a different address for the member is
+/// refused, and replicas restarted from their durable snapshot (replica 2) or log (replica 3)
+/// still know it.
+#[test]
+fn member_address_reaches_every_replica_and_survives_restart() {
+    let mut net = Net::new(3, |_| {});
+    net.elect(1);
+    let c4 = cfg(4);
+    net.rafts
+        .insert(4, Raft::new(c4.clone(), Membership::default()).unwrap());
+    net.cfgs.insert(4, c4);
+    net.disks.insert(4, Disk::default());
+    net.sync.insert(4, true);
+    let addr = "127.0.0.1:7004".to_string();
+    let index = net
+        .r(1)
+        .propose_conf_change(ConfChange::AddLearner(4, Some(addr.clone())))
+        .unwrap();
+    net.run();
+    net.tick_all(5);
+    for id in 1..=4 {
+        assert!(net.r(id).log().applied() >= index, "replica {id} applied");
+        assert_eq!(
+            net.r(id).membership().address(4),
+            Some(addr.as_str()),
+            "replica {id}"
+        );
+    }
+    assert_eq!(
+        net.r(1)
+            .propose_conf_change(ConfChange::AddLearner(4, Some("127.0.0.1:1".into()))),
+        Err(ProposeError::Membership(MembershipError::AddressConflict {
+            id: 4,
+            recorded: addr.clone()
+        }))
+    );
+    assert_eq!(
+        net.r(1)
+            .propose_conf_change(ConfChange::AddLearner(4, Some(addr.clone()))),
+        Err(ProposeError::Membership(MembershipError::AlreadyMember(4)))
+    );
+    // Replica 2 compacts past the entry and keeps only the snapshot on disk.
+    let applied = net.r(2).log().applied();
+    net.r(2).compact(applied, Vec::<u8>::new()).unwrap();
+    let snap = net.r(2).snapshot().cloned().unwrap();
+    assert_eq!(snap.meta.membership.address(4), Some(addr.as_str()));
+    let disk = net.disks.get_mut(&2).unwrap();
+    disk.entries.retain(|e| e.index > snap.meta.index);
+    disk.snapshot = snap;
+    for id in [2, 3] {
+        net.crash(id);
+        net.restart(id);
+        assert_eq!(
+            net.r(id).membership().address(4),
+            Some(addr.as_str()),
+            "replica {id} after restart"
+        );
+    }
 }

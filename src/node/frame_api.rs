@@ -454,18 +454,19 @@ async fn serve_admin(ctx: &Rc<CoreCtx>, req: wire::AdminRequest) -> wire::AdminR
             if let Err(r) = check(group) {
                 return r;
             }
-            if address.parse::<std::net::SocketAddr>().is_err() {
+            // The address travels in the configuration entry (every replica records it from
+            // there), in the canonical form of the socket address so that one member has one
+            // spelling.
+            let Ok(sock) = address.parse::<std::net::SocketAddr>() else {
                 return wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(format!(
                     "learner address {address:?} is not host:port"
                 )));
-            }
-            if let Err(why) = server::check_member_address(ctx, node_id, &address) {
+            };
+            if let Err(why) = server::check_member_address(ctx, node_id, &sock.to_string()) {
                 return wire::AdminResponse::Failed(wire::ClientError::InvalidRequest(why));
             }
-            server::broadcast_address(ctx, node_id, &address);
-            done_or_failed(
-                server::change_membership(ctx, group, ConfChange::AddLearner(node_id)).await,
-            )
+            let change = ConfChange::AddLearner(node_id, Some(sock.to_string()));
+            done_or_failed(server::change_membership(ctx, group, change).await)
         }
         wire::AdminRequest::Promote { group, node_id } => {
             if let Err(r) = check(group) {

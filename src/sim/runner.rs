@@ -636,17 +636,17 @@ impl Run {
         let change = if let Some(x) = learner {
             ConfChange::Promote(x)
         } else if let (Some(x), true) = (outsider, self.rng.below(2) == 0) {
-            ConfChange::AddLearner(x)
+            ConfChange::AddLearner(x, None)
         } else if m.voters.len() > 3 || (m.voters.len() == 3 && n > 3 && self.rng.below(3) == 0) {
             let vs: Vec<NodeId> = m.voters.iter().copied().collect();
             ConfChange::Remove(vs[self.rng.below(vs.len() as u64) as usize])
         } else if let Some(x) = outsider {
-            ConfChange::AddLearner(x)
+            ConfChange::AddLearner(x, None)
         } else {
             return Ok(());
         };
         if let Some(r) = self.c.raft_mut(l, g) {
-            if r.role() == Role::Leader && r.propose_conf_change(change).is_ok() {
+            if r.role() == Role::Leader && r.propose_conf_change(change.clone()).is_ok() {
                 let now = self.c.now;
                 self.c
                     .log(format!("t={now} g{g} leader {l} conf change {change:?}"));

@@ -255,7 +255,7 @@ impl State {
                 let r = c.raft_mut(l, g).ok_or("node down")?;
                 let res = match w[0] {
                     "add-learner" => r
-                        .propose_conf_change(ConfChange::AddLearner(n))
+                        .propose_conf_change(ConfChange::AddLearner(n, None))
                         .map(|_| ())
                         .map_err(|e| e.to_string()),
                     "promote" => r

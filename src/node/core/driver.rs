@@ -46,13 +46,13 @@ impl Transport for PeerOut<'_> {
 }
 
 /// What a step sent: envelopes to the peer links, membership changes to the link table.
-struct Sent {
+pub(super) struct Sent {
     envs: Vec<Envelope>,
     changed: Vec<GroupId>,
 }
 
 impl PeerOut<'_> {
-    fn sent(self) -> Sent {
+    pub(super) fn sent(self) -> Sent {
         Sent {
             envs: self.envs,
             changed: self.changed,
@@ -75,13 +75,16 @@ pub(super) fn parts(s: &mut CoreState) -> (Driver<'_>, PeerOut<'_>, WalStorage<'
 }
 
 /// Sends what a step sent.
-fn finish(s: &mut CoreState, sent: Sent) {
+pub(super) fn finish(s: &mut CoreState, sent: Sent) {
     if !sent.envs.is_empty() {
         s.send_envelopes(&sent.envs);
     }
     for g in sent.changed {
         s.refresh_peers(g);
     }
+    // Configurations that reached the log in this step (appended from a leader, or in an
+    // installed snapshot) carry member addresses before they are applied.
+    s.refresh_changed_peers();
 }
 
 /// One round of the driver: returns false when there was nothing to do.

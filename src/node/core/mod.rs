@@ -111,8 +111,11 @@ pub struct CoreState {
     next_read_ctx: u64,
     /// Counters of this core.
     pub metrics: Arc<CoreMetrics>,
-    /// Outgoing links by peer node id.
+    /// Outgoing links by peer node id: seeded from the config file; members the file does not
+    /// list get the address recorded in the shards' configurations.
     pub peers: BTreeMap<NodeId, PeerLink>,
+    /// Per shard: the configuration (index, term) the links were last refreshed from.
+    peer_configs: BTreeMap<GroupId, (u64, u64)>,
     rounds: HeartbeatRounds,
     assembly: SnapshotAssembly,
     persist_tx: flume::Sender<PersistBatch>,
@@ -301,11 +304,24 @@ pub fn raft_config_with(
     c
 }
 
-/// The membership a fresh group starts with.
+/// An address in its canonical form (the parsed socket address), so one member has one
+/// spelling in the member address table; an address that does not parse is kept as written
+/// (the config file's are validated before this runs).
+pub fn canonical_address(address: &str) -> String {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map_or_else(|_| address.to_string(), |a| a.to_string())
+}
+
+/// The membership a fresh group starts with, with the config file's member addresses in its
+/// address table (so the first configuration entry carries them to members that join later).
 pub fn initial_membership(cfg: &Config) -> Membership {
     let c = &cfg.cluster;
     if c.initial_cluster.is_empty() || c.initial_cluster_size == Some(1) {
-        return Membership::with_voters([c.node_id]);
+        let mut m = Membership::with_voters([c.node_id]);
+        m.addresses
+            .insert(c.node_id, canonical_address(&c.listen_address));
+        return m;
     }
     if cfg.is_joining_learner() {
         // A learner joins a running cluster: it learns the membership from the leader.
@@ -322,6 +338,12 @@ pub fn initial_membership(cfg: &Config) -> Membership {
         .iter()
         .filter(|m| m.role == ROLE_LEARNER)
         .map(|m| m.id)
+        .collect();
+    m.addresses = c
+        .initial_cluster
+        .iter()
+        .filter(|m| m.role == ROLE_FOLLOWER || m.role == ROLE_LEARNER)
+        .map(|m| (m.id, canonical_address(&m.address)))
         .collect();
     m
 }
@@ -403,7 +425,7 @@ impl CoreState {
                 );
             }
         }
-        let st = CoreState {
+        let mut st = CoreState {
             node_id,
             core,
             admission: Admission::from_config(&cfg),
@@ -416,6 +438,7 @@ impl CoreState {
             next_read_ctx: 1,
             metrics,
             peers,
+            peer_configs: BTreeMap::new(),
             rounds: HeartbeatRounds::new(core),
             assembly: SnapshotAssembly::default(),
             persist_tx,
@@ -424,6 +447,8 @@ impl CoreState {
             fatal: None,
             invalid_log: InvalidLog::default(),
         };
+        // A restart knows every member address its shards' configurations recorded.
+        st.refresh_changed_peers();
         Ok((
             st,
             CoreChannels {

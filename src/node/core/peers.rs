@@ -163,40 +163,85 @@ impl CoreState {
         }
     }
 
-    /// Makes sure every member of `g`'s membership with a known address has a link.
+    /// Brings the link table in line with `g`'s membership (the latest configuration in its
+    /// log): every member whose address the configuration records gets a link to that address
+    /// (replacing a link to another address, and asking the dialer for a connection), except
+    /// members this node's config file lists: the operator's address for them is kept (it may
+    /// route through a proxy or a NAT that only this node's config knows). A member with no
+    /// address from either is warned about.
     pub(super) fn refresh_peers(&mut self, g: GroupId) {
         let Some(r) = self.multi.group(g) else {
             return;
         };
-        let members: Vec<NodeId> = r.membership().members().collect();
-        for m in members {
-            if m != self.node_id && !self.peers.contains_key(&m) {
-                warn!(
-                    shard = g,
-                    node = m,
-                    "member without a known address; it cannot be reached until it connects"
-                );
+        let m = r.membership();
+        self.peer_configs.insert(g, config_key(r));
+        let mut dial = Vec::new();
+        for id in m.members() {
+            if id == self.node_id {
+                continue;
             }
+            let configured = self.cfg.cluster.initial_cluster.iter().any(|c| c.id == id);
+            match (m.address(id), self.peers.get_mut(&id)) {
+                (Some(a), Some(link)) if link.address == a || configured => {}
+                (Some(a), link) => {
+                    if let Some(old) = link {
+                        info!(
+                            shard = g,
+                            node = id,
+                            old = %old.address,
+                            new = a,
+                            "member address changed in the configuration"
+                        );
+                    } else {
+                        info!(shard = g, node = id, address = a, "member address learned");
+                    }
+                    self.peers.insert(
+                        id,
+                        PeerLink {
+                            address: a.to_string(),
+                            conn: None,
+                        },
+                    );
+                    dial.push(id);
+                }
+                (None, Some(_)) => {}
+                (None, None) => warn!(
+                    shard = g,
+                    node = id,
+                    "member without a known address; it cannot be reached until it connects"
+                ),
+            }
+        }
+        for id in dial {
+            let _ = self.dial_tx.try_send(id);
         }
     }
 
-    /// Records a peer's address (from a learner's join request) and asks for a link.
-    pub fn learn_address(&mut self, node: NodeId, address: String) {
-        if node == self.node_id {
-            return;
-        }
-        let known = self.peers.get(&node).map(|p| p.address.clone());
-        if known.as_deref() != Some(address.as_str()) {
-            self.peers.insert(
-                node,
-                PeerLink {
-                    address,
-                    conn: None,
-                },
-            );
-            let _ = self.dial_tx.try_send(node);
+    /// Refreshes the links of every shard of this core whose latest configuration changed
+    /// since its last refresh (appended, truncated, or replaced by a snapshot). One map lookup
+    /// per shard when nothing changed.
+    pub(super) fn refresh_changed_peers(&mut self) {
+        let changed: Vec<GroupId> = self
+            .shards
+            .keys()
+            .copied()
+            .filter(|g| {
+                self.multi
+                    .group(*g)
+                    .is_some_and(|r| self.peer_configs.get(g) != Some(&config_key(r)))
+            })
+            .collect();
+        for g in changed {
+            self.refresh_peers(g);
         }
     }
+}
+
+/// Identifies a replica's latest configuration: its index and the term of that index (a
+/// configuration truncated and replaced at the same index comes from another term).
+fn config_key(r: &Raft) -> (u64, u64) {
+    let i = r.log().membership_index();
+    (i, r.log().term(i).unwrap_or(0))
 }
 
 /// Queues one owned wire message on a connection, as a request or as the response to

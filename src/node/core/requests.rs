@@ -261,18 +261,25 @@ impl CoreState {
             return;
         };
         let term = raft.term();
-        match raft.propose_conf_change(change) {
+        match raft.propose_conf_change(change.clone()) {
             Ok(index) => {
                 info!(shard = g, ?change, index, "membership change proposed");
                 if let Some(shard) = self.shards.get_mut(&g) {
                     shard.add_write(index, term, reply, None);
                 }
+                // A new member's address is in the entry just appended: link to it now, so the
+                // leader reaches it from its first append on.
+                self.refresh_peers(g);
             }
             Err(ProposeError::NotLeader { leader }) => {
                 let _ = reply.try_send(Err(self.not_leader(leader)));
             }
             Err(ProposeError::Membership(MembershipError::AlreadyMember(_))) => {
                 let _ = reply.try_send(Ok(ClientReply::Committed { index: 0 }));
+            }
+            Err(ProposeError::Membership(e @ MembershipError::AddressConflict { .. })) => {
+                warn!(shard = g, ?change, "membership change refused: {e}");
+                let _ = reply.try_send(Err(ClientError::InvalidRequest(e.to_string())));
             }
             Err(ProposeError::ConfChangePending) => {
                 debug!(shard = g, "busy: another membership change is in progress");

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::node::kv::WriteOp;
-use crate::raft::EntryKind;
+use crate::raft::{Entry, EntryKind};
 
 fn cfg(text: &str) -> Config {
     Config::from_toml_with_env(text, &[]).unwrap()
@@ -217,6 +217,9 @@ fn initial_membership_from_roles() {
     let m = initial_membership(&cfg(THREE));
     assert_eq!(m.voters.iter().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(m.learners.iter().copied().collect::<Vec<_>>(), vec![4]);
+    // The config file's addresses seed the member address table.
+    assert_eq!(m.address(1), Some("127.0.0.1:9081"));
+    assert_eq!(m.address(4), Some("127.0.0.1:9084"));
     let learner = THREE
         .replace("node_id = 2", "node_id = 4")
         .replace("9082\"\ninitial", "9084\"\ninitial");
@@ -379,4 +382,86 @@ fn a_put_on_a_real_core_records_every_leader_stage() {
     assert_eq!(s.commit_before_local_durable.get(), 0);
     assert_eq!(s.append_received_to_durable.count(), 0);
     assert_eq!(s.append_durable_to_acked.count(), 0);
+}
+
+/// Runs the core's driver rounds synchronously until quiet, each round made durable (a WAL
+/// sync) before its entries are applied, and what each step sent handed to the links.
+fn settle(s: &mut CoreState) {
+    for _ in 0..20 {
+        let (mut d, mut out, _) = driver::parts(s);
+        let Some(mut round) = d.begin(None, &mut out).unwrap() else {
+            return;
+        };
+        let sent = out.sent();
+        driver::finish(s, sent);
+        let (mut d, _, mut wal) = driver::parts(s);
+        let batch = d.persist(&mut round, &mut wal).unwrap();
+        s.wal.sync().unwrap();
+        let (mut d, mut out, _) = driver::parts(s);
+        let durable = d.on_durable(batch, &mut out);
+        assert_eq!(durable.refused, None);
+        d.apply(&mut round, &mut out).unwrap();
+        let sent = out.sent();
+        driver::finish(s, sent);
+    }
+    panic!("the core did not go quiet");
+}
+
+/// A member's address reaches this replica's link table through the configuration entry alone
+/// (nobody announced it here), the config file's address of a member it lists is kept, and the
+/// replica restarted from its WAL knows the new member's address again.
+#[test]
+fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_restart() {
+    let dir = std::env::temp_dir().join(format!("ringraft-member-addr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = THREE.replace(
+        "listen_address = \"127.0.0.1:9082\"",
+        &format!(
+            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
+            dir.display()
+        ),
+    );
+    let c = Arc::new(cfg(&text));
+    let addr = "127.0.0.1:9185";
+    let mut m = initial_membership(&c)
+        .apply(ConfChange::AddLearner(5, Some(addr.into())))
+        .unwrap();
+    // The leader's view of node 1 differs from this node's config file: the file wins.
+    m.addresses.insert(1, "127.0.0.1:1".into());
+    let open = || {
+        let gauges = vec![Arc::new(ShardGauges::default())];
+        let metrics = Arc::new(CoreMetrics::default());
+        CoreState::open(c.clone(), 0, &[0], metrics, &gauges).unwrap()
+    };
+    let (mut st, _chans) = open();
+    assert!(!st.peers.contains_key(&5));
+    let append = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::Append {
+            prev_index: 0,
+            prev_term: 0,
+            entries: vec![Entry {
+                index: 1,
+                term: 1,
+                kind: EntryKind::Config,
+                data: m.encode().into(),
+            }],
+            commit: 1,
+        },
+    };
+    st.step_inbound(1, vec![Inbound::Raft(0, append)]);
+    settle(&mut st);
+    assert_eq!(st.multi.group(0).map(|r| r.log().applied()), Some(1));
+    assert_eq!(st.peers.get(&5).map(|l| l.address.as_str()), Some(addr));
+    assert_eq!(
+        st.peers.get(&1).map(|l| l.address.as_str()),
+        Some("127.0.0.1:9081")
+    );
+    drop(st);
+    let (st, _chans) = open();
+    assert_eq!(st.peers.get(&5).map(|l| l.address.as_str()), Some(addr));
+    drop(st);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,7 +115,9 @@ pub(super) async fn link_watch_loop(ctx: Rc<CoreCtx>) {
 }
 
 /// A learner announces itself to every voter of `initial_cluster` until one leader accepted it
-/// for every shard (AddLearner), and keeps re-announcing its address so a later leader knows it.
+/// for every shard (AddLearner with its address, which the configuration entry carries to
+/// every replica), then re-announces now and then: a no-op once the address is recorded, and
+/// the way a member admitted before its shard's configuration recorded addresses gets one.
 pub(super) async fn join_loop(ctx: Rc<CoreCtx>, handler: Rc<NodeHandler>) {
     let cfg = node_connection_config(&ctx.cfg, &ctx.security);
     let me = ctx.cfg.cluster.node_id;
@@ -172,8 +174,7 @@ pub(super) async fn join_loop(ctx: Rc<CoreCtx>, handler: Rc<NodeHandler>) {
             }
             conn.close();
         }
-        // Until every shard accepted us, retry soon; afterwards re-announce the address now
-        // and then (voters keep learned addresses in memory only).
+        // Until every shard accepted us, retry soon; afterwards re-announce now and then.
         let every_shard = accepted >= ctx.cfg.runtime.shards_per_node;
         let pause = if every_shard {
             JOIN_REANNOUNCE_MS

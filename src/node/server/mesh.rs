@@ -64,13 +64,6 @@ pub enum CoreMsg {
         /// Answer.
         reply: Reply,
     },
-    /// A peer address learned (learner join).
-    Address {
-        /// Node.
-        node: NodeId,
-        /// Its address.
-        address: String,
-    },
     /// Per-shard status of the receiving core.
     Status {
         /// Answer.
@@ -283,22 +276,6 @@ pub fn check_member_address(ctx: &CoreCtx, node: NodeId, address: &str) -> Resul
     }
 }
 
-/// Sends a learned address to every core.
-pub fn broadcast_address(ctx: &Rc<CoreCtx>, node: NodeId, address: &str) {
-    ctx.st.borrow_mut().learn_address(node, address.to_string());
-    for c in 0..ctx.mesh.cores() {
-        if c != ctx.core {
-            let _ = ctx.mesh.try_send(
-                c,
-                CoreMsg::Address {
-                    node,
-                    address: address.to_string(),
-                },
-            );
-        }
-    }
-}
-
 pub(super) async fn inbox_loop(ctx: Rc<CoreCtx>, rx: flume::Receiver<CoreMsg>) {
     while let Ok(m) = rx.recv_async().await {
         handle(&mut ctx.st.borrow_mut(), m);
@@ -323,7 +300,6 @@ fn handle(s: &mut CoreState, m: CoreMsg) {
             reply,
         } => s.change_membership(group, change, reply),
         CoreMsg::Transfer { group, to, reply } => s.transfer_leadership(group, to, reply),
-        CoreMsg::Address { node, address } => s.learn_address(node, address),
         CoreMsg::Status { reply } => {
             let _ = reply.try_send(s.status());
         }

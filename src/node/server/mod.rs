@@ -30,8 +30,8 @@ use core_task::core_main;
 
 pub use handler::{connection_config, node_connection_config, socket_options, NodeHandler};
 pub use mesh::{
-    broadcast_address, change_membership, check_member_address, cluster_status, execute,
-    transfer_leadership, CoreCtx, CoreMsg,
+    change_membership, check_member_address, cluster_status, execute, transfer_leadership, CoreCtx,
+    CoreMsg,
 };
 
 use std::process::ExitCode;
