@@ -112,15 +112,7 @@ impl CoreState {
         let shard = self.shards.get(&group).ok_or(ClientError::WrongShard {
             shard: group as u32,
         })?;
-        Ok(match op {
-            ClientOp::Get { key, .. } => ClientReply::Value(shard.kv.get(key).cloned()),
-            ClientOp::Scan { prefix, limit, .. } => ClientReply::Scan(shard.kv.scan_prefix(
-                prefix,
-                (*limit).min(self.cfg.state_machine.max_scan_results),
-            )),
-            ClientOp::LeaseList => ClientReply::Leases(shard.kv.list_leases(Instant::now())),
-            _ => return Err(ClientError::InvalidRequest("not a read".into())),
-        })
+        crate::node::driver::read_local(shard, op, self.cfg.state_machine.max_scan_results)
     }
 
     pub(super) fn start_read(

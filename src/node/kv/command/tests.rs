@@ -1,0 +1,78 @@
+use super::*;
+use proptest::prelude::*;
+
+/// Transactions of every compare kind and op kind (also used by the store's tests).
+pub(crate) fn arb_txn() -> impl Strategy<Value = Txn> {
+    let b = || prop::collection::vec(any::<u8>(), 0..4);
+    let check = prop_oneof![
+        prop::option::of(b()).prop_map(TxnCheck::Value),
+        (0u64..4).prop_map(TxnCheck::Version),
+        any::<bool>().prop_map(TxnCheck::Exists),
+    ];
+    let cmp = (b(), check).prop_map(|(key, check)| TxnCompare { key, check });
+    let op = prop_oneof![
+        (b(), b()).prop_map(|(key, value)| TxnOp::Put { key, value }),
+        b().prop_map(|key| TxnOp::Delete { key }),
+        b().prop_map(|key| TxnOp::Get { key }),
+    ];
+    (
+        prop::collection::vec(cmp, 0..4),
+        prop::collection::vec(op.clone(), 0..4),
+        prop::collection::vec(op, 0..4),
+    )
+        .prop_map(|(compares, success, failure)| Txn {
+            compares,
+            success,
+            failure,
+        })
+}
+
+fn arb_op() -> impl Strategy<Value = WriteOp> {
+    let b = || prop::collection::vec(any::<u8>(), 0..8);
+    prop_oneof![
+        (b(), b()).prop_map(|(key, value)| WriteOp::Put { key, value }),
+        b().prop_map(|key| WriteOp::Delete { key }),
+        (b(), prop::option::of(b()), b()).prop_map(|(key, expected, new)| WriteOp::CasValue {
+            key,
+            expected,
+            new
+        }),
+        (b(), any::<u64>(), b()).prop_map(|(key, expected_version, new)| {
+            WriteOp::CasVersion {
+                key,
+                expected_version,
+                new,
+            }
+        }),
+        Just(WriteOp::Noop),
+        arb_txn().prop_map(WriteOp::Txn),
+        (b(), b(), any::<u64>(), any::<u64>()).prop_map(|(key, value, lease, ttl_ms)| {
+            WriteOp::PutLease {
+                key,
+                value,
+                lease,
+                ttl_ms,
+            }
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, ttl_ms)| WriteOp::LeaseGrant { id, ttl_ms }),
+        any::<u64>().prop_map(|id| WriteOp::LeaseKeepAlive { id }),
+        any::<u64>().prop_map(|id| WriteOp::LeaseRevoke { id }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(id, refreshed)| WriteOp::LeaseExpire { id, refreshed }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn encoded_len_is_exact_and_round_trips(op in arb_op(), c in any::<u64>(), s in any::<u64>()) {
+        let cmd = Command { client_id: c, seq: s, op };
+        let b = cmd.encode();
+        prop_assert_eq!(b.len(), cmd.encoded_len());
+        prop_assert_eq!(Command::decode(&b).unwrap(), cmd);
+    }
+
+    #[test]
+    fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = Command::decode(&bytes);
+    }
+}
