@@ -11,27 +11,25 @@
 //!
 //! Every figure is the median of several repetitions. Run: `make bench-net`.
 
-use std::cell::Cell;
+mod support;
+
 use std::error::Error;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use glommio::{LocalExecutorBuilder, Placement};
-use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
+use ringraft_net::blocking_client::BlockingClient;
 use ringraft_net::decoder::{Decoder, DecoderConfig};
 use ringraft_net::frame::HEADER_BYTES;
-use ringraft_net::listener::{self, Connection, Handler, ListenerConfig};
 use ringraft_net::message::*;
-use ringraft_net::metrics::NetMetrics;
 use ringraft_net::send_queue::encode_frame;
-use ringraft_net::Frame;
 use rkyv::util::AlignedVec;
+use support::{
+    client_config, echo_secs, median, parse_out, stream_secs, write_report, Server, ECHO_WINDOW,
+    FRAMES_PER_WRITE, MAX_FRAME_BYTES,
+};
 
 const KEY_BYTES: usize = 16;
 const VALUE_BYTES: usize = 256;
@@ -39,17 +37,6 @@ const ENTRY_COUNTS: [usize; 3] = [1, 64, 1024];
 const CODEC_REPS: usize = 21;
 const LOOPBACK_REPS: usize = 5;
 const CLUSTER: u64 = 0xBE0C;
-/// Frames per flush in the loopback runs (one write each).
-const FRAMES_PER_WRITE: usize = 64;
-/// Requests in flight in the echo run.
-const ECHO_WINDOW: usize = 128;
-const END_NONCE: u64 = u64::MAX;
-const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Median ns per call of `f` over `reps` repetitions of `iters` calls.
 fn measure(reps: usize, iters: usize, mut f: impl FnMut()) -> f64 {
@@ -171,107 +158,6 @@ fn codec(entries: usize) -> Result<CodecRow, Box<dyn Error>> {
     })
 }
 
-/// The listener's handler in the benchmark: validates (done by the driver), touches every
-/// AppendEntries payload as the WAL hand-off would, counts, and answers the end marker / echoes.
-struct Sink {
-    frames: Cell<u64>,
-    touched: Cell<u64>,
-}
-
-impl Handler for Sink {
-    fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>) {
-        match frame.message {
-            MessageRef::Ping(p) if p.nonce.to_native() == END_NONCE => {
-                let n = self.frames.replace(0);
-                let _ = conn.respond(
-                    frame.header.request_id,
-                    &Pong {
-                        nonce: n,
-                        data: Vec::new(),
-                    },
-                );
-            }
-            MessageRef::Ping(p) if frame.header.request_id != 0 => {
-                self.frames.set(self.frames.get() + 1);
-                let _ = conn.respond(
-                    frame.header.request_id,
-                    &Pong {
-                        nonce: p.nonce.to_native(),
-                        data: Vec::new(),
-                    },
-                );
-            }
-            MessageRef::AppendEntries(ae) => {
-                let mut t = 0u64;
-                for (_, _, _, payload) in ae.entry_payloads() {
-                    t = t.wrapping_add(payload.len() as u64);
-                }
-                self.touched.set(self.touched.get().wrapping_add(t));
-                self.frames.set(self.frames.get() + 1);
-            }
-            _ => self.frames.set(self.frames.get() + 1),
-        }
-    }
-}
-
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    join: Option<glommio::ExecutorJoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Result<Server, Box<dyn Error>> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s = stop.clone();
-        let join = LocalExecutorBuilder::new(Placement::Unbound)
-            .name("net-bench-server")
-            .spawn(move || async move {
-                let mut cfg = ListenerConfig::new(LocalIdentity {
-                    cluster_id: CLUSTER,
-                    role: PeerRole::Node { node_id: 1 },
-                });
-                cfg.connection.decoder.max_frame_bytes = MAX_FRAME_BYTES;
-                cfg.connection.decoder.min_read_bytes = 256 * 1024;
-                let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-                let l = match listener::bind(addr, &cfg.connection.socket) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = tx.send(l.local_addr().map_err(|e| e.to_string()));
-                let shutdown = async {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                let sink = Rc::new(Sink {
-                    frames: Cell::new(0),
-                    touched: Cell::new(0),
-                });
-                listener::serve(l, Rc::new(cfg), sink, Arc::new(NetMetrics::new()), shutdown).await;
-            })?;
-        let addr = rx.recv_timeout(Duration::from_secs(10))??;
-        Ok(Server {
-            addr,
-            stop,
-            join: Some(join),
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
-    }
-}
-
 struct LoopRow {
     name: String,
     frame_bytes: usize,
@@ -282,57 +168,17 @@ struct LoopRow {
     raw_mbps: f64,
 }
 
-fn client_cfg() -> ClientConfig {
-    let mut c = ClientConfig::new(LocalIdentity {
-        cluster_id: CLUSTER,
-        role: PeerRole::Client { client_id: 1 },
-    });
-    c.response_timeout_ms = 30_000;
-    c.send_queue.max_frame_bytes = MAX_FRAME_BYTES;
-    c.send_queue.max_queued_bytes = 8 * 1024 * 1024;
-    c
-}
-
-/// One-way stream of `frames` copies of `msg` (encoded by the client per frame), then an end
-/// marker; returns seconds until the server has validated them all.
+/// One-way stream of `frames` copies of `msg` on a fresh connection, then an end marker;
+/// returns seconds until the server has validated them all.
 fn stream_once<M: Encode>(addr: SocketAddr, msg: &M, frames: u64) -> Result<f64, Box<dyn Error>> {
-    let mut c = BlockingClient::connect(addr, client_cfg())?;
-    let t = Instant::now();
-    for i in 0..frames {
-        c.send_oneway(msg)?;
-        if (i as usize + 1).is_multiple_of(FRAMES_PER_WRITE) {
-            c.flush()?;
-        }
-    }
-    let end = Ping {
-        nonce: END_NONCE,
-        data: Vec::new(),
-    };
-    match c.call(&end)? {
-        Message::Pong(p) if p.nonce == frames => {}
-        other => return Err(format!("server counted {other:?}, expected {frames}").into()),
-    }
-    Ok(t.elapsed().as_secs_f64())
+    let mut c = BlockingClient::connect(addr, client_config(CLUSTER))?;
+    stream_secs(&mut c, msg, frames)
 }
 
-/// Windowed echo: `rounds` × `ECHO_WINDOW` pings in flight, each answered by a pong.
+/// Windowed echo on a fresh connection: `rounds` × `ECHO_WINDOW` pings in flight.
 fn echo_once(addr: SocketAddr, rounds: u64) -> Result<f64, Box<dyn Error>> {
-    let mut c = BlockingClient::connect(addr, client_cfg())?;
-    let ping = Ping {
-        nonce: 1,
-        data: vec![7; 64],
-    };
-    let t = Instant::now();
-    for _ in 0..rounds {
-        for _ in 0..ECHO_WINDOW {
-            c.send(&ping)?;
-        }
-        c.flush()?;
-        for _ in 0..ECHO_WINDOW {
-            c.recv_with(|f| black_box(f.header.request_id))?;
-        }
-    }
-    Ok(t.elapsed().as_secs_f64())
+    let mut c = BlockingClient::connect(addr, client_config(CLUSTER))?;
+    echo_secs(&mut c, rounds)
 }
 
 /// Raw TCP baseline: the same bytes, memcpy'd into the write buffer in the same batches,
@@ -411,24 +257,8 @@ fn loopback_stream<M: Encode>(
     })
 }
 
-fn parse_out() -> Result<String, Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut out = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => out = args.next(),
-            "--help" | "-h" => {
-                println!("usage: net_bench --out PATH");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (usage: --out PATH)").into()),
-        }
-    }
-    out.ok_or_else(|| "missing --out PATH".into())
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
-    let out_path = parse_out()?;
+    let out_path = parse_out("net_bench")?;
     let started = Instant::now();
 
     let mut codec_rows = Vec::new();
@@ -441,7 +271,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         codec_rows.push(row);
     }
 
-    let server = Server::start()?;
+    let server = Server::start("net-bench-server", CLUSTER, 1, None)?;
     let small = Ping {
         nonce: 1,
         data: vec![7; 64],
@@ -554,12 +384,5 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     writeln!(md)?;
     writeln!(md, "The two ends share this machine's cores with each other (and with anything else running), so loopback figures are a floor, not a ceiling.")?;
-    if let Some(dir) = std::path::Path::new(&out_path).parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
-    std::fs::write(&out_path, md)?;
-    eprintln!("wrote {out_path}");
-    Ok(())
+    write_report(&out_path, md)
 }

@@ -15,142 +15,31 @@
 //! Every figure is the median of the repetitions. Run: `cargo run --release -p ringraft-net
 //! --example tls_bench -- --out PATH`.
 
-use std::cell::Cell;
+mod support;
+
 use std::error::Error;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use glommio::{LocalExecutorBuilder, Placement};
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
-use ringraft_net::listener::{self, Connection, Handler, ListenerConfig};
 use ringraft_net::message::*;
-use ringraft_net::metrics::NetMetrics;
 use ringraft_net::send_queue::encode_frame;
 use ringraft_net::tls::certgen::CertAuthority;
 use ringraft_net::tls::{CertIdentity, Role, TlsConfig, TlsOptions};
-use ringraft_net::Frame;
 use rkyv::util::AlignedVec;
+use support::{
+    client_config, echo_secs, median, parse_out, stream_secs, write_report, Server, ECHO_WINDOW,
+    FRAMES_PER_WRITE, MAX_FRAME_BYTES,
+};
 
 const CLUSTER: u64 = 0x7153;
 const SERVER_NODE: u64 = 1;
 const REPS: usize = 11;
 const CONNECTS: usize = 100;
 const ROUND_TRIPS: usize = 2_000;
-const FRAMES_PER_WRITE: usize = 64;
-const ECHO_WINDOW: usize = 128;
-const ECHO_ROUNDS: usize = 200;
-const END_NONCE: u64 = u64::MAX;
-const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Counts frames, answers Pings, walks AppendEntries payloads; the end marker returns the count.
-struct Sink {
-    frames: Cell<u64>,
-}
-
-impl Handler for Sink {
-    fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>) {
-        match frame.message {
-            MessageRef::Ping(p) if p.nonce.to_native() == END_NONCE => {
-                let n = self.frames.replace(0);
-                let _ = conn.respond(
-                    frame.header.request_id,
-                    &Pong {
-                        nonce: n,
-                        data: Vec::new(),
-                    },
-                );
-            }
-            MessageRef::Ping(p) if frame.header.request_id != 0 => {
-                let _ = conn.respond(
-                    frame.header.request_id,
-                    &Pong {
-                        nonce: p.nonce.to_native(),
-                        data: Vec::new(),
-                    },
-                );
-            }
-            MessageRef::AppendEntries(ae) => {
-                let mut t = 0u64;
-                for (_, _, _, payload) in ae.entry_payloads() {
-                    t = t.wrapping_add(payload.len() as u64);
-                }
-                black_box(t);
-                self.frames.set(self.frames.get() + 1);
-            }
-            _ => self.frames.set(self.frames.get() + 1),
-        }
-    }
-}
-
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    join: Option<glommio::ExecutorJoinHandle<()>>,
-}
-
-impl Server {
-    fn start(tls: Option<TlsConfig>) -> Result<Server, Box<dyn Error>> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s = stop.clone();
-        let join = LocalExecutorBuilder::new(Placement::Unbound)
-            .name("tls-bench-server")
-            .spawn(move || async move {
-                let mut cfg = ListenerConfig::new(LocalIdentity {
-                    cluster_id: CLUSTER,
-                    role: PeerRole::Node {
-                        node_id: SERVER_NODE,
-                    },
-                });
-                cfg.connection.decoder.max_frame_bytes = MAX_FRAME_BYTES;
-                cfg.connection.decoder.min_read_bytes = 256 * 1024;
-                cfg.connection.tls = tls;
-                let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-                let l = match listener::bind(addr, &cfg.connection.socket) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = tx.send(l.local_addr().map_err(|e| e.to_string()));
-                let shutdown = async {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                let sink = Rc::new(Sink {
-                    frames: Cell::new(0),
-                });
-                listener::serve(l, Rc::new(cfg), sink, Arc::new(NetMetrics::new()), shutdown).await;
-            })?;
-        let addr = rx.recv_timeout(Duration::from_secs(10))??;
-        Ok(Server {
-            addr,
-            stop,
-            join: Some(join),
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
-    }
-}
+const ECHO_ROUNDS: u64 = 200;
 
 /// One endpoint under test: where it listens and how the client connects.
 struct Target {
@@ -191,43 +80,13 @@ fn round_trip_us(t: &Target) -> Result<f64, Box<dyn Error>> {
 }
 
 /// Seconds to stream `frames` copies of `msg` one way and have the server count them.
-fn stream_secs<M: Encode>(t: &Target, msg: &M, frames: u64) -> Result<f64, Box<dyn Error>> {
-    let mut c = t.connect()?;
-    let start = Instant::now();
-    for i in 0..frames {
-        c.send_oneway(msg)?;
-        if (i as usize + 1).is_multiple_of(FRAMES_PER_WRITE) {
-            c.flush()?;
-        }
-    }
-    let end = Ping {
-        nonce: END_NONCE,
-        data: Vec::new(),
-    };
-    match c.call(&end)? {
-        Message::Pong(p) if p.nonce == frames => {}
-        other => return Err(format!("server counted {other:?}, expected {frames}").into()),
-    }
-    Ok(start.elapsed().as_secs_f64())
+fn stream_once<M: Encode>(t: &Target, msg: &M, frames: u64) -> Result<f64, Box<dyn Error>> {
+    stream_secs(&mut t.connect()?, msg, frames)
 }
 
 fn echo_per_sec(t: &Target) -> Result<f64, Box<dyn Error>> {
-    let mut c = t.connect()?;
-    let ping = Ping {
-        nonce: 1,
-        data: vec![7; 64],
-    };
-    let start = Instant::now();
-    for _ in 0..ECHO_ROUNDS {
-        for _ in 0..ECHO_WINDOW {
-            c.send(&ping)?;
-        }
-        c.flush()?;
-        for _ in 0..ECHO_WINDOW {
-            c.recv_with(|f| black_box(f.header.request_id))?;
-        }
-    }
-    Ok((ECHO_ROUNDS * ECHO_WINDOW) as f64 / start.elapsed().as_secs_f64())
+    let secs = echo_secs(&mut t.connect()?, ECHO_ROUNDS)?;
+    Ok((ECHO_ROUNDS * ECHO_WINDOW as u64) as f64 / secs)
 }
 
 fn append_entries(n: usize) -> AppendEntries {
@@ -255,22 +114,6 @@ fn frame_len<M: Encode>(m: &M) -> Result<usize, Box<dyn Error>> {
     Ok(out.len())
 }
 
-fn parse_out() -> Result<String, Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut out = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => out = args.next(),
-            "--help" | "-h" => {
-                println!("usage: tls_bench --out PATH");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (usage: --out PATH)").into()),
-        }
-    }
-    out.ok_or_else(|| "missing --out PATH".into())
-}
-
 /// Medians of (plaintext, TLS) for one measurement, interleaved per repetition.
 fn paired(
     plain: &Target,
@@ -286,7 +129,7 @@ fn paired(
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let out_path = parse_out()?;
+    let out_path = parse_out("tls_bench")?;
     let started = Instant::now();
     let ca = CertAuthority::generate("tls bench", 2)?;
     let node = ca.issue_node(CLUSTER, SERVER_NODE, &["127.0.0.1".into()])?;
@@ -307,15 +150,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             require_client_cert: true,
         })
     };
-    let plain_server = Server::start(None)?;
-    let tls_server = Server::start(Some(tls_cfg(&node)?))?;
-    let mut base = ClientConfig::new(LocalIdentity {
-        cluster_id: CLUSTER,
-        role: PeerRole::Client { client_id: 1 },
-    });
-    base.response_timeout_ms = 30_000;
-    base.send_queue.max_frame_bytes = MAX_FRAME_BYTES;
-    base.send_queue.max_queued_bytes = 8 * 1024 * 1024;
+    let plain_server = Server::start("tls-bench-plain", CLUSTER, SERVER_NODE, None)?;
+    let tls_server = Server::start("tls-bench-tls", CLUSTER, SERVER_NODE, Some(tls_cfg(&node)?))?;
+    let base = client_config(CLUSTER);
     let plain = Target {
         addr: plain_server.addr,
         cfg: base.clone(),
@@ -345,13 +182,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             "Ping, 64 B data",
             frame_len(&small)?,
             100_000,
-            paired(&plain, &tls, |t| stream_secs(t, &small, 100_000))?,
+            paired(&plain, &tls, |t| stream_once(t, &small, 100_000))?,
         ),
         (
             "AppendEntries, 64 entries",
             frame_len(&ae)?,
             4_000,
-            paired(&plain, &tls, |t| stream_secs(t, &ae, 4_000))?,
+            paired(&plain, &tls, |t| stream_once(t, &ae, 4_000))?,
         ),
     ];
     for (name, fb, n, (p, t)) in &streams {
@@ -421,12 +258,5 @@ fn main() -> Result<(), Box<dyn Error>> {
         echo.1,
         echo.1 / echo.0
     )?;
-    if let Some(dir) = std::path::Path::new(&out_path).parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
-    std::fs::write(&out_path, md)?;
-    eprintln!("wrote {out_path}");
-    Ok(())
+    write_report(&out_path, md)
 }

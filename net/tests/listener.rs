@@ -5,22 +5,21 @@
 //! The request handler here is a test echo/ack handler (the node plugs in its own).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
+mod support;
+
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
 use ringraft_net::error::{ErrorKind, NetError};
 use ringraft_net::frame::{payload_crc32, FrameHeader, HEADER_BYTES, PROTOCOL_VERSION};
 use ringraft_net::listener::{self, Connection, Handler, ListenerConfig};
 use ringraft_net::message::*;
 use ringraft_net::metrics::NetMetrics;
-use ringraft_net::send_queue::encode_frame;
 use ringraft_net::{Frame, Kind};
-use rkyv::util::AlignedVec;
+use support::{frame_bytes, http_ok, on_executor, Server};
 
 const CLUSTER: u64 = 0xC105_7E12;
 const SERVER_NODE: u64 = 7;
@@ -91,24 +90,15 @@ impl Handler for TestHandler {
 
     async fn on_http(&self, mut stream: glommio::net::TcpStream, first_bytes: Vec<u8>) {
         use futures_lite::io::AsyncWriteExt;
-        let body = format!("ok {}", first_bytes.len());
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        let resp = http_ok(&format!("ok {}", first_bytes.len()));
         let _ = stream.write_all(resp.as_bytes()).await;
         let _ = stream.close().await;
     }
 }
 
-struct TestServer {
-    addr: SocketAddr,
-    metrics: Arc<NetMetrics>,
-    stop: Arc<AtomicBool>,
-    join: Option<glommio::ExecutorJoinHandle<()>>,
-}
+type TestServer = Server;
 
-impl TestServer {
+impl Server {
     fn start(max_connections: usize, max_frame_bytes: usize) -> Self {
         Self::start_with(move |cfg| {
             cfg.max_connections = max_connections;
@@ -117,65 +107,13 @@ impl TestServer {
     }
 
     fn start_with(tune: impl FnOnce(&mut ListenerConfig) + Send + 'static) -> Self {
-        let metrics = Arc::new(NetMetrics::new());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (m, s) = (metrics.clone(), stop.clone());
-        let join = LocalExecutorBuilder::new(Placement::Unbound)
-            .name("net-test-server")
-            .spawn(move || async move {
-                let mut cfg = ListenerConfig::new(LocalIdentity {
-                    cluster_id: CLUSTER,
-                    role: PeerRole::Node {
-                        node_id: SERVER_NODE,
-                    },
-                });
-                cfg.connection.handshake_timeout_ms = 1_000;
-                cfg.connection.write_timeout_ms = 1_000;
-                tune(&mut cfg);
-                let l =
-                    listener::bind("127.0.0.1:0".parse().unwrap(), &cfg.connection.socket).unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                let shutdown = async {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                listener::serve(l, Rc::new(cfg), Rc::new(TestHandler), m, shutdown).await;
-            })
-            .unwrap();
-        let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        TestServer {
-            addr,
-            metrics,
-            stop,
-            join: Some(join),
-        }
-    }
-
-    fn errors(&self, k: ErrorKind) -> u64 {
-        self.metrics.errors(k)
-    }
-
-    /// Waits (bounded) until a counter reaches `at_least`; metrics are updated by the server
-    /// thread slightly after the client sees the close.
-    fn wait_errors(&self, k: ErrorKind, at_least: u64) -> u64 {
-        for _ in 0..300 {
-            if self.errors(k) >= at_least {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.errors(k)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
+        Server::spawn(
+            "net-test-server",
+            CLUSTER,
+            SERVER_NODE,
+            || TestHandler,
+            tune,
+        )
     }
 }
 
@@ -207,12 +145,6 @@ fn assert_served(server: &TestServer) {
         }
         other => panic!("expected Pong, got {other:?}"),
     }
-}
-
-fn frame_bytes<M: Encode>(m: &M, id: u64) -> Vec<u8> {
-    let mut out = AlignedVec::<16>::new();
-    encode_frame(&mut out, 0, id, m, 1 << 24).unwrap();
-    out.as_slice().to_vec()
 }
 
 fn reseal(frame: &mut [u8]) {
@@ -640,90 +572,83 @@ fn glommio_dialer_round_trip_and_backoff() {
     use std::cell::RefCell;
     let server = TestServer::start(64, 1 << 20);
     let addr = server.addr;
-    let got = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("net-test-dialer")
-        .spawn(move || async move {
-            struct Collect(RefCell<Vec<(u64, u64)>>);
-            impl Handler for Collect {
-                fn on_frame(&self, _c: &Rc<Connection>, f: Frame<'_>) {
-                    if let MessageRef::Pong(p) = f.message {
-                        self.0
-                            .borrow_mut()
-                            .push((f.header.request_id, p.nonce.to_native()));
-                    }
+    let got = on_executor("net-test-dialer", move || async move {
+        struct Collect(RefCell<Vec<(u64, u64)>>);
+        impl Handler for Collect {
+            fn on_frame(&self, _c: &Rc<Connection>, f: Frame<'_>) {
+                if let MessageRef::Pong(p) = f.message {
+                    self.0
+                        .borrow_mut()
+                        .push((f.header.request_id, p.nonce.to_native()));
                 }
             }
-            let h = Rc::new(Collect(RefCell::new(Vec::new())));
-            let metrics = Arc::new(NetMetrics::new());
-            let cfg = listener::ConnectionConfig::new(LocalIdentity {
-                cluster_id: CLUSTER,
-                role: PeerRole::Node { node_id: 1 },
+        }
+        let h = Rc::new(Collect(RefCell::new(Vec::new())));
+        let metrics = Arc::new(NetMetrics::new());
+        let cfg = listener::ConnectionConfig::new(LocalIdentity {
+            cluster_id: CLUSTER,
+            role: PeerRole::Node { node_id: 1 },
+        });
+        let conn = listener::dial(addr, &cfg, h.clone(), metrics.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            conn.peer(),
+            PeerRole::Node {
+                node_id: SERVER_NODE
+            }
+        );
+        for i in 0..50u64 {
+            conn.send_request(
+                1000 + i,
+                &Ping {
+                    nonce: i,
+                    data: vec![],
+                },
+            )
+            .unwrap();
+        }
+        for _ in 0..300 {
+            if h.0.borrow().len() == 50 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        conn.close();
+        // Dialing a closed port gives up after the configured attempts.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut backoff =
+            ringraft_net::backoff::Backoff::new(ringraft_net::backoff::BackoffConfig {
+                initial_ms: 1,
+                max_ms: 4,
+                max_attempts: Some(3),
+                seed: 1,
             });
-            let conn = listener::dial(addr, &cfg, h.clone(), metrics.clone())
-                .await
-                .unwrap();
-            assert_eq!(
-                conn.peer(),
-                PeerRole::Node {
-                    node_id: SERVER_NODE
-                }
-            );
-            for i in 0..50u64 {
-                conn.send_request(
-                    1000 + i,
-                    &Ping {
-                        nonce: i,
-                        data: vec![],
-                    },
-                )
-                .unwrap();
-            }
-            for _ in 0..300 {
-                if h.0.borrow().len() == 50 {
-                    break;
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            conn.close();
-            // Dialing a closed port gives up after the configured attempts.
-            let dead = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap()
-            };
-            let mut backoff =
-                ringraft_net::backoff::Backoff::new(ringraft_net::backoff::BackoffConfig {
-                    initial_ms: 1,
-                    max_ms: 4,
-                    max_attempts: Some(3),
-                    seed: 1,
-                });
-            let r =
-                listener::dial_with_backoff(dead, &cfg, h.clone(), metrics.clone(), &mut backoff)
-                    .await;
-            assert!(r.is_err());
-            assert_eq!(backoff.attempts(), 3);
-            // A refusal is final and not retried.
-            let other = listener::ConnectionConfig::new(LocalIdentity {
-                cluster_id: CLUSTER + 1,
-                role: PeerRole::Node { node_id: 1 },
-            });
-            let mut backoff = ringraft_net::backoff::Backoff::new(Default::default());
-            let r =
-                listener::dial_with_backoff(addr, &other, h.clone(), metrics, &mut backoff).await;
-            assert!(matches!(
-                r,
-                Err(NetError::Refused {
-                    code: ErrorCode::WrongCluster,
-                    ..
-                })
-            ));
-            assert_eq!(backoff.attempts(), 0);
-            let v = h.0.borrow().clone();
-            v
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+        let r =
+            listener::dial_with_backoff(dead, &cfg, h.clone(), metrics.clone(), &mut backoff).await;
+        assert!(r.is_err());
+        assert_eq!(backoff.attempts(), 3);
+        // A refusal is final and not retried.
+        let other = listener::ConnectionConfig::new(LocalIdentity {
+            cluster_id: CLUSTER + 1,
+            role: PeerRole::Node { node_id: 1 },
+        });
+        let mut backoff = ringraft_net::backoff::Backoff::new(Default::default());
+        let r = listener::dial_with_backoff(addr, &other, h.clone(), metrics, &mut backoff).await;
+        assert!(matches!(
+            r,
+            Err(NetError::Refused {
+                code: ErrorCode::WrongCluster,
+                ..
+            })
+        ));
+        assert_eq!(backoff.attempts(), 0);
+        let v = h.0.borrow().clone();
+        v
+    });
     assert_eq!(got.len(), 50);
     for (id, nonce) in got {
         assert_eq!(id, 1000 + nonce);

@@ -11,24 +11,24 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
+mod support;
+
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
 use ringraft_net::error::{ErrorKind, NetError};
-use ringraft_net::listener::{self, Connection, ConnectionConfig, Handler, ListenerConfig};
+use ringraft_net::listener::{self, Connection, ConnectionConfig, Handler};
 use ringraft_net::message::*;
 use ringraft_net::metrics::NetMetrics;
-use ringraft_net::send_queue::encode_frame;
 use ringraft_net::tls::certgen::{CertAuthority, IssuedCert};
 use ringraft_net::tls::{self, Alpn, CertIdentity, NetStream, Role, TlsConfig, TlsOptions};
 use ringraft_net::Frame;
-use rkyv::util::AlignedVec;
 use rustls::HandshakeKind;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::{frame_bytes, http_ok, on_executor, Server};
 
 const CLUSTER: u64 = 11;
 const OTHER_CLUSTER: u64 = 12;
@@ -134,72 +134,38 @@ impl Handler for Recorder {
             .unwrap_or("")
             .to_string();
         let body = format!("tls={} alpn={alpn} who={who} line={line}", stream.is_tls());
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        let resp = http_ok(&body);
         let _ = stream.write_all(resp.as_bytes()).await;
         let _ = stream.close().await;
     }
 }
 
+/// The test listener over TLS, with what its handler saw.
 struct TlsServer {
-    addr: SocketAddr,
+    server: Server,
     seen: Arc<Seen>,
-    metrics: Arc<NetMetrics>,
-    stop: Arc<AtomicBool>,
-    join: Option<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl std::ops::Deref for TlsServer {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
 }
 
 impl TlsServer {
     fn start(tls: TlsConfig) -> Self {
-        let metrics = Arc::new(NetMetrics::new());
         let seen = Arc::new(Seen::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (m, s, sn) = (metrics.clone(), stop.clone(), seen.clone());
-        let join = LocalExecutorBuilder::new(Placement::Unbound)
-            .name("tls-test-server")
-            .spawn(move || async move {
-                let mut cfg = ListenerConfig::new(LocalIdentity {
-                    cluster_id: CLUSTER,
-                    role: PeerRole::Node {
-                        node_id: SERVER_NODE,
-                    },
-                });
-                cfg.connection.handshake_timeout_ms = 1_000;
-                cfg.connection.write_timeout_ms = 1_000;
-                cfg.connection.tls = Some(tls);
-                let l =
-                    listener::bind("127.0.0.1:0".parse().unwrap(), &cfg.connection.socket).unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                let shutdown = async {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                listener::serve(l, Rc::new(cfg), Rc::new(Recorder(sn)), m, shutdown).await;
-            })
-            .unwrap();
-        let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        TlsServer {
-            addr,
-            seen,
-            metrics,
-            stop,
-            join: Some(join),
-        }
-    }
-
-    /// Waits (bounded) until the error counter of `k` reaches `at_least`.
-    fn wait_errors(&self, k: ErrorKind, at_least: u64) -> u64 {
-        for _ in 0..300 {
-            if self.metrics.errors(k) >= at_least {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.metrics.errors(k)
+        let sn = seen.clone();
+        let server = Server::spawn(
+            "tls-test-server",
+            CLUSTER,
+            SERVER_NODE,
+            move || Recorder(sn),
+            move |cfg| cfg.connection.tls = Some(tls),
+        );
+        TlsServer { server, seen }
     }
 
     fn opens(&self) -> u64 {
@@ -209,28 +175,6 @@ impl TlsServer {
     fn frames(&self) -> u64 {
         self.seen.frames.load(Ordering::SeqCst)
     }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
-    }
-}
-
-/// Runs `f` on a fresh glommio executor and returns its result.
-fn on_executor<T: Send + 'static, F>(f: impl FnOnce() -> F + Send + 'static) -> T
-where
-    F: std::future::Future<Output = T> + 'static,
-{
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .name("tls-test-dialer")
-        .spawn(move || async move { f().await })
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 struct PongCount(Rc<std::cell::Cell<u64>>);
@@ -251,7 +195,7 @@ fn dial(
     cert: Option<&'static IssuedCert>,
     expected: Option<u64>,
 ) -> Result<(Option<CertIdentity>, u64), NetError> {
-    on_executor(move || async move {
+    on_executor("tls-test-dialer", move || async move {
         let mut cfg = ConnectionConfig::new(LocalIdentity {
             cluster_id: CLUSTER,
             role: PeerRole::Node { node_id: claim },
@@ -280,12 +224,6 @@ fn dial(
         conn.close();
         Ok((reached, pongs.get()))
     })
-}
-
-fn frame_bytes<M: Encode>(m: &M, id: u64) -> Vec<u8> {
-    let mut out = AlignedVec::<16>::new();
-    encode_frame(&mut out, 0, id, m, 1 << 24).unwrap();
-    out.as_slice().to_vec()
 }
 
 /// How a bare rustls client fared.
