@@ -27,12 +27,10 @@ use ringraft_net::message::*;
 use ringraft_net::send_queue::encode_frame;
 use rkyv::util::AlignedVec;
 use support::{
-    client_config, echo_secs, median, parse_out, stream_secs, write_report, Server, ECHO_WINDOW,
-    FRAMES_PER_WRITE, MAX_FRAME_BYTES,
+    append_entries, client_config, echo_secs, median, parse_out, stream_secs, write_report, Server,
+    ECHO_WINDOW, FRAMES_PER_WRITE, KEY_BYTES, MAX_FRAME_BYTES, VALUE_BYTES,
 };
 
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 256;
 const ENTRY_COUNTS: [usize; 3] = [1, 64, 1024];
 const CODEC_REPS: usize = 21;
 const LOOPBACK_REPS: usize = 5;
@@ -52,30 +50,6 @@ fn measure(reps: usize, iters: usize, mut f: impl FnMut()) -> f64 {
         v.push(t.elapsed().as_nanos() as f64 / iters as f64);
     }
     median(v)
-}
-
-fn append_entries(n: usize) -> AppendEntries {
-    AppendEntries {
-        group: 1,
-        term: 5,
-        leader: 1,
-        prev_index: 1000,
-        prev_term: 5,
-        commit: 999,
-        entries: (0..n)
-            .map(|i| {
-                let mut payload = vec![0u8; KEY_BYTES + VALUE_BYTES];
-                payload[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                payload[KEY_BYTES..].fill(i as u8);
-                Entry {
-                    term: 5,
-                    index: 1001 + i as u64,
-                    kind: EntryKind::Normal,
-                    payload,
-                }
-            })
-            .collect(),
-    }
 }
 
 struct CodecRow {

@@ -30,8 +30,8 @@ use ringraft_net::tls::certgen::CertAuthority;
 use ringraft_net::tls::{CertIdentity, Role, TlsConfig, TlsOptions};
 use rkyv::util::AlignedVec;
 use support::{
-    client_config, echo_secs, median, parse_out, stream_secs, write_report, Server, ECHO_WINDOW,
-    FRAMES_PER_WRITE, MAX_FRAME_BYTES,
+    append_entries, client_config, echo_secs, median, parse_out, stream_secs, write_report, Server,
+    ECHO_WINDOW, FRAMES_PER_WRITE, MAX_FRAME_BYTES,
 };
 
 const CLUSTER: u64 = 0x7153;
@@ -87,25 +87,6 @@ fn stream_once<M: Encode>(t: &Target, msg: &M, frames: u64) -> Result<f64, Box<d
 fn echo_per_sec(t: &Target) -> Result<f64, Box<dyn Error>> {
     let secs = echo_secs(&mut t.connect()?, ECHO_ROUNDS)?;
     Ok((ECHO_ROUNDS * ECHO_WINDOW as u64) as f64 / secs)
-}
-
-fn append_entries(n: usize) -> AppendEntries {
-    AppendEntries {
-        group: 1,
-        term: 5,
-        leader: 1,
-        prev_index: 1000,
-        prev_term: 5,
-        commit: 999,
-        entries: (0..n)
-            .map(|i| Entry {
-                term: 5,
-                index: 1001 + i as u64,
-                kind: EntryKind::Normal,
-                payload: vec![i as u8; 16 + 256],
-            })
-            .collect(),
-    }
 }
 
 fn frame_len<M: Encode>(m: &M) -> Result<usize, Box<dyn Error>> {

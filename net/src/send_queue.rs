@@ -215,16 +215,7 @@ impl SendQueue {
         request_id: u64,
         msg: &M,
     ) -> Result<usize, NetError> {
-        self.admit()?;
-        let n = encode_frame(
-            &mut self.active,
-            flags,
-            request_id,
-            msg,
-            self.cfg.max_frame_bytes,
-        )?;
-        self.frames += 1;
-        Ok(n)
+        self.push_with(|out, max| encode_frame(out, flags, request_id, msg, max))
     }
 
     /// Queues an owned [`Message`] of any kind with explicit flags, honouring the bounds.
@@ -234,14 +225,17 @@ impl SendQueue {
         request_id: u64,
         msg: &Message,
     ) -> Result<usize, NetError> {
+        self.push_with(|out, max| encode_message_frame(out, flags, request_id, msg, max))
+    }
+
+    /// Admits one frame under the bounds, then `encode`s it into the active buffer (with the
+    /// frame bound) and counts it.
+    fn push_with(
+        &mut self,
+        encode: impl FnOnce(&mut AlignedVec<16>, usize) -> Result<usize, NetError>,
+    ) -> Result<usize, NetError> {
         self.admit()?;
-        let n = encode_message_frame(
-            &mut self.active,
-            flags,
-            request_id,
-            msg,
-            self.cfg.max_frame_bytes,
-        )?;
+        let n = encode(&mut self.active, self.cfg.max_frame_bytes)?;
         self.frames += 1;
         Ok(n)
     }

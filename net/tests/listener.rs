@@ -147,6 +147,15 @@ fn assert_served(server: &TestServer) {
     }
 }
 
+/// One empty Ping on `c` is answered by a Pong.
+fn assert_pongs(c: &mut BlockingClient) {
+    let pong = c.call(&Ping {
+        nonce: 1,
+        data: vec![],
+    });
+    assert!(matches!(pong, Ok(Message::Pong(_))), "{pong:?}");
+}
+
 fn reseal(frame: &mut [u8]) {
     let c = payload_crc32(&frame[..28]);
     frame[28..32].copy_from_slice(&c.to_le_bytes());
@@ -275,14 +284,7 @@ fn pipelined_requests_are_matched_by_request_id() {
             ..
         })
     ));
-    assert!(matches!(
-        c.call(&Ping {
-            nonce: 1,
-            data: vec![]
-        })
-        .unwrap(),
-        Message::Pong(_)
-    ));
+    assert_pongs(&mut c);
     assert!(NetMetrics::get(&server.metrics.frames_in) >= 204);
 }
 
@@ -706,14 +708,7 @@ fn blocking_connect_with_backoff() {
     assert!(t.elapsed() < Duration::from_secs(3));
     let server = TestServer::start(8, 1 << 20);
     let mut c = BlockingClient::connect_with_backoff(server.addr, cfg.clone()).unwrap();
-    assert!(matches!(
-        c.call(&Ping {
-            nonce: 1,
-            data: vec![]
-        })
-        .unwrap(),
-        Message::Pong(_)
-    ));
+    assert_pongs(&mut c);
     // A refusal is final, not retried until the attempts run out.
     let mut other = cfg;
     other.local.cluster_id = CLUSTER + 9;

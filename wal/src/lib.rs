@@ -88,10 +88,14 @@
 //!   before use (typed errors, no panic; a fuzz test flips bytes and forges fields).
 //! * **Errors** ([`error`]): ENOSPC surfaces when a segment is prepared (fallocate), is returned
 //!   by the append that needed the segment with nothing written, and the next roll retries, so
-//!   writing resumes once space is freed. A failed sync or record write poisons the log
-//!   ([`Error::Poisoned`]): every later append, sync and wait fails, and durability never
-//!   advances again (after a failed fsync the kernel may have dropped the dirty pages, so the
-//!   only safe way on is to stop acknowledging, reopen and recover from the disk).
+//!   writing resumes once space is freed. Truncate and purge fail the same way (nothing
+//!   written) only once the *drop reserve* at the end of the active segment is used up: entries
+//!   and hard states never write into the last [`log::drop_reserve_bytes`] of a segment, so the
+//!   Purge record that frees space fits even when no new segment can be prepared. A failed
+//!   sync or record write poisons the log ([`Error::Poisoned`]): every later append, sync and
+//!   wait fails, and durability never advances again (after a failed fsync the kernel may
+//!   have dropped the dirty pages, so the only safe way on is to stop acknowledging, reopen
+//!   and recover from the disk).
 //! * **Fault injection** ([`fault`]): failing syncs, short writes and ENOSPC on writes or
 //!   segment preparation, only through an explicit `WalOptions::fault` (a spec string, e.g.
 //!   from `RINGRAFT_WAL_FAULT` when the node is told to read it); never on by default.
@@ -156,11 +160,11 @@
 //! Payload: `max_payload_bytes`.
 //!
 //! # Files
-//! `options.rs` (limits), `error.rs`, `record.rs` (record format), `segment.rs` (files, header,
+//! `options.rs` (limits), `error.rs`, `record.rs` (record format), `segment/` (files, header,
 //! map), `segment_pool.rs` (preparer/deleter thread), `flush_worker.rs` (sync threads),
 //! `durability.rs` (durable position, waiters), `group_index.rs` (per-group index),
 //! `hard_state.rs`, `recovery.rs` (recovery and repair), `fault.rs` (fault injection),
-//! `log.rs` ([`Wal`]).
+//! `log/` ([`Wal`]: open, writes, reads, durability, reclaim).
 
 pub mod durability;
 pub mod error;

@@ -9,14 +9,30 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::{payload, small_opts};
-use ringraft_wal::{Error, FaultInjector, Wal};
+use ringraft_wal::{Error, FaultInjector, Wal, WalOptions};
+
+/// A fresh directory, a fault injector, and small-segment options that use it.
+fn faulty(segment_bytes: usize) -> (tempfile::TempDir, Arc<FaultInjector>, WalOptions) {
+    let fault = Arc::new(FaultInjector::new());
+    let mut opts = small_opts(segment_bytes);
+    opts.fault = Some(fault.clone());
+    (tempfile::tempdir().unwrap(), fault, opts)
+}
+
+/// Entries 1..=`last` of group 1 read back as written (`len`-byte payloads, term 1).
+fn assert_payloads(wal: &Wal, last: u64, len: usize) {
+    for k in 1..=last {
+        assert_eq!(
+            wal.entry(1, k).unwrap().payload,
+            payload(1, k, 1, len).as_slice(),
+            "entry {k}"
+        );
+    }
+}
 
 #[test]
 fn injected_enospc_on_segment_preparation_then_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let fault = Arc::new(FaultInjector::new());
-    let mut opts = small_opts(8 * 1024);
-    opts.fault = Some(fault.clone());
+    let (dir, fault, opts) = faulty(8 * 1024);
     let mut wal = Wal::open(dir.path(), opts.clone()).unwrap();
     // Let the first spare be prepared, then fail every later preparation.
     let mut i = 1;
@@ -46,20 +62,12 @@ fn injected_enospc_on_segment_preparation_then_resume() {
     wal.close().unwrap();
     let wal = Wal::open(dir.path(), small_opts(8 * 1024)).unwrap();
     assert_eq!(wal.last_index(1), i);
-    for k in 1..=i {
-        assert_eq!(
-            wal.entry(1, k).unwrap().payload,
-            payload(1, k, 1, 200).as_slice()
-        );
-    }
+    assert_payloads(&wal, i, 200);
 }
 
 #[test]
 fn failed_sync_poisons_and_reopen_recovers_durable_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let fault = Arc::new(FaultInjector::new());
-    let mut opts = small_opts(64 * 1024);
-    opts.fault = Some(fault.clone());
+    let (dir, fault, opts) = faulty(64 * 1024);
     let mut wal = Wal::open(dir.path(), opts).unwrap();
     for i in 1..=10 {
         wal.append(1, i, 1, &payload(1, i, 1, 50)).unwrap();
@@ -80,12 +88,7 @@ fn failed_sync_poisons_and_reopen_recovers_durable_data() {
     drop(wal);
     let wal = Wal::open(dir.path(), small_opts(64 * 1024)).unwrap();
     assert!(wal.last_index(1) >= 10);
-    for k in 1..=10 {
-        assert_eq!(
-            wal.entry(1, k).unwrap().payload,
-            payload(1, k, 1, 50).as_slice()
-        );
-    }
+    assert_payloads(&wal, 10, 50);
 }
 
 struct Mount(PathBuf);
@@ -141,12 +144,7 @@ fn real_enospc_on_a_full_tmpfs_then_resume_after_freeing_space() {
     wal.close().unwrap();
     let wal = Wal::open(&dir, opts).unwrap();
     assert_eq!(wal.last_index(1), i + 99);
-    for k in 1..=i + 99 {
-        assert_eq!(
-            wal.entry(1, k).unwrap().payload,
-            payload(1, k, 1, 500).as_slice()
-        );
-    }
+    assert_payloads(&wal, i + 99, 500);
 }
 
 /// Two flush workers: a sync fails (slowly) while a later one, on the other worker, succeeds.
@@ -154,11 +152,8 @@ fn real_enospc_on_a_full_tmpfs_then_resume_after_freeing_space() {
 /// it reports the poison, and `durable_lsn` never reaches the failed sync's records.
 #[test]
 fn a_failed_sync_is_never_masked_by_a_concurrent_successful_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let fault = Arc::new(FaultInjector::new());
-    let mut opts = small_opts(64 * 1024);
+    let (dir, fault, mut opts) = faulty(64 * 1024);
     opts.flush_workers = 2;
-    opts.fault = Some(fault.clone());
     let mut wal = Wal::open(dir.path(), opts).unwrap();
     for i in 1..=5 {
         wal.append(1, i, 1, &payload(1, i, 1, 40)).unwrap();
@@ -186,12 +181,7 @@ fn a_failed_sync_is_never_masked_by_a_concurrent_successful_one() {
     assert_eq!(wal.stats().syncs_failed, 1);
     drop(wal);
     let wal = Wal::open(dir.path(), small_opts(64 * 1024)).unwrap();
-    for k in 1..=5 {
-        assert_eq!(
-            wal.entry(1, k).unwrap().payload,
-            payload(1, k, 1, 40).as_slice()
-        );
-    }
+    assert_payloads(&wal, 5, 40);
 }
 
 /// With a fault plan (as the node and the chaos suite enable it), after the first failed sync,
@@ -272,4 +262,98 @@ fn after_a_write_or_sync_error_nothing_is_acknowledged_and_acknowledged_records_
             wal.recovery_report()
         );
     }
+}
+
+/// Fills `wal` (group 1, entries from index `*i`) until not even an empty entry fits the active
+/// segment and no next segment can be prepared; returns the last append's error. Every
+/// preparation after the call fails.
+fn fill_until_no_space(wal: &mut Wal, fault: &FaultInjector, i: &mut u64) -> Error {
+    while wal.segment_count() < 3 {
+        wal.append(1, *i, 1, &payload(1, *i, 1, 200)).unwrap();
+        *i += 1;
+    }
+    fault.fail_prepares_enospc(u32::MAX);
+    // 200-byte entries, then empty ones (as small as a Truncate or Purge record) for the rest.
+    for len in [200, 0] {
+        while wal.append(1, *i, 1, &payload(1, *i, 1, len)).is_ok() {
+            *i += 1;
+        }
+    }
+    wal.append(1, *i, 1, &[]).unwrap_err()
+}
+
+/// The disk is full and the active segment has no room for another entry: the purge that frees
+/// space still succeeds (it writes into the segment's drop reserve), the segments behind it are
+/// deleted, and appends resume in a recycled file while preparing a fresh one still fails.
+#[test]
+fn purge_frees_space_when_no_segment_can_be_prepared() {
+    let (dir, fault, opts) = faulty(8 * 1024);
+    let mut wal = Wal::open(dir.path(), opts).unwrap();
+    let mut i = 1;
+    let err = fill_until_no_space(&mut wal, &fault, &mut i);
+    assert!(err.is_no_space(), "{err}");
+    let full = wal.segment_count();
+    wal.sync().unwrap();
+    // A truncate of the newest entry and a purge of all but it both fit the reserve.
+    wal.truncate(1, i - 1).unwrap();
+    wal.purge(1, i - 2).unwrap();
+    wal.sync().unwrap();
+    wal.reclaim().unwrap();
+    assert!(
+        wal.segment_count() < full,
+        "{} live segments, {full} before the purge",
+        wal.segment_count()
+    );
+    assert_eq!((wal.first_index(1), wal.last_index(1)), (i - 2, i - 2));
+    // Fresh preparations still fail; the purged files are reused instead.
+    let mut k = i - 1;
+    while wal.stats().rolls < 4 {
+        wal.append(1, k, 2, &payload(1, k, 2, 200)).unwrap();
+        k += 1;
+    }
+    wal.close().unwrap();
+    let wal = Wal::open(dir.path(), small_opts(8 * 1024)).unwrap();
+    assert_eq!((wal.first_index(1), wal.last_index(1)), (i - 2, k - 1));
+    assert_eq!(wal.entry(1, k - 1).unwrap().term, 2);
+}
+
+/// Once the reserve is used up too, truncate and purge fail like append does without space:
+/// the no-space error, nothing written (positions and the last lsn unchanged), and they
+/// succeed once space is back.
+#[test]
+fn truncate_and_purge_without_space_fail_typed_and_write_nothing() {
+    let (dir, fault, opts) = faulty(8 * 1024);
+    let mut wal = Wal::open(dir.path(), opts).unwrap();
+    let mut i = 1;
+    fill_until_no_space(&mut wal, &fault, &mut i);
+    let last = i - 1;
+    // Purge one entry at a time until even the reserve is full.
+    let err = loop {
+        let first = wal.first_index(1);
+        assert!(first < last, "the reserve never filled up");
+        match wal.purge(1, first + 1) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_no_space(), "purge: {err}");
+    let (first, lsn) = (wal.first_index(1), wal.last_lsn());
+    let err = wal.truncate(1, last).unwrap_err();
+    assert!(err.is_no_space(), "truncate: {err}");
+    let err = wal.purge(1, first + 1).unwrap_err();
+    assert!(err.is_no_space(), "purge: {err}");
+    assert_eq!(
+        (wal.first_index(1), wal.last_index(1), wal.last_lsn()),
+        (first, last, lsn),
+        "a failed truncate or purge wrote nothing"
+    );
+    fault.fail_prepares_enospc(0);
+    wal.truncate(1, last).unwrap();
+    wal.purge(1, first + 1).unwrap();
+    wal.close().unwrap();
+    let wal = Wal::open(dir.path(), small_opts(8 * 1024)).unwrap();
+    assert_eq!(
+        (wal.first_index(1), wal.last_index(1)),
+        (first + 1, last - 1)
+    );
 }

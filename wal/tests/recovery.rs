@@ -50,6 +50,16 @@ fn check_prefix(wal: &Wal, keep: u64) {
     }
 }
 
+/// A fresh log of one segment ([`write_single_segment`]): its directory, record offsets, the
+/// segment's path and its pristine bytes (to restore between damage rounds).
+fn single_segment_fixture() -> (tempfile::TempDir, Vec<usize>, std::path::PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let offs = write_single_segment(dir.path());
+    let path = segment_path(dir.path(), 1);
+    let pristine = std::fs::read(&path).unwrap();
+    (dir, offs, path, pristine)
+}
+
 /// A flipped bit in the last record (or just past it) is a torn tail: cut, reported, and the
 /// cut is permanent. A flipped bit in any earlier record is followed by valid records, which
 /// may have been acknowledged: opening refuses in both modes, naming the file, the bad record
@@ -59,11 +69,8 @@ fn check_prefix(wal: &Wal, keep: u64) {
 fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
     let seed = common::seed(0xB17F_11B5);
     let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let offs = write_single_segment(dir.path());
+    let (dir, offs, path, pristine) = single_segment_fixture();
     let end = *offs.last().unwrap();
-    let path = segment_path(dir.path(), 1);
-    let pristine = std::fs::read(&path).unwrap();
     for round in 0..40 {
         // Mostly inside the records, sometimes just past the end; every fourth round in the
         // last record.
@@ -136,11 +143,8 @@ fn bit_flips_at_random_offsets_keep_exactly_the_valid_prefix() {
 fn torn_tails_keep_exactly_the_records_before_the_tear() {
     let seed = common::seed(0x70E2_7A11);
     let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let offs = write_single_segment(dir.path());
+    let (dir, offs, path, pristine) = single_segment_fixture();
     let end = *offs.last().unwrap();
-    let path = segment_path(dir.path(), 1);
-    let pristine = std::fs::read(&path).unwrap();
     for round in 0..30 {
         let tear = SEGMENT_HEADER_BYTES + rng.below((end - SEGMENT_HEADER_BYTES) as u64) as usize;
         let mut bytes = pristine.clone();

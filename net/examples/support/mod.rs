@@ -24,6 +24,10 @@ use ringraft_net::metrics::NetMetrics;
 use ringraft_net::tls::TlsConfig;
 use ringraft_net::Frame;
 
+/// Key bytes of each benchmark entry (the entry's number, little-endian, then zeros).
+pub const KEY_BYTES: usize = 16;
+/// Value bytes of each benchmark entry.
+pub const VALUE_BYTES: usize = 256;
 /// Frames the client queues before each flush (one write) in a one-way stream.
 pub const FRAMES_PER_WRITE: usize = 64;
 /// Pings in flight per round of the windowed echo.
@@ -47,6 +51,32 @@ const RESPONSE_TIMEOUT_MS: u64 = 30_000;
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// An AppendEntries of `n` entries of [`KEY_BYTES`] + [`VALUE_BYTES`] each, as a leader
+/// would send them.
+pub fn append_entries(n: usize) -> AppendEntries {
+    AppendEntries {
+        group: 1,
+        term: 5,
+        leader: 1,
+        prev_index: 1000,
+        prev_term: 5,
+        commit: 999,
+        entries: (0..n)
+            .map(|i| {
+                let mut payload = vec![0u8; KEY_BYTES + VALUE_BYTES];
+                payload[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                payload[KEY_BYTES..].fill(i as u8);
+                Entry {
+                    term: 5,
+                    index: 1001 + i as u64,
+                    kind: EntryKind::Normal,
+                    payload,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// The listener's handler in the benchmarks: validation is done by the driver; it touches every

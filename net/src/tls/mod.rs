@@ -23,7 +23,8 @@
 //!
 //! [`TlsConfig`] is built once per process from PEM (files or bytes), is cheap to clone
 //! (`Arc`), and is `Send + Sync`; [`NetStream`] is the per-connection stream the glommio
-//! listener and dialer drive, plaintext or TLS.//!
+//! listener and dialer drive, plaintext or TLS.
+//!
 //! Modules: [`pem`] (inputs), [`config`] (the loaded configuration), `verify` (certificate
 //! verifiers), [`claims`] (identity checks after the handshake), [`handshake`] (TLS handshakes),
 //! [`stream`] (connection streams), [`identity`] (the SAN URI), [`certgen`] (issuing

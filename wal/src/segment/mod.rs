@@ -45,11 +45,25 @@
 //! * `Mmap`: the owner copies records into the writable map (pages pre-faulted for write with
 //!   MADV_POPULATE_WRITE when the segment is prepared) and flush workers `msync(MS_SYNC)` the
 //!   range `[synced, written)`. Segments are always fresh (zero-filled), never recycled.
+//!
+//! Files: this one (the mapped segment: reads, writes, publication, sync), `header.rs` (the
+//! header), `files.rs` (names, directory and file helpers), `create.rs` (fresh and recycled
+//! spares).
+
+mod create;
+mod files;
+mod header;
+
+pub use files::{
+    create_dir_durable, free_path, parse_segment_name, segment_path, sync_dir, zero_range,
+    FREE_EXT, PREP_EXT, SEGMENT_EXT,
+};
+pub use header::{SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC};
+
+use files::{pwritev_all, ZEROS};
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,126 +73,6 @@ use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, WriteFault};
 use crate::options::WriteMode;
 use crate::record::RECORD_HEADER_BYTES;
-
-/// Segment magic.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"RRAFTWAL";
-/// Format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
-/// Bytes of the segment header; records start here.
-pub const SEGMENT_HEADER_BYTES: usize = 64;
-/// File name extension of segments.
-pub const SEGMENT_EXT: &str = "wal";
-/// Extension of segments being prepared (deleted by recovery).
-pub const PREP_EXT: &str = "prep";
-/// Extension of purged segments kept for reuse (`{seq:020}.wal.free`).
-pub const FREE_EXT: &str = "free";
-/// Chunk used to zero-fill files.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
-
-/// Path of segment `seq` in `dir`.
-pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:020}.{SEGMENT_EXT}"))
-}
-
-/// Parses a segment file name into its sequence number.
-pub fn parse_segment_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".wal")?;
-    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
-}
-
-/// Decoded segment header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SegmentHeader {
-    /// Sequence number.
-    pub seq: u64,
-    /// First lsn.
-    pub first_lsn: u64,
-    /// Owner id.
-    pub owner_id: u64,
-    /// File size.
-    pub segment_bytes: u64,
-}
-
-impl SegmentHeader {
-    /// Encodes to 64 bytes.
-    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
-        let mut b = [0u8; SEGMENT_HEADER_BYTES];
-        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[10..12].copy_from_slice(&(SEGMENT_HEADER_BYTES as u16).to_le_bytes());
-        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
-        b[32..40].copy_from_slice(&self.owner_id.to_le_bytes());
-        b[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
-        b
-    }
-
-    /// Decodes 64 bytes; `Ok(None)` for an all-zero (spare) header.
-    pub fn decode(b: &[u8], path: &Path) -> Result<Option<SegmentHeader>> {
-        if b.len() < SEGMENT_HEADER_BYTES {
-            return Err(Error::Corrupt {
-                path: path.into(),
-                offset: 0,
-                reason: format!("file of {} bytes is shorter than a header", b.len()),
-            });
-        }
-        let b = &b[..SEGMENT_HEADER_BYTES];
-        if b.iter().all(|&x| x == 0) {
-            return Ok(None);
-        }
-        let mut magic = [0u8; 8];
-        magic.copy_from_slice(&b[0..8]);
-        if magic != SEGMENT_MAGIC {
-            return Err(Error::BadMagic {
-                path: path.into(),
-                found: magic,
-            });
-        }
-        let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.into(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let stored = u32::from_le_bytes([b[60], b[61], b[62], b[63]]);
-        let actual = crc32fast::hash(&b[0..60]);
-        if stored != actual {
-            return Err(Error::Corrupt {
-                path: path.into(),
-                offset: 0,
-                reason: format!(
-                    "segment header crc mismatch (stored {stored:#010x}, computed {actual:#010x})"
-                ),
-            });
-        }
-        let hb = u16::from_le_bytes([b[10], b[11]]) as usize;
-        if hb != SEGMENT_HEADER_BYTES {
-            return Err(Error::Corrupt {
-                path: path.into(),
-                offset: 10,
-                reason: format!("header_bytes {hb}, expected {SEGMENT_HEADER_BYTES}"),
-            });
-        }
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        Ok(Some(SegmentHeader {
-            seq: word(16),
-            first_lsn: word(24),
-            owner_id: word(32),
-            segment_bytes: word(40),
-        }))
-    }
-}
 
 /// How segments are created and written; one per `Wal`, shared by its threads.
 #[derive(Clone, Debug)]
@@ -244,206 +138,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// fsyncs a directory so that creations, renames and unlinks in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    d.sync_all()
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
-/// Creates `dir` and every missing ancestor, each made durable: after creating a directory its
-/// parent is fsynced (oldest first), so a crash after the first boot never loses the directory
-/// a durable file lives in. Returns the directories it fsynced (empty when `dir` existed).
-pub fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if d.as_os_str().is_empty() || d.exists() {
-            break;
-        }
-        missing.push(d);
-        cur = d.parent();
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let mut synced = Vec::with_capacity(missing.len());
-    for d in missing.into_iter().rev() {
-        let parent = match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
-        synced.push(parent.to_path_buf());
-    }
-    Ok(synced)
-}
-
-/// Writes zeros over `[from, to)` of `file` with pwrite.
-pub fn zero_range(file: &File, path: &Path, from: usize, to: usize) -> Result<()> {
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(to.saturating_sub(from)).max(1)];
-    let mut off = from;
-    while off < to {
-        let n = (to - off).min(zeros.len());
-        file.write_all_at(&zeros[..n], off as u64)
-            .map_err(|e| Error::io("write zeros", path, e))?;
-        off += n;
-    }
-    Ok(())
-}
-
-/// Path of a purged segment kept for reuse.
-pub fn free_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:020}.{SEGMENT_EXT}.{FREE_EXT}"))
-}
-
-const ZEROS: [u8; RECORD_HEADER_BYTES] = [0u8; RECORD_HEADER_BYTES];
-
-/// `pwritev` of all `parts` at `off`, retrying short writes.
-fn pwritev_all(file: &File, mut off: usize, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut bufs: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    while !bufs.is_empty() {
-        let iov: Vec<libc::iovec> = bufs
-            .iter()
-            .take(IOV_MAX)
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let at = libc::off_t::try_from(off).map_err(|_| std::io::Error::other("offset"))?;
-        // SAFETY: every iovec points at a live slice of `bufs` for the duration of the call; the
-        // kernel only reads them.
-        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
-        }
-        let mut n = n as usize;
-        off += n;
-        while n > 0 {
-            let first = bufs[0].len();
-            if n >= first {
-                bufs.remove(0);
-                n -= first;
-            } else {
-                bufs[0] = &bufs[0][n..];
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Most iovecs handed to one `pwritev` (Linux's UIO_MAXIOV).
-const IOV_MAX: usize = 1024;
-
 impl Segment {
-    /// Prepares a fresh spare segment `seq` in `dir`: see the module docs. On failure the
-    /// partial file is removed, so a later attempt (after space is freed) starts clean.
-    pub fn prepare(dir: &Path, seq: u64, cfg: &SegConfig) -> Result<Segment> {
-        let tmp = dir.join(format!("{seq:020}.{SEGMENT_EXT}.{PREP_EXT}"));
-        let path = segment_path(dir, seq);
-        let bytes = cfg.bytes;
-        let result = (|| -> Result<File> {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(|e| Error::io("create segment", &tmp, e))?;
-            if let Some(f) = &cfg.fault {
-                f.check_prepare()
-                    .map_err(|e| Error::io("fallocate", &tmp, e))?;
-            }
-            // SAFETY: plain syscall on an fd we own; no memory is passed.
-            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
-            if rc != 0 {
-                return Err(Error::io(
-                    "fallocate",
-                    &tmp,
-                    std::io::Error::last_os_error(),
-                ));
-            }
-            zero_range(&file, &tmp, 0, bytes)?;
-            file.sync_data()
-                .map_err(|e| Error::io("fdatasync", &tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
-            sync_dir(dir)?;
-            Ok(file)
-        })();
-        let file = match result {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        Segment::open_new(seq, path, file, cfg)
-    }
-
-    /// Turns the purged segment file `free` into spare segment `seq`: zero its header (durably,
-    /// before the rename, so a crash can never leave an old header under a new name), rename,
-    /// fsync the directory. Its old records stay; they carry lsns below the new segment's first
-    /// lsn, and the end marker written after each batch of records hides them. `Ok(None)` when
-    /// the file does not have the configured size (it is deleted then).
-    pub fn recycle(dir: &Path, free: &Path, seq: u64, cfg: &SegConfig) -> Result<Option<Segment>> {
-        let path = segment_path(dir, seq);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(free)
-            .map_err(|e| Error::io("open recycled segment", free, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat recycled segment", free, e))?
-            .len();
-        if len != cfg.bytes as u64 {
-            drop(file);
-            std::fs::remove_file(free).map_err(|e| Error::io("remove", free, e))?;
-            sync_dir(dir)?;
-            return Ok(None);
-        }
-        zero_range(&file, free, 0, SEGMENT_HEADER_BYTES)?;
-        file.sync_data()
-            .map_err(|e| Error::io("fdatasync", free, e))?;
-        std::fs::rename(free, &path).map_err(|e| Error::io("rename", &path, e))?;
-        sync_dir(dir)?;
-        Segment::open_new(seq, path, file, cfg).map(Some)
-    }
-
-    fn open_new(seq: u64, path: PathBuf, file: File, cfg: &SegConfig) -> Result<Segment> {
-        let seg = Segment::map(seq, path, file, cfg.bytes, cfg)?;
-        if cfg.prefault && cfg.mode == WriteMode::Mmap {
-            seg.prefault_write();
-        }
-        Ok(seg)
-    }
-
-    /// Pool thread, before hand-off (`Mmap` mode): takes the write fault of every page now
-    /// (MADV_POPULATE_WRITE, or touching each page where the kernel lacks it), so that appends
-    /// do not pay ext4's `page_mkwrite` (~10 µs a page). The pages become dirty zeros.
-    fn prefault_write(&self) {
-        if self.map.advise(memmap2::Advice::PopulateWrite).is_ok() {
-            return;
-        }
-        let page = crate::options::SEGMENT_ALIGN_BYTES;
-        let base = self.map.as_mut_ptr();
-        for off in (0..self.map.len()).step_by(page) {
-            // SAFETY: `off` is inside the (writable, `Mmap` mode) mapping; the segment is not
-            // shared with any other thread yet, and the byte is rewritten with its own value.
-            unsafe {
-                let p = base.add(off);
-                std::ptr::write_volatile(p, std::ptr::read_volatile(p));
-            }
-        }
-    }
-
     /// Maps an existing file of `bytes` bytes (read-only in `Pwrite` mode) and opens the
     /// flush workers' file descriptions.
     pub fn map(

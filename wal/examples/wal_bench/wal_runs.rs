@@ -1,0 +1,192 @@
+//! The WAL's own runs: closed loop (append a batch, wait until durable) in either write mode,
+//! optionally spinning, and open loop (pipelined: a waiter thread times each batch while the
+//! appender goes on). Each run uses a fresh directory and removes it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ringraft_wal::{FlushPolicy, Wal, WalOptions, WriteMode};
+
+use crate::measure::{cpu_now, Cpu, Run};
+use crate::{GROUPS, PAYLOAD_BYTES};
+
+/// Backpressure bound of the pipelined runs.
+const PIPELINE_MAX_BUFFERED: u64 = 200_000;
+/// Batches in flight between the pipelined appender and its latency waiter.
+const PIPELINE_QUEUE_BATCHES: usize = 1 << 16;
+/// Worker spin of the *spin* configuration (µs).
+const SPIN_WORKER_US: u64 = 150;
+/// Waiter spin of the *spin* configuration (µs).
+const SPIN_WAIT_US: u64 = 400;
+
+pub fn wal_run(
+    dir: &Path,
+    batch: usize,
+    secs: f64,
+    spin: bool,
+    mode: WriteMode,
+) -> Result<Run, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let opts = WalOptions {
+        write_mode: mode,
+        flush_policy: if batch == 1 {
+            FlushPolicy::Immediate
+        } else {
+            FlushPolicy::Batch {
+                threshold: batch as u64,
+                interval_ms: 1000,
+            }
+        },
+        max_buffered_entries: 1 << 20,
+        flush_workers: if spin { 1 } else { 2 },
+        worker_spin_us: if spin { SPIN_WORKER_US } else { 0 },
+        wait_spin_us: if spin { SPIN_WAIT_US } else { 0 },
+        ..WalOptions::default()
+    };
+    let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
+    let payload = vec![0xA5u8; PAYLOAD_BYTES];
+    let durability = wal.durability();
+    // Warm up: one segment roll's worth is not needed, a few batches are.
+    let mut next = [1u64; GROUPS as usize];
+    let mut append = |wal: &mut Wal, n: usize, k: &mut u64| -> Result<u64, String> {
+        let mut lsn = 0;
+        for _ in 0..n {
+            let g = *k % GROUPS;
+            *k += 1;
+            lsn = wal
+                .append(g, next[g as usize], 1, &payload)
+                .map_err(|e| e.to_string())?;
+            next[g as usize] += 1;
+        }
+        Ok(lsn)
+    };
+    let mut k = 0u64;
+    for _ in 0..20 {
+        let lsn = append(&mut wal, batch, &mut k)?;
+        wal.flush();
+        durability.wait_blocking(lsn).map_err(|e| e.to_string())?;
+    }
+    let mut run = Run::default();
+    let start = Start::now(&wal);
+    let limit = Duration::from_secs_f64(secs);
+    while start.at.elapsed() < limit {
+        let t0 = Instant::now();
+        let lsn = append(&mut wal, batch, &mut k)?;
+        wal.flush();
+        let t1 = Instant::now();
+        durability.wait_blocking(lsn).map_err(|e| e.to_string())?;
+        let t2 = Instant::now();
+        run.wait_ns.push((t2 - t1).as_nanos() as u64);
+        run.batch_ns.push((t2 - t0).as_nanos() as u64);
+        run.records += batch as u64;
+        run.batches += 1;
+    }
+    run.secs = start.at.elapsed().as_secs_f64();
+    start.cpu_into(&mut run);
+    start.wal_into(&mut run, &wal);
+    close(wal, dir);
+    Ok(run)
+}
+
+/// Open loop: the appender never waits for its own batches; it appends batches of `batch`
+/// records back to back (a sync is requested at each batch end by the Batch policy) and a
+/// waiter thread measures, per batch, the time from its last append to durable. Only
+/// backpressure (`max_buffered_entries`) makes the appender wait.
+pub fn wal_pipelined_run(dir: &Path, batch: usize, secs: f64) -> Result<Run, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let opts = WalOptions {
+        flush_policy: FlushPolicy::Batch {
+            threshold: batch as u64,
+            interval_ms: 1000,
+        },
+        max_buffered_entries: PIPELINE_MAX_BUFFERED,
+        ..WalOptions::default()
+    };
+    let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
+    let payload = vec![0xA5u8; PAYLOAD_BYTES];
+    let durability = wal.durability();
+    let (tx, rx) = flume::bounded::<(u64, Instant)>(PIPELINE_QUEUE_BATCHES);
+    let d2 = durability.clone();
+    let waiter = std::thread::spawn(move || -> Result<Vec<u64>, String> {
+        let mut lat = Vec::new();
+        for (lsn, t) in rx.iter() {
+            d2.wait_blocking(lsn).map_err(|e| e.to_string())?;
+            lat.push(t.elapsed().as_nanos() as u64);
+        }
+        Ok(lat)
+    });
+    let mut next = [1u64; GROUPS as usize];
+    let mut k = 0u64;
+    let mut run = Run::default();
+    let start = Start::now(&wal);
+    let limit = Duration::from_secs_f64(secs);
+    while start.at.elapsed() < limit {
+        let mut lsn = 0;
+        let mut n = 0;
+        while n < batch {
+            let g = k % GROUPS;
+            match wal.append(g, next[g as usize], 1, &payload) {
+                Ok(l) => {
+                    lsn = l;
+                    next[g as usize] += 1;
+                    k += 1;
+                    n += 1;
+                }
+                Err(ringraft_wal::Error::Backpressure { .. }) => {
+                    let want = durability.durable_lsn() + 1;
+                    durability.wait_blocking(want).map_err(|e| e.to_string())?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        tx.send((lsn, Instant::now())).map_err(|e| e.to_string())?;
+        run.records += batch as u64;
+        run.batches += 1;
+    }
+    let last = wal.flush();
+    durability.wait_blocking(last).map_err(|e| e.to_string())?;
+    run.secs = start.at.elapsed().as_secs_f64();
+    start.cpu_into(&mut run);
+    drop(tx);
+    run.wait_ns = waiter.join().map_err(|_| "waiter panicked".to_string())??;
+    run.batch_ns = run.wait_ns.clone();
+    start.wal_into(&mut run, &wal);
+    close(wal, dir);
+    Ok(run)
+}
+
+/// Where a measured run starts: the WAL's sync count, the CPU times and the clock.
+struct Start {
+    syncs: u64,
+    cpu: Cpu,
+    at: Instant,
+}
+
+impl Start {
+    fn now(wal: &Wal) -> Start {
+        Start {
+            syncs: wal.stats().syncs,
+            cpu: cpu_now(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Puts the CPU time used since the start (until now) into `run`.
+    fn cpu_into(&self, run: &mut Run) {
+        let now = cpu_now();
+        run.cpu_process_us = now.process_us - self.cpu.process_us;
+        run.cpu_thread_us = now.thread_us - self.cpu.thread_us;
+    }
+
+    /// Puts the syncs since the start and the roll stalls of `wal` into `run`.
+    fn wal_into(&self, run: &mut Run, wal: &Wal) {
+        run.syncs = wal.stats().syncs - self.syncs;
+        run.roll_stalls = wal.stats().roll_stalls;
+    }
+}
+
+/// Closes the WAL and removes its directory.
+fn close(wal: Wal, dir: &Path) {
+    drop(wal);
+    let _ = std::fs::remove_dir_all(dir);
+}
