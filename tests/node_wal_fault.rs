@@ -9,11 +9,11 @@
 
 mod client_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use client_support::http::{eventually, get, put, value_of};
 use client_support::{Settings, TestCluster};
 
 /// Longest time any single wait in these tests may take.
@@ -48,52 +48,10 @@ fn start(n: &mut TestCluster, env: &[(&str, &str)]) -> usize {
     n.start_node_env(1, &all)
 }
 
-/// One HTTP/1.1 request on a fresh connection; `None` if the node could not be reached or
-/// closed the connection without an answer.
-fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-fn put(addr: SocketAddr, key: &str, value: &str) -> Option<(u16, String)> {
-    let body = format!(r#"{{"key": "{key}", "value": "{value}"}}"#);
-    http(addr, "POST", "/put", &body)
-}
-
+/// The value of `key` (linearizable), with the answer's status.
 fn get_value(addr: SocketAddr, key: &str) -> Option<(u16, Option<String>)> {
-    let (s, body) = http(
-        addr,
-        "GET",
-        &format!("/get?key={key}&consistency=linearizable"),
-        "",
-    )?;
-    let v: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-    Some((s, v.and_then(|v| v["value"].as_str().map(str::to_string))))
-}
-
-/// Retries `f` until it returns Some or `limit` passes.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (s, body) = get(addr, key, "linearizable")?;
+    Some((s, value_of(&body)))
 }
 
 /// The first segment file of a WAL directory.
