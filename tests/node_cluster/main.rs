@@ -3,7 +3,7 @@
 //! in [`tls`], over mutual TLS. One test binary; its modules by concept: [`serve`] (elect, serve,
 //! fail over, restart), [`quorum`] (what a node without a quorum refuses), [`catch_up`]
 //! (snapshots and a joining learner), [`layout`] (configuration errors, cores and shards),
-//! [`tls`] (authentication and authorization).
+//! [`tls`] (authentication and authorization), [`wal_fault`] (a failing write-ahead log).
 //!
 //! Every cluster is the shared harness's (`client_support`): its own free ports and temporary
 //! directory, every wait bounded, the processes killed by PID (also on panic, through `Drop`).
@@ -17,9 +17,10 @@ mod layout;
 mod quorum;
 mod serve;
 mod tls;
+mod wal_fault;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use client_support::http::{eventually, get, value_of};
@@ -28,14 +29,21 @@ use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
 use ringraft_net::message::{self as wire, LocalIdentity, PeerRole};
 
 /// The cluster tests run one at a time: they share two CPUs with everything else, and timing
-/// bounds are part of what they assert.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// bounds are part of what they assert. Tests of one-node clusters that assert no timing take
+/// turns as a group: they run alongside each other, never alongside a cluster test.
+static SERIAL: RwLock<()> = RwLock::new(());
 /// Longest time any single wait in these tests may take.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
 
-/// Holds the cluster tests' turn (a test that panicked while holding it does not block the rest).
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Holds a cluster test's turn, alone (a test that panicked while holding it does not block
+/// the rest).
+fn serial() -> RwLockWriteGuard<'static, ()> {
+    SERIAL.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the turn of the group of tests that may run alongside each other.
+fn shared_turn() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A fast tick, logs at info (tests read them), each request bounded by `request_timeout_ms`;

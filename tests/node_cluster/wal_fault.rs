@@ -4,17 +4,16 @@
 //! before is there after a restart; a WAL that recovery refuses stops the start-up with the
 //! operator's next step; a fault spec that does not parse refuses to start.
 //!
-//! One-node clusters of the shared harness (`client_support`): loopback ports the kernel reports
-//! free, a temporary directory, every wait bounded, the processes killed by PID (also on panic).
-
-mod client_support;
+//! One-node clusters of the shared harness; these tests run alongside each other, never alongside
+//! the timed cluster tests.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use client_support::http::{eventually, get, put, value_of};
-use client_support::{Settings, TestCluster};
+use crate::client_support::http::{eventually, get, put, value_of};
+use crate::client_support::{Settings, TestCluster};
+use crate::shared_turn;
 
 /// Longest time any single wait in these tests may take.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -67,6 +66,7 @@ fn first_segment(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write() {
+    let _turn = shared_turn();
     let t0 = Instant::now();
     let mut n = single("wal-fault");
     let spec = format!("fsync_fail_after={SYNCS_BEFORE_FAULT}");
@@ -205,6 +205,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
 
 #[test]
 fn a_fault_spec_that_does_not_parse_refuses_to_start() {
+    let _turn = shared_turn();
     let mut n = single("wal-fault-spec");
     let run = start(
         &mut n,
@@ -228,6 +229,7 @@ fn a_fault_spec_that_does_not_parse_refuses_to_start() {
 /// every acknowledged write survives a restart.
 #[test]
 fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
+    let _turn = shared_turn();
     const WRITES: usize = 100;
     let mut n = single("wal-nospace");
     let config = n.config_path(1);
@@ -296,6 +298,7 @@ fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
 /// write survives a restart (from the early snapshot plus the log after it).
 #[test]
 fn shards_pinning_old_wal_segments_are_compacted_early() {
+    let _turn = shared_turn();
     const WRITES: usize = 650;
     const KEYS: usize = 40;
     const BOUND: usize = 32;
