@@ -1,7 +1,8 @@
-//! Long runs of the Raft core fuzzer (the short run is `tests/raft_fuzz.rs`): alternating benign
-//! and hostile seeds for `--seconds` (default 60), from `--seed` (default 1), `--steps` inputs
-//! per seed. A broken invariant or a panic prints the seed and step to replay and exits 1; at
-//! the end it prints inputs, inputs per second, messages injected and refused.
+//! Long runs of the Raft core fuzzer (the short run is `tests/raft_core/fuzz.rs`):
+//! alternating benign and hostile seeds for `--seconds` (default 60), from `--seed` (default
+//! 1), `--steps` inputs per seed. A broken invariant or a panic prints the seed and step to
+//! replay and exits 1; at the end it prints inputs, inputs per second, messages injected and
+//! refused.
 //!
 //! `cargo run --release --example raft_fuzz -- --seconds 60`
 

@@ -204,17 +204,20 @@ fn seed_commands(c: &TestCluster, n: usize) {
         return;
     }
     let base = |id: usize| format!("http://127.0.0.1:{}", c.ports[id - 1].0);
-    for id in 1..=n {
-        let out = curl(&[
+    let curl_put = |id: usize, body: &str| {
+        let url = format!("{}/put", base(id));
+        curl(&[
             "-X",
             "POST",
-            &format!("{}/put", base(id)),
+            &url,
             "-H",
             "Content-Type: application/json",
             "-d",
-            r#"{"key": "test-key", "value": "test-value"}"#,
+            body,
         ])
-        .unwrap();
+    };
+    for id in 1..=n {
+        let out = curl_put(id, r#"{"key": "test-key", "value": "test-value"}"#).unwrap();
         assert!(
             out.starts_with(r#"{"ok":true,"version":"#),
             "curl put via {id}: {out}"
@@ -226,16 +229,7 @@ fn seed_commands(c: &TestCluster, n: usize) {
         );
         // A body over 1 KiB: curl 7 asks Expect: 100-continue.
         let big = format!(r#"{{"key": "big", "value": "{}"}}"#, "v".repeat(4000));
-        let out = curl(&[
-            "-X",
-            "POST",
-            &format!("{}/put", base(id)),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &big,
-        ])
-        .unwrap();
+        let out = curl_put(id, &big).unwrap();
         assert!(
             out.starts_with(r#"{"ok":true"#),
             "curl big put via {id}: {out}"

@@ -486,4 +486,4 @@ pub fn client_response(key: &[u8], write: bool, result: &ClientResult) -> Respon
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

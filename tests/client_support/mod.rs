@@ -2,7 +2,9 @@
 //! loopback, in a fresh temporary directory, on ports the kernel reports free; nodes started,
 //! signalled, stopped and restarted by PID; every wait bounded; every process killed when the
 //! cluster is dropped (also on panic, when the directory is kept for a post-mortem). The one
-//! place that starts and stops node processes for the client, HTTP and WAL-fault tests.
+//! place that starts and stops node processes for the cluster, TLS, client, HTTP and WAL-fault
+//! tests. Its parts: [`config`] (what a node is configured with), [`http`] (plain HTTP the way
+//! curl speaks it, bounded retries), [`tls`] (certificates, HTTPS and frames over TLS).
 
 #![allow(dead_code)]
 
@@ -13,6 +15,12 @@ use std::time::{Duration, Instant};
 
 use ringraft::client::{Client, ClientConfig};
 
+pub mod config;
+pub mod http;
+pub mod tls;
+
+pub use config::{Joins, Settings};
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringraft");
 /// Longest wait for a cluster to elect its leaders.
@@ -22,40 +30,6 @@ pub const ELECTION_WAIT: Duration = Duration::from_secs(20);
 /// test sets them for one start.
 pub const WAL_FAULT_ENV: [&str; 2] = ["RINGRAFT_WAL_FAULT", "RINGRAFT_WAL_FAULT_ENABLE"];
 
-/// The node settings a test cluster is configured with. The defaults suit a cluster of three
-/// on a busy two-core machine (elections that do not fire on a scheduling hiccup).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Shards (Raft groups) per node.
-    pub shards: u16,
-    /// `raft.election_timeout_ms_min` and `_max`.
-    pub election_timeout_ms: (u64, u64),
-    /// `raft.heartbeat_interval_ms`.
-    pub heartbeat_interval_ms: u64,
-    /// `raft.tick_interval_ms`, when not the default.
-    pub tick_interval_ms: Option<u64>,
-    /// `raft.read_consistency.lease_duration_ms`, when not the default.
-    pub lease_duration_ms: Option<u64>,
-    /// `raft.persistence.flush_workers`, when not the default.
-    pub flush_workers: Option<u64>,
-    /// `network.request_timeout_ms`.
-    pub request_timeout_ms: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            shards: 1,
-            election_timeout_ms: (600, 1200),
-            heartbeat_interval_ms: 100,
-            tick_interval_ms: None,
-            lease_duration_ms: None,
-            flush_workers: None,
-            request_timeout_ms: 3000,
-        }
-    }
-}
-
 /// A running test cluster.
 pub struct TestCluster {
     pub dir: PathBuf,
@@ -64,6 +38,8 @@ pub struct TestCluster {
     pub children: Vec<Option<Child>>,
     /// Starts so far of node i at index i - 1 (each start has its own stderr file).
     pub runs: Vec<usize>,
+    /// What every node was configured with.
+    pub settings: Settings,
 }
 
 /// `n` loopback ports that are free right now (bound to port 0, then released).
@@ -72,41 +48,6 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn config_text(dir: &std::path::Path, id: u16, ports: &[(u16, u16)], set: &Settings) -> String {
-    let members: String = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| {
-            format!(
-                "  {{ id = {}, address = \"127.0.0.1:{p}\", role = 1, status = 2 }},\n",
-                i + 1
-            )
-        })
-        .collect();
-    let opt = |key: &str, v: Option<u64>| v.map_or(String::new(), |v| format!("{key} = {v}\n"));
-    format!(
-        "[cluster]\nnode_id = {id}\nlisten_address = \"127.0.0.1:{port}\"\ninitial_cluster = [\n{members}]\n\
-         db_root_dir = \"{db}\"\nlog_dir = \"{logs}\"\n\n\
-         [raft]\nelection_timeout_ms_min = {emin}\nelection_timeout_ms_max = {emax}\nheartbeat_interval_ms = {hb}\n{tick}\n\
-         [raft.read_consistency]\n{lease}\n\
-         [raft.persistence]\nstrategy = \"DiskFirst\"\nflush_policy = \"Immediate\"\nsegment_bytes = 4194304\n{workers}\n\
-         [network]\nrequest_timeout_ms = {rt}\n\n[monitoring]\nmetrics_port = {mport}\n\n\
-         [runtime]\ncores = 1\nshards_per_node = {shards}\n",
-        port = ports[id as usize - 1].0,
-        mport = ports[id as usize - 1].1,
-        db = dir.join("db").display(),
-        logs = dir.join("logs").display(),
-        emin = set.election_timeout_ms.0,
-        emax = set.election_timeout_ms.1,
-        hb = set.heartbeat_interval_ms,
-        tick = opt("tick_interval_ms", set.tick_interval_ms),
-        lease = opt("lease_duration_ms", set.lease_duration_ms),
-        workers = opt("flush_workers", set.flush_workers),
-        rt = set.request_timeout_ms,
-        shards = set.shards,
-    )
 }
 
 impl TestCluster {
@@ -130,9 +71,7 @@ impl TestCluster {
     /// Starts `n` nodes configured with `settings`.
     pub fn start_with(name: &str, n: u16, settings: &Settings) -> TestCluster {
         let mut c = Self::configure(name, n, settings);
-        for id in 1..=n {
-            c.start_node(id);
-        }
+        c.start_all();
         c
     }
 
@@ -143,17 +82,33 @@ impl TestCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let free = free_ports(2 * n as usize);
         let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
-        let c = TestCluster {
+        let mut c = TestCluster {
             dir,
             ports,
             children: (0..n).map(|_| None).collect(),
             runs: vec![0; n as usize],
+            settings: settings.clone(),
         };
-        for id in 1..=n {
-            let text = config_text(&c.dir, id, &c.ports, settings);
-            std::fs::write(c.config_path(id), text).unwrap();
-        }
+        c.reconfigure(settings);
         c
+    }
+
+    /// Rewrites every node's configuration with `settings` (for the nodes' next starts).
+    pub fn reconfigure(&mut self, settings: &Settings) {
+        self.settings = settings.clone();
+        for id in 1..=self.children.len() as u16 {
+            let text = config::config_text(&self.dir, id, &self.ports, settings, Joins::Voter);
+            std::fs::write(self.config_path(id), text).unwrap();
+        }
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_all(&mut self) {
+        for id in 1..=self.children.len() as u16 {
+            if self.children[id as usize - 1].is_none() {
+                self.start_node(id);
+            }
+        }
     }
 
     /// The configuration file of node `id`.
@@ -180,7 +135,13 @@ impl TestCluster {
         for k in WAL_FAULT_ENV {
             cmd.env_remove(k);
         }
+        let always = self
+            .settings
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
         let child = cmd
+            .envs(always)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -198,6 +159,11 @@ impl TestCluster {
     /// What node `id` wrote to stderr during start number `run`.
     pub fn stderr(&self, id: u16, run: usize) -> String {
         std::fs::read_to_string(self.stderr_path(id, run)).unwrap_or_default()
+    }
+
+    /// What node `id` wrote to stderr during its latest start.
+    pub fn last_stderr(&self, id: u16) -> String {
+        self.stderr(id, self.runs[id as usize - 1])
     }
 
     /// Node `id`'s log file.
@@ -280,6 +246,48 @@ impl TestCluster {
         if let Some(mut c) = self.children[id as usize - 1].take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// The nodes started and not yet reaped (one that exited by itself counts until reaped).
+    pub fn running(&self) -> Vec<u16> {
+        (1..=self.children.len() as u16)
+            .filter(|id| self.children[*id as usize - 1].is_some())
+            .collect()
+    }
+
+    /// The running node whose `/status` (metrics port) says it leads shard 0, if any.
+    pub fn status_leader(&self) -> Option<u16> {
+        self.running().into_iter().find(|id| {
+            http::status(self.metrics_addr(*id)).is_some_and(|v| v["shards"][0]["role"] == "Leader")
+        })
+    }
+
+    /// Waits (bounded by `limit`) for [`TestCluster::status_leader`]; the leader and how long
+    /// it took.
+    pub fn wait_status_leader(&self, limit: Duration) -> Option<(u16, Duration)> {
+        let t0 = Instant::now();
+        http::eventually(limit, || self.status_leader()).map(|l| (l, t0.elapsed()))
+    }
+
+    /// Configures node `n + 1` as a learner that asks the running cluster to join (on ports
+    /// free now) and starts it; returns its id.
+    pub fn add_learner(&mut self) -> u16 {
+        let id = self.children.len() as u16 + 1;
+        let free = free_ports(2);
+        self.ports.push((free[0], free[1]));
+        self.children.push(None);
+        self.runs.push(0);
+        let text = config::config_text(&self.dir, id, &self.ports, &self.settings, Joins::Learner);
+        std::fs::write(self.config_path(id), text).unwrap();
+        self.start_node(id);
+        id
+    }
+
+    /// SIGKILLs every running node (by PID) and reaps them.
+    pub fn kill_all(&mut self) {
+        for id in self.running() {
+            self.kill_node(id);
         }
     }
 

@@ -66,6 +66,12 @@ pub struct Net {
     pub sync: BTreeMap<NodeId, bool>,
     pub committed: BTreeMap<NodeId, Vec<Entry>>,
     pub reads: BTreeMap<NodeId, Vec<ReadState>>,
+    /// Per node: read contexts reported dropped.
+    pub dropped: BTreeMap<NodeId, Vec<u64>>,
+    /// Per node: the latest index a Ready asked to snapshot at.
+    pub snapshot_requests: BTreeMap<NodeId, u64>,
+    /// Messages handed out so far (before and after persisting), for counting a round's cost.
+    pub sent: usize,
     /// Monotonic clock (ns) handed to every replica before each input.
     pub now: u64,
 }
@@ -88,18 +94,29 @@ impl Net {
             sync: (1..=n).map(|i| (i, true)).collect(),
             committed: BTreeMap::new(),
             reads: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            snapshot_requests: BTreeMap::new(),
+            sent: 0,
             now: 1_000_000_000,
         };
         for id in 1..=n {
             let mut c = cfg(id);
             tweak(&mut c);
-            net.rafts
-                .insert(id, Raft::new(c.clone(), m.clone()).unwrap());
-            net.cfgs.insert(id, c);
-            net.disks.insert(id, Disk::default());
+            net.add_replica(c, m.clone());
         }
         net.flush();
         net
+    }
+
+    /// Adds a fresh replica with config `c` (its id is `c.id`) that knows `membership`; it
+    /// persists every Ready at once.
+    pub fn add_replica(&mut self, c: Config, membership: Membership) {
+        let id = c.id;
+        self.rafts
+            .insert(id, Raft::new(c.clone(), membership).unwrap());
+        self.cfgs.insert(id, c);
+        self.disks.insert(id, Disk::default());
+        self.sync.insert(id, true);
     }
 
     pub fn r(&mut self, id: NodeId) -> &mut Raft {
@@ -120,6 +137,7 @@ impl Net {
                 }
                 any = true;
                 let mut rd = r.ready();
+                self.sent += rd.messages.len();
                 self.queue.append(&mut rd.messages);
                 self.committed
                     .entry(id)
@@ -129,6 +147,13 @@ impl Net {
                     .entry(id)
                     .or_default()
                     .extend(rd.read_states.iter().copied());
+                self.dropped
+                    .entry(id)
+                    .or_default()
+                    .extend(rd.reads_dropped.iter().copied());
+                if let Some(i) = rd.snapshot_request {
+                    self.snapshot_requests.insert(id, i);
+                }
                 let after = std::mem::take(&mut rd.messages_after_persist);
                 let mark = rd.persisted;
                 self.unsynced.entry(id).or_default().push(Unsynced {
@@ -151,6 +176,7 @@ impl Net {
         let pending = std::mem::take(self.unsynced.entry(id).or_default());
         for u in pending {
             self.disks.get_mut(&id).unwrap().write_ready(&u.write);
+            self.sent += u.after.len();
             self.queue.extend(u.after);
             if let Some((i, t)) = u.mark {
                 if let Some(r) = self.rafts.get_mut(&id) {

@@ -1,4 +1,6 @@
-//! Tests of the core: config mapping, initial membership, admission against the real WAL.
+//! Tests of the core: config mapping, initial membership, admission against the real WAL, and
+//! real cores (on a temporary WAL) refusing hostile messages, answering eventual reads, timing
+//! every leader stage of a put and learning member addresses from configuration entries.
 
 use super::*;
 use crate::node::kv::WriteOp;
@@ -21,6 +23,42 @@ initial_cluster = [
 [monitoring]
 metrics_port = 8082
 "#;
+
+/// A test's own data directory under the system's temporary directory: emptied when made,
+/// removed when dropped (declare it before the core that uses it, so the core goes first).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ringraft-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// [`THREE`] (this node is 2 of three voters and a learner) with its data in `dir`.
+fn three_in(dir: &TempDir) -> Arc<Config> {
+    let text = THREE.replace(
+        "listen_address = \"127.0.0.1:9082\"",
+        &format!(
+            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
+            dir.0.display()
+        ),
+    );
+    Arc::new(cfg(&text))
+}
+
+/// Opens core 0 of `c` serving shard 0 with fresh gauges, counting on `metrics`.
+fn open_core(c: &Arc<Config>, metrics: &Arc<CoreMetrics>) -> (CoreState, CoreChannels) {
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    CoreState::open(c.clone(), 0, &[0], metrics.clone(), &gauges).unwrap()
+}
 
 #[test]
 fn raft_config_maps_timing_and_bounds() {
@@ -156,13 +194,8 @@ fn admitted_writes_always_fit_the_wal() {
     for text in [THREE.to_string(), small_segments] {
         let c = cfg(&text);
         let adm = Admission::from_config(&c);
-        let dir = std::env::temp_dir().join(format!(
-            "ringraft-admit-{}-{}",
-            std::process::id(),
-            c.raft.persistence.segment_bytes
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut wal = ringraft_wal::Wal::open(&dir, storage::wal_options(&c)).unwrap();
+        let dir = TempDir::new(&format!("admit-{}", c.raft.persistence.segment_bytes));
+        let mut wal = ringraft_wal::Wal::open(&dir.0, storage::wal_options(&c)).unwrap();
         let max_v = adm.max_value_bytes;
         let mut index = 0;
         // A value-based CAS carries two values: both at the value limit.
@@ -191,8 +224,6 @@ fn admitted_writes_always_fit_the_wal() {
                 Err(e) => panic!("{e}"),
             }
         }
-        drop(wal);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     // 1 MiB segments hold records of at most 512 KiB: a 1 MiB put is refused up front.
     let c = cfg(&format!(
@@ -241,19 +272,9 @@ fn initial_membership_from_roles() {
 /// warned about once per interval.
 #[test]
 fn refused_peer_messages_are_counted_on_the_metric() {
-    let dir = std::env::temp_dir().join(format!("ringraft-invalid-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = THREE.replace(
-        "listen_address = \"127.0.0.1:9082\"",
-        &format!(
-            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
-            dir.display()
-        ),
-    );
-    let c = Arc::new(cfg(&text));
+    let dir = TempDir::new("invalid");
     let metrics = Arc::new(CoreMetrics::default());
-    let gauges = vec![Arc::new(ShardGauges::default())];
-    let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics.clone(), &gauges).unwrap();
+    let (mut st, _chans) = open_core(&three_in(&dir), &metrics);
     let hostile = || {
         vec![Inbound::Raft(
             0,
@@ -277,27 +298,14 @@ fn refused_peer_messages_are_counted_on_the_metric() {
     assert_eq!(st.invalid_log.unlogged, 1);
     // The replica kept its term: the refusal changed no state.
     assert_eq!(st.multi.group(0).map(|r| r.term()), Some(0));
-    drop(st);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An eventual read is answered from the replica's local state and says so: the reply carries
 /// the replica's applied index and whether it is the leader (here a fresh follower: 0, false).
 #[test]
 fn eventual_reads_are_marked_possibly_stale() {
-    let dir = std::env::temp_dir().join(format!("ringraft-eventual-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = THREE.replace(
-        "listen_address = \"127.0.0.1:9082\"",
-        &format!(
-            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
-            dir.display()
-        ),
-    );
-    let c = Arc::new(cfg(&text));
-    let metrics = Arc::new(CoreMetrics::default());
-    let gauges = vec![Arc::new(ShardGauges::default())];
-    let (mut st, _chans) = CoreState::open(c, 0, &[0], metrics, &gauges).unwrap();
+    let dir = TempDir::new("eventual");
+    let (mut st, _chans) = open_core(&three_in(&dir), &Arc::new(CoreMetrics::default()));
     let (tx, mut rx) = reply_channel();
     let op = ClientOp::Get {
         key: b"k".to_vec(),
@@ -315,8 +323,6 @@ fn eventual_reads_are_marked_possibly_stale() {
             },
         }
     );
-    drop(st);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A put through a real single-node core (the shared driver, the persist loop, the clock, a WAL
@@ -324,14 +330,13 @@ fn eventual_reads_are_marked_possibly_stale() {
 /// durable, its local sync comes before the commit.
 #[test]
 fn a_put_on_a_real_core_records_every_leader_stage() {
-    let dir = std::env::temp_dir().join(format!("ringraft-stages-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("stages");
     let text = format!(
         "[cluster]\nnode_id = 1\nlisten_address = \"127.0.0.1:9181\"\ninitial_cluster_size = 1\n\
          db_root_dir = \"{}\"\n[raft]\nelection_timeout_ms_min = 60\n\
          election_timeout_ms_max = 120\nheartbeat_interval_ms = 20\ntick_interval_ms = 5\n\
          [raft.read_consistency]\nlease_duration_ms = 40\n",
-        dir.display()
+        dir.0.display()
     );
     let c = Arc::new(cfg(&text));
     let metrics = Arc::new(CoreMetrics::default());
@@ -363,7 +368,6 @@ fn a_put_on_a_real_core_records_every_leader_stage() {
         st.borrow_mut().fail_all("test over");
         got
     });
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         matches!(answer, Ok(Some(Ok(ClientReply::Applied(_))))),
         "{answer:?}"
@@ -412,27 +416,15 @@ fn settle(s: &mut CoreState) {
 /// replica restarted from its WAL knows the new member's address again.
 #[test]
 fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_restart() {
-    let dir = std::env::temp_dir().join(format!("ringraft-member-addr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = THREE.replace(
-        "listen_address = \"127.0.0.1:9082\"",
-        &format!(
-            "listen_address = \"127.0.0.1:9082\"\ndb_root_dir = \"{}\"",
-            dir.display()
-        ),
-    );
-    let c = Arc::new(cfg(&text));
+    let dir = TempDir::new("member-addr");
+    let c = three_in(&dir);
     let addr = "127.0.0.1:9185";
     let mut m = initial_membership(&c)
         .apply(ConfChange::AddLearner(5, Some(addr.into())))
         .unwrap();
     // The leader's view of node 1 differs from this node's config file: the file wins.
     m.addresses.insert(1, "127.0.0.1:1".into());
-    let open = || {
-        let gauges = vec![Arc::new(ShardGauges::default())];
-        let metrics = Arc::new(CoreMetrics::default());
-        CoreState::open(c.clone(), 0, &[0], metrics, &gauges).unwrap()
-    };
+    let open = || open_core(&c, &Arc::new(CoreMetrics::default()));
     let (mut st, _chans) = open();
     assert!(!st.peers.contains_key(&5));
     let append = Message {
@@ -462,6 +454,4 @@ fn member_address_from_a_configuration_entry_reaches_the_links_and_survives_rest
     drop(st);
     let (st, _chans) = open();
     assert_eq!(st.peers.get(&5).map(|l| l.address.as_str()), Some(addr));
-    drop(st);
-    let _ = std::fs::remove_dir_all(&dir);
 }

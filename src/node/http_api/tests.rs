@@ -1,15 +1,21 @@
+//! Tests of the HTTP API's routing: the seed's commands and every route's parameters parsed
+//! from real requests into calls, refusals with their status, and answers rendered. Its request
+//! builders serve the KV route tests too.
+
 use super::*;
 use crate::node::http::{parse_request, HttpLimits, Parsed};
 use crate::node::kv::Versioned;
 
-fn req(raw: &str) -> Request {
+/// The request `raw` parsed as a node parses it (must be complete and valid).
+pub(crate) fn req(raw: &str) -> Request {
     match parse_request(raw.as_bytes(), &HttpLimits::default()).unwrap() {
         Parsed::Complete(r, _) => *r,
         p => panic!("{p:?}"),
     }
 }
 
-fn post(path: &str, body: &str) -> Request {
+/// A JSON `POST` of `body` to `path`.
+pub(crate) fn post(path: &str, body: &str) -> Request {
     req(&format!(
         "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

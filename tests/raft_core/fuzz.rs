@@ -3,9 +3,7 @@
 //! replicas and crashes, hostile seeds inject arbitrary messages and check that nothing panics
 //! and no replica's term, commit index or committed entries go back.
 
-mod raft_support;
-
-use raft_support::fuzz::{run_seed, FuzzStats};
+use crate::raft_support::fuzz::{run_seed, FuzzStats};
 
 /// Seeds per mode in `cargo test`.
 const SEEDS: u64 = 200;

@@ -5,9 +5,7 @@
 //! next election, again after every restart. Now each is refused with
 //! `StepError::Invalid`, counted, and the group keeps working.
 
-mod raft_support;
-
-use raft_support::Net;
+use crate::raft_support::{cfg, Net};
 use ringraft::raft::*;
 
 fn msg(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
@@ -170,7 +168,7 @@ fn term_u64_max_is_refused_never_persisted_and_elections_continue() {
 #[test]
 fn a_restarted_replica_with_a_poisoned_term_stops_campaigning_instead_of_panicking() {
     // Durable state written by a build that accepted any term.
-    let mut c = raft_support::cfg(1);
+    let mut c = cfg(1);
     c.pre_vote = false;
     for term in [u64::MAX, MAX_TERM] {
         let state = RestartState {
@@ -284,7 +282,7 @@ fn multi_raft_counts_refusals_and_misaddressed_envelope_content() {
     for g in 1..=2 {
         node.add_group(
             g,
-            Raft::new(raft_support::cfg(2), Membership::with_voters([1, 2, 3])).unwrap(),
+            Raft::new(cfg(2), Membership::with_voters([1, 2, 3])).unwrap(),
         )
         .unwrap();
     }

@@ -4,17 +4,16 @@
 //! before is there after a restart; a WAL that recovery refuses stops the start-up with the
 //! operator's next step; a fault spec that does not parse refuses to start.
 //!
-//! One-node clusters of the shared harness (`client_support`): loopback ports the kernel reports
-//! free, a temporary directory, every wait bounded, the processes killed by PID (also on panic).
+//! One-node clusters of the shared harness; these tests run alongside each other, never alongside
+//! the timed cluster tests.
 
-mod client_support;
-
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use client_support::{Settings, TestCluster};
+use crate::client_support::http::{eventually, get, put, value_of};
+use crate::client_support::{Settings, TestCluster};
+use crate::shared_turn;
 
 /// Longest time any single wait in these tests may take.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -48,52 +47,10 @@ fn start(n: &mut TestCluster, env: &[(&str, &str)]) -> usize {
     n.start_node_env(1, &all)
 }
 
-/// One HTTP/1.1 request on a fresh connection; `None` if the node could not be reached or
-/// closed the connection without an answer.
-fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-fn put(addr: SocketAddr, key: &str, value: &str) -> Option<(u16, String)> {
-    let body = format!(r#"{{"key": "{key}", "value": "{value}"}}"#);
-    http(addr, "POST", "/put", &body)
-}
-
+/// The value of `key` (linearizable), with the answer's status.
 fn get_value(addr: SocketAddr, key: &str) -> Option<(u16, Option<String>)> {
-    let (s, body) = http(
-        addr,
-        "GET",
-        &format!("/get?key={key}&consistency=linearizable"),
-        "",
-    )?;
-    let v: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-    Some((s, v.and_then(|v| v["value"].as_str().map(str::to_string))))
-}
-
-/// Retries `f` until it returns Some or `limit` passes.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (s, body) = get(addr, key, "linearizable")?;
+    Some((s, value_of(&body)))
 }
 
 /// The first segment file of a WAL directory.
@@ -109,6 +66,7 @@ fn first_segment(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write() {
+    let _turn = shared_turn();
     let t0 = Instant::now();
     let mut n = single("wal-fault");
     let spec = format!("fsync_fail_after={SYNCS_BEFORE_FAULT}");
@@ -247,6 +205,7 @@ fn a_failed_wal_sync_stops_acks_exits_nonzero_and_keeps_every_acknowledged_write
 
 #[test]
 fn a_fault_spec_that_does_not_parse_refuses_to_start() {
+    let _turn = shared_turn();
     let mut n = single("wal-fault-spec");
     let run = start(
         &mut n,
@@ -270,6 +229,7 @@ fn a_fault_spec_that_does_not_parse_refuses_to_start() {
 /// every acknowledged write survives a restart.
 #[test]
 fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
+    let _turn = shared_turn();
     const WRITES: usize = 100;
     let mut n = single("wal-nospace");
     let config = n.config_path(1);
@@ -338,6 +298,7 @@ fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
 /// write survives a restart (from the early snapshot plus the log after it).
 #[test]
 fn shards_pinning_old_wal_segments_are_compacted_early() {
+    let _turn = shared_turn();
     const WRITES: usize = 650;
     const KEYS: usize = 40;
     const BOUND: usize = 32;

@@ -2,11 +2,9 @@
 //! place when an old leader rejoins after a partition. Driven directly on the pure core with
 //! explicit persistence and crashes (`raft_support`).
 
-mod raft_support;
-
 use std::collections::BTreeMap;
 
-use raft_support::{cfg, Disk, Net};
+use crate::raft_support::{cfg, Disk, Net};
 use ringraft::raft::config::TICK_NANOS_DEFAULT;
 use ringraft::raft::*;
 
