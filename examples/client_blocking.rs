@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use ringraft::client::{Client, ClientConfig, Consistency, Op, Reply};
+use ringraft::client::{Client, ClientConfig, ClientOp, Consistency, Reply};
 
 fn run() -> ringraft::client::Result<()> {
     let mut cfg = ClientConfig::default();
@@ -48,10 +48,11 @@ fn run() -> ringraft::client::Result<()> {
     );
 
     // Pipelined: every put is sent before any answer is awaited.
-    let ops: Vec<Op> = (0..100)
-        .map(|i| Op::Put {
+    let ops: Vec<ClientOp> = (0..100)
+        .map(|i| ClientOp::Put {
             key: format!("example:item:{i:03}").into_bytes(),
             value: format!("{i}").into_bytes(),
+            session: None,
         })
         .collect();
     let ok = client

@@ -9,8 +9,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringraft::client::op::{interpret, Answer};
-use ringraft::client::{AsyncClient, Client, Consistency, Error, HistoryRecorder, Op, Reply};
+use ringraft::client::op::{interpret, to_request, Answer};
+use ringraft::client::{
+    AsyncClient, Client, ClientOp as Op, Consistency, Error, HistoryRecorder, Reply,
+};
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig as NetConfig};
 use ringraft_net::message::{LocalIdentity, Message, PeerRole, Session};
 
@@ -71,6 +73,7 @@ fn operations_sessions_and_async_client() {
         .map(|i| Op::Put {
             key: format!("batch:{i:04}").into_bytes(),
             value: format!("{i}").into_bytes(),
+            session: None,
         })
         .collect();
     let results = client.execute_many(ops);
@@ -103,8 +106,9 @@ fn operations_sessions_and_async_client() {
     let put = |v: &str| Op::Put {
         key: b"once".to_vec(),
         value: v.as_bytes().to_vec(),
+        session: None,
     };
-    let mut send = |op: &Op, s: Session| match raw.call(&op.to_request(0, Some(s))).unwrap() {
+    let mut send = |op: &Op, s: Session| match raw.call(&to_request(op, 0, Some(s))).unwrap() {
         Message::ClientResponse(r) => match interpret(op, r.outcome) {
             Answer::Done(Reply::Written { version }) => version,
             other => panic!("{other:?}"),
@@ -215,6 +219,7 @@ fn failover_after_sigkill_of_the_leader_and_history_check() {
                         0 | 1 => Op::Put {
                             key: key.clone().into_bytes(),
                             value: value.clone().into_bytes(),
+                            session: None,
                         },
                         _ => Op::Get {
                             key: key.clone().into_bytes(),

@@ -8,7 +8,7 @@
 use ringraft_net::message::Consistency;
 
 use crate::client::session::mix64;
-use crate::client::Op;
+use crate::client::ClientOp;
 
 /// Key space of the hot-key workload unless `--key-space` says otherwise.
 pub const HOT_KEY_SPACE: u64 = 8;
@@ -138,15 +138,16 @@ impl Workload {
     }
 
     /// The put that loads key `i`.
-    pub fn load_op(&self, i: u64) -> Op {
-        Op::Put {
+    pub fn load_op(&self, i: u64) -> ClientOp {
+        ClientOp::Put {
             key: self.key(i),
             value: self.value(i),
+            session: None,
         }
     }
 
     /// The next measured request.
-    pub fn next_op(&self, rng: &mut Rng, n: u64) -> Op {
+    pub fn next_op(&self, rng: &mut Rng, n: u64) -> ClientOp {
         let key = self.key(rng.below(self.key_space));
         let read = match self.kind {
             WorkloadKind::Put => false,
@@ -154,14 +155,15 @@ impl Workload {
             WorkloadKind::Mixed | WorkloadKind::HotKey => rng.unit() < self.read_ratio,
         };
         if read {
-            Op::Get {
+            ClientOp::Get {
                 key,
                 consistency: self.consistency,
             }
         } else {
-            Op::Put {
+            ClientOp::Put {
                 key,
                 value: self.value(n),
+                session: None,
             }
         }
     }
@@ -200,11 +202,11 @@ mod tests {
     fn mixed_reads_follow_the_ratio_and_are_reproducible() {
         let wl = w(WorkloadKind::Mixed);
         let mut a = Rng::new(7, 0);
-        let ops: Vec<Op> = (0..4000).map(|n| wl.next_op(&mut a, n)).collect();
+        let ops: Vec<ClientOp> = (0..4000).map(|n| wl.next_op(&mut a, n)).collect();
         let reads = ops.iter().filter(|o| !o.is_write()).count();
         assert!((800..1200).contains(&reads), "{reads} reads of 4000");
         let mut b = Rng::new(7, 0);
-        let again: Vec<Op> = (0..4000).map(|n| wl.next_op(&mut b, n)).collect();
+        let again: Vec<ClientOp> = (0..4000).map(|n| wl.next_op(&mut b, n)).collect();
         assert_eq!(ops, again);
         assert!(ops
             .iter()

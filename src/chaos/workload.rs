@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::checker::{Event, EventType, OpFunction};
-use crate::client::{CasExpect, Client, ClientConfig, Consistency, Op, Reply};
+use crate::client::{CasExpect, Client, ClientConfig, ClientOp as Op, Consistency, Reply};
 
 use super::http::{encode, request, HttpOutcome};
 use super::schedule::Rng;
@@ -484,16 +484,18 @@ fn frame_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool)
             let value = format!("f{w}-{n}");
             let (f, op, expected) = if dice == 0 {
                 let exp = last_seen.get(&key).cloned().unwrap_or(None);
-                let op = Op::Cas {
+                let op = Op::CompareAndSwap {
                     key: key.clone().into_bytes(),
                     expect: CasExpect::Value(exp.clone().map(String::into_bytes)),
                     new_value: value.clone().into_bytes(),
+                    session: None,
                 };
                 (OpFunction::Cas, op, Some(exp))
             } else {
                 let op = Op::Put {
                     key: key.clone().into_bytes(),
                     value: value.clone().into_bytes(),
+                    session: None,
                 };
                 (OpFunction::Put, op, None)
             };
@@ -618,10 +620,11 @@ fn append_worker(
             );
             let (outcome, _, err) = run_frame(
                 &mut client,
-                Op::Cas {
+                Op::CompareAndSwap {
                     key: key.clone().into_bytes(),
                     expect: CasExpect::Value(cur.map(String::into_bytes)),
                     new_value: new.into_bytes(),
+                    session: None,
                 },
             );
             rec.complete(call, outcome, None, err);

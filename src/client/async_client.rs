@@ -37,8 +37,8 @@ use glommio::sync::Semaphore;
 use ringraft_net::decoder::Frame;
 use ringraft_net::listener::{dial, Connection, ConnectionConfig, Handler};
 use ringraft_net::message::{
-    AdminRequest, AdminResponse, CasExpect, ClusterStatus, Consistency, Encode, KeyValue,
-    LocalIdentity, Message, PeerRole, Session, Versioned,
+    AdminRequest, AdminResponse, CasExpect, ClientOp, ClusterStatus, Consistency, Encode, KeyValue,
+    LocalIdentity, Message, PeerRole, ScanRange, Session, Versioned,
 };
 use ringraft_net::{NetError, NetMetrics};
 
@@ -46,7 +46,9 @@ use crate::client::blocking::{connect_failure, resolve, CasResult};
 use crate::client::config::ClientConfig;
 use crate::client::error::{Error, Result};
 use crate::client::history::HistoryRecorder;
-use crate::client::op::{merge_scans, Op, Reply};
+use crate::client::op::{
+    consistency, merge_scans, refuse_watch, shard_of, to_request, unexpected, Reply,
+};
 use crate::client::retry::{Attempts, Exchange, Step};
 use crate::client::session::Sessions;
 use crate::client::topology::Topology;
@@ -177,9 +179,10 @@ impl AsyncClient {
 
     /// Sets `key` to `value`; returns the version written.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
-        let op = Op::Put {
+        let op = ClientOp::Put {
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
+            session: None,
         };
         match self.execute(op).await? {
             Reply::Written { version } => Ok(version),
@@ -193,7 +196,7 @@ impl AsyncClient {
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<Option<Versioned>> {
-        let op = Op::Get {
+        let op = ClientOp::Get {
             key: key.as_ref().to_vec(),
             consistency,
         };
@@ -206,8 +209,9 @@ impl AsyncClient {
     /// Removes `key`; returns whether it existed.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         match self
-            .execute(Op::Delete {
+            .execute(ClientOp::Delete {
                 key: key.as_ref().to_vec(),
+                session: None,
             })
             .await?
         {
@@ -223,15 +227,8 @@ impl AsyncClient {
         expected: Option<&[u8]>,
         new_value: impl AsRef<[u8]>,
     ) -> Result<CasResult> {
-        let op = Op::Cas {
-            key: key.as_ref().to_vec(),
-            expect: CasExpect::Value(expected.map(<[u8]>::to_vec)),
-            new_value: new_value.as_ref().to_vec(),
-        };
-        match self.execute(op).await? {
-            Reply::Cas { swapped, current } => Ok(CasResult { swapped, current }),
-            other => Err(unexpected("cas", &other)),
-        }
+        let expect = CasExpect::Value(expected.map(<[u8]>::to_vec));
+        self.cas_op(key.as_ref(), expect, new_value.as_ref()).await
     }
 
     /// Sets `key` to `new_value` if its version is `version` (0: if it is absent).
@@ -241,10 +238,16 @@ impl AsyncClient {
         version: u64,
         new_value: impl AsRef<[u8]>,
     ) -> Result<CasResult> {
-        let op = Op::Cas {
-            key: key.as_ref().to_vec(),
-            expect: CasExpect::Version(version),
-            new_value: new_value.as_ref().to_vec(),
+        let expect = CasExpect::Version(version);
+        self.cas_op(key.as_ref(), expect, new_value.as_ref()).await
+    }
+
+    async fn cas_op(&self, key: &[u8], expect: CasExpect, new_value: &[u8]) -> Result<CasResult> {
+        let op = ClientOp::CompareAndSwap {
+            key: key.to_vec(),
+            expect,
+            new_value: new_value.to_vec(),
+            session: None,
         };
         match self.execute(op).await? {
             Reply::Cas { swapped, current } => Ok(CasResult { swapped, current }),
@@ -266,13 +269,12 @@ impl AsyncClient {
         let shards = self.inner.topo.borrow().shard_count().unwrap_or(1);
         let mut parts = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
-            let op = Op::Scan {
-                prefix: prefix.as_ref().to_vec(),
+            let op = ClientOp::Scan {
+                range: ScanRange::Prefix(prefix.as_ref().to_vec()),
                 limit,
                 consistency,
-                shard: Some(shard),
             };
-            match self.execute(op).await? {
+            match self.execute_on(op, Some(shard)).await? {
                 Reply::Scan { items, more } => parts.push((items, more)),
                 other => return Err(unexpected("scan", &other)),
             }
@@ -280,18 +282,30 @@ impl AsyncClient {
         Ok(merge_scans(parts, limit))
     }
 
-    /// Runs one operation to completion (routing, hints, failover, retries).
-    pub async fn execute(&self, op: Op) -> Result<Reply> {
+    /// Runs one operation to completion (routing, hints, failover, retries); a write runs
+    /// under this client's session, whatever session `op` carries.
+    pub async fn execute(&self, op: ClientOp) -> Result<Reply> {
+        self.execute_on(op, None).await
+    }
+
+    /// [`AsyncClient::execute`] on shard `shard` (`None`: the one the op's key or lease names).
+    async fn execute_on(&self, op: ClientOp, shard: Option<u32>) -> Result<Reply> {
         let session = op.is_write().then(|| self.inner.sessions.next());
         let pending = self.inner.recorder.as_ref().and_then(|r| r.invoke(&op));
-        let result = self.run(&op, session).await;
+        let result = self.run(&op, shard, session).await;
         if let (Some(r), Some(p)) = (&self.inner.recorder, pending) {
             r.complete(p, &result);
         }
         result
     }
 
-    async fn run(&self, op: &Op, session: Option<Session>) -> Result<Reply> {
+    async fn run(
+        &self,
+        op: &ClientOp,
+        shard: Option<u32>,
+        session: Option<Session>,
+    ) -> Result<Reply> {
+        refuse_watch(op)?;
         let inner = &self.inner;
         let mut att = Attempts::new(&inner.cfg, op.is_write(), Instant::now());
         loop {
@@ -321,12 +335,12 @@ impl AsyncClient {
             } else {
                 let (shard, target) = {
                     let mut t = inner.topo.borrow_mut();
-                    let shard = op.shard(&t);
-                    let any = op.consistency() == Some(Consistency::Eventual)
+                    let shard = shard_of(op, shard, &t);
+                    let any = consistency(op) == Some(Consistency::Eventual)
                         && inner.cfg.spread_eventual_reads;
                     (shard, t.target(shard, any, now))
                 };
-                let req = op.to_request(shard, session);
+                let req = to_request(op, shard, session);
                 let ex = self.exchange(&target, &req, wait).await;
                 att.on_op_exchange(
                     &mut inner.topo.borrow_mut(),
@@ -488,12 +502,5 @@ impl AsyncClient {
         for (_, l) in self.inner.links.borrow_mut().drain() {
             l.conn.close();
         }
-    }
-}
-
-fn unexpected(what: &str, reply: &Reply) -> Error {
-    Error::Protocol {
-        address: String::new(),
-        message: format!("{what} got the reply {reply:?}"),
     }
 }

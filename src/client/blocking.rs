@@ -28,15 +28,18 @@ use std::time::{Duration, Instant};
 
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig as NetClientConfig};
 use ringraft_net::message::{
-    AdminRequest, AdminResponse, CasExpect, ClusterStatus, Consistency, Encode, KeyValue,
-    LocalIdentity, Message, PeerRole, Session, Versioned,
+    AdminRequest, AdminResponse, CasExpect, ClientOp, ClusterStatus, Consistency, Encode, KeyValue,
+    LocalIdentity, Message, PeerRole, ScanRange, Session, Versioned,
 };
 use ringraft_net::{NetError, NetMetrics};
 
 use crate::client::config::{ClientConfig, DEFAULT_SCAN_LIMIT};
 use crate::client::error::{Error, Result};
 use crate::client::history::HistoryRecorder;
-use crate::client::op::{interpret, merge_scans, Answer, Op, Reply};
+use crate::client::op::{
+    consistency, interpret, merge_scans, refuse_watch, shard_of, to_request, unexpected, Answer,
+    Reply,
+};
 use crate::client::retry::{Attempts, Exchange, Step};
 use crate::client::session::Sessions;
 use crate::client::topology::Topology;
@@ -161,9 +164,10 @@ impl Client {
 
     /// Sets `key` to `value`; returns the version written.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
-        let op = Op::Put {
+        let op = ClientOp::Put {
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
+            session: None,
         };
         match self.execute(op)? {
             Reply::Written { version } => Ok(version),
@@ -182,7 +186,7 @@ impl Client {
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<Option<Versioned>> {
-        let op = Op::Get {
+        let op = ClientOp::Get {
             key: key.as_ref().to_vec(),
             consistency,
         };
@@ -194,8 +198,9 @@ impl Client {
 
     /// Removes `key`; returns whether it existed.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) -> Result<bool> {
-        match self.execute(Op::Delete {
+        match self.execute(ClientOp::Delete {
             key: key.as_ref().to_vec(),
+            session: None,
         })? {
             Reply::Deleted { existed, .. } => Ok(existed),
             other => Err(unexpected("delete", &other)),
@@ -231,10 +236,11 @@ impl Client {
     }
 
     fn cas_op(&mut self, key: &[u8], expect: CasExpect, new_value: &[u8]) -> Result<CasResult> {
-        let op = Op::Cas {
+        let op = ClientOp::CompareAndSwap {
             key: key.to_vec(),
             expect,
             new_value: new_value.to_vec(),
+            session: None,
         };
         match self.execute(op)? {
             Reply::Cas { swapped, current } => Ok(CasResult { swapped, current }),
@@ -258,13 +264,12 @@ impl Client {
         let shards = self.topo.shard_count().unwrap_or(1);
         let mut parts = Vec::with_capacity(shards as usize);
         for shard in 0..shards {
-            let op = Op::Scan {
-                prefix: prefix.as_ref().to_vec(),
+            let op = ClientOp::Scan {
+                range: ScanRange::Prefix(prefix.as_ref().to_vec()),
                 limit,
                 consistency,
-                shard: Some(shard),
             };
-            match self.execute(op)? {
+            match self.execute_on(op, Some(shard))? {
                 Reply::Scan { items, more } => parts.push((items, more)),
                 other => return Err(unexpected("scan", &other)),
             }
@@ -272,11 +277,17 @@ impl Client {
         Ok(merge_scans(parts, limit))
     }
 
-    /// Runs one operation to completion (routing, hints, failover, retries).
-    pub fn execute(&mut self, op: Op) -> Result<Reply> {
+    /// Runs one operation to completion (routing, hints, failover, retries); a write runs
+    /// under this client's session, whatever session `op` carries.
+    pub fn execute(&mut self, op: ClientOp) -> Result<Reply> {
+        self.execute_on(op, None)
+    }
+
+    /// [`Client::execute`] on shard `shard` (`None`: the one the op's key or lease names).
+    pub(crate) fn execute_on(&mut self, op: ClientOp, shard: Option<u32>) -> Result<Reply> {
         let session = op.is_write().then(|| self.sessions.next());
         let pending = self.recorder.as_ref().and_then(|r| r.invoke(&op));
-        let result = self.run(&op, session);
+        let result = self.run(&op, shard, session);
         if let (Some(r), Some(p)) = (&self.recorder, pending) {
             r.complete(p, &result);
         }
@@ -285,18 +296,18 @@ impl Client {
 
     /// Runs many operations, their first attempts pipelined (all sent, then all awaited);
     /// results in input order. Operations on one key are not ordered among themselves.
-    pub fn execute_many(&mut self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    pub fn execute_many(&mut self, ops: Vec<ClientOp>) -> Vec<Result<Reply>> {
         let mut out = Vec::with_capacity(ops.len());
         let chunk = self.cfg.max_inflight_per_connection.max(1);
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
-            let round: Vec<Op> = ops.by_ref().take(chunk).collect();
+            let round: Vec<ClientOp> = ops.by_ref().take(chunk).collect();
             out.extend(self.execute_round(round));
         }
         out
     }
 
-    fn execute_round(&mut self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    fn execute_round(&mut self, ops: Vec<ClientOp>) -> Vec<Result<Reply>> {
         if !self.topo.is_known() {
             if let Err(e) = self.cluster_status() {
                 return ops.iter().map(|_| Err(e.clone())).collect();
@@ -310,10 +321,13 @@ impl Client {
             let session = op.is_write().then(|| self.sessions.next());
             sessions.push(session);
             pendings.push(self.recorder.as_ref().and_then(|r| r.invoke(op)));
-            let shard = op.shard(&self.topo);
+            let shard = shard_of(op, None, &self.topo);
             let target = self.target_for(op, shard, now);
-            let req = op.to_request(shard, session);
-            let id = self.conn(&target).ok().and_then(|c| c.send(&req).ok());
+            let req = to_request(op, shard, session);
+            // A watch is not sent: the retry loop below refuses it.
+            let id = (!matches!(op, ClientOp::Watch { .. }))
+                .then(|| self.conn(&target).ok().and_then(|c| c.send(&req).ok()))
+                .flatten();
             sent.push(id.map(|id| (target, id)));
         }
         let targets: Vec<String> = self.conns.keys().cloned().collect();
@@ -352,7 +366,7 @@ impl Client {
             });
             let result = match first {
                 Some(r) => r,
-                None => self.run(op, sessions[i]),
+                None => self.run(op, None, sessions[i]),
             };
             if let (Some(r), Some(p)) = (&self.recorder, pendings[i].take()) {
                 r.complete(p, &result);
@@ -362,12 +376,18 @@ impl Client {
         results
     }
 
-    fn target_for(&mut self, op: &Op, shard: u32, now: Instant) -> String {
-        let any = op.consistency() == Some(Consistency::Eventual) && self.cfg.spread_eventual_reads;
+    fn target_for(&mut self, op: &ClientOp, shard: u32, now: Instant) -> String {
+        let any = consistency(op) == Some(Consistency::Eventual) && self.cfg.spread_eventual_reads;
         self.topo.target(shard, any, now)
     }
 
-    fn run(&mut self, op: &Op, session: Option<Session>) -> Result<Reply> {
+    fn run(
+        &mut self,
+        op: &ClientOp,
+        shard: Option<u32>,
+        session: Option<Session>,
+    ) -> Result<Reply> {
+        refuse_watch(op)?;
         let mut att = Attempts::new(&self.cfg, op.is_write(), Instant::now());
         loop {
             let now = Instant::now();
@@ -375,9 +395,9 @@ impl Client {
             let step = if !self.topo.is_known() {
                 self.refresh_topology(&mut att, now)
             } else {
-                let shard = op.shard(&self.topo);
+                let shard = shard_of(op, shard, &self.topo);
                 let target = self.target_for(op, shard, now);
-                let req = op.to_request(shard, session);
+                let req = to_request(op, shard, session);
                 let ex = self.exchange(&target, &req);
                 att.on_op_exchange(&mut self.topo, op, shard, &target, ex, Instant::now())
             };
@@ -427,24 +447,14 @@ impl Client {
 
     /// The status as the node at `address` reports it (one attempt, no retries).
     pub fn node_status(&mut self, address: &str) -> Result<ClusterStatus> {
-        match self.exchange(address, &AdminRequest::ClusterStatus) {
-            Exchange::Answered(Message::AdminResponse(AdminResponse::Status(st))) => {
+        match self.admin(address, &AdminRequest::ClusterStatus)? {
+            AdminResponse::Status(st) => {
                 self.topo.mark_up(address);
                 Ok(st)
             }
-            Exchange::Answered(m) => Err(Error::Protocol {
+            other => Err(Error::Protocol {
                 address: address.to_string(),
-                message: format!("unexpected {:?} answer to ClusterStatus", m.kind()),
-            }),
-            Exchange::Unreachable(last) | Exchange::Lost { why: last, .. } => {
-                Err(Error::Unreachable {
-                    endpoints: address.to_string(),
-                    last,
-                })
-            }
-            Exchange::Refused(message) => Err(Error::Refused {
-                address: address.to_string(),
-                message,
+                message: format!("unexpected {other:?} answer to ClusterStatus"),
             }),
         }
     }
@@ -517,12 +527,5 @@ impl Client {
                 }
             }
         }
-    }
-}
-
-fn unexpected(what: &str, reply: &Reply) -> Error {
-    Error::Protocol {
-        address: String::new(),
-        message: format!("{what} got the reply {reply:?}"),
     }
 }

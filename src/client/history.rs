@@ -23,11 +23,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use ringraft_net::message::{CasExpect, Consistency};
+use ringraft_net::message::{CasExpect, ClientOp, Consistency};
 
 use crate::checker::{Event, EventType, OpFunction};
 use crate::client::error::Error;
-use crate::client::op::{Op, Reply};
+use crate::client::op::Reply;
 
 /// Free process numbers kept for reuse at most (beyond it, new numbers are used).
 pub const MAX_FREE_PROCESSES: usize = 65_536;
@@ -125,35 +125,39 @@ impl HistoryRecorder {
     }
 
     /// Records the call of `op`; `None` when the operation is not recorded.
-    pub fn invoke(&self, op: &Op) -> Option<Pending> {
+    pub fn invoke(&self, op: &ClientOp) -> Option<Pending> {
         let (f, key, value, expected) = match op {
-            Op::Put { key, value } => (OpFunction::Put, key, Some(value), None),
-            Op::Get { key, consistency } => {
+            ClientOp::Put { key, value, .. } => (OpFunction::Put, key, Some(value), None),
+            ClientOp::Get { key, consistency } => {
                 if *consistency == Consistency::Eventual && !self.record_eventual_reads {
                     return None;
                 }
                 (OpFunction::Get, key, None, None)
             }
-            Op::Delete { key } => (OpFunction::Delete, key, None, None),
-            Op::Cas {
+            ClientOp::Delete { key, .. } => (OpFunction::Delete, key, None, None),
+            ClientOp::CompareAndSwap {
                 key,
                 expect: CasExpect::Value(exp),
                 new_value,
+                ..
             } => (OpFunction::Cas, key, Some(new_value), Some(exp.as_deref())),
-            Op::Cas {
+            ClientOp::CompareAndSwap {
                 key,
                 expect: CasExpect::Version(_),
                 new_value,
+                ..
             } => (OpFunction::Put, key, Some(new_value), None),
             // Not checked: the checker's model is a single-key register. A transaction spans
             // keys, and a leased key can vanish without a recorded delete (its lease expired).
-            Op::Scan { .. }
-            | Op::Txn(_)
-            | Op::PutLease { .. }
-            | Op::LeaseGrant { .. }
-            | Op::LeaseKeepAlive { .. }
-            | Op::LeaseRevoke { .. }
-            | Op::LeaseList { .. } => return None,
+            // A watch is not an operation (`execute` refuses it).
+            ClientOp::Scan { .. }
+            | ClientOp::Txn { .. }
+            | ClientOp::PutLease { .. }
+            | ClientOp::LeaseGrant { .. }
+            | ClientOp::LeaseKeepAlive { .. }
+            | ClientOp::LeaseRevoke { .. }
+            | ClientOp::LeaseList
+            | ClientOp::Watch { .. } => return None,
         };
         let mut st = self.state.lock().ok()?;
         // Times are taken under the lock, so a process number handed back by `complete` is
@@ -244,14 +248,15 @@ mod tests {
         }
     }
 
-    fn put(k: &str, v: &str) -> Op {
-        Op::Put {
+    fn put(k: &str, v: &str) -> ClientOp {
+        ClientOp::Put {
             key: k.into(),
             value: v.into(),
+            session: None,
         }
     }
-    fn get(k: &str) -> Op {
-        Op::Get {
+    fn get(k: &str) -> ClientOp {
+        ClientOp::Get {
             key: k.into(),
             consistency: Consistency::Linearizable,
         }
@@ -271,10 +276,11 @@ mod tests {
         rec.complete(p, &Ok(Reply::Written { version: 1 }));
         let p = rec.invoke(&get("k")).unwrap();
         rec.complete(p, &Ok(val("1")));
-        let cas = Op::Cas {
+        let cas = ClientOp::CompareAndSwap {
             key: "k".into(),
             expect: CasExpect::Value(Some("1".into())),
             new_value: "2".into(),
+            session: None,
         };
         let p = rec.invoke(&cas).unwrap();
         rec.complete(
@@ -300,7 +306,7 @@ mod tests {
         assert_ne!(p.process, lost);
         rec.complete(p, &Ok(val("3")));
         assert!(rec
-            .invoke(&Op::Get {
+            .invoke(&ClientOp::Get {
                 key: "k".into(),
                 consistency: Consistency::Eventual
             })

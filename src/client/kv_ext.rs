@@ -6,13 +6,12 @@
 //! id's top bits say which, [`lease_shard`]) and holds keys of that shard only:
 //! [`Client::lease_grant`] grants it in the shard of a key you name. Owned by the client.
 
-use std::hash::{BuildHasher, Hasher};
-
-use ringraft_net::message::{lease_id, LeaseInfo, Txn, TxnOpResult};
+use ringraft_net::message::{lease_id, ClientOp, LeaseInfo, Txn, TxnOpResult};
 
 use crate::client::blocking::Client;
-use crate::client::error::{Error, Result};
-use crate::client::op::{Op, Reply};
+use crate::client::error::Result;
+use crate::client::op::{unexpected, Reply};
+use crate::node::kv::route::nonce as lease_nonce;
 
 /// What a transaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,29 +24,11 @@ pub struct TxnResult {
     pub version: u64,
 }
 
-/// A random nonce for a lease id (std's per-process random hasher keys mixed with the clock).
-pub fn lease_nonce() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
-fn unexpected(what: &str, reply: &Reply) -> Error {
-    Error::Protocol {
-        address: String::new(),
-        message: format!("{what} got the reply {reply:?}"),
-    }
-}
-
 impl Client {
     /// Runs `txn` atomically (one log entry): the success ops if every compare holds, else
     /// the failure ops.
     pub fn txn(&mut self, txn: Txn) -> Result<TxnResult> {
-        match self.execute(Op::Txn(txn))? {
+        match self.execute(ClientOp::Txn { txn, session: None })? {
             Reply::Txn {
                 succeeded,
                 results,
@@ -73,7 +54,11 @@ impl Client {
         self.shard_count()?;
         let shard = key.map_or(0, |k| self.topology().shard_of(k));
         let id = lease_id(shard, lease_nonce());
-        match self.execute(Op::LeaseGrant { id, ttl_ms })? {
+        match self.execute(ClientOp::LeaseGrant {
+            id,
+            ttl_ms,
+            session: None,
+        })? {
             Reply::Lease { id, .. } => Ok(id),
             other => Err(unexpected("lease grant", &other)),
         }
@@ -81,7 +66,7 @@ impl Client {
 
     /// Restarts lease `id`'s time to live; returns its TTL in ms.
     pub fn lease_keepalive(&mut self, id: u64) -> Result<u64> {
-        match self.execute(Op::LeaseKeepAlive { id })? {
+        match self.execute(ClientOp::LeaseKeepAlive { id, session: None })? {
             Reply::Lease { ttl_ms, .. } => Ok(ttl_ms),
             other => Err(unexpected("lease keepalive", &other)),
         }
@@ -89,7 +74,7 @@ impl Client {
 
     /// Revokes lease `id`; returns how many keys it deleted.
     pub fn lease_revoke(&mut self, id: u64) -> Result<u32> {
-        match self.execute(Op::LeaseRevoke { id })? {
+        match self.execute(ClientOp::LeaseRevoke { id, session: None })? {
             Reply::Lease { keys, .. } => Ok(keys),
             other => Err(unexpected("lease revoke", &other)),
         }
@@ -100,7 +85,7 @@ impl Client {
         let shards = self.shard_count()?;
         let mut out = Vec::new();
         for shard in 0..shards {
-            match self.execute(Op::LeaseList { shard })? {
+            match self.execute_on(ClientOp::LeaseList, Some(shard))? {
                 Reply::Leases(l) => out.extend(l),
                 other => return Err(unexpected("lease list", &other)),
             }
@@ -134,11 +119,12 @@ impl Client {
     }
 
     fn put_lease(&mut self, key: &[u8], value: &[u8], lease: u64, ttl_ms: u64) -> Result<u64> {
-        match self.execute(Op::PutLease {
+        match self.execute(ClientOp::PutLease {
             key: key.to_vec(),
             value: value.to_vec(),
             lease,
             ttl_ms,
+            session: None,
         })? {
             Reply::Written { version } => Ok(version),
             other => Err(unexpected("put", &other)),

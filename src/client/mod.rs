@@ -33,9 +33,9 @@ pub use config::ClientConfig;
 pub use error::{Error, Result};
 pub use history::HistoryRecorder;
 pub use kv_ext::TxnResult;
-pub use op::{Op, Reply};
+pub use op::Reply;
 pub use ringraft_net::message::{
-    CasExpect, ClusterStatus, Consistency, KeyValue, LeaseInfo, Txn, TxnCheck, TxnCompare, TxnOp,
-    TxnOpResult, Versioned,
+    CasExpect, ClientOp, ClusterStatus, Consistency, KeyValue, LeaseInfo, ScanRange, Session, Txn,
+    TxnCheck, TxnCompare, TxnOp, TxnOpResult, Versioned,
 };
 pub use topology::Topology;

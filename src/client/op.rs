@@ -1,215 +1,105 @@
-//! The operations a client runs and the replies it gets, in owned, user-facing form, and their
-//! translation to and from the wire messages of `ringraft-net`.
+//! The operations a client runs and the replies it gets. An operation is the wire's own
+//! [`ClientOp`], the one vocabulary of the key-value API; the client sends it in a
+//! [`ClientRequest`] ([`to_request`]) to the shard its routing key (or lease id) names, or to
+//! the one a per-shard call names, and reads the [`ClientOutcome`] back into a [`Reply`]
+//! ([`interpret`]).
 //!
-//! Invariants: a write ([`Op::is_write`]) always travels with a [`Session`]; the same session
-//! is sent on every retry of one operation, so the node's session table applies it once. A
-//! missing key is not an error: a get answers [`Reply::Value`]`(None)`, a delete
-//! [`Reply::Deleted`] with `existed: false`. Owned by the client.
+//! Invariants: a write ([`ClientOp::is_write`]) always travels with the client's own session,
+//! which replaces whatever session the caller put in the op; the same session is sent on every
+//! retry of one operation, so the node's session table applies it once. A missing key is not
+//! an error: a get answers [`Reply::Value`]`(None)`, a delete [`Reply::Deleted`] with
+//! `existed: false`. A watch is a stream, not an operation ([`crate::client::watch`]).
+//! Owned by the client.
 
 use ringraft_net::message::{
-    lease_shard, CasExpect, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome,
-    ClientRequest, Consistency, KeyValue, LeaseInfo, OpOutcome, OpReply, ScanRange, Session, Txn,
-    TxnOpResult, Versioned,
+    lease_shard, ClientCommand, ClientError as WireError, ClientOp, ClientOutcome, ClientRequest,
+    Consistency, KeyValue, LeaseInfo, OpOutcome, OpReply, Session, TxnOpResult, Versioned,
 };
 
-/// One key-value operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Set `key` to `value`.
-    Put {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-    },
-    /// Read `key`.
-    Get {
-        /// Key.
-        key: Vec<u8>,
-        /// Read consistency (`Default`: the cluster's configured policy).
-        consistency: Consistency,
-    },
-    /// Remove `key`.
-    Delete {
-        /// Key.
-        key: Vec<u8>,
-    },
-    /// Set `key` to `new_value` if `expect` holds.
-    Cas {
-        /// Key.
-        key: Vec<u8>,
-        /// The condition (current value or version).
-        expect: CasExpect,
-        /// Value stored when the condition holds.
-        new_value: Vec<u8>,
-    },
-    /// Keys starting with `prefix` in one shard, in key order, at most `limit`. The clients'
-    /// `scan` runs one per shard and merges them ([`merge_scans`]).
-    Scan {
-        /// Prefix.
-        prefix: Vec<u8>,
-        /// Most pairs.
-        limit: u32,
-        /// Read consistency.
-        consistency: Consistency,
-        /// The shard to scan (`None`: the shard the prefix itself hashes to).
-        shard: Option<u32>,
-    },
-    /// A transaction on keys of one shard (one log entry).
-    Txn(Txn),
-    /// Set `key` to `value` attached to lease `lease` (granted first when `ttl_ms > 0`).
-    PutLease {
-        /// Key.
-        key: Vec<u8>,
-        /// Value.
-        value: Vec<u8>,
-        /// Lease id (its shard must be the key's).
-        lease: u64,
-        /// Grant the lease with this time to live first (0: it must exist).
-        ttl_ms: u64,
-    },
-    /// Grant lease `id` (its top bits name its shard) for `ttl_ms`.
-    LeaseGrant {
-        /// Lease id ([`ringraft_net::message::lease_id`]).
-        id: u64,
-        /// Time to live.
-        ttl_ms: u64,
-    },
-    /// Restart lease `id`'s time to live.
-    LeaseKeepAlive {
-        /// Lease id.
-        id: u64,
-    },
-    /// Revoke lease `id` (deleting its keys).
-    LeaseRevoke {
-        /// Lease id.
-        id: u64,
-    },
-    /// The leases of `shard`.
-    LeaseList {
-        /// Shard.
-        shard: u32,
-    },
+use crate::client::error::Error;
+use crate::client::topology::Topology;
+
+/// Refuses a watch handed to `execute`: a watch is a stream of answers, run by
+/// [`crate::client::watch::Watch`].
+pub(crate) fn refuse_watch(op: &ClientOp) -> Result<(), Error> {
+    match op {
+        ClientOp::Watch { .. } => Err(Error::InvalidRequest(
+            "a watch is a stream, not one operation: use client::watch::Watch".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
-impl Op {
-    /// The key that picks the shard.
-    pub fn routing_key(&self) -> &[u8] {
-        match self {
-            Op::Put { key, .. }
-            | Op::Get { key, .. }
-            | Op::Delete { key }
-            | Op::Cas { key, .. }
-            | Op::PutLease { key, .. } => key,
-            Op::Scan { prefix, .. } => prefix,
-            Op::Txn(t) => t.keys().next().unwrap_or(&[]),
-            Op::LeaseGrant { .. }
-            | Op::LeaseKeepAlive { .. }
-            | Op::LeaseRevoke { .. }
-            | Op::LeaseList { .. } => &[],
-        }
+/// The error for a reply of the wrong kind to a `what` call.
+pub(crate) fn unexpected(what: &str, reply: &Reply) -> Error {
+    Error::Protocol {
+        address: String::new(),
+        message: format!("{what} got the reply {reply:?}"),
     }
+}
 
-    /// Whether the operation goes through the Raft log (and carries a session).
-    pub fn is_write(&self) -> bool {
-        !matches!(
-            self,
-            Op::Get { .. } | Op::Scan { .. } | Op::LeaseList { .. }
-        )
+/// The shard `op` goes to: `explicit` when the caller names one (a per-shard scan or lease
+/// list), else the shard a lease operation's id names, else its routing key's.
+pub(crate) fn shard_of(op: &ClientOp, explicit: Option<u32>, topo: &Topology) -> u32 {
+    match (explicit, op) {
+        (Some(s), _) => s,
+        (
+            None,
+            ClientOp::LeaseGrant { id, .. }
+            | ClientOp::LeaseKeepAlive { id, .. }
+            | ClientOp::LeaseRevoke { id, .. },
+        ) => lease_shard(*id),
+        (None, _) => topo.shard_of(op.routing_key()),
     }
+}
 
-    /// The shard the operation goes to: a scan's explicit shard, else the routing key's.
-    pub fn shard(&self, topo: &crate::client::topology::Topology) -> u32 {
-        match self {
-            Op::Scan { shard: Some(s), .. } | Op::LeaseList { shard: s } => *s,
-            Op::LeaseGrant { id, .. } | Op::LeaseKeepAlive { id } | Op::LeaseRevoke { id } => {
-                lease_shard(*id)
-            }
-            _ => topo.shard_of(self.routing_key()),
+/// The read consistency of a read.
+pub(crate) fn consistency(op: &ClientOp) -> Option<Consistency> {
+    match op {
+        ClientOp::Get { consistency, .. } | ClientOp::Scan { consistency, .. } => {
+            Some(*consistency)
         }
+        _ => None,
     }
+}
 
-    /// The read consistency, for reads.
-    pub fn consistency(&self) -> Option<Consistency> {
-        match self {
-            Op::Get { consistency, .. } | Op::Scan { consistency, .. } => Some(*consistency),
-            _ => None,
-        }
+/// Short name for messages and benchmark output.
+pub(crate) fn name(op: &ClientOp) -> &'static str {
+    match op {
+        ClientOp::Put { .. } | ClientOp::PutLease { .. } => "put",
+        ClientOp::Get { .. } => "get",
+        ClientOp::Delete { .. } => "delete",
+        ClientOp::CompareAndSwap { .. } => "cas",
+        ClientOp::Scan { .. } => "scan",
+        ClientOp::Txn { .. } => "txn",
+        ClientOp::LeaseGrant { .. } => "lease grant",
+        ClientOp::LeaseKeepAlive { .. } => "lease keepalive",
+        ClientOp::LeaseRevoke { .. } => "lease revoke",
+        ClientOp::LeaseList => "lease list",
+        ClientOp::Watch { .. } => "watch",
     }
+}
 
-    /// Short name for messages and benchmark output.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Put { .. } => "put",
-            Op::Get { .. } => "get",
-            Op::Delete { .. } => "delete",
-            Op::Cas { .. } => "cas",
-            Op::Scan { .. } => "scan",
-            Op::Txn(_) => "txn",
-            Op::PutLease { .. } => "put",
-            Op::LeaseGrant { .. } => "lease grant",
-            Op::LeaseKeepAlive { .. } => "lease keepalive",
-            Op::LeaseRevoke { .. } => "lease revoke",
-            Op::LeaseList { .. } => "lease list",
-        }
+/// The wire request of `op` for shard `shard`; a write carries `session` (and only it).
+pub fn to_request(op: &ClientOp, shard: u32, session: Option<Session>) -> ClientRequest {
+    let mut op = op.clone();
+    match &mut op {
+        ClientOp::Put { session: s, .. }
+        | ClientOp::Delete { session: s, .. }
+        | ClientOp::CompareAndSwap { session: s, .. }
+        | ClientOp::Txn { session: s, .. }
+        | ClientOp::PutLease { session: s, .. }
+        | ClientOp::LeaseGrant { session: s, .. }
+        | ClientOp::LeaseKeepAlive { session: s, .. }
+        | ClientOp::LeaseRevoke { session: s, .. } => *s = session,
+        ClientOp::Get { .. }
+        | ClientOp::Scan { .. }
+        | ClientOp::LeaseList
+        | ClientOp::Watch { .. } => {}
     }
-
-    /// The wire request for shard `shard`, with `session` on writes.
-    pub fn to_request(&self, shard: u32, session: Option<Session>) -> ClientRequest {
-        let op = match self.clone() {
-            Op::Put { key, value } => ClientOp::Put {
-                key,
-                value,
-                session,
-            },
-            Op::Get { key, consistency } => ClientOp::Get { key, consistency },
-            Op::Delete { key } => ClientOp::Delete { key, session },
-            Op::Cas {
-                key,
-                expect,
-                new_value,
-            } => ClientOp::CompareAndSwap {
-                key,
-                expect,
-                new_value,
-                session,
-            },
-            Op::Scan {
-                prefix,
-                limit,
-                consistency,
-                ..
-            } => ClientOp::Scan {
-                range: ScanRange::Prefix(prefix),
-                limit,
-                consistency,
-            },
-            Op::Txn(txn) => ClientOp::Txn { txn, session },
-            Op::PutLease {
-                key,
-                value,
-                lease,
-                ttl_ms,
-            } => ClientOp::PutLease {
-                key,
-                value,
-                lease,
-                ttl_ms,
-                session,
-            },
-            Op::LeaseGrant { id, ttl_ms } => ClientOp::LeaseGrant {
-                id,
-                ttl_ms,
-                session,
-            },
-            Op::LeaseKeepAlive { id } => ClientOp::LeaseKeepAlive { id, session },
-            Op::LeaseRevoke { id } => ClientOp::LeaseRevoke { id, session },
-            Op::LeaseList { .. } => ClientOp::LeaseList,
-        };
-        ClientRequest {
-            shard,
-            command: ClientCommand::Single(op),
-        }
+    ClientRequest {
+        shard,
+        command: ClientCommand::Single(op),
     }
 }
 
@@ -292,7 +182,7 @@ pub enum Answer {
 }
 
 /// Interprets the response to a single-op request for `op`.
-pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
+pub fn interpret(op: &ClientOp, outcome: ClientOutcome) -> Answer {
     let one = match outcome {
         ClientOutcome::Single(o) => o,
         ClientOutcome::Failed(e) => return Answer::Failed(e),
@@ -306,58 +196,55 @@ pub fn interpret(op: &Op, outcome: ClientOutcome) -> Answer {
             ))
         }
     };
-    match (op, one) {
-        (Op::Get { .. }, OpOutcome::Err(WireError::KeyNotFound)) => {
-            Answer::Done(Reply::Value(None))
-        }
-        (Op::Scan { .. }, OpOutcome::Err(WireError::KeyNotFound)) => Answer::Done(Reply::Scan {
+    let reply = match (op, one) {
+        (ClientOp::Get { .. }, OpOutcome::Err(WireError::KeyNotFound)) => Reply::Value(None),
+        (ClientOp::Scan { .. }, OpOutcome::Err(WireError::KeyNotFound)) => Reply::Scan {
             items: Vec::new(),
             more: false,
-        }),
-        (Op::Delete { .. }, OpOutcome::Err(WireError::KeyNotFound)) => {
-            Answer::Done(Reply::Deleted {
-                existed: false,
-                version: 0,
-            })
+        },
+        (ClientOp::Delete { .. }, OpOutcome::Err(WireError::KeyNotFound)) => Reply::Deleted {
+            existed: false,
+            version: 0,
+        },
+        (_, OpOutcome::Err(e)) => return Answer::Failed(e),
+        (
+            ClientOp::Put { .. } | ClientOp::PutLease { .. },
+            OpOutcome::Ok(OpReply::Written { version }),
+        ) => Reply::Written { version },
+        (ClientOp::Get { .. }, OpOutcome::Ok(OpReply::Value(v))) => Reply::Value(Some(v)),
+        (ClientOp::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version, existed })) => {
+            Reply::Deleted { existed, version }
         }
-        (_, OpOutcome::Err(e)) => Answer::Failed(e),
-        (Op::Put { .. }, OpOutcome::Ok(OpReply::Written { version })) => {
-            Answer::Done(Reply::Written { version })
+        (ClientOp::CompareAndSwap { .. }, OpOutcome::Ok(OpReply::Cas { swapped, current })) => {
+            Reply::Cas { swapped, current }
         }
-        (Op::Get { .. }, OpOutcome::Ok(OpReply::Value(v))) => Answer::Done(Reply::Value(Some(v))),
-        (Op::Delete { .. }, OpOutcome::Ok(OpReply::Deleted { version, existed })) => {
-            Answer::Done(Reply::Deleted { existed, version })
-        }
-        (Op::Cas { .. }, OpOutcome::Ok(OpReply::Cas { swapped, current })) => {
-            Answer::Done(Reply::Cas { swapped, current })
-        }
-        (Op::Scan { .. }, OpOutcome::Ok(OpReply::Scan { items, more })) => {
-            Answer::Done(Reply::Scan { items, more })
+        (ClientOp::Scan { .. }, OpOutcome::Ok(OpReply::Scan { items, more })) => {
+            Reply::Scan { items, more }
         }
         (
-            Op::Txn(_),
+            ClientOp::Txn { .. },
             OpOutcome::Ok(OpReply::Txn {
                 succeeded,
                 results,
                 version,
             }),
-        ) => Answer::Done(Reply::Txn {
+        ) => Reply::Txn {
             succeeded,
             results,
             version,
-        }),
-        (Op::PutLease { .. }, OpOutcome::Ok(OpReply::Written { version })) => {
-            Answer::Done(Reply::Written { version })
-        }
+        },
         (
-            Op::LeaseGrant { .. } | Op::LeaseKeepAlive { .. } | Op::LeaseRevoke { .. },
+            ClientOp::LeaseGrant { .. }
+            | ClientOp::LeaseKeepAlive { .. }
+            | ClientOp::LeaseRevoke { .. },
             OpOutcome::Ok(OpReply::Lease { id, ttl_ms, keys }),
-        ) => Answer::Done(Reply::Lease { id, ttl_ms, keys }),
-        (Op::LeaseList { .. }, OpOutcome::Ok(OpReply::Leases(l))) => Answer::Done(Reply::Leases(l)),
+        ) => Reply::Lease { id, ttl_ms, keys },
+        (ClientOp::LeaseList, OpOutcome::Ok(OpReply::Leases(l))) => Reply::Leases(l),
         (op, OpOutcome::Ok(other)) => {
-            Answer::Malformed(format!("{} was answered with {other:?}", op.name()))
+            return Answer::Malformed(format!("{} was answered with {other:?}", name(op)))
         }
-    }
+    };
+    Answer::Done(reply)
 }
 
 #[cfg(test)]
@@ -371,21 +258,26 @@ mod tests {
             client_id: 7,
             sequence: 3,
         };
-        let put = Op::Put {
+        // A session the caller put in is replaced by the client's.
+        let put = ClientOp::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
+            session: Some(Session {
+                client_id: 1,
+                sequence: 1,
+            }),
         };
         assert!(put.is_write());
-        match put.to_request(2, Some(s)).command {
+        match to_request(&put, 2, Some(s)).command {
             ClientCommand::Single(ClientOp::Put { session, .. }) => assert_eq!(session, Some(s)),
             other => panic!("{other:?}"),
         }
-        let get = Op::Get {
+        let get = ClientOp::Get {
             key: b"k".to_vec(),
             consistency: Consistency::Lease,
         };
         assert!(!get.is_write());
-        assert_eq!(get.to_request(1, None).shard, 1);
+        assert_eq!(to_request(&get, 1, None).shard, 1);
     }
 
     #[test]
@@ -410,7 +302,7 @@ mod tests {
 
     #[test]
     fn missing_keys_are_replies_not_errors() {
-        let get = Op::Get {
+        let get = ClientOp::Get {
             key: b"k".to_vec(),
             consistency: Consistency::Default,
         };
@@ -419,7 +311,10 @@ mod tests {
             interpret(&get, nf.clone()),
             Answer::Done(Reply::Value(None))
         );
-        let del = Op::Delete { key: b"k".to_vec() };
+        let del = ClientOp::Delete {
+            key: b"k".to_vec(),
+            session: None,
+        };
         assert_eq!(
             interpret(&del, nf),
             Answer::Done(Reply::Deleted {
@@ -427,9 +322,10 @@ mod tests {
                 version: 0
             })
         );
-        let put = Op::Put {
+        let put = ClientOp::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
+            session: None,
         };
         let nl = WireError::NotLeader {
             leader: Some(LeaderHint {

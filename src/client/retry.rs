@@ -18,11 +18,13 @@
 
 use std::time::{Duration, Instant};
 
-use ringraft_net::message::{AdminResponse, ClientError as WireError, ErrorCode, Message};
+use ringraft_net::message::{
+    AdminResponse, ClientError as WireError, ClientOp, ErrorCode, Message,
+};
 
 use crate::client::config::{ClientConfig, BUSY_RETRY_AFTER_MS_MAX};
 use crate::client::error::Error;
-use crate::client::op::{interpret, Answer, Op, Reply};
+use crate::client::op::{interpret, Answer, Reply};
 use crate::client::topology::Topology;
 
 /// What to do after an attempt.
@@ -268,7 +270,7 @@ impl Attempts {
     pub fn on_op_exchange(
         &mut self,
         topo: &mut Topology,
-        op: &Op,
+        op: &ClientOp,
         shard: u32,
         target: &str,
         ex: Exchange,

@@ -35,9 +35,6 @@ pub const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
 pub const MAX_TOKENS: usize = 10_000;
 /// Shortest token accepted: 16 bytes keeps guessing out of reach.
 pub const MIN_TOKEN_BYTES: usize = 16;
-/// Header naming, on a request one node forwards to another, the client it forwards for;
-/// honoured only on a connection that presented a node certificate.
-pub const PRINCIPAL_HEADER: &str = "x-ringraft-principal";
 
 /// One configured bearer token.
 struct Token {
@@ -188,21 +185,13 @@ impl Security {
     }
 
     /// The principal of one HTTP request: the connection's certificate, else its bearer token,
-    /// else anonymous (authentication off) or 401. A forwarded request from a node names the
-    /// client it is forwarded for in [`PRINCIPAL_HEADER`].
+    /// else anonymous (authentication off) or 401.
     pub fn http(
         &self,
         cert: Option<&CertIdentity>,
         authorization: Option<&str>,
-        on_behalf: Option<&str>,
     ) -> Result<Principal, AuthError> {
         if let Some(p) = self.from_cert(cert) {
-            if let (Some(CertIdentity::Node { .. }), Some(name)) = (cert, on_behalf) {
-                return Ok(Principal {
-                    name: (!name.is_empty()).then(|| name.to_string()),
-                    role: p.role,
-                });
-            }
             return Ok(p);
         }
         if let Some(h) = authorization {
@@ -373,17 +362,17 @@ mod tests {
             required: true,
         };
         assert_eq!(
-            s.http(None, Some("Bearer 0123456789abcdef0123"), None)
+            s.http(None, Some("Bearer 0123456789abcdef0123"))
                 .unwrap()
                 .role,
             Role::Admin
         );
         assert!(matches!(
-            s.http(None, Some("Bearer 0123456789abcdef0124"), None),
+            s.http(None, Some("Bearer 0123456789abcdef0124")),
             Err(AuthError::Unauthenticated(_))
         ));
         assert!(matches!(
-            s.http(None, None, None),
+            s.http(None, None),
             Err(AuthError::Unauthenticated(_))
         ));
         std::fs::write(&p, "admin ops short\n").unwrap();

@@ -23,27 +23,10 @@ use serde_json::{json, Value};
 use ringraft_net::message::{LeaseInfo, Txn, TxnCheck, TxnCompare, TxnOp, TxnOpResult};
 
 use crate::node::http::{Request, Response};
-use crate::node::http_api::{ApiCall, SCAN_LIMIT_DEFAULT};
+use crate::node::http_api::{bad, json_body as body, text, ApiCall, SCAN_LIMIT_DEFAULT};
 use crate::node::kv::{ApplyResult, WriteOp};
 use crate::node::limits::{MAX_TXN_COMPARES, MAX_TXN_OPS};
 use crate::node::request::{ClientOp, ClientRequest};
-
-fn bad(msg: impl Into<String>) -> Response {
-    Response::error(400, &msg.into())
-}
-
-fn body<T: for<'de> Deserialize<'de>>(req: &Request, shape: &str) -> Result<T, Response> {
-    serde_json::from_slice(&req.body).map_err(|e| {
-        bad(format!(
-            "{} {}: body is not the expected JSON {shape}: {e}",
-            req.method, req.path
-        ))
-    })
-}
-
-fn text(b: &[u8]) -> Value {
-    json!(String::from_utf8_lossy(b))
-}
 
 fn write(op: WriteOp, client_id: u64, seq: u64, shard: Option<usize>) -> ApiCall {
     ApiCall::Client(ClientRequest {

@@ -31,7 +31,7 @@ use crate::node::forward::{self, NotSent};
 use crate::node::http::{parse_request, HttpLimits, Parsed, Request, Response, CONTINUE_RESPONSE};
 use crate::node::http_api::{self, ApiCall};
 use crate::node::metrics::ErrorKind;
-use crate::node::request::{ClientError, ClientReply};
+use crate::node::request::{ClientError, ClientReply, ClientResult};
 use crate::node::server::{self, CoreCtx};
 use crate::raft::{ConfChange, GroupId};
 
@@ -229,22 +229,32 @@ pub(crate) async fn handle(
     match call {
         ApiCall::Client(mut c) => {
             c.client_id = auth::session_id(&principal, c.client_id);
+            let lease =
+                http_api::grant_put_lease(&mut c.op, c.client_id, c.seq, |k| ctx.shard_of(k));
             let write = c.op.is_write();
             // The key is kept for the reply; the value moves on to the shard uncopied.
             let key = c.op.routing_key().to_vec();
+            let respond = |r: &ClientResult| match lease {
+                Some(id) => http_api::put_lease_response(&key, id, r),
+                None => http_api::client_response(&key, write, r),
+            };
             let r = server::execute(ctx, c).await;
             if let Err(ClientError::NotLeader { leader: Some(h) }) = &r {
                 // The request is still at hand: route it again (only on this path) rather
-                // than copy every value before a local attempt.
+                // than copy every value before a local attempt. The local attempt was not
+                // applied, so a lease the put grants keeps the id chosen above.
                 if let Ok(ApiCall::Client(mut again)) = http_api::route(req, &ctx.reads) {
                     again.client_id = auth::session_id(&principal, again.client_id);
+                    if let Some(id) = lease {
+                        http_api::set_put_lease(&mut again.op, id);
+                    }
                     match forward::forward_client(ctx, h, again).await {
-                        Ok(fr) => return http_api::client_response(&key, write, &fr),
+                        Ok(fr) => return respond(&fr),
                         Err(NotSent(why)) => debug!(leader = h.node_id, "forward not sent: {why}"),
                     }
                 }
             }
-            http_api::client_response(&key, write, &r)
+            respond(&r)
         }
         ApiCall::Promote { node_id } => promote(ctx, node_id).await,
         ApiCall::FanOut { limit, keys_only } => {
@@ -393,11 +403,7 @@ fn authorize_role(
     };
     let p = ctx
         .security
-        .http(
-            cert,
-            req.header("authorization"),
-            req.header(auth::PRINCIPAL_HEADER),
-        )
+        .http(cert, req.header("authorization"))
         .map_err(refused)?;
     auth::require(&p, need, what).map_err(refused)?;
     Ok(p)

@@ -18,7 +18,7 @@ use crate::node::runtime::shard_of_key;
 const KEYS_SHOWN_PER_SHARD: usize = 4;
 
 /// A fresh nonce for a lease id (std's per-process random hasher keys, mixed with the clock).
-fn nonce() -> u64 {
+pub(crate) fn nonce() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringraft_net::NetMetrics;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::node::config::Config;
 use crate::node::core::{reply_channel, CoreState, Reply, ReplyReceiver};
@@ -248,32 +248,6 @@ pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
     }
     out.sort_by_key(|v| v.shard);
     out
-}
-
-/// Refuses an AddLearner that names a node this node already knows at another address: adding
-/// a learner never rewrites a member's address (that would let one request redirect a voter's
-/// traffic); the refusal is logged.
-pub fn check_member_address(ctx: &CoreCtx, node: NodeId, address: &str) -> Result<(), String> {
-    let known = if node == ctx.cfg.cluster.node_id {
-        Some(ctx.cfg.cluster.listen_address.clone())
-    } else {
-        ctx.st.borrow().peers.get(&node).map(|p| p.address.clone())
-    };
-    match known {
-        Some(k) if k != address => {
-            warn!(
-                node,
-                known = %k,
-                asked = %address,
-                "refused AddLearner: it would change the address of an existing member"
-            );
-            Err(format!(
-                "node {node} is already a member at {k}; AddLearner does not change a member's \
-                 address (asked: {address})"
-            ))
-        }
-        _ => Ok(()),
-    }
 }
 
 pub(super) async fn inbox_loop(ctx: Rc<CoreCtx>, rx: flume::Receiver<CoreMsg>) {

@@ -29,10 +29,7 @@ mod mesh;
 use core_task::core_main;
 
 pub use handler::{connection_config, node_connection_config, socket_options, NodeHandler};
-pub use mesh::{
-    change_membership, check_member_address, cluster_status, execute, transfer_leadership, CoreCtx,
-    CoreMsg,
-};
+pub use mesh::{change_membership, cluster_status, execute, transfer_leadership, CoreCtx, CoreMsg};
 
 use std::process::ExitCode;
 use std::sync::Arc;
