@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use ringraft_net::blocking_client::BlockingClient;
 use ringraft_net::message::{self as wire, PeerRole};
 use ringraft_net::tls::certgen::CertAuthority;
 use ringraft_net::tls::{Role, TlsConfig};
@@ -20,18 +21,79 @@ use crate::serial;
 /// Longest wait for a (new) leader.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 
-/// One HTTPS request to node `id`, which must answer: (status, body).
-fn ask(
+/// An HTTPS request: method, target, body and bearer token.
+struct Req<'a> {
+    method: &'a str,
+    target: &'a str,
+    body: String,
+    token: Option<&'a str>,
+}
+
+impl<'a> Req<'a> {
+    fn get(target: &'a str) -> Req<'a> {
+        Req {
+            method: "GET",
+            target,
+            body: String::new(),
+            token: None,
+        }
+    }
+
+    fn post(target: &'a str, body: &str) -> Req<'a> {
+        Req {
+            method: "POST",
+            target,
+            body: body.to_string(),
+            token: None,
+        }
+    }
+
+    /// The same request with `Authorization: Bearer <token>`.
+    fn token(self, token: &'a str) -> Req<'a> {
+        Req {
+            token: Some(token),
+            ..self
+        }
+    }
+}
+
+/// Sends `req` to node `id` over a TLS connection configured by `tls_cfg`; node `id` must
+/// answer: (status, body).
+fn ask(c: &TestCluster, id: u16, tls_cfg: &TlsConfig, req: Req) -> (u16, String) {
+    let Req {
+        method,
+        target,
+        body,
+        token,
+    } = req;
+    https(c.client_addr(id), tls_cfg, method, target, &body, token)
+        .unwrap_or_else(|| panic!("node {id} did not answer {method} {target}"))
+}
+
+/// A frame-protocol connection to node `id` as client `client_id`, over TLS `tls_cfg`.
+fn client_frames(c: &TestCluster, id: u16, tls_cfg: TlsConfig, client_id: u64) -> BlockingClient {
+    let role = PeerRole::Client { client_id };
+    frame_connect(c.client_addr(id), tls_cfg, role).unwrap()
+}
+
+/// Asserts that an answer has status `want`; its body.
+fn answered(want: u16, (status, body): (u16, String)) -> String {
+    assert_eq!(status, want, "{body}");
+    body
+}
+
+/// Puts `key` = `value` through node `id`, retrying (bounded) until it is accepted.
+fn put_accepted(
     c: &TestCluster,
     id: u16,
     tls_cfg: &TlsConfig,
-    method: &str,
-    target: &str,
-    body: &str,
-    token: Option<&str>,
-) -> (u16, String) {
-    https(c.client_addr(id), tls_cfg, method, target, body, token)
-        .unwrap_or_else(|| panic!("node {id} did not answer {method} {target}"))
+    key: &str,
+    value: &str,
+) -> Option<(u16, String)> {
+    eventually(Duration::from_secs(10), || {
+        let body = put_body(key, value);
+        https(c.client_addr(id), tls_cfg, "POST", "/put", &body, None).filter(|(s, _)| *s == 200)
+    })
 }
 
 /// Three TLS nodes with quick elections and a short lease, configured (none started), and
@@ -63,41 +125,28 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
     let anonymous = pki.client(CLUSTER, None, None);
 
     // Writes and reads over HTTPS with a client certificate, through any node.
-    let (s, b) = eventually(Duration::from_secs(10), || {
-        https(
-            c.client_addr(leader),
-            &writer,
-            "POST",
-            "/put",
-            &put_body("k1", "v1"),
-            None,
-        )
-        .filter(|(s, _)| *s == 200)
-    })
-    .expect("put over TLS");
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(&c, leader, &reader, "GET", "/get?key=k1", "", None);
-    assert_eq!(s, 200, "{b}");
+    put_accepted(&c, leader, &writer, "k1", "v1").expect("put over TLS");
+    let b = answered(200, ask(&c, leader, &reader, Req::get("/get?key=k1")));
     assert!(b.contains("\"v1\""), "{b}");
 
     // Sessions are per client: the same (client_id, seq) from another client is a new write,
     // not a replay of the first one's.
     let session_put =
         |v: &str| format!(r#"{{"key": "s", "value": "{v}", "client_id": 5, "seq": 1}}"#);
-    let (s, b) = ask(&c, leader, &writer, "POST", "/put", &session_put("a"), None);
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(
-        &c,
-        leader,
-        &anonymous,
-        "POST",
-        "/put",
-        &session_put("b"),
-        Some(WRITE_TOKEN),
+    answered(
+        200,
+        ask(&c, leader, &writer, Req::post("/put", &session_put("a"))),
     );
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(&c, leader, &reader, "GET", "/get?key=s", "", None);
-    assert_eq!(s, 200, "{b}");
+    answered(
+        200,
+        ask(
+            &c,
+            leader,
+            &anonymous,
+            Req::post("/put", &session_put("b")).token(WRITE_TOKEN),
+        ),
+    );
+    let b = answered(200, ask(&c, leader, &reader, Req::get("/get?key=s")));
     assert!(
         b.contains("\"b\""),
         "another client's session was replayed: {b}"
@@ -105,88 +154,74 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
 
     // A write sent to a follower is forwarded to the leader over TLS, for the same client.
     let follower = (1..=3).find(|i| *i != leader).unwrap();
-    let (s, b) = ask(
-        &c,
-        follower,
-        &writer,
-        "POST",
-        "/put",
-        &put_body("f", "1"),
-        None,
+    answered(
+        200,
+        ask(
+            &c,
+            follower,
+            &writer,
+            Req::post("/put", &put_body("f", "1")),
+        ),
     );
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(
-        &c,
-        follower,
-        &reader,
-        "POST",
-        "/put",
-        &put_body("f", "2"),
-        None,
+    answered(
+        403,
+        ask(
+            &c,
+            follower,
+            &reader,
+            Req::post("/put", &put_body("f", "2")),
+        ),
     );
-    assert_eq!(s, 403, "{b}");
 
     // Roles: a reader cannot write, a writer cannot promote; a write token can write but not
     // promote; no credentials at all is 401.
-    let (s, b) = ask(
-        &c,
-        leader,
-        &reader,
-        "POST",
-        "/put",
-        &put_body("k", "x"),
-        None,
+    answered(
+        403,
+        ask(&c, leader, &reader, Req::post("/put", &put_body("k", "x"))),
     );
-    assert_eq!(s, 403, "{b}");
     let promote = r#"{"node_id": 3}"#;
-    let (s, b) = ask(&c, leader, &writer, "POST", "/promote", promote, None);
-    assert_eq!(s, 403, "{b}");
-    let (s, b) = ask(
-        &c,
-        leader,
-        &anonymous,
-        "POST",
-        "/put",
-        &put_body("k2", "v2"),
-        Some(WRITE_TOKEN),
+    answered(
+        403,
+        ask(&c, leader, &writer, Req::post("/promote", promote)),
     );
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(
-        &c,
-        leader,
-        &anonymous,
-        "POST",
-        "/promote",
-        promote,
-        Some(WRITE_TOKEN),
+    answered(
+        200,
+        ask(
+            &c,
+            leader,
+            &anonymous,
+            Req::post("/put", &put_body("k2", "v2")).token(WRITE_TOKEN),
+        ),
     );
-    assert_eq!(s, 403, "{b}");
-    let (s, b) = ask(&c, leader, &anonymous, "POST", "/promote", promote, None);
-    assert_eq!(s, 401, "{b}");
-    let (s, b) = ask(
-        &c,
-        leader,
-        &anonymous,
-        "POST",
-        "/promote",
-        promote,
-        Some("nope-nope-nope-nope"),
+    answered(
+        403,
+        ask(
+            &c,
+            leader,
+            &anonymous,
+            Req::post("/promote", promote).token(WRITE_TOKEN),
+        ),
     );
-    assert_eq!(s, 401, "{b}");
+    answered(
+        401,
+        ask(&c, leader, &anonymous, Req::post("/promote", promote)),
+    );
+    answered(
+        401,
+        ask(
+            &c,
+            leader,
+            &anonymous,
+            Req::post("/promote", promote).token("nope-nope-nope-nope"),
+        ),
+    );
 
     // A watch is a read: without credentials it is refused (401) before any stream starts;
     // a reader passes the role check and gets the watch's own answer (here: no such shard),
     // and over frames a reader's watch opens with its first batch.
-    let (s, b) = ask(&c, leader, &anonymous, "GET", "/watch?prefix=", "", None);
-    assert_eq!(s, 401, "{b}");
-    let (s, b) = ask(&c, leader, &reader, "GET", "/watch?shard=999", "", None);
-    assert_eq!(s, 400, "{b}");
-    let mut r = frame_connect(
-        c.client_addr(leader),
-        reader.clone(),
-        PeerRole::Client { client_id: 11 },
-    )
-    .unwrap();
+    answered(401, ask(&c, leader, &anonymous, Req::get("/watch?prefix=")));
+    answered(400, ask(&c, leader, &reader, Req::get("/watch?shard=999")));
+    let mut r = client_frames(&c, leader, reader.clone(), 11);
     let got = r
         .call(&wire::ClientRequest {
             shard: 0,
@@ -212,12 +247,7 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
     // for an existing voter at another address is refused and the voter keeps its address.
     let voter = (1..=3).find(|i| *i != leader).unwrap();
     let voter_id = u64::from(voter);
-    let mut w = frame_connect(
-        c.client_addr(leader),
-        writer,
-        PeerRole::Client { client_id: 9 },
-    )
-    .unwrap();
+    let mut w = client_frames(&c, leader, writer, 9);
     let got = w.call(&wire::AdminRequest::Remove {
         group: 0,
         node_id: voter_id,
@@ -232,12 +262,7 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
         ),
         "{got:?}"
     );
-    let mut a = frame_connect(
-        c.client_addr(leader),
-        admin.clone(),
-        PeerRole::Client { client_id: 10 },
-    )
-    .unwrap();
+    let mut a = client_frames(&c, leader, admin.clone(), 10);
     let got = a
         .call(&wire::AdminRequest::AddLearner {
             group: 0,
@@ -251,8 +276,7 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
         )) => assert!(m.contains("already a member"), "{m}"),
         other => panic!("AddLearner for a voter at another address: {other:?}"),
     }
-    let (s, b) = ask(&c, leader, &admin, "GET", "/status", "", None);
-    assert_eq!(s, 200, "{b}");
+    let b = answered(200, ask(&c, leader, &admin, Req::get("/status")));
     assert!(b.contains(&c.client_addr(voter).to_string()), "{b}");
 
     // Peers: claiming a node id needs that node's certificate of this cluster and CA.
@@ -296,21 +320,8 @@ fn tls_cluster_authenticates_peers_and_clients_serves_and_fails_over() {
     c.kill_node(leader);
     let (new_leader, _) = c.wait_status_leader(LEADER_WAIT).expect("a new leader");
     assert_ne!(new_leader, leader);
-    let (s, b) = eventually(Duration::from_secs(10), || {
-        https(
-            c.client_addr(new_leader),
-            &admin,
-            "POST",
-            "/put",
-            &put_body("k3", "v3"),
-            None,
-        )
-        .filter(|(s, _)| *s == 200)
-    })
-    .expect("put after failover");
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = ask(&c, new_leader, &admin, "GET", "/get?key=k1", "", None);
-    assert_eq!(s, 200, "{b}");
+    put_accepted(&c, new_leader, &admin, "k3", "v3").expect("put after failover");
+    let b = answered(200, ask(&c, new_leader, &admin, Req::get("/get?key=k1")));
     assert!(b.contains("\"v1\""), "{b}");
 }
 
