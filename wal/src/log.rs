@@ -22,7 +22,7 @@ use crate::group_index::{EntryLoc, GroupIndex};
 use crate::hard_state::{HardState, HARD_STATE_BYTES};
 use crate::options::{WalOptions, WriteMode, FLUSH_REPORT_CAPACITY};
 use crate::record::{
-    decode, encode_header, record_bytes, Decoded, RecordHeader, RecordKind,
+    decode, encode_header_parts, parts_len, record_bytes, Decoded, RecordHeader, RecordKind,
     CHECKPOINT_PAYLOAD_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
 };
 use crate::recovery::{recover, RecoveryReport, RepairReport};
@@ -37,6 +37,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const LOCK_WAIT_MS: u64 = 1000;
 /// Pause between attempts to take the directory lock.
 pub const LOCK_RETRY_MS: u64 = 5;
+/// Payload parts an append gathers on the stack (an entry's kind byte and data need two).
+const INLINE_PAYLOAD_PARTS: usize = 4;
 
 const ZERO_PAD: [u8; RECORD_ALIGN_BYTES] = [0u8; RECORD_ALIGN_BYTES];
 
@@ -268,10 +270,24 @@ impl Wal {
     /// (nothing written) when `max_buffered_entries` records are not yet durable or the stage
     /// is full, and with [`Error::Poisoned`] after any failed sync or write.
     pub fn append(&mut self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
+        self.append_parts(group, index, term, &[payload])
+    }
+
+    /// [`Wal::append`] of a payload given as consecutive `parts` (a gathered write: the record
+    /// is the same as for their concatenation, which the caller need not build). The parts are
+    /// copied once, into the stage or the map.
+    pub fn append_parts(
+        &mut self,
+        group: u64,
+        index: u64,
+        term: u64,
+        parts: &[&[u8]],
+    ) -> Result<Lsn> {
         self.check_writable()?;
-        if payload.len() > self.opts.max_payload_bytes {
+        let payload_len = parts_len(parts);
+        if payload_len > self.opts.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
-                len: payload.len(),
+                len: payload_len,
                 max: self.opts.max_payload_bytes,
             });
         }
@@ -283,8 +299,8 @@ impl Wal {
                 expected,
             });
         }
-        self.check_backpressure(payload.len())?;
-        let (seq, off, lsn) = self.write_record(
+        self.check_backpressure(payload_len)?;
+        let (seq, off, lsn) = self.write_record_parts(
             RecordHeader {
                 lsn: 0,
                 group,
@@ -292,7 +308,7 @@ impl Wal {
                 index,
                 kind: RecordKind::Entry,
             },
-            payload,
+            parts,
         )?;
         self.groups
             .entry(group)
@@ -301,7 +317,7 @@ impl Wal {
             .push_back(EntryLoc {
                 seq,
                 offset: off as u32,
-                len: payload.len() as u32,
+                len: payload_len as u32,
                 term,
                 lsn,
             });
@@ -477,12 +493,21 @@ impl Wal {
 
     /// Writes one record (rolling first if it does not fit); returns (seq, offset, lsn).
     fn write_record(&mut self, h: RecordHeader, payload: &[u8]) -> Result<(u64, usize, Lsn)> {
-        let need = record_bytes(payload.len());
+        self.write_record_parts(h, &[payload])
+    }
+
+    /// [`Self::write_record`] of a payload given in consecutive parts.
+    fn write_record_parts(
+        &mut self,
+        h: RecordHeader,
+        parts: &[&[u8]],
+    ) -> Result<(u64, usize, Lsn)> {
+        let need = record_bytes(parts_len(parts));
         let room = self.active().len() - self.active_off;
         if need > room {
             self.roll(need)?;
         }
-        Ok(self.write_in_active(h, payload))
+        Ok(self.write_in_active(h, parts))
     }
 
     fn active(&self) -> &Arc<Segment> {
@@ -492,18 +517,34 @@ impl Wal {
         }
     }
 
-    fn write_in_active(&mut self, mut h: RecordHeader, payload: &[u8]) -> (u64, usize, Lsn) {
+    fn write_in_active(&mut self, mut h: RecordHeader, payload: &[&[u8]]) -> (u64, usize, Lsn) {
         let lsn = self.next_lsn;
         h.lsn = lsn;
-        let need = record_bytes(payload.len());
-        let pad = need - RECORD_HEADER_BYTES - payload.len();
-        let hdr = encode_header(&h, payload);
+        let payload_len = parts_len(payload);
+        let need = record_bytes(payload_len);
+        let pad = need - RECORD_HEADER_BYTES - payload_len;
+        let hdr = encode_header_parts(&h, payload);
         let off = self.active_off;
         let seg = self.active();
-        let parts: [&[u8]; 3] = [&hdr, payload, &ZERO_PAD[..pad]];
+        // Header, payload parts and padding, gathered on the stack (a longer list, which no
+        // caller here makes, goes through a vector).
+        let mut inline: [&[u8]; INLINE_PAYLOAD_PARTS + 2] = [&[]; INLINE_PAYLOAD_PARTS + 2];
+        let heap: Vec<&[u8]>;
+        let parts: &[&[u8]] = if payload.len() <= INLINE_PAYLOAD_PARTS {
+            inline[0] = &hdr;
+            inline[1..=payload.len()].copy_from_slice(payload);
+            inline[payload.len() + 1] = &ZERO_PAD[..pad];
+            &inline[..payload.len() + 2]
+        } else {
+            heap = std::iter::once(&hdr[..])
+                .chain(payload.iter().copied())
+                .chain(std::iter::once(&ZERO_PAD[..pad]))
+                .collect();
+            &heap
+        };
         match self.opts.write_mode {
-            WriteMode::Mmap => seg.write_parts(off, &parts),
-            WriteMode::Pwrite => self.shared.stage(seg, off, &parts),
+            WriteMode::Mmap => seg.write_parts(off, parts),
+            WriteMode::Pwrite => self.shared.stage(seg, off, parts),
         }
         seg.publish(off + need);
         let seq = seg.seq;
@@ -569,7 +610,7 @@ impl Wal {
                 index: first,
                 kind: RecordKind::Checkpoint,
             };
-            self.write_in_active(h, &last.to_le_bytes());
+            self.write_in_active(h, &[&last.to_le_bytes()]);
             if let Some(hs) = hs {
                 let h = RecordHeader {
                     lsn: 0,
@@ -578,7 +619,7 @@ impl Wal {
                     index: hs.commit,
                     kind: RecordKind::HardState,
                 };
-                self.write_in_active(h, &hs.encode());
+                self.write_in_active(h, &[&hs.encode()]);
             }
         }
         let end = self.next_lsn - 1;
