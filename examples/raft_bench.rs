@@ -164,15 +164,14 @@ fn run_raft(batch: u64) -> Sample {
         .group(GROUP)
         .is_some_and(|r| r.role() == Role::Leader);
     assert!(leader_ok, "no leader");
-    let payload = Command {
+    let cmd = Command {
         client_id: 0,
         seq: 0,
         op: WriteOp::Put {
             key: b"k".to_vec(),
             value: vec![7u8; PAYLOAD_BYTES],
         },
-    }
-    .encode();
+    };
     let start_applied = c.applied;
     let start_msgs = c.messages;
     let rounds = ENTRIES_PER_RUN / batch;
@@ -183,7 +182,8 @@ fn run_raft(batch: u64) -> Sample {
             for _ in 0..batch {
                 // Answers are dropped: the bench counts applied entries.
                 let (tx, _rx) = ringraft::node::driver::reply_channel();
-                let _ = d.propose(GROUP, payload.clone(), tx);
+                // Encoded per write into the entry's shared buffer, as the node's core does.
+                let _ = d.propose(GROUP, cmd.encode_shared(), tx);
             }
         }
         c.settle();

@@ -8,7 +8,9 @@
 //! core-<c>/wal/            the WAL of core c
 //! core-<c>/shard-<s>.snap  latest snapshot of shard s (atomically replaced)
 //! ```
-//! WAL entry payload: `kind u8 (1 Normal, 2 Noop, 3 Config) | data` (the Raft entry's bytes).
+//! WAL entry payload: `kind u8 (1 Normal, 2 Noop, 3 Config) | data` (the Raft entry's bytes),
+//! handed to the WAL as two parts of one record so the entry's shared bytes are copied only by
+//! the WAL itself.
 //!
 //! Snapshot file (little-endian):
 //! ```text
@@ -171,14 +173,20 @@ pub fn open_wal(
     }
 }
 
-/// Encodes a Raft entry as a WAL payload.
-pub fn entry_payload(e: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + e.data.len());
-    out.push(match e.kind {
+/// The WAL payload's first byte for an entry of `kind`.
+pub fn entry_kind_byte(kind: EntryKind) -> u8 {
+    match kind {
         EntryKind::Normal => KIND_NORMAL,
         EntryKind::Noop => KIND_NOOP,
         EntryKind::Config => KIND_CONFIG,
-    });
+    }
+}
+
+/// Encodes a Raft entry as one WAL payload (the kind byte, then the data). The driver's
+/// storage does not build it: it hands the WAL the two parts ([`ringraft_wal::Wal::append_parts`]).
+pub fn entry_payload(e: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + e.data.len());
+    out.push(entry_kind_byte(e.kind));
     out.extend_from_slice(&e.data);
     out
 }
@@ -407,9 +415,10 @@ impl Storage for WalStorage<'_> {
     }
 
     fn append(&mut self, g: u64, e: &Entry) -> Result<(), StorageError> {
-        let payload = entry_payload(e);
+        // The kind byte and the entry's shared bytes go to the WAL as the two parts of one
+        // record: the WAL's copy into its stage (or map) is the only copy made here.
         self.wal
-            .append(g, e.index, e.term, &payload)
+            .append_parts(g, e.index, e.term, &[&[entry_kind_byte(e.kind)], &e.data])
             .map(|_| ())
             .map_err(|err| wal_error(&format!("shard {g}: append of entry {}", e.index), err))
     }

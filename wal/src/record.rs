@@ -104,15 +104,29 @@ fn header_bytes(h: &RecordHeader, payload_len: usize) -> [u8; RECORD_HEADER_BYTE
 
 const ZERO_PAD: [u8; RECORD_ALIGN_BYTES] = [0u8; RECORD_ALIGN_BYTES];
 
+/// Total length of a payload given in parts (in-memory slices: the sum cannot overflow).
+pub fn parts_len(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
 /// Encodes the header with its CRC over header, `payload` and padding. The caller writes the
 /// header, the payload and `record_bytes(payload.len()) - 48 - payload.len()` zero bytes.
 pub fn encode_header(h: &RecordHeader, payload: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
-    let mut b = header_bytes(h, payload.len());
-    let pad = record_bytes(payload.len()) - RECORD_HEADER_BYTES - payload.len();
+    encode_header_parts(h, &[payload])
+}
+
+/// [`encode_header`] for a payload given as consecutive `parts` (written one after the other,
+/// so the record is the same as for their concatenation).
+pub fn encode_header_parts(h: &RecordHeader, parts: &[&[u8]]) -> [u8; RECORD_HEADER_BYTES] {
+    let payload_len = parts_len(parts);
+    let mut b = header_bytes(h, payload_len);
+    let pad = record_bytes(payload_len) - RECORD_HEADER_BYTES - payload_len;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&b[0..4]);
     crc.update(&b[8..]);
-    crc.update(payload);
+    for p in parts {
+        crc.update(p);
+    }
     crc.update(&ZERO_PAD[..pad]);
     b[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
     b

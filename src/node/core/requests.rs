@@ -1,18 +1,20 @@
 //! Client requests on one core: admission, proposing writes, starting reads at the chosen
 //! consistency, membership changes, leadership transfer, and failing or sweeping what waits.
 //!
-//! Copies of a put's value on the leader, counted by reading the path (frame API): (1) the
-//! frame's archive is deserialized into an owned `ClientOp`; (2) [`Command::encode`] writes the
-//! command bytes; (3) `Raft::propose` turns that `Vec` into the entry's `Arc<[u8]>`; (4)
-//! `storage::entry_payload` prefixes the entry kind byte; (5) the WAL copies the payload into
-//! its segment (the one copy durability needs); (6) applying decodes the command and the store
-//! keeps the decoded value. Six copies, against a target of the WAL write and one more:
-//! encoding straight from the archived frame into the entry's shared buffer and a WAL append
-//! that takes the kind byte and the data separately would remove (1), (3) and (4). Besides
-//! these, each follower's append carries the value once more in its frame. The answer path
-//! copies nothing of it: the frame API keeps only what an answer reads back (a scan's limit, a
-//! CAS's new value), and the answer travels on a one-shot channel ([`Reply`]: one allocation,
-//! where a bounded channel took a queue, a waiter hook and a lock per request).
+//! Every proposed write, membership change and read is registered by the shared driver
+//! ([`Driver::propose_write`], [`Driver::change_membership`], [`Driver::read_at`]); this file
+//! admits them (sizes, the in-flight bounds) and turns refusals into client errors.
+//!
+//! Copies of a put's value on the leader (frame API): (1) the frame's archive is deserialized
+//! into an owned `ClientOp`; (2) [`Command::encode_shared`] writes the command straight into
+//! the entry's shared buffer, which the Raft log, the WAL append and the envelopes to followers
+//! share; (3) the WAL copies it into its stage or map (the one copy durability needs); (4)
+//! applying decodes the command and the store keeps the decoded value. From admission to the
+//! WAL that is the encoding and the WAL's own copy (`tests/driver_copies.rs` counts it).
+//! Besides these, each follower's append carries the value once more in its frame. The answer
+//! path copies nothing of it: the frame API keeps only what an answer reads back (a scan's
+//! limit, a CAS's new value), and the answer travels on a one-shot channel ([`Reply`]: one
+//! allocation, where a bounded channel took a queue, a waiter hook and a lock per request).
 //!
 //! Write stages: a write carries when it reached the node (`received`, the first stage) and
 //! when it was proposed; the shared driver times the rest ([`crate::node::driver`]: locally
@@ -21,6 +23,7 @@
 //! cores).
 
 use super::*;
+use crate::node::driver::Driver;
 use crate::raft::TransferError;
 
 /// Admission of a write: key and values within this node's limits, and the whole encoded
@@ -129,14 +132,14 @@ impl CoreState {
             );
             return Err((busy(), reply));
         }
-        let Some(raft) = self.multi.group_mut(group) else {
+        if self.multi.group(group).is_none() {
             return Err((
                 ClientError::WrongShard {
                     shard: group as u32,
                 },
                 reply,
             ));
-        };
+        }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let mode = match consistency {
@@ -146,23 +149,14 @@ impl CoreState {
         // The clock is read now, not taken from the last tick: a leader whose executor or
         // process stalled past its lease refuses lease reads at once on resume, before its tick
         // loop runs again.
-        match raft.read_at(ctx, mode, monotonic_nanos()) {
+        let now = Some(monotonic_nanos());
+        match self.driver().read_at(group, ctx, op, mode, now, reply) {
             Ok(()) => {
                 self.metrics.reads[consistency.metric_index()].inc();
-                self.reads.insert(
-                    ctx,
-                    PendingRead {
-                        group,
-                        op,
-                        reply,
-                        started: Instant::now(),
-                        index: None,
-                    },
-                );
                 Ok(())
             }
-            Err(ReadError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
-            Err(ReadError::TooManyReads) => Err((busy(), reply)),
+            Err((ReadError::NotLeader { leader }, reply)) => Err((self.not_leader(leader), reply)),
+            Err((ReadError::TooManyReads, reply)) => Err((busy(), reply)),
         }
     }
 
@@ -179,7 +173,7 @@ impl CoreState {
             return Err((ClientError::InvalidRequest("not a write".into()), reply));
         };
         let cmd = Command { client_id, seq, op };
-        if !self.shards.contains_key(&group) {
+        if !self.shards.contains_key(&group) || self.multi.group(group).is_none() {
             return Err((
                 ClientError::WrongShard {
                     shard: group as u32,
@@ -198,31 +192,27 @@ impl CoreState {
             );
             return Err((busy(), reply));
         }
-        let Some(raft) = self.multi.group_mut(group) else {
-            return Err((
-                ClientError::WrongShard {
-                    shard: group as u32,
-                },
-                reply,
-            ));
-        };
-        let term = raft.term();
-        match raft.propose(cmd.encode()) {
-            Ok(index) => {
-                self.metrics.proposals.inc();
-                if let Some(shard) = self.shards.get_mut(&group) {
-                    let proposed = shard.add_write(index, term, reply, Some(received));
-                    self.metrics
-                        .stages
-                        .received_to_proposed
-                        .record_between(received, proposed);
-                }
-                Ok(())
+        match self
+            .driver()
+            .propose_write(group, cmd.encode_shared(), reply, Some(received))
+        {
+            Ok(_) => Ok(()),
+            Err((ProposeError::NotLeader { leader }, reply)) => {
+                Err((self.not_leader(leader), reply))
             }
-            Err(ProposeError::NotLeader { leader }) => Err((self.not_leader(leader), reply)),
-            Err(ProposeError::TooManyUncommitted) => Err((busy(), reply)),
-            Err(e) => Err((ClientError::Unavailable(e.to_string()), reply)),
+            Err((ProposeError::TooManyUncommitted, reply)) => Err((busy(), reply)),
+            Err((e, reply)) => Err((ClientError::Unavailable(e.to_string()), reply)),
         }
+    }
+
+    /// The shared driver over this core's state, for registering a request.
+    fn driver(&mut self) -> Driver<'_> {
+        Driver::new(
+            &mut self.multi,
+            &mut self.shards,
+            &mut self.reads,
+            &self.metrics,
+        )
     }
 
     /// Starts handing leadership of group `g` to voter `to`; answered at once (the transfer
@@ -248,36 +238,32 @@ impl CoreState {
     /// Starts a membership change on group `g` (answered once its entry is applied; a learner
     /// that is already a member counts as done).
     pub fn change_membership(&mut self, g: GroupId, change: ConfChange, reply: Reply) {
-        let Some(raft) = self.multi.group_mut(g) else {
+        if self.multi.group(g).is_none() {
             let _ = reply.try_send(Err(ClientError::WrongShard { shard: g as u32 }));
             return;
-        };
-        let term = raft.term();
-        match raft.propose_conf_change(change.clone()) {
+        }
+        match self.driver().change_membership(g, change.clone(), reply) {
             Ok(index) => {
                 info!(shard = g, ?change, index, "membership change proposed");
-                if let Some(shard) = self.shards.get_mut(&g) {
-                    shard.add_write(index, term, reply, None);
-                }
                 // A new member's address is in the entry just appended: link to it now, so the
                 // leader reaches it from its first append on.
                 self.refresh_peers(g);
             }
-            Err(ProposeError::NotLeader { leader }) => {
+            Err((ProposeError::NotLeader { leader }, reply)) => {
                 let _ = reply.try_send(Err(self.not_leader(leader)));
             }
-            Err(ProposeError::Membership(MembershipError::AlreadyMember(_))) => {
+            Err((ProposeError::Membership(MembershipError::AlreadyMember(_)), reply)) => {
                 let _ = reply.try_send(Ok(ClientReply::Committed { index: 0 }));
             }
-            Err(ProposeError::Membership(e @ MembershipError::AddressConflict { .. })) => {
+            Err((ProposeError::Membership(e @ MembershipError::AddressConflict { .. }), reply)) => {
                 warn!(shard = g, ?change, "membership change refused: {e}");
                 let _ = reply.try_send(Err(ClientError::InvalidRequest(e.to_string())));
             }
-            Err(ProposeError::ConfChangePending) => {
+            Err((ProposeError::ConfChangePending, reply)) => {
                 debug!(shard = g, "busy: another membership change is in progress");
                 let _ = reply.try_send(Err(busy()));
             }
-            Err(e) => {
+            Err((e, reply)) => {
                 let _ = reply.try_send(Err(ClientError::InvalidRequest(e.to_string())));
             }
         }

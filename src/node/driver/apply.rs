@@ -58,7 +58,7 @@ impl Driver<'_> {
 
     /// Applies `entries` of group `g`, answering the writes they decide; the round that found
     /// them committed began at `round_started`. Returns how many.
-    fn apply_entries(
+    pub(super) fn apply_entries(
         &mut self,
         g: GroupId,
         entries: &[Entry],

@@ -10,8 +10,10 @@
 //! durability), so the node's async wrapper stays thin and the simulator runs every step of it:
 //! 1. [`Driver::begin`] takes the `MultiReady`, decodes every received snapshot's state-machine
 //!    data (a snapshot that does not decode is refused here, before anything of the local log or
-//!    snapshot file is touched: the core stops with the old log intact) and sends what does not
-//!    depend on local durability (a leader's appends go out before its own fsync).
+//!    snapshot file is touched: the core stops with the old log intact), sends what does not
+//!    depend on local durability (a leader's appends go out before its own fsync), then applies
+//!    the committed entries of every group that received no snapshot and answers the writes
+//!    and reads they decide (see "Ordering" below).
 //! 2. The caller makes each received snapshot durable ([`Round::received_snapshots`]): the node
 //!    writes its file off the executor thread; the simulator records it.
 //! 3. [`Driver::persist`] per group: installs the snapshot in the storage (which may now drop the
@@ -23,10 +25,25 @@
 //! 4. [`Driver::on_durable`] once the storage reached the batch's ticket: `on_persisted` in order,
 //!    then the waiting envelopes (votes, DiskFirst acknowledgements) go out. Nothing is
 //!    acknowledged before it is durable here.
-//! 5. [`Driver::apply`]: committed entries into the store through
-//!    [`crate::node::kv::apply::apply_entry`], writes answered, reads served once their index is
-//!    applied, requested snapshots taken in memory (their files are written by the caller, then
+//! 5. [`Driver::apply`]: the committed entries left (those of a group that installed a
+//!    snapshot this round) into the store through [`crate::node::kv::apply::apply_entry`],
+//!    writes answered, reads registered and served once their index is applied, requested
+//!    snapshots taken in memory (their files are written by the caller, then
 //!    [`Storage::snapshot_saved`] lets the log drop what they cover).
+//!
+//! Ordering: committed entries are applied as early as is safe, in step 1, before the round's
+//! own appends reach the storage (the node writes the envelopes to the peer links right after
+//! step 1, so applying does not wait for them either), the way etcd applies while new entries
+//! persist. That is safe because committed means held by a quorum: in DiskFirst a leader
+//! counts itself toward the quorum only once its own copy is durable and a follower
+//! acknowledges only what it made durable (those acknowledgements wait for step 4), so a
+//! write answered here survives any minority of crashes, whether or not this node's copy is
+//! durable yet. What must still wait: a group that received a snapshot applies only after
+//! step 3 installed it; a locally requested snapshot is taken only in step 5, after the round's
+//! entries are in the storage; the truncation check of step 3 bounds a conflicting suffix by
+//! the index applied before the round (entries applied in step 1 at those indexes are the log's
+//! new ones, not the stored ones the truncation removes); and a write is answered `Applied`
+//! only when the entry applied at its index carries the term it was proposed in.
 //!
 //! Write answers: a write is answered when its entry is applied at the index it was proposed at
 //! *and* with the term it was proposed in (`Applied`). Another term's entry at that index means
@@ -40,7 +57,8 @@
 //! write carries when it reached the node and when it was proposed; [`Driver::on_durable`]
 //! marks the waiting writes a leader's batch covers locally durable (proposed → locally
 //! durable) and times a follower's appends (round begun → durable; durable → acknowledged via
-//! [`note_acked`] once the acknowledgements are queued); [`Driver::apply`] times proposed →
+//! [`note_acked`] once the acknowledgements are queued); applying the committed entries
+//! ([`Driver::begin`], or [`Driver::apply`] after a received snapshot) times proposed →
 //! committed (from the start of the round that found the entry committed), committed →
 //! applied, applied → answered and the whole write, for writes whose own entry was applied,
 //! and counts those answered before the leader's own sync covered them. The clock is read only
@@ -57,15 +75,18 @@
 //!
 //! Copies of a put's value on the leader from admission to the WAL (measured by
 //! `tests/driver_copies.rs`, which counts allocations of the value's size on this path with the
-//! real WAL): (1) `Command::encode` writes the command bytes; (2) `Raft::propose` turns that
-//! `Vec` into the entry's shared `Arc<[u8]>`; (3) `storage::entry_payload` prefixes the entry kind
-//! byte; then the WAL copies the payload into its segment buffer (not an allocation). Three heap
-//! copies and the WAL's own; envelopes to followers share the entry's `Arc`.
+//! real WAL): `Command::encode_shared` writes the command once, straight into the shared
+//! `Arc<[u8]>` that becomes the entry's data ([`Driver::propose_write`] hands it to the Raft core,
+//! which stores it as it is); the node's storage hands the WAL the entry's kind byte and that
+//! buffer as two parts of one record (`Wal::append_parts`), and the WAL copies them into its
+//! stage or map. One copy by the encoding and the WAL's own, the target; envelopes to
+//! followers share the entry's `Arc` until their frames are written.
 //!
 //! Who owns it: the node's core state holds the fields and lends them to a [`Driver`] for each
 //! step; the simulator's nodes do the same.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::info;
@@ -75,8 +96,8 @@ use crate::node::metrics::CoreMetrics;
 use crate::node::request::{ClientError, ClientOp, ClientReply, ClientResult};
 use crate::node::watch::WatchHub;
 use crate::raft::{
-    Entry, Envelope, GroupId, HardState, MultiRaft, NodeId, ProposeError, ReadError, ReadMode,
-    Role, Snapshot,
+    ConfChange, Entry, Envelope, GroupId, HardState, MultiRaft, NodeId, ProposeError, ReadError,
+    ReadMode, Role, Snapshot,
 };
 
 mod apply;
@@ -403,19 +424,80 @@ impl<'a> Driver<'a> {
     pub fn propose(
         &mut self,
         g: GroupId,
-        data: Vec<u8>,
+        data: impl Into<Arc<[u8]>>,
         reply: Reply,
     ) -> Result<u64, ProposeError> {
+        self.propose_write(g, data.into(), reply, None)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Proposes a write whose request reached the node at `received` (`None`: now, a write the
+    /// node makes itself). `data` becomes the entry's bytes as they are (the log, the storage
+    /// and the envelopes share them; [`crate::node::kv::Command::encode_shared`] writes them in
+    /// place). The one place a proposed write is registered: on success its answer goes to
+    /// `reply` once the entry is applied (or known never to be) and proposed is timed from
+    /// `received`; on refusal the reply is handed back unanswered.
+    pub fn propose_write(
+        &mut self,
+        g: GroupId,
+        data: Arc<[u8]>,
+        reply: Reply,
+        received: Option<Instant>,
+    ) -> Result<u64, (ProposeError, Reply)> {
         let Some(raft) = self.multi.group_mut(g) else {
-            return Err(ProposeError::NotLeader { leader: 0 });
+            return Err((ProposeError::NotLeader { leader: 0 }, reply));
         };
         let term = raft.term();
-        let index = raft.propose(data)?;
+        let index = match raft.propose(data) {
+            Ok(i) => i,
+            Err(e) => return Err((e, reply)),
+        };
         self.metrics.proposals.inc();
-        if let Some(shard) = self.shards.get_mut(&g) {
-            shard.add_write(index, term, reply, None);
-        }
+        self.add_write(g, index, term, reply, received);
         Ok(index)
+    }
+
+    /// Proposes a membership change on group `g`, registered like a write (answered once its
+    /// entry is applied); on refusal the reply is handed back unanswered.
+    pub fn change_membership(
+        &mut self,
+        g: GroupId,
+        change: ConfChange,
+        reply: Reply,
+    ) -> Result<u64, (ProposeError, Reply)> {
+        let Some(raft) = self.multi.group_mut(g) else {
+            return Err((ProposeError::NotLeader { leader: 0 }, reply));
+        };
+        let term = raft.term();
+        match raft.propose_conf_change(change) {
+            Ok(index) => {
+                self.add_write(g, index, term, reply, None);
+                Ok(index)
+            }
+            Err(e) => Err((e, reply)),
+        }
+    }
+
+    fn add_write(
+        &mut self,
+        g: GroupId,
+        index: u64,
+        term: u64,
+        reply: Reply,
+        received: Option<Instant>,
+    ) {
+        let Some(shard) = self.shards.get_mut(&g) else {
+            // A group without a shard has no store to answer from: its outcome is unknown.
+            let _ = reply.try_send(Err(ClientError::LeadershipLost));
+            return;
+        };
+        let proposed = shard.add_write(index, term, reply, received);
+        if let Some(received) = received {
+            self.metrics
+                .stages
+                .received_to_proposed
+                .record_between(received, proposed);
+        }
     }
 
     /// Starts a linearizable read `op` on group `g` under request id `ctx` (unique on this
@@ -428,10 +510,32 @@ impl<'a> Driver<'a> {
         mode: ReadMode,
         reply: Reply,
     ) -> Result<(), ReadError> {
+        self.read_at(g, ctx, op, mode, None, reply)
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Driver::read`] with the monotonic clock read just before (`now_nanos`: a lease read is
+    /// then served only if the lease covers that instant, see [`crate::raft::Raft::read_at`]).
+    /// The one place a read is registered; on refusal the reply is handed back unanswered.
+    pub fn read_at(
+        &mut self,
+        g: GroupId,
+        ctx: u64,
+        op: ClientOp,
+        mode: ReadMode,
+        now_nanos: Option<u64>,
+        reply: Reply,
+    ) -> Result<(), (ReadError, Reply)> {
         let Some(raft) = self.multi.group_mut(g) else {
-            return Err(ReadError::NotLeader { leader: 0 });
+            return Err((ReadError::NotLeader { leader: 0 }, reply));
         };
-        raft.read(ctx, mode)?;
+        let r = match now_nanos {
+            Some(now) => raft.read_at(ctx, mode, now),
+            None => raft.read(ctx, mode),
+        };
+        if let Err(e) = r {
+            return Err((e, reply));
+        }
         self.reads.insert(
             ctx,
             PendingRead {

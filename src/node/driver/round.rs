@@ -1,6 +1,6 @@
-//! Steps 1, 3 and 4 of a round: take the Ready (sending what need not wait and decoding every
-//! received snapshot before any I/O), persist it (resumable on backpressure), and report it
-//! durable.
+//! Steps 1, 3 and 4 of a round: take the Ready (decoding every received snapshot before any
+//! I/O, sending what need not wait and applying the committed entries), persist it (resumable
+//! on backpressure), and report it durable.
 
 use tracing::debug;
 
@@ -25,6 +25,12 @@ struct GroupRound {
     /// The store decoded from the received snapshot, installed with it.
     restored: Option<KvStore>,
     stage: Stage,
+    /// The committed entries [`Driver::begin`] applied (moved out of `rd.committed_entries`,
+    /// so [`Driver::apply`] does not apply them again).
+    applied_early: Vec<Entry>,
+    /// The store's applied index before the round applied anything: the truncation check's
+    /// bound (the entries applied early are the log's new ones, written after the truncation).
+    applied_before: u64,
 }
 
 /// One Ready round in progress.
@@ -53,11 +59,15 @@ impl Round {
             .filter_map(|gr| gr.rd.snapshot.as_ref().map(|s| (gr.g, s)))
     }
 
-    /// The committed entries of the round, by group (the simulator checks them).
+    /// The committed entries of the round, by group, in order (the simulator checks them),
+    /// whether already applied by [`Driver::begin`] or left for [`Driver::apply`].
     pub fn committed(&self) -> impl Iterator<Item = (GroupId, &Entry)> {
-        self.groups
-            .iter()
-            .flat_map(|gr| gr.rd.committed_entries.iter().map(move |e| (gr.g, e)))
+        self.groups.iter().flat_map(|gr| {
+            gr.applied_early
+                .iter()
+                .chain(&gr.rd.committed_entries)
+                .map(move |e| (gr.g, e))
+        })
     }
 
     /// Groups of the round.
@@ -86,7 +96,10 @@ impl Driver<'_> {
     /// Step 1: takes the next Ready of every group (`None` when there is nothing to do). Reads
     /// `now_nanos` (when given) into the Raft cores first: heartbeat rounds started by this Ready
     /// are stamped with it. Refuses the round (the core must stop) if a received snapshot's
-    /// state-machine bytes do not decode; nothing has been written or sent then.
+    /// state-machine bytes do not decode; nothing has been written, sent or applied then. Then
+    /// sends what need not wait and applies the committed entries of every group that did not
+    /// receive a snapshot, answering the writes they decide; an apply invariant broken stops
+    /// the core (the error).
     pub fn begin(
         &mut self,
         now_nanos: Option<u64>,
@@ -137,11 +150,14 @@ impl Driver<'_> {
                 ),
                 None => None,
             };
+            let applied_before = self.shards.get(&g).map_or(0, |s| s.kv.applied_index());
             groups.push(GroupRound {
                 g,
                 rd,
                 restored,
                 stage: Stage::Snapshot,
+                applied_early: Vec::new(),
+                applied_before,
             });
         }
         let mut now = std::mem::take(&mut mr.envelopes);
@@ -151,6 +167,21 @@ impl Driver<'_> {
         }
         if !now.is_empty() {
             net.send(now);
+        }
+        // Committed entries are applied (and the writes they decide answered) now, before the
+        // round's own appends are written: committed means held by a quorum (in DiskFirst the
+        // leader counts itself only once its copy is durable), so neither applying nor
+        // answering waits for this node's storage. A group that received a snapshot applies
+        // after `persist` installed it (its entries follow the snapshot).
+        for gr in &mut groups {
+            if gr.rd.snapshot.is_some() || gr.rd.committed_entries.is_empty() {
+                continue;
+            }
+            let entries = std::mem::take(&mut gr.rd.committed_entries);
+            stats.applied += self.apply_entries(gr.g, &entries, started, net)?;
+            gr.applied_early = entries;
+            // Reads whose index is now applied are served at once too.
+            self.serve_ready_reads(gr.g);
         }
         Ok(Some(Round {
             groups,
@@ -207,8 +238,13 @@ impl Driver<'_> {
                     Stage::Truncate => {
                         if let Some(first) = gr.rd.entries.first().map(|e| e.index) {
                             if storage.last_index(g) >= first {
-                                let applied =
-                                    self.shards.get(&g).map_or(0, |s| s.kv.applied_index());
+                                // Entries applied early in this round are the new ones at
+                                // these indexes, not the stored ones the truncation removes.
+                                let applied = if gr.applied_early.is_empty() {
+                                    self.shards.get(&g).map_or(0, |s| s.kv.applied_index())
+                                } else {
+                                    gr.applied_before
+                                };
                                 check_truncation(first, applied).map_err(|v| failed(g, v))?;
                                 storage
                                     .truncate(g, first)

@@ -141,3 +141,115 @@ fn the_driver_times_leader_and_follower_stages() {
         assert_eq!(s.received_to_answered.count(), 0, "node {f}");
     }
 }
+
+/// One node of one voter over the simulator's storage, driven step by step.
+struct Solo {
+    multi: crate::raft::MultiRaft,
+    shards: std::collections::BTreeMap<u64, super::Shard>,
+    reads: std::collections::HashMap<u64, super::PendingRead>,
+    metrics: crate::node::metrics::CoreMetrics,
+    storage: crate::sim::storage::NodeStorage,
+}
+
+impl Solo {
+    fn new() -> Solo {
+        let mut multi = crate::raft::MultiRaft::new(1);
+        let raft =
+            crate::raft::Raft::new(crate::raft::Config::new(1), Membership::with_voters([1]))
+                .unwrap();
+        multi.add_group(1, raft).unwrap();
+        let mut s = Solo {
+            multi,
+            shards: [(1, super::Shard::new(crate::node::kv::KvStore::new()))].into(),
+            reads: Default::default(),
+            metrics: Default::default(),
+            storage: Default::default(),
+        };
+        s.multi.group_mut(1).unwrap().campaign();
+        while s.full_round() {}
+        s
+    }
+
+    fn d(&mut self) -> super::Driver<'_> {
+        super::Driver::new(
+            &mut self.multi,
+            &mut self.shards,
+            &mut self.reads,
+            &self.metrics,
+        )
+    }
+
+    /// One whole round, made durable at once; false when there was nothing to do.
+    fn full_round(&mut self) -> bool {
+        let mut net: Vec<Envelope> = Vec::new();
+        let mut d = super::Driver::new(
+            &mut self.multi,
+            &mut self.shards,
+            &mut self.reads,
+            &self.metrics,
+        );
+        let Some(mut round) = d.begin(None, &mut net).unwrap() else {
+            return false;
+        };
+        let batch = d.persist(&mut round, &mut self.storage).unwrap();
+        while self.storage.fsync_one() {}
+        assert!(d.on_durable(batch, &mut net).refused.is_none());
+        d.apply(&mut round, &mut net).unwrap();
+        true
+    }
+
+    fn propose(&mut self, k: u8) -> (u64, super::ReplyReceiver) {
+        let cmd = crate::node::kv::Command {
+            client_id: 0,
+            seq: 0,
+            op: crate::node::kv::WriteOp::Put {
+                key: vec![k],
+                value: vec![k; 4],
+            },
+        };
+        let (tx, rx) = super::reply_channel();
+        let i = self.d().propose(1, cmd.encode_shared(), tx).unwrap();
+        (i, rx)
+    }
+}
+
+/// Committed entries are applied, and the writes they decide answered, as the round begins:
+/// before the round's own new entries reach the storage, which they do not wait for.
+#[test]
+fn committed_writes_are_answered_before_the_round_persists() {
+    let mut s = Solo::new();
+    assert_eq!(s.multi.group(1).unwrap().role(), crate::raft::Role::Leader);
+    // The first write's entry is persisted and made durable; the lone voter then commits it.
+    let (i1, mut a1) = s.propose(1);
+    assert!(s.full_round());
+    assert!(matches!(a1.try_recv(), Ok(None)), "answered before commit");
+    assert_eq!(s.multi.group(1).unwrap().log().committed(), i1);
+    // The next round carries the first write committed and a second write's entry to persist.
+    let (i2, mut a2) = s.propose(2);
+    let mut net: Vec<Envelope> = Vec::new();
+    let mut d = s.d();
+    let mut round = d.begin(None, &mut net).unwrap().unwrap();
+    let got = a1.try_recv().unwrap().unwrap();
+    assert!(
+        matches!(got, Ok(crate::node::request::ClientReply::Applied(_))),
+        "{got:?}"
+    );
+    assert_eq!(s.shards[&1].kv.applied_index(), i1);
+    assert!(s.storage.last_index(1) < i2, "not yet persisted");
+    assert!(matches!(a2.try_recv(), Ok(None)));
+    assert_eq!(round.stats().applied, 1);
+    // The rest of the round applies nothing twice; the second write is answered later.
+    let mut d = super::Driver::new(&mut s.multi, &mut s.shards, &mut s.reads, &s.metrics);
+    let batch = d.persist(&mut round, &mut s.storage).unwrap();
+    while s.storage.fsync_one() {}
+    assert!(d.on_durable(batch, &mut net).refused.is_none());
+    d.apply(&mut round, &mut net).unwrap();
+    assert_eq!(round.stats().applied, 1);
+    assert_eq!(round.committed().count(), 1);
+    while s.full_round() {}
+    assert!(matches!(
+        a2.try_recv(),
+        Ok(Some(Ok(crate::node::request::ClientReply::Applied(_))))
+    ));
+    assert_eq!(s.shards[&1].kv.applied_index(), i2);
+}

@@ -26,7 +26,11 @@
 //! Counts of a transaction are bounded by [`MAX_TXN_COMPARES`] and [`MAX_TXN_OPS`] (checked
 //! by [`Command::check_sizes`], at admission and again at apply).
 //! [`Command::encoded_len`] is exact, so admission can check a write's full size before
-//! encoding it; [`Command::encode`] writes into one buffer of exactly that size.
+//! encoding it; [`Command::encode`] writes into one buffer of exactly that size, and
+//! [`Command::encode_shared`] into the shared buffer a Raft entry carries.
+
+use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use ringraft_net::message as wire;
 use wire::{Txn, TxnCheck, TxnCompare, TxnOp};
@@ -316,8 +320,43 @@ impl Command {
     /// [`Command::encoded_len`] bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(COMMAND_VERSION);
-        out.push(match self.op {
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encodes the command straight into the shared buffer a Raft entry carries (its
+    /// `Arc<[u8]>`, which the log, the WAL append and the envelopes to followers all share):
+    /// one allocation of exactly [`Command::encoded_len`] bytes and one copy of each key and
+    /// value, where [`Command::encode`] then `Arc::from` would copy the whole command twice.
+    pub fn encode_shared(&self) -> Arc<[u8]> {
+        let len = self.encoded_len();
+        let mut buf = Arc::<[u8]>::new_uninit_slice(len);
+        let filled = match Arc::get_mut(&mut buf) {
+            Some(dst) => {
+                let mut fill = Fill {
+                    buf: dst,
+                    pos: 0,
+                    overflow: false,
+                };
+                self.encode_into(&mut fill);
+                !fill.overflow && fill.pos == len
+            }
+            // A buffer just allocated has no other owner.
+            None => false,
+        };
+        if !filled {
+            // Unreachable while `encoded_len` is exact (the codec tests check it); never hand
+            // out a partly written buffer.
+            return Arc::from(self.encode());
+        }
+        // SAFETY: `Fill` writes only at its position, front to back, and never past the end;
+        // it reached `len` without an overflow, so every byte of the buffer is initialized.
+        unsafe { buf.assume_init() }
+    }
+
+    fn encode_into(&self, out: &mut impl Sink) {
+        out.byte(COMMAND_VERSION);
+        out.byte(match self.op {
             WriteOp::Put { .. } => OP_PUT,
             WriteOp::Delete { .. } => OP_DELETE,
             WriteOp::CasValue { .. } => OP_CAS_VALUE,
@@ -330,55 +369,54 @@ impl Command {
             WriteOp::LeaseRevoke { .. } => OP_LEASE_REVOKE,
             WriteOp::LeaseExpire { .. } => OP_LEASE_EXPIRE,
         });
-        out.extend_from_slice(&self.client_id.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.put(&self.client_id.to_le_bytes());
+        out.put(&self.seq.to_le_bytes());
         match &self.op {
             WriteOp::Put { key, value } => {
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
+                put_slice(out, key);
+                put_slice(out, value);
             }
-            WriteOp::Delete { key } => put_bytes(&mut out, key),
+            WriteOp::Delete { key } => put_slice(out, key),
             WriteOp::CasValue { key, expected, new } => {
-                put_bytes(&mut out, key);
-                out.push(u8::from(expected.is_some()));
-                put_bytes(&mut out, expected.as_deref().unwrap_or(&[]));
-                put_bytes(&mut out, new);
+                put_slice(out, key);
+                out.byte(u8::from(expected.is_some()));
+                put_slice(out, expected.as_deref().unwrap_or(&[]));
+                put_slice(out, new);
             }
             WriteOp::CasVersion {
                 key,
                 expected_version,
                 new,
             } => {
-                put_bytes(&mut out, key);
-                out.extend_from_slice(&expected_version.to_le_bytes());
-                put_bytes(&mut out, new);
+                put_slice(out, key);
+                out.put(&expected_version.to_le_bytes());
+                put_slice(out, new);
             }
             WriteOp::Noop => {}
-            WriteOp::Txn(t) => encode_txn(&mut out, t),
+            WriteOp::Txn(t) => encode_txn(out, t),
             WriteOp::PutLease {
                 key,
                 value,
                 lease,
                 ttl_ms,
             } => {
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
-                out.extend_from_slice(&lease.to_le_bytes());
-                out.extend_from_slice(&ttl_ms.to_le_bytes());
+                put_slice(out, key);
+                put_slice(out, value);
+                out.put(&lease.to_le_bytes());
+                out.put(&ttl_ms.to_le_bytes());
             }
             WriteOp::LeaseGrant { id, ttl_ms } => {
-                out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&ttl_ms.to_le_bytes());
+                out.put(&id.to_le_bytes());
+                out.put(&ttl_ms.to_le_bytes());
             }
             WriteOp::LeaseKeepAlive { id } | WriteOp::LeaseRevoke { id } => {
-                out.extend_from_slice(&id.to_le_bytes())
+                out.put(&id.to_le_bytes())
             }
             WriteOp::LeaseExpire { id, refreshed } => {
-                out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&refreshed.to_le_bytes());
+                out.put(&id.to_le_bytes());
+                out.put(&refreshed.to_le_bytes());
             }
         }
-        out
     }
 
     /// Decodes a command; trailing bytes are an error.
@@ -552,48 +590,48 @@ fn txn_len(t: &Txn) -> usize {
 }
 
 /// Appends a count bounded by the transaction limits (far below `u32::MAX`).
-fn put_count(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(&(n as u32).to_le_bytes());
+fn put_count(out: &mut impl Sink, n: usize) {
+    out.put(&(n as u32).to_le_bytes());
 }
 
-fn encode_ops(out: &mut Vec<u8>, ops: &[TxnOp]) {
+fn encode_ops(out: &mut impl Sink, ops: &[TxnOp]) {
     put_count(out, ops.len());
     for op in ops {
         match op {
             TxnOp::Put { key, value } => {
-                out.push(1);
-                put_bytes(out, key);
-                put_bytes(out, value);
+                out.byte(1);
+                put_slice(out, key);
+                put_slice(out, value);
             }
             TxnOp::Delete { key } => {
-                out.push(2);
-                put_bytes(out, key);
+                out.byte(2);
+                put_slice(out, key);
             }
             TxnOp::Get { key } => {
-                out.push(3);
-                put_bytes(out, key);
+                out.byte(3);
+                put_slice(out, key);
             }
         }
     }
 }
 
-fn encode_txn(out: &mut Vec<u8>, t: &Txn) {
+fn encode_txn(out: &mut impl Sink, t: &Txn) {
     put_count(out, t.compares.len());
     for c in &t.compares {
-        put_bytes(out, &c.key);
+        put_slice(out, &c.key);
         match &c.check {
-            TxnCheck::Value(None) => out.push(1),
+            TxnCheck::Value(None) => out.byte(1),
             TxnCheck::Value(Some(v)) => {
-                out.push(2);
-                put_bytes(out, v);
+                out.byte(2);
+                put_slice(out, v);
             }
             TxnCheck::Version(v) => {
-                out.push(3);
-                out.extend_from_slice(&v.to_le_bytes());
+                out.byte(3);
+                out.put(&v.to_le_bytes());
             }
             TxnCheck::Exists(e) => {
-                out.push(4);
-                out.push(u8::from(*e));
+                out.byte(4);
+                out.byte(u8::from(*e));
             }
         }
     }
@@ -658,8 +696,55 @@ fn decode_txn(r: &mut Reader<'_>) -> Result<Txn, CodecError> {
 /// Appends `b` with its u32 length. Lengths are bounded by the key and value ceilings (far
 /// below `u32::MAX`).
 pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
+    put_slice(out, b);
+}
+
+/// [`put_bytes`] into any [`Sink`].
+fn put_slice(out: &mut impl Sink, b: &[u8]) {
+    out.put(&(b.len() as u32).to_le_bytes());
+    out.put(b);
+}
+
+/// Where a command's encoding goes: a growable vector, or a shared buffer of exactly its
+/// length ([`Fill`]).
+trait Sink {
+    fn put(&mut self, b: &[u8]);
+    fn byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
+/// Writes a fixed-length, not yet initialized buffer front to back; a write past its end is
+/// dropped and remembered (`overflow`), so `[0, pos)` is always exactly what was written.
+struct Fill<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    pos: usize,
+    overflow: bool,
+}
+
+impl Sink for Fill<'_> {
+    fn put(&mut self, b: &[u8]) {
+        let dst = self
+            .pos
+            .checked_add(b.len())
+            .and_then(|end| self.buf.get_mut(self.pos..end));
+        match dst {
+            Some(dst) => {
+                dst.write_copy_of_slice(b);
+                self.pos += b.len();
+            }
+            None => self.overflow = true,
+        }
+    }
 }
 
 /// A bounds-checked little-endian reader.

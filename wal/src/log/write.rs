@@ -16,7 +16,7 @@ use crate::group_index::EntryLoc;
 use crate::hard_state::{HardState, HARD_STATE_BYTES};
 use crate::options::WriteMode;
 use crate::record::{
-    encode_header, record_bytes, RecordHeader, RecordKind, CHECKPOINT_PAYLOAD_BYTES,
+    encode_header_parts, parts_len, record_bytes, RecordHeader, RecordKind, CHECKPOINT_PAYLOAD_BYTES,
     RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
 };
 use crate::segment::{Segment, SEGMENT_HEADER_BYTES};
@@ -24,6 +24,8 @@ use crate::segment::{Segment, SEGMENT_HEADER_BYTES};
 use super::{SegMeta, Wal, MAX_INDEX};
 
 const ZERO_PAD: [u8; RECORD_ALIGN_BYTES] = [0u8; RECORD_ALIGN_BYTES];
+/// Payload parts an append gathers on the stack (an entry's kind byte and data need two).
+const INLINE_PAYLOAD_PARTS: usize = 4;
 
 /// Truncate/Purge records the end of every segment keeps room for. Freeing space takes a Purge
 /// record (durable before any segment is deleted), so without this reserve a full active
@@ -47,10 +49,24 @@ impl Wal {
     /// (nothing written) when `max_buffered_entries` records are not yet durable or the stage
     /// is full, and with [`Error::Poisoned`] after any failed sync or write.
     pub fn append(&mut self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
+        self.append_parts(group, index, term, &[payload])
+    }
+
+    /// [`Wal::append`] of a payload given as consecutive `parts` (a gathered write: the record
+    /// is the same as for their concatenation, which the caller need not build). The parts are
+    /// copied once, into the stage or the map.
+    pub fn append_parts(
+        &mut self,
+        group: u64,
+        index: u64,
+        term: u64,
+        parts: &[&[u8]],
+    ) -> Result<Lsn> {
         self.check_writable()?;
-        if payload.len() > self.opts.max_payload_bytes {
+        let payload_len = parts_len(parts);
+        if payload_len > self.opts.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
-                len: payload.len(),
+                len: payload_len,
                 max: self.opts.max_payload_bytes,
             });
         }
@@ -62,8 +78,8 @@ impl Wal {
                 expected,
             });
         }
-        self.check_backpressure(payload.len())?;
-        let (seq, off, lsn) = self.write_record(
+        self.check_backpressure(payload_len)?;
+        let (seq, off, lsn) = self.write_record_parts(
             RecordHeader {
                 lsn: 0,
                 group,
@@ -71,7 +87,7 @@ impl Wal {
                 index,
                 kind: RecordKind::Entry,
             },
-            payload,
+            parts,
         )?;
         self.groups
             .entry(group)
@@ -80,7 +96,7 @@ impl Wal {
             .push_back(EntryLoc {
                 seq,
                 offset: off as u32,
-                len: payload.len() as u32,
+                len: payload_len as u32,
                 term,
                 lsn,
             });
@@ -200,7 +216,16 @@ impl Wal {
     /// when the next segment cannot be prepared (no space, or `max_segments` reached). Only a
     /// record larger than what a fresh segment holds besides the reserve eats into it.
     fn write_record(&mut self, h: RecordHeader, payload: &[u8]) -> Result<(u64, usize, Lsn)> {
-        let need = record_bytes(payload.len());
+        self.write_record_parts(h, &[payload])
+    }
+
+    /// [`Self::write_record`] of a payload given in consecutive parts.
+    fn write_record_parts(
+        &mut self,
+        h: RecordHeader,
+        parts: &[&[u8]],
+    ) -> Result<(u64, usize, Lsn)> {
+        let need = record_bytes(parts_len(parts));
         let keep = match h.kind {
             RecordKind::Truncate | RecordKind::Purge => 0,
             _ => drop_reserve_bytes(self.opts.segment_bytes),
@@ -209,7 +234,7 @@ impl Wal {
         if need.saturating_add(keep) > room {
             self.roll(need)?;
         }
-        Ok(self.write_in_active(h, payload))
+        Ok(self.write_in_active(h, parts))
     }
 
     pub(super) fn active(&self) -> &Arc<Segment> {
@@ -219,18 +244,34 @@ impl Wal {
         }
     }
 
-    fn write_in_active(&mut self, mut h: RecordHeader, payload: &[u8]) -> (u64, usize, Lsn) {
+    fn write_in_active(&mut self, mut h: RecordHeader, payload: &[&[u8]]) -> (u64, usize, Lsn) {
         let lsn = self.next_lsn;
         h.lsn = lsn;
-        let need = record_bytes(payload.len());
-        let pad = need - RECORD_HEADER_BYTES - payload.len();
-        let hdr = encode_header(&h, payload);
+        let payload_len = parts_len(payload);
+        let need = record_bytes(payload_len);
+        let pad = need - RECORD_HEADER_BYTES - payload_len;
+        let hdr = encode_header_parts(&h, payload);
         let off = self.active_off;
         let seg = self.active();
-        let parts: [&[u8]; 3] = [&hdr, payload, &ZERO_PAD[..pad]];
+        // Header, payload parts and padding, gathered on the stack (a longer list, which no
+        // caller here makes, goes through a vector).
+        let mut inline: [&[u8]; INLINE_PAYLOAD_PARTS + 2] = [&[]; INLINE_PAYLOAD_PARTS + 2];
+        let heap: Vec<&[u8]>;
+        let parts: &[&[u8]] = if payload.len() <= INLINE_PAYLOAD_PARTS {
+            inline[0] = &hdr;
+            inline[1..=payload.len()].copy_from_slice(payload);
+            inline[payload.len() + 1] = &ZERO_PAD[..pad];
+            &inline[..payload.len() + 2]
+        } else {
+            heap = std::iter::once(&hdr[..])
+                .chain(payload.iter().copied())
+                .chain(std::iter::once(&ZERO_PAD[..pad]))
+                .collect();
+            &heap
+        };
         match self.opts.write_mode {
-            WriteMode::Mmap => seg.write_parts(off, &parts),
-            WriteMode::Pwrite => self.shared.stage(seg, off, &parts),
+            WriteMode::Mmap => seg.write_parts(off, parts),
+            WriteMode::Pwrite => self.shared.stage(seg, off, parts),
         }
         seg.publish(off + need);
         let seq = seg.seq;
@@ -296,7 +337,7 @@ impl Wal {
                 index: first,
                 kind: RecordKind::Checkpoint,
             };
-            self.write_in_active(h, &last.to_le_bytes());
+            self.write_in_active(h, &[&last.to_le_bytes()]);
             if let Some(hs) = hs {
                 let h = RecordHeader {
                     lsn: 0,
@@ -305,7 +346,7 @@ impl Wal {
                     index: hs.commit,
                     kind: RecordKind::HardState,
                 };
-                self.write_in_active(h, &hs.encode());
+                self.write_in_active(h, &[&hs.encode()]);
             }
         }
         let end = self.next_lsn - 1;

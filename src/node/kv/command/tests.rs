@@ -68,6 +68,8 @@ proptest! {
         let cmd = Command { client_id: c, seq: s, op };
         let b = cmd.encode();
         prop_assert_eq!(b.len(), cmd.encoded_len());
+        // The shared encoding is the same bytes, written in place.
+        prop_assert_eq!(&cmd.encode_shared()[..], &b[..]);
         prop_assert_eq!(Command::decode(&b).unwrap(), cmd);
     }
 
@@ -75,4 +77,22 @@ proptest! {
     fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = Command::decode(&bytes);
     }
+}
+
+#[test]
+fn a_fill_never_writes_past_its_buffer() {
+    // The in-place encoder drops a write that does not fit and remembers it, so a wrong
+    // `encoded_len` can never lead to handing out a partly written shared buffer.
+    let mut buf = [std::mem::MaybeUninit::new(0u8); 4];
+    let mut f = Fill {
+        buf: &mut buf,
+        pos: 0,
+        overflow: false,
+    };
+    f.put(&[1, 2, 3]);
+    f.put(&[4, 5]);
+    assert!(f.overflow);
+    assert_eq!(f.pos, 3);
+    f.byte(9);
+    assert_eq!(f.pos, 4);
 }
