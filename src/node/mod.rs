@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod deadline;
 pub mod driver;
 pub mod forward;
 pub mod frame_api;

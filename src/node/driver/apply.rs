@@ -83,7 +83,7 @@ impl Driver<'_> {
             shard.watch.on_entry(
                 e.index,
                 result.as_ref().map(|r| Applied {
-                    data: &e.data[..],
+                    data: &e.data,
                     result: r,
                     dropped: &dropped,
                 }),

@@ -195,12 +195,12 @@ impl Drop for InflightGuard {
 
 async fn wait_reply(ctx: &CoreCtx, rx: ReplyReceiver) -> ClientResult {
     let timeout = Duration::from_millis(ctx.cfg.network.request_timeout_ms);
-    match glommio::timer::timeout(timeout, async { Ok(rx.await.ok()) }).await {
-        Ok(Some(r)) => r,
+    match crate::node::deadline::within(timeout, rx).await {
+        Some(Ok(r)) => r,
         // The core dropped the request without answering (it stopped): a write may have been
         // proposed.
-        Ok(None) => Err(ClientError::LeadershipLost),
-        Err(_) => {
+        Some(Err(_)) => Err(ClientError::LeadershipLost),
+        None => {
             ctx.st.borrow().metrics.error(ErrorKind::Timeout);
             Err(ClientError::Timeout)
         }

@@ -12,11 +12,12 @@
 //! (a snapshot was installed) resets the history at the snapshot's index and cancels, as
 //! compacted, every watcher that had not covered it.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::events::{events_of, Applied};
+use super::events::{derive, events_of, shape_of, Applied};
 use super::{event_bytes, History, WatchCancel, WatchEvent, WatchFilter};
 use crate::node::limits::{
     WATCH_BATCH_MAX_BYTES, WATCH_BATCH_MAX_EVENTS, WATCH_MAX_PER_SHARD, WATCH_PROGRESS_INTERVAL_MS,
@@ -166,16 +167,29 @@ impl WatchHub {
         });
     }
 
-    /// Records the entry at `index` (what applying it did, for a normal entry).
+    /// Records the entry at `index` (what applying it did, for a normal entry). A single-key
+    /// change goes into the history as its command bytes (shared, not copied) and is decoded
+    /// into an event only when some watcher is registered; with none, this allocates nothing.
     pub fn on_entry(&mut self, index: u64, applied: Option<Applied<'_>>) {
         self.sync(index.saturating_sub(1));
-        if let Some(applied) = applied {
-            for e in events_of(index, applied) {
-                let e = Arc::new(e);
-                self.history.push(e.clone());
+        let shape = applied.and_then(|a| shape_of(index, a.result, a.dropped).map(|s| (a, s)));
+        if let Some((applied, shape)) = shape {
+            if shape.single() {
                 if !self.watchers.is_empty() {
-                    self.round.push(e);
+                    let events = derive(index, shape, applied.data, None);
+                    self.round.extend(events.into_iter().map(Arc::new));
                 }
+                self.history
+                    .push_command(index, applied.data.clone(), shape);
+            } else {
+                let events: Vec<Arc<WatchEvent>> = events_of(index, applied)
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect();
+                if !self.watchers.is_empty() {
+                    self.round.extend(events.iter().cloned());
+                }
+                self.history.push_events(index, events);
             }
         }
         self.history.observe(index);
@@ -292,9 +306,9 @@ impl WatchHub {
 /// Queues for `w` the events of `events` (revision order, all above `w.covered`) that match
 /// its filter, in batches within the batch bounds, the last one covering through `last`.
 /// Returns false when the watcher was cancelled as too slow.
-fn deliver<'a>(
+fn deliver<E: Borrow<Arc<WatchEvent>>>(
     w: &mut Watcher,
-    events: impl Iterator<Item = &'a Arc<WatchEvent>>,
+    events: impl Iterator<Item = E>,
     last: u64,
     now: Instant,
     limits: QueueLimits,
@@ -316,7 +330,11 @@ fn deliver<'a>(
     };
     let mut batch: Vec<Arc<WatchEvent>> = Vec::new();
     let mut bytes = 0usize;
-    for e in events.filter(|e| filter.matches(&e.key)) {
+    for e in events {
+        let e = e.borrow();
+        if !filter.matches(&e.key) {
+            continue;
+        }
         let rev_changes = batch.last().is_some_and(|b| b.revision != e.revision);
         if rev_changes && (batch.len() >= WATCH_BATCH_MAX_EVENTS || bytes >= WATCH_BATCH_MAX_BYTES)
         {
