@@ -30,8 +30,8 @@ use ringraft_net::tls::certgen::CertAuthority;
 use ringraft_net::tls::{CertIdentity, Role, TlsConfig, TlsOptions};
 use rkyv::util::AlignedVec;
 use support::{
-    append_entries, client_config, echo_secs, median, parse_out, stream_secs, write_report, Server,
-    ECHO_WINDOW, FRAMES_PER_WRITE, MAX_FRAME_BYTES,
+    append_entries, client_config, cores, echo_secs, median, parse_out, stream_secs, write_report,
+    Server, ECHO_WINDOW, FRAMES_PER_WRITE, MAX_FRAME_BYTES,
 };
 
 const CLUSTER: u64 = 0x7153;
@@ -193,9 +193,7 @@ fn main() -> Result<(), Box<dyn Error>> {
          Medians of {REPS} repetitions, plaintext and TLS interleaved in each. TLS: 1.3, mutual \
          (ECDSA P-256 node and client certificates), rustls with the `ring` provider. Blocking \
          client → glommio listener on 127.0.0.1; both ends share this machine's cores.",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        cores(),
         started.elapsed().as_secs_f64()
     )?;
     writeln!(md)?;

@@ -248,6 +248,11 @@ pub fn echo_secs(c: &mut BlockingClient, rounds: u64) -> Result<f64, Box<dyn Err
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// CPUs this process may run on (0 when unknown), for the report's header.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
 /// The `--out PATH` argument of benchmark `name`.
 pub fn parse_out(name: &str) -> Result<String, Box<dyn Error>> {
     let mut args = std::env::args().skip(1);

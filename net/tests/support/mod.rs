@@ -5,6 +5,8 @@
 //! when [`Server`] is dropped. Each test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod echo;
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
