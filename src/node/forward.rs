@@ -251,16 +251,13 @@ async fn exchange<M: ringraft_net::message::Encode>(
         )));
     }
     let ms = ctx.cfg.network.request_timeout_ms;
-    let got = glommio::timer::timeout(Duration::from_millis(ms), async {
-        Ok(rx.recv_async().await.ok())
-    })
-    .await;
+    let got = crate::node::deadline::within(Duration::from_millis(ms), rx.recv_async()).await;
     Ok(match got {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(ClientError::ForwardBroken(format!(
+        Some(Ok(m)) => Ok(m),
+        Some(Err(_)) => Err(ClientError::ForwardBroken(format!(
             "the link to the leader (node {leader}) closed before its answer"
         ))),
-        Err(_) => Err(ClientError::ForwardBroken(format!(
+        None => Err(ClientError::ForwardBroken(format!(
             "no answer from the leader (node {leader}) within {ms} ms"
         ))),
     })

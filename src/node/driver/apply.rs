@@ -73,8 +73,8 @@ impl Driver<'_> {
             return Ok(0);
         };
         let mut membership_changed = false;
+        self.metrics.entries_committed.add(entries.len() as u64);
         for e in entries {
-            self.metrics.entries_committed.inc();
             let result =
                 apply_entry(&mut shard.kv, e, committed).map_err(|v| format!("shard {g}: {v}"))?;
             // The watch history sees every entry (a gap means a snapshot was installed); its
@@ -89,7 +89,6 @@ impl Driver<'_> {
                 }),
             );
             membership_changed |= e.kind == EntryKind::Config;
-            self.metrics.entries_applied.inc();
             // The clock is read once per entry that decides a write, and never otherwise (the
             // simulator runs this path millions of times).
             let applied_at = shard
@@ -135,6 +134,7 @@ impl Driver<'_> {
                 }
             }
         }
+        self.metrics.entries_applied.add(entries.len() as u64);
         shard.watch.flush();
         if membership_changed {
             net.membership_changed(g);
