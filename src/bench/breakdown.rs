@@ -15,31 +15,31 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// The histogram family the nodes publish the stages in.
-pub const STAGE_METRIC: &str = "ringraft_write_stage_seconds";
+pub(crate) const STAGE_METRIC: &str = "ringraft_write_stage_seconds";
 /// The counter of writes committed before the leader's own sync covering them completed.
-pub const COMMIT_FIRST_METRIC: &str = "ringraft_write_commit_before_local_durable_total";
+pub(crate) const COMMIT_FIRST_METRIC: &str = "ringraft_write_commit_before_local_durable_total";
 /// Largest `/metrics` answer read (a node's whole exposition is tens of KiB).
-pub const MAX_METRICS_BYTES: usize = 16 << 20;
+pub(crate) const MAX_METRICS_BYTES: usize = 16 << 20;
 /// Connect, read and write timeout of one scrape.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One stage's histogram: cumulative counts by upper bound (seconds), and the sum.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StageHist {
+pub(crate) struct StageHist {
     /// (upper bound in seconds, cumulative count), ascending; +Inf last as `f64::INFINITY`.
-    pub buckets: Vec<(f64, u64)>,
+    pub(crate) buckets: Vec<(f64, u64)>,
     /// Sum of the observed seconds.
-    pub sum: f64,
+    pub(crate) sum: f64,
 }
 
 impl StageHist {
     /// Observations.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.buckets.last().map_or(0, |b| b.1)
     }
 
     /// What `self` (later) added over `before` (earlier); buckets both lack are dropped.
-    pub fn minus(&self, before: &StageHist) -> StageHist {
+    pub(crate) fn minus(&self, before: &StageHist) -> StageHist {
         let buckets = self
             .buckets
             .iter()
@@ -60,7 +60,7 @@ impl StageHist {
 
     /// The q-quantile in seconds (0 when empty), interpolated linearly inside its bucket; a
     /// rank in the +Inf bucket reads as the largest finite bound.
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         let n = self.count();
         if n == 0 {
             return 0.0;
@@ -89,13 +89,13 @@ impl StageHist {
 
 /// What one scrape found: the stage histograms by stage label, and the commit-first counter.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Scrape {
+pub(crate) struct Scrape {
     /// By stage label.
-    pub stages: BTreeMap<String, StageHist>,
+    pub(crate) stages: BTreeMap<String, StageHist>,
     /// Writes committed before the leader's own sync covering them completed.
-    pub commit_first: u64,
+    pub(crate) commit_first: u64,
     /// Writes applied (sum of the proposals counter), for the share above.
-    pub proposals: u64,
+    pub(crate) proposals: u64,
 }
 
 fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
@@ -106,7 +106,7 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 
 /// Parses the stage histograms and counters out of a Prometheus text exposition; lines it
 /// does not know are skipped.
-pub fn parse(text: &str) -> Scrape {
+pub(crate) fn parse(text: &str) -> Scrape {
     let mut out = Scrape::default();
     for line in text.lines() {
         if line.starts_with('#') {
@@ -159,7 +159,7 @@ pub fn parse(text: &str) -> Scrape {
 }
 
 /// Reads `http://<endpoint>/metrics` (plain HTTP/1.1, `Connection: close`).
-pub fn scrape(endpoint: &str) -> Result<String, String> {
+pub(crate) fn scrape(endpoint: &str) -> Result<String, String> {
     let addr = endpoint
         .to_socket_addrs()
         .map_err(|e| format!("{endpoint}: {e}"))?
@@ -195,7 +195,7 @@ pub fn scrape(endpoint: &str) -> Result<String, String> {
 }
 
 /// Every endpoint's scrape (an endpoint that fails is reported and left out).
-pub fn scrape_all(endpoints: &[String]) -> Vec<(String, Option<Scrape>)> {
+pub(crate) fn scrape_all(endpoints: &[String]) -> Vec<(String, Option<Scrape>)> {
     endpoints
         .iter()
         .map(|e| match scrape(e) {
@@ -215,7 +215,10 @@ fn us(s: f64) -> String {
 /// The Markdown table of what the measured phase added on each node: per stage the count,
 /// p50, p99 and mean (µs), then per node the share of writes committed before the leader's
 /// own sync finished.
-pub fn table(before: &[(String, Option<Scrape>)], after: &[(String, Option<Scrape>)]) -> String {
+pub(crate) fn table(
+    before: &[(String, Option<Scrape>)],
+    after: &[(String, Option<Scrape>)],
+) -> String {
     let mut o = String::from(
         "| node | stage | count | p50 µs | p99 µs | mean µs |\n|---|---|---|---|---|---|\n",
     );

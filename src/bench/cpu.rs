@@ -3,7 +3,7 @@
 //! name, in clock ticks (`sysconf(_SC_CLK_TCK)`). Owned by the client.
 
 /// User plus system CPU time of `pid` in microseconds.
-pub fn process_cpu_us(pid: u32) -> Result<u64, String> {
+pub(crate) fn process_cpu_us(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     parse_stat_cpu_ticks(&text)
@@ -12,7 +12,7 @@ pub fn process_cpu_us(pid: u32) -> Result<u64, String> {
 }
 
 /// utime + stime, in ticks, of one `/proc/<pid>/stat` line.
-pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): utime is field 14, stime field 15.
@@ -32,7 +32,7 @@ fn clock_ticks_per_s() -> u64 {
 }
 
 /// Summed CPU microseconds of `pids`.
-pub fn total_cpu_us(pids: &[u32]) -> Result<u64, String> {
+pub(crate) fn total_cpu_us(pids: &[u32]) -> Result<u64, String> {
     pids.iter().map(|p| process_cpu_us(*p)).sum()
 }
 

@@ -14,11 +14,11 @@
 //! [`report::Summary`]; `--percentiles FILE` writes the distribution as CSV, `--svg FILE` a plot.
 //! Owned by the client.
 
-pub mod breakdown;
-pub mod cpu;
-pub mod report;
-pub mod run;
-pub mod workload;
+pub(crate) mod breakdown;
+pub(crate) mod cpu;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,97 +27,97 @@ use crate::cli::ConsistencyArg;
 use workload::WorkloadKind;
 
 /// Most connections (clients) one run opens.
-pub const MAX_CONNECTIONS: usize = 1_024;
+pub(crate) const MAX_CONNECTIONS: usize = 1_024;
 /// Most requests in flight in total.
-pub const MAX_INFLIGHT: usize = 65_536;
+pub(crate) const MAX_INFLIGHT: usize = 65_536;
 /// Measured duration when neither `--total` nor `--duration` is given.
-pub const DEFAULT_DURATION_S: f64 = 10.0;
+pub(crate) const DEFAULT_DURATION_S: f64 = 10.0;
 /// Read ratio of mixed and hot-key unless `--read-ratio` is given.
-pub const DEFAULT_READ_RATIO: f64 = 0.5;
+pub(crate) const DEFAULT_READ_RATIO: f64 = 0.5;
 /// Longest duration or warmup accepted, in seconds.
-pub const MAX_DURATION_S: f64 = 86_400.0;
+pub(crate) const MAX_DURATION_S: f64 = 86_400.0;
 
 /// `ringraft bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Workload.
     #[arg(value_enum, default_value_t = WorkloadKind::Put)]
-    pub workload: WorkloadKind,
+    pub(crate) workload: WorkloadKind,
     /// Consistency of the reads.
     #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
-    pub consistency: ConsistencyArg,
+    pub(crate) consistency: ConsistencyArg,
     /// Fraction of reads in mixed and hot-key (default 0.5).
     #[arg(long)]
-    pub read_ratio: Option<f64>,
+    pub(crate) read_ratio: Option<f64>,
     /// Connections (each a client with one connection per node).
     #[arg(long, default_value_t = 1)]
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Requests in flight in total (spread over the connections).
     #[arg(long, default_value_t = 1)]
-    pub inflight: usize,
+    pub(crate) inflight: usize,
     /// Measured requests (instead of --duration).
     #[arg(long, conflicts_with = "duration")]
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// Measured seconds (default 10 unless --total is given).
     #[arg(long)]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Unmeasured seconds before the measurement.
     #[arg(long, default_value_t = 1.0)]
-    pub warmup: f64,
+    pub(crate) warmup: f64,
     /// Key size in bytes.
     #[arg(long, default_value_t = 8)]
-    pub key_size: usize,
+    pub(crate) key_size: usize,
     /// Value size in bytes.
     #[arg(long, default_value_t = 256)]
-    pub value_size: usize,
+    pub(crate) value_size: usize,
     /// Distinct keys (default 10000; hot-key: 8).
     #[arg(long)]
-    pub key_space: Option<u64>,
+    pub(crate) key_space: Option<u64>,
     /// Open loop at this many requests per second (coordinated omission corrected).
     #[arg(long)]
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Print one JSON line instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Write the latency percentile distribution as CSV here.
     #[arg(long)]
-    pub percentiles: Option<PathBuf>,
+    pub(crate) percentiles: Option<PathBuf>,
     /// Write a latency-by-percentile plot (SVG) here.
     #[arg(long)]
-    pub svg: Option<PathBuf>,
+    pub(crate) svg: Option<PathBuf>,
     /// Record the measured operations as a checker history (JSON lines) here.
     #[arg(long)]
-    pub history: Option<PathBuf>,
+    pub(crate) history: Option<PathBuf>,
     /// Do not load the key space before read workloads.
     #[arg(long)]
-    pub no_preload: bool,
+    pub(crate) no_preload: bool,
     /// No progress line.
     #[arg(long)]
-    pub no_progress: bool,
+    pub(crate) no_progress: bool,
     /// PIDs of the cluster's node processes (comma-separated, same machine): adds their CPU
     /// time per successful request during the measured phase as `node_cpu_us_per_op`.
     #[arg(long, value_delimiter = ',')]
-    pub cpu_pids: Vec<u32>,
+    pub(crate) cpu_pids: Vec<u32>,
     /// Where the measured writes' time went: every node's /metrics is read before and after
     /// the measured phase and the per-stage p50/p99 table is printed before the result (or
     /// written to FILE when given).
     #[arg(long, num_args = 0..=1, value_name = "FILE")]
-    pub breakdown: Option<Option<PathBuf>>,
+    pub(crate) breakdown: Option<Option<PathBuf>>,
     /// Plot mode, no load: draw `NAME=FILE` percentile CSVs (as written by --percentiles) into
     /// the --svg file, one line each (repeatable).
     #[arg(long, requires = "svg")]
-    pub plot_series: Vec<String>,
+    pub(crate) plot_series: Vec<String>,
     /// Title of the plot.
     #[arg(long)]
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
 }
 
 impl BenchArgs {
     /// Checks the load options; the message names the option.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(format!(
                 "--connections {}: must be 1 to {MAX_CONNECTIONS}",

@@ -9,57 +9,57 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Highest latency the histogram tracks (larger values are clamped to it).
-pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
+pub(crate) const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// Significant digits the histogram keeps.
-pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
+pub(crate) const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 /// Percentile ticks per halving of the distance to 100% in the distribution output.
-pub const PERCENTILE_TICKS_PER_HALF_DISTANCE: u32 = 5;
+pub(crate) const PERCENTILE_TICKS_PER_HALF_DISTANCE: u32 = 5;
 
 /// A latency histogram in nanoseconds.
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, MAX_LATENCY_NS, HISTOGRAM_SIGNIFICANT_DIGITS)
         .expect("constant histogram bounds are within hdrhistogram's accepted range")
 }
 
 /// Records `ns` (clamped into range).
-pub fn record(h: &mut Histogram<u64>, ns: u64) {
+pub(crate) fn record(h: &mut Histogram<u64>, ns: u64) {
     let _ = h.record(ns.clamp(1_000, MAX_LATENCY_NS));
 }
 
 /// The one-line JSON result of a run (field order and names are part of the interface).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Workload name.
-    pub op: String,
+    pub(crate) op: String,
     /// Read consistency (`none` for put-only workloads).
-    pub consistency: String,
+    pub(crate) consistency: String,
     /// Connections (clients).
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Requests in flight in total.
-    pub inflight: usize,
+    pub(crate) inflight: usize,
     /// Requests measured.
-    pub total: u64,
+    pub(crate) total: u64,
     /// Requests that succeeded.
-    pub ok: u64,
+    pub(crate) ok: u64,
     /// Requests that failed.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Measured wall time.
-    pub elapsed_s: f64,
+    pub(crate) elapsed_s: f64,
     /// Successful requests per second.
-    pub ops_per_s: f64,
+    pub(crate) ops_per_s: f64,
     /// Median latency.
-    pub p50_us: f64,
+    pub(crate) p50_us: f64,
     /// 90th percentile.
-    pub p90_us: f64,
+    pub(crate) p90_us: f64,
     /// 99th percentile.
-    pub p99_us: f64,
+    pub(crate) p99_us: f64,
     /// 99.9th percentile.
-    pub p999_us: f64,
+    pub(crate) p999_us: f64,
     /// Maximum.
-    pub max_us: f64,
+    pub(crate) max_us: f64,
     /// CPU time of the node processes (`--cpu-pids`) per successful request, all together.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_cpu_us_per_op: Option<f64>,
+    pub(crate) node_cpu_us_per_op: Option<f64>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -69,7 +69,7 @@ fn us(ns: u64) -> f64 {
 impl Summary {
     /// Builds the summary of a run.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         op: &str,
         consistency: &str,
         connections: usize,
@@ -110,12 +110,12 @@ impl Summary {
     }
 
     /// The JSON line.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     /// A human-readable table.
-    pub fn to_table(&self) -> String {
+    pub(crate) fn to_table(&self) -> String {
         format!(
             "workload     {} (consistency {})\n\
              clients      {} connection(s), {} in flight\n\
@@ -142,7 +142,7 @@ impl Summary {
 }
 
 /// The percentile distribution: `(percentile in [0, 100], latency µs)` points.
-pub fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+pub(crate) fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
@@ -155,7 +155,7 @@ pub fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 /// The distribution as CSV (`percentile,latency_us`).
-pub fn distribution_csv(h: &Histogram<u64>) -> String {
+pub(crate) fn distribution_csv(h: &Histogram<u64>) -> String {
     let mut s = String::from("percentile,latency_us\n");
     for (p, l) in distribution(h) {
         s.push_str(&format!("{p:.6},{l:.1}\n"));
@@ -164,7 +164,7 @@ pub fn distribution_csv(h: &Histogram<u64>) -> String {
 }
 
 /// Parses a CSV written by [`distribution_csv`].
-pub fn parse_distribution_csv(text: &str) -> Result<Vec<(f64, f64)>, String> {
+pub(crate) fn parse_distribution_csv(text: &str) -> Result<Vec<(f64, f64)>, String> {
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())
@@ -202,7 +202,7 @@ const MAX_NINES: f64 = 5.0;
 
 /// A latency-by-percentile plot (x: percentile on the usual 1/(1-p) log scale, y: µs, log
 /// scale) of one or more named series, as a standalone SVG document.
-pub fn svg_plot(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+pub(crate) fn svg_plot(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
     let (w, h) = (760.0_f64, 420.0_f64);
     let (l, r, t, b) = (70.0, 170.0, 40.0, 50.0);
     let pw = w - l - r;

@@ -24,7 +24,7 @@ use crate::cli::client_config;
 use crate::client::{AsyncClient, Consistency, HistoryRecorder};
 
 /// Interval of progress line updates.
-pub const PROGRESS_INTERVAL_MS: u64 = 500;
+pub(crate) const PROGRESS_INTERVAL_MS: u64 = 500;
 
 /// Counters of one phase, shared by its workers.
 struct Shared {
@@ -194,7 +194,7 @@ fn consistency_name(wl: &Workload) -> &'static str {
 }
 
 /// Runs the benchmark and prints its result.
-pub fn run(args: &BenchArgs, endpoints: &[String]) -> Result<(), String> {
+pub(crate) fn run(args: &BenchArgs, endpoints: &[String]) -> Result<(), String> {
     args.validate()?;
     let wl = workload_of(args);
     wl.validate()?;

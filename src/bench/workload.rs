@@ -11,15 +11,15 @@ use crate::client::session::mix64;
 use crate::client::ClientOp;
 
 /// Key space of the hot-key workload unless `--key-space` says otherwise.
-pub const HOT_KEY_SPACE: u64 = 8;
+pub(crate) const HOT_KEY_SPACE: u64 = 8;
 /// Key space of the other workloads unless `--key-space` says otherwise.
-pub const DEFAULT_KEY_SPACE: u64 = 10_000;
+pub(crate) const DEFAULT_KEY_SPACE: u64 = 10_000;
 /// Largest key or value size accepted.
-pub const MAX_ITEM_BYTES: usize = 1 << 20;
+pub(crate) const MAX_ITEM_BYTES: usize = 1 << 20;
 
 /// What the benchmark sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WorkloadKind {
+pub(crate) enum WorkloadKind {
     /// Puts only.
     Put,
     /// Gets only (keys are loaded first).
@@ -32,7 +32,7 @@ pub enum WorkloadKind {
 
 impl WorkloadKind {
     /// Name in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             WorkloadKind::Put => "put",
             WorkloadKind::Get => "get",
@@ -42,58 +42,58 @@ impl WorkloadKind {
     }
 
     /// Whether keys must exist before the measurement (reads would find nothing otherwise).
-    pub fn needs_preload(self) -> bool {
+    pub(crate) fn needs_preload(self) -> bool {
         !matches!(self, WorkloadKind::Put)
     }
 }
 
 /// A seeded random stream (SplitMix64).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// Stream number `stream` of `seed`.
-    pub fn new(seed: u64, stream: u64) -> Self {
+    pub(crate) fn new(seed: u64, stream: u64) -> Self {
         Rng(mix64(seed ^ mix64(stream.wrapping_add(0x5151))))
     }
 
     /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.0)
     }
 
     /// Uniform in `[0, n)` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// A validated workload.
 #[derive(Debug, Clone)]
-pub struct Workload {
+pub(crate) struct Workload {
     /// Kind.
-    pub kind: WorkloadKind,
+    pub(crate) kind: WorkloadKind,
     /// Consistency of reads.
-    pub consistency: Consistency,
+    pub(crate) consistency: Consistency,
     /// Fraction of reads (mixed, hot-key).
-    pub read_ratio: f64,
+    pub(crate) read_ratio: f64,
     /// Key size in bytes.
-    pub key_size: usize,
+    pub(crate) key_size: usize,
     /// Value size in bytes.
-    pub value_size: usize,
+    pub(crate) value_size: usize,
     /// Distinct keys.
-    pub key_space: u64,
+    pub(crate) key_space: u64,
 }
 
 impl Workload {
     /// Checks sizes and ratios; the message names the option.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.read_ratio) {
             return Err(format!(
                 "--read-ratio {}: must be between 0 and 1",
@@ -126,19 +126,19 @@ impl Workload {
     }
 
     /// Key number `i`, `key_size` bytes.
-    pub fn key(&self, i: u64) -> Vec<u8> {
+    pub(crate) fn key(&self, i: u64) -> Vec<u8> {
         format!("{i:0width$}", width = self.key_size).into_bytes()
     }
 
     /// A value for request `n`.
-    pub fn value(&self, n: u64) -> Vec<u8> {
+    pub(crate) fn value(&self, n: u64) -> Vec<u8> {
         (0..self.value_size as u64)
             .map(|j| b'a' + ((n + j) % 26) as u8)
             .collect()
     }
 
     /// The put that loads key `i`.
-    pub fn load_op(&self, i: u64) -> ClientOp {
+    pub(crate) fn load_op(&self, i: u64) -> ClientOp {
         ClientOp::Put {
             key: self.key(i),
             value: self.value(i),
@@ -147,7 +147,7 @@ impl Workload {
     }
 
     /// The next measured request.
-    pub fn next_op(&self, rng: &mut Rng, n: u64) -> ClientOp {
+    pub(crate) fn next_op(&self, rng: &mut Rng, n: u64) -> ClientOp {
         let key = self.key(rng.below(self.key_space));
         let read = match self.kind {
             WorkloadKind::Put => false,

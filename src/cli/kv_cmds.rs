@@ -57,7 +57,7 @@ fn text(b: &[u8]) -> Value {
 
 /// `ringraft txn [FILE]`: the `/txn` JSON from FILE (or stdin, or `-`); prints the result as
 /// JSON; exit 1 when the compares did not hold (the failure branch ran).
-pub fn txn(client: &mut Client, file: Option<String>) -> ExitCode {
+pub(crate) fn txn(client: &mut Client, file: Option<String>) -> ExitCode {
     let mut raw = Vec::new();
     let read = match file.as_deref() {
         None | Some("-") => std::io::stdin()
@@ -116,7 +116,7 @@ pub fn txn(client: &mut Client, file: Option<String>) -> ExitCode {
 }
 
 /// `ringraft lease …`.
-pub fn lease(client: &mut Client, cmd: LeaseCommand) -> ExitCode {
+pub(crate) fn lease(client: &mut Client, cmd: LeaseCommand) -> ExitCode {
     match cmd {
         LeaseCommand::Grant { ttl, key } => {
             match client.lease_grant(ttl.saturating_mul(1_000), key.as_deref().map(str::as_bytes)) {
@@ -179,7 +179,7 @@ pub fn lease(client: &mut Client, cmd: LeaseCommand) -> ExitCode {
 
 /// Posts `body` to `path` on the first endpoint that answers; prints the JSON answer. Exit 0
 /// on a 200, 2 otherwise (the answer says, per shard, what became of the call).
-pub fn http_post(endpoints: &[String], path: &str, body: Value) -> ExitCode {
+pub(crate) fn http_post(endpoints: &[String], path: &str, body: Value) -> ExitCode {
     let body = body.to_string().into_bytes();
     let mut last = String::from("no endpoint given");
     for ep in endpoints {

@@ -9,10 +9,10 @@
 //! with a message a person understands (the cluster is unreachable, a timeout, a bad argument).
 //! Owned by the client.
 
-pub mod kv_cmds;
-pub mod status;
+pub(crate) mod kv_cmds;
+pub(crate) mod status;
 pub mod wal;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,9 +21,9 @@ use crate::client::config::{DEFAULT_ENDPOINTS, DEFAULT_SCAN_LIMIT};
 use crate::client::{Client, ClientConfig, Consistency, Error};
 
 /// Exit status: the key does not exist / the condition did not hold.
-pub const EXIT_NO: u8 = 1;
+pub(crate) const EXIT_NO: u8 = 1;
 /// Exit status: any other failure.
-pub const EXIT_FAILURE: u8 = 2;
+pub(crate) const EXIT_FAILURE: u8 = 2;
 
 /// Read consistency on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -159,7 +159,7 @@ pub enum MembersAction {
 }
 
 /// The client configuration for `endpoints` (empty: the local cluster of `config/`).
-pub fn client_config(endpoints: &[String]) -> ClientConfig {
+pub(crate) fn client_config(endpoints: &[String]) -> ClientConfig {
     let endpoints: Vec<String> = endpoints
         .iter()
         .map(|e| e.trim().to_string())
@@ -175,14 +175,14 @@ pub fn client_config(endpoints: &[String]) -> ClientConfig {
 }
 
 /// Environment variable naming the CA file: set, the client speaks TLS.
-pub const TLS_CA_ENV: &str = "RINGRAFT_TLS_CA";
+pub(crate) const TLS_CA_ENV: &str = "RINGRAFT_TLS_CA";
 /// Environment variable naming the client certificate file (optional).
-pub const TLS_CERT_ENV: &str = "RINGRAFT_TLS_CERT";
+pub(crate) const TLS_CERT_ENV: &str = "RINGRAFT_TLS_CERT";
 /// Environment variable naming the client key file (with the certificate).
-pub const TLS_KEY_ENV: &str = "RINGRAFT_TLS_KEY";
+pub(crate) const TLS_KEY_ENV: &str = "RINGRAFT_TLS_KEY";
 
 /// The client's TLS files from `RINGRAFT_TLS_CA` / `_CERT` / `_KEY` (`None` without a CA).
-pub fn tls_from_env() -> Option<crate::client::config::ClientTls> {
+pub(crate) fn tls_from_env() -> Option<crate::client::config::ClientTls> {
     let var = |n: &str| {
         std::env::var_os(n)
             .filter(|v| !v.is_empty())
@@ -196,7 +196,7 @@ pub fn tls_from_env() -> Option<crate::client::config::ClientTls> {
 }
 
 /// A failure in words, with a hint when the cluster cannot be reached.
-pub fn explain(what: &str, e: &Error) -> String {
+pub(crate) fn explain(what: &str, e: &Error) -> String {
     let mut s = format!("ringraft: {what} failed: {e}");
     if e.is_unreachable() {
         s.push_str(

@@ -23,13 +23,13 @@ fn node_error(e: &Error) -> String {
 
 /// Every node's answer (or why there is none), in address order of discovery.
 #[derive(Debug)]
-pub struct Gathered {
+pub(crate) struct Gathered {
     /// `(address, node id if known, its report or the error)`.
-    pub reports: Vec<(String, Option<u64>, Result<ClusterStatus, Error>)>,
+    pub(crate) reports: Vec<(String, Option<u64>, Result<ClusterStatus, Error>)>,
 }
 
 /// Asks every node the client knows (after learning them from the first that answers).
-pub fn gather(client: &mut Client) -> Result<Gathered, Error> {
+pub(crate) fn gather(client: &mut Client) -> Result<Gathered, Error> {
     client.cluster_status()?;
     let addresses = client.topology().addresses().to_vec();
     let reports = addresses
@@ -65,7 +65,7 @@ impl Gathered {
     }
 
     /// Per shard: the best report — the leader's own, else the highest (term, commit).
-    pub fn shards(&self) -> BTreeMap<u64, (u64, ShardStatus)> {
+    pub(crate) fn shards(&self) -> BTreeMap<u64, (u64, ShardStatus)> {
         let mut best: BTreeMap<u64, (u64, ShardStatus)> = BTreeMap::new();
         for st in self.answered() {
             for s in &st.shards {
@@ -94,7 +94,7 @@ impl Gathered {
     }
 
     /// The merged status as one JSON object.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let shards = self.shards();
         let nodes: Vec<Value> = self
             .reports
@@ -153,7 +153,7 @@ impl Gathered {
     }
 
     /// The merged status as a table.
-    pub fn to_table(&self) -> String {
+    pub(crate) fn to_table(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
             "{:<6} {:<22} {:<10} {}\n",
@@ -214,7 +214,7 @@ impl Gathered {
     }
 
     /// Members as one JSON object.
-    pub fn members_json(&self) -> Value {
+    pub(crate) fn members_json(&self) -> Value {
         let members: Vec<Value> = self
             .reports
             .iter()
@@ -231,7 +231,7 @@ impl Gathered {
     }
 
     /// Members as a table.
-    pub fn members_table(&self) -> String {
+    pub(crate) fn members_table(&self) -> String {
         let mut s = format!(
             "{:<6} {:<22} {:<8} {}\n",
             "NODE", "ADDRESS", "KIND", "REACHABLE"
@@ -253,7 +253,7 @@ impl Gathered {
 }
 
 /// `ringraft status [--json]`.
-pub fn status(client: &mut Client, json: bool) -> ExitCode {
+pub(crate) fn status(client: &mut Client, json: bool) -> ExitCode {
     match gather(client) {
         Ok(g) => {
             if json {
@@ -271,7 +271,7 @@ pub fn status(client: &mut Client, json: bool) -> ExitCode {
 }
 
 /// `ringraft members [--json]`.
-pub fn members(client: &mut Client, json: bool) -> ExitCode {
+pub(crate) fn members(client: &mut Client, json: bool) -> ExitCode {
     match gather(client) {
         Ok(g) => {
             if json {

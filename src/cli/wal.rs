@@ -24,13 +24,13 @@ use ringraft_wal::segment::{parse_segment_name, SegmentHeader, SEGMENT_HEADER_BY
 use ringraft_wal::{Error, RecoveryMode, RepairReport, Wal, WalOptions};
 
 /// Exit status: a log is corrupt (or repair could not fix it).
-pub const EXIT_CORRUPT: u8 = 1;
+pub(crate) const EXIT_CORRUPT: u8 = 1;
 /// Exit status: any other failure.
-pub const EXIT_FAILURE: u8 = 2;
+pub(crate) const EXIT_FAILURE: u8 = 2;
 
 /// Largest number of `core-<c>` directories handled under one node directory (a node runs one
 /// per CPU core; this only bounds what a mistyped path can make the tool walk).
-pub const MAX_CORE_DIRS: usize = 4096;
+pub(crate) const MAX_CORE_DIRS: usize = 4096;
 
 /// Arguments of `ringraft wal`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub struct WalArgs {
 
 /// `ringraft wal` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum WalCommand {
+pub(crate) enum WalCommand {
     /// Print what recovery would find, read-only; exit 1 if a log is corrupt.
     Inspect {
         /// A WAL directory, or a node data directory (<db_root_dir>/<node_id>: every
@@ -86,7 +86,7 @@ pub fn main(args: WalArgs) -> ExitCode {
 
 /// The WAL directories `dir` stands for: itself if it holds segment files (or is not a node
 /// directory), else every `core-<c>/wal` inside, sorted by core number.
-pub fn wal_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn wal_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     let mut cores: Vec<(u64, PathBuf)> = Vec::new();
     let mut has_segments = false;

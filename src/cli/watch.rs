@@ -20,23 +20,23 @@ use crate::client::ClientConfig;
 pub struct WatchArgs {
     /// Prefix of the keys to watch (empty: every key); with --key, the one key; with --end,
     /// the range's start.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Watch exactly the key PREFIX.
     #[arg(long, conflicts_with = "end")]
-    pub key: bool,
+    pub(crate) key: bool,
     /// Watch the range [PREFIX, END) instead of a prefix.
     #[arg(long)]
-    pub end: Option<String>,
+    pub(crate) end: Option<String>,
     /// Start revision: `R` for every shard or `S:R,S:R` per shard (default: from now).
     #[arg(long)]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Stop after this many events (default: run until interrupted).
     #[arg(long)]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
 }
 
 /// Parses `--from`.
-pub fn parse_from(s: &str) -> Result<Start, String> {
+pub(crate) fn parse_from(s: &str) -> Result<Start, String> {
     if !s.contains(':') {
         return s
             .trim()
@@ -63,7 +63,7 @@ pub fn parse_from(s: &str) -> Result<Start, String> {
 }
 
 /// Runs `ringraft watch`.
-pub fn main(args: WatchArgs, cfg: ClientConfig) -> ExitCode {
+pub(crate) fn main(args: WatchArgs, cfg: ClientConfig) -> ExitCode {
     let start = match args.from.as_deref().map(parse_from).transpose() {
         Ok(s) => s.unwrap_or_default(),
         Err(m) => {

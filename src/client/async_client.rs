@@ -130,7 +130,10 @@ impl AsyncClient {
     }
 
     /// A client that connects lazily, recording into `recorder` if given.
-    pub fn new(cfg: ClientConfig, recorder: Option<Arc<HistoryRecorder>>) -> Result<AsyncClient> {
+    pub(crate) fn new(
+        cfg: ClientConfig,
+        recorder: Option<Arc<HistoryRecorder>>,
+    ) -> Result<AsyncClient> {
         cfg.validate().map_err(Error::Config)?;
         let sessions = Sessions::new(cfg.client_id);
         let mut conn_cfg = ConnectionConfig::new(LocalIdentity {
@@ -160,16 +163,6 @@ impl AsyncClient {
                 metrics: Arc::new(NetMetrics::new()),
             }),
         })
-    }
-
-    /// This client's id.
-    pub fn client_id(&self) -> u64 {
-        self.inner.sessions.client_id()
-    }
-
-    /// A copy of what the client knows about the cluster.
-    pub fn topology(&self) -> Topology {
-        self.inner.topo.borrow().clone()
     }
 
     /// Wire counters of this client's connections.
@@ -284,7 +277,7 @@ impl AsyncClient {
 
     /// Runs one operation to completion (routing, hints, failover, retries); a write runs
     /// under this client's session, whatever session `op` carries.
-    pub async fn execute(&self, op: ClientOp) -> Result<Reply> {
+    pub(crate) async fn execute(&self, op: ClientOp) -> Result<Reply> {
         self.execute_on(op, None).await
     }
 
@@ -361,7 +354,7 @@ impl AsyncClient {
 
     /// The cluster status as one node (the first that answers) reports it; also refreshes
     /// the client's topology.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+    pub(crate) async fn cluster_status(&self) -> Result<ClusterStatus> {
         let inner = &self.inner;
         let mut att = Attempts::new(&inner.cfg, false, Instant::now());
         loop {

@@ -54,7 +54,7 @@ pub struct CasResult {
 }
 
 /// Resolves `host:port` to its first socket address.
-pub fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
+pub(crate) fn resolve(address: &str) -> std::result::Result<SocketAddr, String> {
     address
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -155,11 +155,6 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
-    }
-
-    /// Wire counters of this client's connections.
-    pub fn metrics(&self) -> &Arc<NetMetrics> {
-        &self.metrics
     }
 
     /// Sets `key` to `value`; returns the version written.
@@ -460,7 +455,7 @@ impl Client {
     }
 
     /// Sends one admin request to the node at `address` (one attempt) and returns its answer.
-    pub fn admin(&mut self, address: &str, req: &AdminRequest) -> Result<AdminResponse> {
+    pub(crate) fn admin(&mut self, address: &str, req: &AdminRequest) -> Result<AdminResponse> {
         match self.exchange(address, req) {
             Exchange::Answered(Message::AdminResponse(r)) => Ok(r),
             Exchange::Answered(m) => Err(Error::Protocol {

@@ -6,31 +6,32 @@
 use std::time::Duration;
 
 /// The three local nodes of `config/n1.toml … n3.toml`.
-pub const DEFAULT_ENDPOINTS: [&str; 3] = ["127.0.0.1:9081", "127.0.0.1:9082", "127.0.0.1:9083"];
+pub(crate) const DEFAULT_ENDPOINTS: [&str; 3] =
+    ["127.0.0.1:9081", "127.0.0.1:9082", "127.0.0.1:9083"];
 /// Cluster id the nodes use unless configured otherwise (`cluster.cluster_id`).
-pub const DEFAULT_CLUSTER_ID: u64 = 1;
+pub(crate) const DEFAULT_CLUSTER_ID: u64 = 1;
 /// Time to establish one TCP connection and its handshake.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
 /// Time one attempt waits for its response before it counts as lost.
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 3_000;
+pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 3_000;
 /// Time one operation may take over all its attempts.
-pub const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
 /// Attempts one operation may make (the retry budget; the first try counts).
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 40;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 40;
 /// First pause between attempts that found no leader or lost a connection.
-pub const DEFAULT_BACKOFF_MS_MIN: u64 = 5;
+pub(crate) const DEFAULT_BACKOFF_MS_MIN: u64 = 5;
 /// Longest pause between attempts.
-pub const DEFAULT_BACKOFF_MS_MAX: u64 = 400;
+pub(crate) const DEFAULT_BACKOFF_MS_MAX: u64 = 400;
 /// Longest pause a node's `Busy { retry_after_ms }` is honoured with.
-pub const BUSY_RETRY_AFTER_MS_MAX: u64 = 1_000;
+pub(crate) const BUSY_RETRY_AFTER_MS_MAX: u64 = 1_000;
 /// Requests in flight on one connection at most (pipelined, matched by request id).
-pub const DEFAULT_MAX_INFLIGHT_PER_CONNECTION: usize = 1_024;
+pub(crate) const DEFAULT_MAX_INFLIGHT_PER_CONNECTION: usize = 1_024;
 /// A node that failed to connect is skipped for this long when another candidate exists.
-pub const DEFAULT_DOWN_NODE_COOLDOWN_MS: u64 = 1_000;
+pub(crate) const DEFAULT_DOWN_NODE_COOLDOWN_MS: u64 = 1_000;
 /// Most pairs one scan asks for.
-pub const DEFAULT_SCAN_LIMIT: u32 = 1_000;
+pub(crate) const DEFAULT_SCAN_LIMIT: u32 = 1_000;
 /// Most endpoints a client accepts (configured plus learned nodes).
-pub const MAX_ENDPOINTS: usize = 64;
+pub(crate) const MAX_ENDPOINTS: usize = 64;
 
 /// Settings of one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,16 +69,16 @@ pub struct ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTls {
     /// PEM of the CA the nodes' certificates chain to.
-    pub ca_file: std::path::PathBuf,
+    pub(crate) ca_file: std::path::PathBuf,
     /// PEM of the client certificate.
-    pub cert_file: Option<std::path::PathBuf>,
+    pub(crate) cert_file: Option<std::path::PathBuf>,
     /// PEM of its private key.
-    pub key_file: Option<std::path::PathBuf>,
+    pub(crate) key_file: Option<std::path::PathBuf>,
 }
 
 impl ClientTls {
     /// Loads the files for cluster `cluster_id`.
-    pub fn load(&self, cluster_id: u64) -> Result<ringraft_net::tls::TlsConfig, String> {
+    pub(crate) fn load(&self, cluster_id: u64) -> Result<ringraft_net::tls::TlsConfig, String> {
         let pair = match (&self.cert_file, &self.key_file) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             (None, None) => None,
@@ -123,7 +124,7 @@ impl ClientConfig {
     }
 
     /// Checks every field; the message names the field, the value and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.endpoints.is_empty() {
             return Err("endpoints: empty; give at least one node as host:port".into());
         }
@@ -169,12 +170,12 @@ impl ClientConfig {
     }
 
     /// Per-attempt response wait.
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
 
     /// Whole-operation deadline.
-    pub fn operation_timeout(&self) -> Duration {
+    pub(crate) fn operation_timeout(&self) -> Duration {
         Duration::from_millis(self.operation_timeout_ms)
     }
 }

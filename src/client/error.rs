@@ -85,7 +85,7 @@ impl Error {
     }
 
     /// Whether the cluster could not be reached at all.
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         matches!(self, Error::Unreachable { .. })
     }
 }

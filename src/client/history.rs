@@ -30,10 +30,10 @@ use crate::client::error::Error;
 use crate::client::op::Reply;
 
 /// Free process numbers kept for reuse at most (beyond it, new numbers are used).
-pub const MAX_FREE_PROCESSES: usize = 65_536;
+pub(crate) const MAX_FREE_PROCESSES: usize = 65_536;
 
 /// Keys or values as the checker's text.
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         Err(_) => {
@@ -58,7 +58,6 @@ struct State {
 /// Writes a client history in the checker's JSON-lines format.
 pub struct HistoryRecorder {
     t0: Instant,
-    record_eventual_reads: bool,
     state: Mutex<State>,
 }
 
@@ -70,7 +69,7 @@ impl std::fmt::Debug for HistoryRecorder {
 
 /// An operation whose call was recorded and whose return is still to be written.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     process: u64,
     f: OpFunction,
     key: String,
@@ -85,10 +84,9 @@ impl HistoryRecorder {
     }
 
     /// Records into any writer.
-    pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
+    pub(crate) fn to_writer(out: Box<dyn Write + Send>) -> Self {
         HistoryRecorder {
             t0: Instant::now(),
-            record_eventual_reads: false,
             state: Mutex::new(State {
                 out,
                 free: Vec::new(),
@@ -97,12 +95,6 @@ impl HistoryRecorder {
                 error: None,
             }),
         }
-    }
-
-    /// Also record eventual reads (off by default: they may legally be stale).
-    pub fn with_eventual_reads(mut self, on: bool) -> Self {
-        self.record_eventual_reads = on;
-        self
     }
 
     fn now_ns(&self) -> u64 {
@@ -125,11 +117,12 @@ impl HistoryRecorder {
     }
 
     /// Records the call of `op`; `None` when the operation is not recorded.
-    pub fn invoke(&self, op: &ClientOp) -> Option<Pending> {
+    pub(crate) fn invoke(&self, op: &ClientOp) -> Option<Pending> {
         let (f, key, value, expected) = match op {
             ClientOp::Put { key, value, .. } => (OpFunction::Put, key, Some(value), None),
             ClientOp::Get { key, consistency } => {
-                if *consistency == Consistency::Eventual && !self.record_eventual_reads {
+                // Not checked: an eventual read may legally be stale.
+                if *consistency == Consistency::Eventual {
                     return None;
                 }
                 (OpFunction::Get, key, None, None)
@@ -185,7 +178,7 @@ impl HistoryRecorder {
     }
 
     /// Records how the operation ended.
-    pub fn complete(&self, p: Pending, result: &Result<Reply, Error>) {
+    pub(crate) fn complete(&self, p: Pending, result: &Result<Reply, Error>) {
         let (kind, value) = match result {
             Ok(Reply::Value(v)) => (EventType::Ok, v.as_ref().map(|v| text(&v.value))),
             Ok(Reply::Cas { swapped: false, .. }) => (EventType::Fail, None),

@@ -21,7 +21,7 @@ pub struct TxnResult {
     /// Results of the branch's ops, in order.
     pub results: Vec<TxnOpResult>,
     /// The transaction's log index (the version of every key it put).
-    pub version: u64,
+    pub(crate) version: u64,
 }
 
 impl Client {
@@ -50,7 +50,7 @@ impl Client {
     }
 
     /// Grants a lease of `ttl_ms` in the shard of `key` (shard 0 when `None`); returns its id.
-    pub fn lease_grant(&mut self, ttl_ms: u64, key: Option<&[u8]>) -> Result<u64> {
+    pub(crate) fn lease_grant(&mut self, ttl_ms: u64, key: Option<&[u8]>) -> Result<u64> {
         self.shard_count()?;
         let shard = key.map_or(0, |k| self.topology().shard_of(k));
         let id = lease_id(shard, lease_nonce());
@@ -65,7 +65,7 @@ impl Client {
     }
 
     /// Restarts lease `id`'s time to live; returns its TTL in ms.
-    pub fn lease_keepalive(&mut self, id: u64) -> Result<u64> {
+    pub(crate) fn lease_keepalive(&mut self, id: u64) -> Result<u64> {
         match self.execute(ClientOp::LeaseKeepAlive { id, session: None })? {
             Reply::Lease { ttl_ms, .. } => Ok(ttl_ms),
             other => Err(unexpected("lease keepalive", &other)),
@@ -73,7 +73,7 @@ impl Client {
     }
 
     /// Revokes lease `id`; returns how many keys it deleted.
-    pub fn lease_revoke(&mut self, id: u64) -> Result<u32> {
+    pub(crate) fn lease_revoke(&mut self, id: u64) -> Result<u32> {
         match self.execute(ClientOp::LeaseRevoke { id, session: None })? {
             Reply::Lease { keys, .. } => Ok(keys),
             other => Err(unexpected("lease revoke", &other)),
@@ -81,7 +81,7 @@ impl Client {
     }
 
     /// Every lease of every shard with its remaining time (as each shard's leader sees it).
-    pub fn lease_list(&mut self) -> Result<Vec<LeaseInfo>> {
+    pub(crate) fn lease_list(&mut self) -> Result<Vec<LeaseInfo>> {
         let shards = self.shard_count()?;
         let mut out = Vec::new();
         for shard in 0..shards {
@@ -95,7 +95,7 @@ impl Client {
     }
 
     /// Sets `key` to `value` attached to the existing lease `lease`; returns the version.
-    pub fn put_with_lease(
+    pub(crate) fn put_with_lease(
         &mut self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,

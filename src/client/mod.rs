@@ -15,16 +15,16 @@
 //! shard (see [`crate::node::runtime`]), so the client routes to the shard's leader *node*.
 //! Owned by the client.
 
-pub mod async_client;
-pub mod blocking;
-pub mod config;
-pub mod error;
-pub mod history;
-pub mod kv_ext;
+pub(crate) mod async_client;
+pub(crate) mod blocking;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod history;
+pub(crate) mod kv_ext;
 pub mod op;
-pub mod retry;
-pub mod session;
-pub mod topology;
+pub(crate) mod retry;
+pub(crate) mod session;
+pub(crate) mod topology;
 pub mod watch;
 
 pub use async_client::AsyncClient;

@@ -158,7 +158,7 @@ pub enum Reply {
 
 /// Merges per-shard scan results into one answer: pairs in key order, at most `limit`, and
 /// `more` when any shard was cut short or the merge dropped pairs.
-pub fn merge_scans(parts: Vec<(Vec<KeyValue>, bool)>, limit: u32) -> (Vec<KeyValue>, bool) {
+pub(crate) fn merge_scans(parts: Vec<(Vec<KeyValue>, bool)>, limit: u32) -> (Vec<KeyValue>, bool) {
     let mut more = parts.iter().any(|(_, m)| *m);
     let mut items: Vec<KeyValue> = parts.into_iter().flat_map(|(i, _)| i).collect();
     items.sort_by(|a, b| a.key.cmp(&b.key));

@@ -29,7 +29,7 @@ use crate::client::topology::Topology;
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The operation is finished.
     Done(Result<Reply, Error>),
     /// Try again after this pause.
@@ -38,7 +38,7 @@ pub enum Step {
 
 /// The retry state of one operation.
 #[derive(Debug, Clone)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     started: Instant,
     deadline: Instant,
     attempts: u32,
@@ -56,7 +56,7 @@ pub struct Attempts {
 
 impl Attempts {
     /// A fresh budget for one operation starting `now`.
-    pub fn new(cfg: &ClientConfig, is_write: bool, now: Instant) -> Self {
+    pub(crate) fn new(cfg: &ClientConfig, is_write: bool, now: Instant) -> Self {
         Attempts {
             started: now,
             deadline: now + cfg.operation_timeout(),
@@ -74,19 +74,15 @@ impl Attempts {
         }
     }
 
-    /// Attempts made so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
     /// Whether a write may have been applied by an earlier attempt.
-    pub fn maybe_applied(&self) -> bool {
+    #[cfg(test)]
+    fn maybe_applied(&self) -> bool {
         self.maybe_applied
     }
 
     /// Starts an attempt: the time it may wait for its answer, or the error that ends the
     /// operation because the budget is spent.
-    pub fn begin(&mut self, now: Instant) -> Result<Duration, Error> {
+    pub(crate) fn begin(&mut self, now: Instant) -> Result<Duration, Error> {
         if now >= self.deadline {
             return Err(self.timeout_error(now));
         }
@@ -124,7 +120,7 @@ impl Attempts {
     }
 
     /// A node answered the attempt sent to `target` for `shard`.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         topo: &mut Topology,
         shard: u32,
@@ -196,7 +192,7 @@ impl Attempts {
 
     /// The attempt sent to `target` got no answer: the connection broke or the attempt timed
     /// out. `sent`: the request may have reached the node.
-    pub fn on_lost(
+    pub(crate) fn on_lost(
         &mut self,
         topo: &mut Topology,
         shard: u32,
@@ -214,7 +210,7 @@ impl Attempts {
     }
 
     /// No connection could be made to `target`.
-    pub fn on_unreachable(
+    pub(crate) fn on_unreachable(
         &mut self,
         topo: &mut Topology,
         target: &str,
@@ -249,7 +245,7 @@ impl Attempts {
 
 /// What one request/response exchange with a node came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exchange {
+pub(crate) enum Exchange {
     /// The node answered with this message.
     Answered(Message),
     /// No connection could be made.
@@ -267,7 +263,7 @@ pub enum Exchange {
 
 impl Attempts {
     /// Judges the exchange of an attempt of `op` sent to `target` for `shard`.
-    pub fn on_op_exchange(
+    pub(crate) fn on_op_exchange(
         &mut self,
         topo: &mut Topology,
         op: &ClientOp,
@@ -285,7 +281,7 @@ impl Attempts {
     }
 
     /// Judges an exchange that did not bring the expected answer (for any request kind).
-    pub fn on_other_exchange(
+    pub(crate) fn on_other_exchange(
         &mut self,
         topo: &mut Topology,
         shard: u32,

@@ -11,7 +11,7 @@ use ringraft_net::message::Session;
 static CLIENTS_MADE: AtomicU64 = AtomicU64::new(0);
 
 /// SplitMix64 finalizer: spreads the bits of `x`.
-pub fn mix64(mut x: u64) -> u64 {
+pub(crate) fn mix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -20,7 +20,7 @@ pub fn mix64(mut x: u64) -> u64 {
 
 /// A client id unlikely to collide with another process's: wall clock, process id and a
 /// per-process counter, mixed. Never 0 (0 means "no session" on the wire).
-pub fn random_client_id() -> u64 {
+pub(crate) fn random_client_id() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -31,14 +31,14 @@ pub fn random_client_id() -> u64 {
 
 /// Hands out the sessions of one client.
 #[derive(Debug)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     client_id: u64,
     next: AtomicU64,
 }
 
 impl Sessions {
     /// Sessions of `client_id` (`None`: a random id), starting at sequence 1.
-    pub fn new(client_id: Option<u64>) -> Self {
+    pub(crate) fn new(client_id: Option<u64>) -> Self {
         Sessions {
             client_id: client_id
                 .filter(|c| *c != 0)
@@ -48,12 +48,12 @@ impl Sessions {
     }
 
     /// The client id.
-    pub fn client_id(&self) -> u64 {
+    pub(crate) fn client_id(&self) -> u64 {
         self.client_id
     }
 
     /// The session of the next write.
-    pub fn next(&self) -> Session {
+    pub(crate) fn next(&self) -> Session {
         Session {
             client_id: self.client_id,
             sequence: self.next.fetch_add(1, Ordering::Relaxed),

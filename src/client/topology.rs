@@ -35,7 +35,7 @@ pub struct Topology {
 
 impl Topology {
     /// A topology that knows only the configured endpoints.
-    pub fn new(endpoints: &[String], down_cooldown: Duration) -> Self {
+    pub(crate) fn new(endpoints: &[String], down_cooldown: Duration) -> Self {
         let mut t = Topology {
             addresses: Vec::new(),
             ids: HashMap::new(),
@@ -68,12 +68,12 @@ impl Topology {
     }
 
     /// Whether a status answer has been applied.
-    pub fn is_known(&self) -> bool {
+    pub(crate) fn is_known(&self) -> bool {
         self.shards.is_some()
     }
 
     /// Forgets the shard count, so the next operation asks for the status again.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.shards = None;
     }
 
@@ -83,17 +83,17 @@ impl Topology {
     }
 
     /// Node id of an address, if learned.
-    pub fn node_id(&self, address: &str) -> Option<NodeId> {
+    pub(crate) fn node_id(&self, address: &str) -> Option<NodeId> {
         self.ids.get(address).copied()
     }
 
     /// The leader of `shard`, if known.
-    pub fn leader_of(&self, shard: u32) -> Option<&str> {
+    pub(crate) fn leader_of(&self, shard: u32) -> Option<&str> {
         self.leaders.get(shard as usize).and_then(|l| l.as_deref())
     }
 
     /// Takes in a status answer.
-    pub fn apply_status(&mut self, st: &ClusterStatus) {
+    pub(crate) fn apply_status(&mut self, st: &ClusterStatus) {
         for n in &st.nodes {
             self.learn_address(&n.address);
             self.ids.insert(n.address.clone(), n.node_id);
@@ -123,7 +123,7 @@ impl Topology {
     }
 
     /// Records a leader hint for `shard`.
-    pub fn set_leader(&mut self, shard: u32, node_id: NodeId, address: &str) {
+    pub(crate) fn set_leader(&mut self, shard: u32, node_id: NodeId, address: &str) {
         self.learn_address(address);
         self.ids.insert(address.to_string(), node_id);
         if let Some(slot) = self.leaders.get_mut(shard as usize) {
@@ -132,7 +132,7 @@ impl Topology {
     }
 
     /// Forgets the leader of `shard` if it is `address` (or any, with `None`).
-    pub fn clear_leader(&mut self, shard: u32, address: Option<&str>) {
+    pub(crate) fn clear_leader(&mut self, shard: u32, address: Option<&str>) {
         if let Some(slot) = self.leaders.get_mut(shard as usize) {
             if address.is_none() || slot.as_deref() == address {
                 *slot = None;
@@ -141,7 +141,7 @@ impl Topology {
     }
 
     /// Records that `address` could not be reached; it stops being anyone's leader.
-    pub fn mark_down(&mut self, address: &str, now: Instant) {
+    pub(crate) fn mark_down(&mut self, address: &str, now: Instant) {
         self.down_since.insert(address.to_string(), now);
         for slot in &mut self.leaders {
             if slot.as_deref() == Some(address) {
@@ -151,12 +151,12 @@ impl Topology {
     }
 
     /// Records that `address` answered.
-    pub fn mark_up(&mut self, address: &str) {
+    pub(crate) fn mark_up(&mut self, address: &str) {
         self.down_since.remove(address);
     }
 
     /// Whether `address` failed to connect within the cooldown.
-    pub fn is_down(&self, address: &str, now: Instant) -> bool {
+    pub(crate) fn is_down(&self, address: &str, now: Instant) -> bool {
         self.down_since
             .get(address)
             .is_some_and(|t| now.duration_since(*t) < self.down_cooldown)
@@ -164,7 +164,7 @@ impl Topology {
 
     /// The next node in round-robin order, skipping `avoid` and recently failed nodes while
     /// another choice exists.
-    pub fn next_node(&mut self, avoid: Option<&str>, now: Instant) -> String {
+    pub(crate) fn next_node(&mut self, avoid: Option<&str>, now: Instant) -> String {
         let n = self.addresses.len();
         for pass in 0..3 {
             for _ in 0..n {
@@ -183,7 +183,7 @@ impl Topology {
 
     /// Where an attempt for `shard` goes: its leader if known (and up), else the next node.
     /// `any_node` (eventual reads) spreads over all nodes instead.
-    pub fn target(&mut self, shard: u32, any_node: bool, now: Instant) -> String {
+    pub(crate) fn target(&mut self, shard: u32, any_node: bool, now: Instant) -> String {
         if any_node {
             return self.next_node(None, now);
         }

@@ -30,11 +30,11 @@ use ringraft_net::tls::{CertIdentity, Role, TlsConfig};
 use crate::node::config::Config;
 
 /// Largest tokens file read, in bytes.
-pub const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
 /// Most tokens in the tokens file (each is checked on every token request).
-pub const MAX_TOKENS: usize = 10_000;
+pub(crate) const MAX_TOKENS: usize = 10_000;
 /// Shortest token accepted: 16 bytes keeps guessing out of reach.
-pub const MIN_TOKEN_BYTES: usize = 16;
+pub(crate) const MIN_TOKEN_BYTES: usize = 16;
 
 /// One configured bearer token.
 struct Token {
@@ -44,7 +44,7 @@ struct Token {
 }
 
 /// The node's security settings, loaded once at start.
-pub struct Security {
+pub(crate) struct Security {
     tls: Option<TlsConfig>,
     tokens: Vec<Token>,
     required: bool,
@@ -62,16 +62,16 @@ impl std::fmt::Debug for Security {
 
 /// An authenticated (or, when authentication is off, anonymous) client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// Its name (`None`: anonymous; authentication is off).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// What it may do.
-    pub role: Role,
+    pub(crate) role: Role,
 }
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// No (valid) credentials: HTTP 401.
     Unauthenticated(String),
     /// Credentials whose role does not allow the request: HTTP 403.
@@ -87,18 +87,9 @@ impl std::fmt::Display for AuthError {
 }
 
 impl Security {
-    /// Plaintext, no authentication (tests and tools).
-    pub fn open() -> Security {
-        Security {
-            tls: None,
-            tokens: Vec::new(),
-            required: false,
-        }
-    }
-
     /// Loads the TLS material and the tokens file named by `[security]`; every error names the
     /// key and the file.
-    pub fn load(cfg: &Config) -> Result<Security, String> {
+    pub(crate) fn load(cfg: &Config) -> Result<Security, String> {
         let s = &cfg.security;
         let tls = match (&s.ca_file, &s.cert_file, &s.key_file) {
             (Some(ca), Some(cert), Some(key)) => Some(
@@ -142,17 +133,17 @@ impl Security {
     }
 
     /// The TLS configuration listeners and dialers use (`None`: plaintext).
-    pub fn tls(&self) -> Option<&TlsConfig> {
+    pub(crate) fn tls(&self) -> Option<&TlsConfig> {
         self.tls.as_ref()
     }
 
     /// Whether requests need credentials.
-    pub fn required(&self) -> bool {
+    pub(crate) fn required(&self) -> bool {
         self.required
     }
 
     /// The principal a verified certificate names (nodes are `admin`).
-    pub fn from_cert(&self, cert: Option<&CertIdentity>) -> Option<Principal> {
+    fn cert_principal(&self, cert: Option<&CertIdentity>) -> Option<Principal> {
         match cert? {
             CertIdentity::Node { node_id, .. } => Some(Principal {
                 name: Some(format!("node/{node_id}")),
@@ -167,8 +158,8 @@ impl Security {
 
     /// The principal of a connection that presented `cert` (or none): the certificate's, or
     /// anonymous `admin` when authentication is off.
-    pub fn connection(&self, cert: Option<&CertIdentity>) -> Result<Principal, AuthError> {
-        if let Some(p) = self.from_cert(cert) {
+    pub(crate) fn connection(&self, cert: Option<&CertIdentity>) -> Result<Principal, AuthError> {
+        if let Some(p) = self.cert_principal(cert) {
             return Ok(p);
         }
         if !self.required {
@@ -186,12 +177,12 @@ impl Security {
 
     /// The principal of one HTTP request: the connection's certificate, else its bearer token,
     /// else anonymous (authentication off) or 401.
-    pub fn http(
+    pub(crate) fn http(
         &self,
         cert: Option<&CertIdentity>,
         authorization: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        if let Some(p) = self.from_cert(cert) {
+        if let Some(p) = self.cert_principal(cert) {
             return Ok(p);
         }
         if let Some(h) = authorization {
@@ -222,7 +213,7 @@ impl Security {
 }
 
 /// Refuses `p` unless its role is at least `need`.
-pub fn require(p: &Principal, need: Role, what: &str) -> Result<(), AuthError> {
+pub(crate) fn require(p: &Principal, need: Role, what: &str) -> Result<(), AuthError> {
     if p.role >= need {
         return Ok(());
     }
@@ -236,7 +227,7 @@ pub fn require(p: &Principal, need: Role, what: &str) -> Result<(), AuthError> {
 /// The session client id a request of `p` runs under: anonymous requests and requests without
 /// a session (id 0) keep theirs; an authenticated client's id is mixed with its name, so two
 /// clients never share a session (FNV-1a, never 0).
-pub fn session_id(p: &Principal, client_id: u64) -> u64 {
+pub(crate) fn session_id(p: &Principal, client_id: u64) -> u64 {
     let Some(name) = &p.name else {
         return client_id;
     };

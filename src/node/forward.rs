@@ -41,22 +41,22 @@ use crate::raft::{GroupId, NodeId};
 /// Most forwards one core keeps waiting for an answer: the leader admits at most
 /// `network.max_inflight_per_connection` requests per link (default 1 024) and answers the rest
 /// Busy, so more waiting here would only queue refusals. The smaller of the two applies.
-pub const MAX_FORWARDS_IN_FLIGHT: usize = 1_024;
+pub(crate) const MAX_FORWARDS_IN_FLIGHT: usize = 1_024;
 /// Most request bytes (keys and values) one core keeps in flight to leaders: bounds the memory
 /// the forwarded frames hold in the link's send queue and the answers they wait for, so that a
 /// burst of large writes through a follower cannot crowd out Raft traffic on the shared link.
-pub const MAX_FORWARD_BYTES: usize = 32 << 20;
+pub(crate) const MAX_FORWARD_BYTES: usize = 32 << 20;
 /// Bytes charged per forward on top of its keys and values (frame header, archive framing).
-pub const FORWARD_OVERHEAD_BYTES: usize = 128;
+pub(crate) const FORWARD_OVERHEAD_BYTES: usize = 128;
 /// First request id of forwards: far from the small ids other requests on a link use, so a
 /// stray answer is never mistaken for one (answers are also matched by link and kind).
-pub const FORWARD_ID_BASE: u64 = 1 << 62;
+pub(crate) const FORWARD_ID_BASE: u64 = 1 << 62;
 /// Leaders tried per call: the hinted one, then once more when it names a newer leader.
-pub const MAX_FORWARD_ATTEMPTS: usize = 2;
+pub(crate) const MAX_FORWARD_ATTEMPTS: usize = 2;
 
 /// The table is at its count or byte bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableFull;
+pub(crate) struct TableFull;
 
 struct Pending {
     conn: u64,
@@ -66,7 +66,7 @@ struct Pending {
 
 /// Forwards of one core waiting for the leader's answer, by request id; bounded in count and
 /// bytes.
-pub struct ForwardTable {
+pub(crate) struct ForwardTable {
     max_count: usize,
     max_bytes: usize,
     next_id: u64,
@@ -76,7 +76,7 @@ pub struct ForwardTable {
 
 impl ForwardTable {
     /// An empty table admitting at most `max_count` forwards and `max_bytes` bytes at once.
-    pub fn new(max_count: usize, max_bytes: usize) -> ForwardTable {
+    pub(crate) fn new(max_count: usize, max_bytes: usize) -> ForwardTable {
         ForwardTable {
             max_count,
             max_bytes,
@@ -89,7 +89,7 @@ impl ForwardTable {
     /// The table of a node with this configuration: at most [`MAX_FORWARDS_IN_FLIGHT`] or the
     /// leader's per-link admission (`network.max_inflight_per_connection`), whichever is
     /// smaller, and [`MAX_FORWARD_BYTES`].
-    pub fn for_config(cfg: &Config) -> ForwardTable {
+    pub(crate) fn for_config(cfg: &Config) -> ForwardTable {
         ForwardTable::new(
             MAX_FORWARDS_IN_FLIGHT.min(cfg.network.max_inflight_per_connection),
             MAX_FORWARD_BYTES,
@@ -98,7 +98,7 @@ impl ForwardTable {
 
     /// Admits one forward of `bytes` on link `conn`: its request id and where its answer will
     /// arrive. Refused when the count or the bytes would pass their bound.
-    pub fn admit(
+    pub(crate) fn admit(
         &mut self,
         conn: u64,
         bytes: usize,
@@ -126,7 +126,7 @@ impl ForwardTable {
 
     /// Delivers the answer `msg` to forward `id` if it was sent on link `conn`; whether it was
     /// one of ours.
-    pub fn complete(&mut self, conn: u64, id: u64, msg: wire::Message) -> bool {
+    pub(crate) fn complete(&mut self, conn: u64, id: u64, msg: wire::Message) -> bool {
         match self.entries.get(&id) {
             Some(p) if p.conn == conn => {}
             _ => return false,
@@ -138,13 +138,13 @@ impl ForwardTable {
     }
 
     /// Forgets forward `id` (its waiter gave up, or the frame was never queued).
-    pub fn cancel(&mut self, id: u64) {
+    pub(crate) fn cancel(&mut self, id: u64) {
         self.take(id);
     }
 
     /// Link `conn` closed: every forward sent on it is answered "broken" (its waiter sees the
     /// channel close). Returns how many.
-    pub fn fail_link(&mut self, conn: u64) -> usize {
+    pub(crate) fn fail_link(&mut self, conn: u64) -> usize {
         let ids: Vec<u64> = self
             .entries
             .iter()
@@ -158,24 +158,21 @@ impl ForwardTable {
     }
 
     /// Forwards waiting now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether none waits.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Bytes of the forwards waiting now.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.bytes
     }
 }
 
 /// Called for every response frame a peer link delivers: hands a `ClientResponse` or
 /// `AdminResponse` to the forward waiting for it. Returns whether the frame was one.
-pub fn on_response(ctx: &CoreCtx, conn: &Connection, id: u64, msg: &MessageRef<'_>) -> bool {
+pub(crate) fn on_response(ctx: &CoreCtx, conn: &Connection, id: u64, msg: &MessageRef<'_>) -> bool {
     if !matches!(
         msg,
         MessageRef::ClientResponse(_) | MessageRef::AdminResponse(_)
@@ -198,7 +195,7 @@ pub fn on_response(ctx: &CoreCtx, conn: &Connection, id: u64, msg: &MessageRef<'
 }
 
 /// Called when a link closes: its forwards become outcome unknown.
-pub fn on_link_closed(ctx: &CoreCtx, conn: &Connection) {
+pub(crate) fn on_link_closed(ctx: &CoreCtx, conn: &Connection) {
     let n = ctx.forwards.borrow_mut().fail_link(conn.id());
     if n > 0 {
         debug!(
@@ -219,7 +216,7 @@ impl Drop for EntryGuard<'_> {
 
 /// Why a call could not be forwarded at all (nothing reached the leader).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotSent(pub String);
+pub(crate) struct NotSent(pub String);
 
 /// Sends `msg` to `leader` on this core's link and waits for the answer. `Err(NotSent)` when
 /// nothing was handed to the link; otherwise the answer or the outcome-unknown error.
@@ -289,7 +286,7 @@ fn value_len(op: &ClientOp) -> usize {
 
 /// Forwards a key-value call to `leader`. `Err(NotSent)`: nothing reached any leader (the
 /// caller answers with its own not-leader refusal).
-pub async fn forward_client(
+pub(crate) async fn forward_client(
     ctx: &Rc<CoreCtx>,
     leader: &LeaderHint,
     req: ClientRequest,
@@ -344,7 +341,7 @@ fn client_answer(op: &wire::ClientOp, got: Result<wire::Message, ClientError>) -
 }
 
 /// Forwards the promotion of `node_id` in `group` to `leader` (see [`forward_client`]).
-pub async fn forward_promote(
+pub(crate) async fn forward_promote(
     ctx: &Rc<CoreCtx>,
     leader: &LeaderHint,
     group: GroupId,
@@ -356,7 +353,7 @@ pub async fn forward_promote(
 /// Forwards an admin request for one shard (a membership change, a leadership transfer) to
 /// `leader`, which runs it like an admin frame: `Committed` with the log index when it was
 /// done, the leader's refusal, or outcome unknown when the link broke after sending.
-pub async fn forward_admin(
+pub(crate) async fn forward_admin(
     ctx: &Rc<CoreCtx>,
     leader: &LeaderHint,
     msg: wire::AdminRequest,
@@ -414,7 +411,7 @@ mod tests {
         assert!(c.1.try_recv().is_err() && !c.1.is_disconnected());
         t.cancel(c.0);
         t.cancel(c.0);
-        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
         assert_eq!(t.bytes(), 0);
         // Room again after the entries left.
         for _ in 0..3 {

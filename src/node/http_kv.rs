@@ -176,7 +176,7 @@ fn parse_op(m: &serde_json::Map<String, Value>, at: &str) -> Result<TxnOp, Strin
 }
 
 /// The transaction of a `/txn` body, checked for shape and counts.
-pub fn parse_txn(raw: &[u8]) -> Result<(Txn, u64, u64), String> {
+pub(crate) fn parse_txn(raw: &[u8]) -> Result<(Txn, u64, u64), String> {
     let b: TxnBody = serde_json::from_slice(raw).map_err(|e| {
         format!(
             "POST /txn: body is not the expected JSON {{\"compare\": [...], \"success\": [...], \
@@ -243,7 +243,7 @@ fn bool_param(req: &Request, name: &str) -> Result<bool, Response> {
 }
 
 /// The limit of `/scan` (1 to [`SCAN_LIMIT_DEFAULT`]).
-pub fn scan_limit(req: &Request) -> Result<usize, Response> {
+pub(crate) fn scan_limit(req: &Request) -> Result<usize, Response> {
     match req.query_param("limit").map(String::from_utf8_lossy) {
         None => Ok(SCAN_LIMIT_DEFAULT),
         Some(l) => l
@@ -259,7 +259,7 @@ pub fn scan_limit(req: &Request) -> Result<usize, Response> {
 }
 
 /// Routes of this module: `None` when the path is not one of them.
-pub fn route(req: &Request) -> Option<Result<ApiCall, Response>> {
+pub(crate) fn route(req: &Request) -> Option<Result<ApiCall, Response>> {
     let m = req.method.as_str();
     Some(match (m, req.path.as_str()) {
         ("POST", "/txn") => parse_txn(&req.body)
@@ -332,7 +332,7 @@ pub fn route(req: &Request) -> Option<Result<ApiCall, Response>> {
 }
 
 /// The JSON of a transaction's or a lease's result (status 200), `None` for other results.
-pub fn reply_json(r: &ApplyResult) -> Option<Value> {
+pub(crate) fn reply_json(r: &ApplyResult) -> Option<Value> {
     Some(match r {
         ApplyResult::Txn {
             succeeded,
@@ -368,7 +368,7 @@ fn txn_result_json(r: &TxnOpResult) -> Value {
 }
 
 /// The JSON of one shard's leases.
-pub fn leases_json(l: &[LeaseInfo]) -> Value {
+pub(crate) fn leases_json(l: &[LeaseInfo]) -> Value {
     json!({
         "leases": l.iter().map(|i| json!({
             "id": i.id,
@@ -382,7 +382,7 @@ pub fn leases_json(l: &[LeaseInfo]) -> Value {
 /// Merges the bodies of per-shard `/scan` (or `/lease/list`) answers: scan pairs in key order,
 /// at most `limit`, `"more"` when a shard was cut short or the merge dropped pairs; values
 /// dropped when `keys_only`. Leases are concatenated in id order.
-pub fn merge_bodies(bodies: Vec<Value>, limit: usize, keys_only: bool) -> Value {
+pub(crate) fn merge_bodies(bodies: Vec<Value>, limit: usize, keys_only: bool) -> Value {
     let mut leases: Vec<Value> = Vec::new();
     let mut items: Vec<Value> = Vec::new();
     let mut more = false;
@@ -423,7 +423,7 @@ pub fn merge_bodies(bodies: Vec<Value>, limit: usize, keys_only: bool) -> Value 
 }
 
 /// The sub-request of a fan-out for `shard`: the same request with `shard=N` added.
-pub fn shard_request(req: &Request, shard: usize) -> Request {
+pub(crate) fn shard_request(req: &Request, shard: usize) -> Request {
     let mut sub = req.clone();
     let sep = if sub.target.contains('?') { '&' } else { '?' };
     sub.target = format!("{}{sep}shard={shard}", sub.target);
@@ -435,7 +435,7 @@ pub fn shard_request(req: &Request, shard: usize) -> Request {
 /// Resolves a `LeaseGrant` call into the client write it is: the lease lives in the shard of
 /// its `key` (by `shard_of`), else in `shard`, else in shard 0; its id is picked at execution
 /// ([`crate::node::kv::route::route_write`]). Other calls pass unchanged.
-pub fn lease_grant_call(call: ApiCall, shard_of: impl Fn(&[u8]) -> usize) -> ApiCall {
+pub(crate) fn lease_grant_call(call: ApiCall, shard_of: impl Fn(&[u8]) -> usize) -> ApiCall {
     match call {
         ApiCall::LeaseGrant {
             ttl_ms,

@@ -27,13 +27,13 @@ use crate::raft::{ConfChange, GroupId};
 use ringraft_net::message as wire;
 
 /// Longest a membership call or leadership transfer waits for leadership to settle per shard.
-pub const OPS_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const OPS_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause between attempts while leadership moves or another change is pending.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Runs `req` on every shard and merges the answers (the first non-200 answer is returned as
 /// it is, naming its shard). Each part is authorized again with the caller's certificate.
-pub async fn fan_out(
+pub(crate) async fn fan_out(
     ctx: &Rc<CoreCtx>,
     req: &Request,
     limit: usize,
@@ -98,7 +98,7 @@ async fn report(ctx: &Rc<CoreCtx>, g: GroupId) -> Option<crate::node::status::Sh
 }
 
 /// `POST /members/remove`: removes `node_id` from every shard (or `only`).
-pub async fn remove_member(ctx: &Rc<CoreCtx>, node_id: u64, only: Option<u32>) -> Response {
+pub(crate) async fn remove_member(ctx: &Rc<CoreCtx>, node_id: u64, only: Option<u32>) -> Response {
     let groups = match shards(ctx, only) {
         Ok(g) => g,
         Err(r) => return r,
@@ -180,7 +180,11 @@ pub async fn remove_member(ctx: &Rc<CoreCtx>, node_id: u64, only: Option<u32>) -
 
 /// `POST /transfer-leader`: hands leadership of every shard (or `only`) to `to` (any other
 /// voter when `None`).
-pub async fn transfer_leader(ctx: &Rc<CoreCtx>, only: Option<u32>, to: Option<u64>) -> Response {
+pub(crate) async fn transfer_leader(
+    ctx: &Rc<CoreCtx>,
+    only: Option<u32>,
+    to: Option<u64>,
+) -> Response {
     let groups = match shards(ctx, only) {
         Ok(g) => g,
         Err(r) => return r,

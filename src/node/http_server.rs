@@ -36,16 +36,16 @@ use crate::node::server::{self, CoreCtx};
 use crate::raft::{ConfChange, GroupId};
 
 /// An idle keep-alive connection is closed after this long.
-pub const HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
+pub(crate) const HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Read chunk size.
-pub const HTTP_READ_CHUNK_BYTES: usize = 16 << 10;
+pub(crate) const HTTP_READ_CHUNK_BYTES: usize = 16 << 10;
 /// Longest time a closing connection keeps reading (and discarding) what the client still
 /// sends, so that it sees the answer rather than a reset; bounded so a client cannot hold the
 /// task open.
-pub const LINGER_MS: u64 = 1_000;
+pub(crate) const LINGER_MS: u64 = 1_000;
 /// Most bytes read and discarded while lingering: a refused body (413) up to this size is
 /// drained, a larger one is cut off.
-pub const LINGER_MAX_BYTES: usize = 4 << 20;
+pub(crate) const LINGER_MAX_BYTES: usize = 4 << 20;
 
 fn limits(ctx: &CoreCtx) -> HttpLimits {
     HttpLimits {
@@ -56,12 +56,12 @@ fn limits(ctx: &CoreCtx) -> HttpLimits {
 
 /// Serves an HTTP connection of the client port (plaintext or TLS); `first` are bytes already
 /// read by the sniffer.
-pub async fn serve_client_http(ctx: Rc<CoreCtx>, stream: NetStream, first: Vec<u8>) {
+pub(crate) async fn serve_client_http(ctx: Rc<CoreCtx>, stream: NetStream, first: Vec<u8>) {
     serve_http(ctx, stream, first, false).await
 }
 
 /// Accepts and serves the metrics port (`/metrics`, `/health`, `/status`) until dropped.
-pub async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
+pub(crate) async fn serve_metrics_port(ctx: Rc<CoreCtx>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {

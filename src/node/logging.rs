@@ -12,17 +12,17 @@ use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
 /// Environment variable holding the log filter.
-pub const LOG_LEVEL_ENV: &str = "LOG_LEVEL";
+pub(crate) const LOG_LEVEL_ENV: &str = "LOG_LEVEL";
 /// Filter used when `LOG_LEVEL` is unset: warnings, plus leadership changes (target
 /// [`LEADERSHIP_TARGET`], logged at info), so `grep -r "Became leader" logs/` works by default.
-pub const DEFAULT_LOG_LEVEL: &str = "warn,ringraft::leadership=info";
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "warn,ringraft::leadership=info";
 /// Log target of leadership changes.
-pub const LEADERSHIP_TARGET: &str = "ringraft::leadership";
+pub(crate) const LEADERSHIP_TARGET: &str = "ringraft::leadership";
 /// Log file name inside the node's log directory.
-pub const LOG_FILE_NAME: &str = "d.log";
+pub(crate) const LOG_FILE_NAME: &str = "d.log";
 
 /// Parses a `LOG_LEVEL` value; the error names the variable, the value and what is allowed.
-pub fn parse_filter(value: &str) -> Result<EnvFilter, String> {
+pub(crate) fn parse_filter(value: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(value).map_err(|e| {
         format!(
             "{LOG_LEVEL_ENV}={value:?} is not allowed ({e}): must be error, warn, info, debug, trace or a tracing filter such as \"info,ringraft=debug\""
@@ -31,7 +31,7 @@ pub fn parse_filter(value: &str) -> Result<EnvFilter, String> {
 }
 
 /// Installs the global subscriber writing to `<dir>/d.log`; returns the file path.
-pub fn init(dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn init(dir: &Path) -> Result<PathBuf, String> {
     let level = std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| DEFAULT_LOG_LEVEL.to_string());
     let filter = parse_filter(&level)?;
     std::fs::create_dir_all(dir)

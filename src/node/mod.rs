@@ -9,29 +9,29 @@
 //! ([`kv`]), the limits ([`limits`]), metrics ([`metrics`]) and logging ([`logging`]) complete it.
 //! Owned by the node.
 
-pub mod auth;
-pub mod config;
+pub(crate) mod auth;
+pub(crate) mod config;
 pub mod core;
 pub mod deadline;
 pub mod driver;
-pub mod forward;
-pub mod frame_api;
+pub(crate) mod forward;
+pub(crate) mod frame_api;
 pub mod http;
-pub mod http_api;
-pub mod http_kv;
-pub mod http_ops;
-pub mod http_server;
+pub(crate) mod http_api;
+pub(crate) mod http_kv;
+pub(crate) mod http_ops;
+pub(crate) mod http_server;
 pub mod kv;
 pub mod limits;
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
-pub mod request;
+pub(crate) mod request;
 pub mod runtime;
-pub mod server;
-pub mod status;
+pub(crate) mod server;
+pub(crate) mod status;
 pub mod storage;
 pub mod watch;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::process::ExitCode;
 
@@ -40,7 +40,7 @@ use std::process::ExitCode;
 pub struct ServerArgs {
     /// Node TOML config (also `CONFIG_PATH`).
     #[arg(long, env = "CONFIG_PATH")]
-    pub config: Option<std::path::PathBuf>,
+    pub(crate) config: Option<std::path::PathBuf>,
 }
 
 /// Entry point of `ringraft server`: loads and validates the config (a bad one exits 2 with a

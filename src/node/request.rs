@@ -20,7 +20,7 @@ pub enum Consistency {
 
 impl Consistency {
     /// Parses the `consistency=` query value.
-    pub fn parse(s: &str) -> Option<Consistency> {
+    pub(crate) fn parse(s: &str) -> Option<Consistency> {
         match s.to_ascii_lowercase().as_str() {
             "linearizable" | "linearizableread" | "strong" => Some(Consistency::Linearizable),
             "lease" | "leaseread" => Some(Consistency::Lease),
@@ -30,7 +30,7 @@ impl Consistency {
     }
 
     /// The configured default policy as a consistency.
-    pub fn from_policy(p: ReadPolicy) -> Consistency {
+    pub(crate) fn from_policy(p: ReadPolicy) -> Consistency {
         match p {
             ReadPolicy::LeaseRead => Consistency::Lease,
             ReadPolicy::LinearizableRead => Consistency::Linearizable,
@@ -39,7 +39,7 @@ impl Consistency {
     }
 
     /// Index into per-consistency metric arrays.
-    pub fn metric_index(self) -> usize {
+    pub(crate) fn metric_index(self) -> usize {
         match self {
             Consistency::Linearizable => 0,
             Consistency::Lease => 1,
@@ -48,7 +48,7 @@ impl Consistency {
     }
 
     /// Name used in replies and logs.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Consistency::Linearizable => "linearizable",
             Consistency::Lease => "lease",
@@ -84,7 +84,7 @@ pub enum ClientOp {
 
 impl ClientOp {
     /// The key that picks the shard.
-    pub fn routing_key(&self) -> &[u8] {
+    pub(crate) fn routing_key(&self) -> &[u8] {
         match self {
             ClientOp::Write(w) => w.key().unwrap_or(&[]),
             ClientOp::Get { key, .. } => key,
@@ -94,22 +94,22 @@ impl ClientOp {
     }
 
     /// Whether the op goes through the log.
-    pub fn is_write(&self) -> bool {
+    pub(crate) fn is_write(&self) -> bool {
         matches!(self, ClientOp::Write(_))
     }
 }
 
 /// A client request: the op plus its exactly-once session (client_id 0 = none).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRequest {
+pub(crate) struct ClientRequest {
     /// Session client id.
-    pub client_id: u64,
+    pub(crate) client_id: u64,
     /// Session sequence number.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The operation.
-    pub op: ClientOp,
+    pub(crate) op: ClientOp,
     /// Shard the client addressed, if it chose one (checked; a mismatch is WrongShard).
-    pub shard: Option<usize>,
+    pub(crate) shard: Option<usize>,
 }
 
 /// A successful reply.
@@ -138,20 +138,20 @@ pub enum ClientReply {
     Leases(Vec<ringraft_net::message::LeaseInfo>),
 }
 
-pub use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};
+pub(crate) use ringraft_net::message::{ClientError, ErrorClass, LeaderHint};
 
 /// Suggested client back-off on Busy.
-pub const BUSY_RETRY_AFTER_MS: u32 = 10;
+pub(crate) const BUSY_RETRY_AFTER_MS: u32 = 10;
 
 /// A Busy refusal (not applied) with the node's suggested back-off.
-pub fn busy() -> ClientError {
+pub(crate) fn busy() -> ClientError {
     ClientError::Busy {
         retry_after_ms: BUSY_RETRY_AFTER_MS,
     }
 }
 
 /// The outcome of one request.
-pub type ClientResult = Result<ClientReply, ClientError>;
+pub(crate) type ClientResult = Result<ClientReply, ClientError>;
 
 #[cfg(test)]
 mod tests {

@@ -26,9 +26,9 @@ use std::time::Duration;
 use crate::node::config::{Placement, RuntimeConfig};
 
 /// Messages an inbox holds before senders get backpressure.
-pub const CORE_INBOX_CAPACITY: usize = 4_096;
+pub(crate) const CORE_INBOX_CAPACITY: usize = 4_096;
 /// Termination events the main thread's channel holds.
-pub const EVENT_CHANNEL_CAPACITY: usize = 64;
+pub(crate) const EVENT_CHANNEL_CAPACITY: usize = 64;
 
 /// The shard that owns `key`: FNV-1a (64-bit) of the key's [`hash_tag`] modulo the shard
 /// count. Stable across versions and machines: clients and every node compute the same
@@ -48,7 +48,7 @@ pub fn shard_of_key(key: &[u8], shards: usize) -> usize {
 /// followed later by a `}` with at least one byte between them, only those bytes (the first
 /// such `{…}`); otherwise the whole key. Keys with the same tag share a shard, so a
 /// transaction or a lease can span them: `{user42}:name` and `{user42}:mail`.
-pub fn hash_tag(key: &[u8]) -> &[u8] {
+pub(crate) fn hash_tag(key: &[u8]) -> &[u8] {
     if let Some(open) = key.iter().position(|b| *b == b'{') {
         let rest = &key[open + 1..];
         if let Some(close) = rest.iter().position(|b| *b == b'}') {
@@ -61,12 +61,12 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 }
 
 /// The core that runs `shard`.
-pub fn core_of_shard(shard: usize, cores: usize) -> usize {
+pub(crate) fn core_of_shard(shard: usize, cores: usize) -> usize {
     shard % cores.max(1)
 }
 
 /// The shards core `core` runs, in order.
-pub fn shards_of_core(core: usize, cores: usize, shards: usize) -> Vec<usize> {
+pub(crate) fn shards_of_core(core: usize, cores: usize, shards: usize) -> Vec<usize> {
     (0..shards)
         .filter(|s| core_of_shard(*s, cores) == core)
         .collect()
@@ -74,7 +74,7 @@ pub fn shards_of_core(core: usize, cores: usize, shards: usize) -> Vec<usize> {
 
 /// Bounded inboxes of every core; cloneable, `Send`, shared by all cores.
 #[derive(Debug)]
-pub struct Mesh<M> {
+pub(crate) struct Mesh<M> {
     senders: Vec<flume::Sender<M>>,
 }
 
@@ -88,7 +88,7 @@ impl<M> Clone for Mesh<M> {
 
 /// A core's inbox is full (backpressure) or its core stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MeshError {
+pub(crate) enum MeshError {
     /// The inbox holds [`CORE_INBOX_CAPACITY`] messages.
     Full,
     /// The core has stopped.
@@ -99,36 +99,30 @@ pub enum MeshError {
 
 impl<M> Mesh<M> {
     /// A mesh of `cores` inboxes of `capacity` messages; returns it and the receivers by core.
-    pub fn new(cores: usize, capacity: usize) -> (Mesh<M>, Vec<flume::Receiver<M>>) {
+    pub(crate) fn new(cores: usize, capacity: usize) -> (Mesh<M>, Vec<flume::Receiver<M>>) {
         let (senders, receivers) = (0..cores).map(|_| flume::bounded(capacity)).unzip();
         (Mesh { senders }, receivers)
     }
 
     /// Number of cores.
-    pub fn cores(&self) -> usize {
+    pub(crate) fn cores(&self) -> usize {
         self.senders.len()
     }
 
     /// Delivers `msg` to `core` without waiting; a full inbox is an error the caller turns into
     /// Busy for its client.
-    pub fn try_send(&self, core: usize, msg: M) -> Result<(), MeshError> {
+    pub(crate) fn try_send(&self, core: usize, msg: M) -> Result<(), MeshError> {
         let s = self.senders.get(core).ok_or(MeshError::NoSuchCore)?;
         s.try_send(msg).map_err(|e| match e {
             flume::TrySendError::Full(_) => MeshError::Full,
             flume::TrySendError::Disconnected(_) => MeshError::Stopped,
         })
     }
-
-    /// Delivers `msg` to `core`, waiting (asynchronously) while its inbox is full.
-    pub async fn send(&self, core: usize, msg: M) -> Result<(), MeshError> {
-        let s = self.senders.get(core).ok_or(MeshError::NoSuchCore)?;
-        s.send_async(msg).await.map_err(|_| MeshError::Stopped)
-    }
 }
 
 /// Why the main thread woke up.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// SIGTERM or SIGINT arrived (the signal number).
     Signal(i32),
     /// A core's executor returned (`Err` carries why).
@@ -142,7 +136,7 @@ pub enum Event {
 
 /// Blocks SIGTERM and SIGINT in the calling thread; threads spawned afterwards inherit the mask.
 /// Call before spawning any executor.
-pub fn block_termination_signals() -> std::io::Result<()> {
+pub(crate) fn block_termination_signals() -> std::io::Result<()> {
     let set = termination_sigset()?;
     // SAFETY: `set` is a fully initialised sigset_t; a null old-set pointer is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -169,7 +163,7 @@ fn termination_sigset() -> std::io::Result<libc::sigset_t> {
 
 /// Starts a thread that waits for SIGTERM/SIGINT (blocked beforehand with
 /// [`block_termination_signals`]) and reports each as [`Event::Signal`].
-pub fn spawn_signal_waiter(events: flume::Sender<Event>) -> std::io::Result<()> {
+pub(crate) fn spawn_signal_waiter(events: flume::Sender<Event>) -> std::io::Result<()> {
     let set = termination_sigset()?;
     std::thread::Builder::new()
         .name("ringraft-signals".into())
@@ -189,7 +183,7 @@ pub fn spawn_signal_waiter(events: flume::Sender<Event>) -> std::io::Result<()> 
 
 /// Starts core `core`'s executor thread running `body`; when `body` returns, its result is
 /// reported on `events` as [`Event::CoreExited`].
-pub fn spawn_core<G, F>(
+pub(crate) fn spawn_core<G, F>(
     core: usize,
     rt: &RuntimeConfig,
     events: flume::Sender<Event>,
@@ -268,7 +262,7 @@ mod tests {
         let rx0 = rx.pop().unwrap();
         let m0 = mesh.clone();
         let h0 = spawn_core(0, &rt, ev_tx.clone(), move || async move {
-            m0.send(1, 41).await.map_err(|e| format!("{e:?}"))?;
+            m0.try_send(1, 41).map_err(|e| format!("{e:?}"))?;
             let back = rx0.recv_async().await.map_err(|e| e.to_string())?;
             if back == 42 {
                 Ok(())
@@ -280,7 +274,7 @@ mod tests {
         let m1 = mesh.clone();
         let h1 = spawn_core(1, &rt, ev_tx, move || async move {
             let v = rx1.recv_async().await.map_err(|e| e.to_string())?;
-            m1.send(0, v + 1).await.map_err(|e| format!("{e:?}"))
+            m1.try_send(0, v + 1).map_err(|e| format!("{e:?}"))
         })
         .unwrap();
         h0.join().unwrap();

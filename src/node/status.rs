@@ -7,49 +7,49 @@ use serde::Serialize;
 
 /// One follower's replication progress, as its leader sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FollowerReport {
+pub(crate) struct FollowerReport {
     /// Follower.
-    pub node_id: u64,
+    pub(crate) node_id: u64,
     /// Highest index known replicated there.
-    pub match_index: u64,
+    pub(crate) match_index: u64,
     /// Entries it is behind the leader's last index.
-    pub lag: u64,
+    pub(crate) lag: u64,
     /// Whether it is a learner.
-    pub learner: bool,
+    pub(crate) learner: bool,
 }
 
 /// One shard's status on the reporting node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShardReport {
     /// Shard (Raft group).
-    pub shard: u64,
+    pub(crate) shard: u64,
     /// Core that owns it.
-    pub core: usize,
+    pub(crate) core: usize,
     /// Role of this replica (`Leader`, `Follower`, ...).
-    pub role: String,
+    pub(crate) role: String,
     /// Current term.
-    pub term: u64,
+    pub(crate) term: u64,
     /// Known leader (0 = none).
-    pub leader_id: u64,
+    pub(crate) leader_id: u64,
     /// Known leader's address.
-    pub leader_address: Option<String>,
+    pub(crate) leader_address: Option<String>,
     /// Commit index.
-    pub commit_index: u64,
+    pub(crate) commit_index: u64,
     /// Applied index.
-    pub applied_index: u64,
+    pub(crate) applied_index: u64,
     /// Last log index.
-    pub last_index: u64,
+    pub(crate) last_index: u64,
     /// Voters.
-    pub voters: Vec<u64>,
+    pub(crate) voters: Vec<u64>,
     /// Learners.
-    pub learners: Vec<u64>,
+    pub(crate) learners: Vec<u64>,
     /// Followers' progress (when this replica leads).
-    pub followers: Vec<FollowerReport>,
+    pub(crate) followers: Vec<FollowerReport>,
 }
 
 impl ShardReport {
     /// The wire form of the report.
-    pub fn to_wire(&self) -> wire::ShardStatus {
+    pub(crate) fn to_wire(&self) -> wire::ShardStatus {
         wire::ShardStatus {
             group: self.shard,
             leader: (self.leader_id != 0).then_some(self.leader_id),

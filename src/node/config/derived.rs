@@ -9,31 +9,31 @@ use super::{Config, ConfigError, ROLE_LEARNER};
 
 impl Config {
     /// The listen address, parsed (validated by [`Config::validate`]).
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+    pub(crate) fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         parse_addr("cluster.listen_address", &self.cluster.listen_address)
     }
 
     /// The metrics address: the host of `listen_address` with `metrics_port`.
-    pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
+    pub(crate) fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
         let mut a = self.listen_addr()?;
         a.set_port(self.monitoring.metrics_port);
         Ok(a)
     }
 
     /// `<db_root_dir>/<node_id>`.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.cluster
             .db_root_dir
             .join(self.cluster.node_id.to_string())
     }
 
     /// `<log_dir>/<node_id>`.
-    pub fn node_log_dir(&self) -> PathBuf {
+    pub(crate) fn node_log_dir(&self) -> PathBuf {
         self.cluster.log_dir.join(self.cluster.node_id.to_string())
     }
 
     /// Whether this node starts as a learner that joins a running cluster.
-    pub fn is_joining_learner(&self) -> bool {
+    pub(crate) fn is_joining_learner(&self) -> bool {
         self.cluster
             .initial_cluster
             .iter()
@@ -41,7 +41,7 @@ impl Config {
     }
 
     /// Election timeout bounds in ticks (at least 2 ticks apart).
-    pub fn election_ticks(&self) -> (u64, u64) {
+    pub(crate) fn election_ticks(&self) -> (u64, u64) {
         let t = self.raft.tick_interval_ms;
         let min = (self.raft.election_timeout_ms_min / t).max(2);
         let max = (self.raft.election_timeout_ms_max / t).max(min + 1);
@@ -49,7 +49,7 @@ impl Config {
     }
 
     /// Heartbeat interval in ticks (at least 1).
-    pub fn heartbeat_ticks(&self) -> u64 {
+    pub(crate) fn heartbeat_ticks(&self) -> u64 {
         (self.raft.heartbeat_interval_ms / self.raft.tick_interval_ms).max(1)
     }
 }

@@ -9,7 +9,7 @@ use super::{Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, MAX_CONFIG_FILE_BYTE
 
 impl Config {
     /// Reads `path`, applies the `RINGRAFT__…` variables of the process environment, validates.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let meta = std::fs::metadata(path).map_err(|e| {
             ConfigError(format!("config file {}: cannot read: {e}", path.display()))
         })?;
@@ -30,7 +30,10 @@ impl Config {
 
     /// Parses `text`, applies the overrides among `env` (name, value pairs; names without the
     /// `RINGRAFT__` prefix are ignored) and validates.
-    pub fn from_toml_with_env(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    pub(crate) fn from_toml_with_env(
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let mut table: toml::Table = toml::from_str(text)
             .map_err(|e| ConfigError(format!("not valid TOML: {}", e.to_string().trim())))?;
         // The file alone must be well-typed, so an error is attributed to the file...

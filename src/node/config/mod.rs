@@ -29,7 +29,7 @@
 
 mod defaults;
 mod derived;
-pub mod limits;
+pub(crate) mod limits;
 mod load;
 mod schema;
 mod validate;
@@ -39,33 +39,26 @@ mod tests;
 
 use std::fmt;
 
-pub use schema::*;
+pub(crate) use schema::*;
 
 /// Prefix of environment variables that override config values.
-pub const ENV_PREFIX: &str = "RINGRAFT__";
+pub(crate) const ENV_PREFIX: &str = "RINGRAFT__";
 /// Separator between key path segments in an environment variable name.
-pub const ENV_SEPARATOR: &str = "__";
+pub(crate) const ENV_SEPARATOR: &str = "__";
 /// Largest config file read, in bytes.
-pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
-/// Member role as numbered in the seed's `initial_cluster` (d-engine's numbering).
-pub const ROLE_LEADER: u8 = 0;
-/// A voting member that starts as follower.
-pub const ROLE_FOLLOWER: u8 = 1;
-/// A candidate (never valid in a config file, listed for the numbering).
-pub const ROLE_CANDIDATE: u8 = 2;
+/// Member role as numbered in the seed's `initial_cluster` (d-engine's numbering: 0 leader and
+/// 2 candidate are never valid in a config file): a voting member that starts as follower.
+pub(crate) const ROLE_FOLLOWER: u8 = 1;
 /// A non-voting member that receives the log.
-pub const ROLE_LEARNER: u8 = 3;
-/// Member status: joining the cluster, not yet caught up.
-pub const STATUS_JOINING: u8 = 0;
-/// Member status: catching up.
-pub const STATUS_SYNCING: u8 = 1;
-/// Member status: a full member.
-pub const STATUS_ACTIVE: u8 = 2;
+pub(crate) const ROLE_LEARNER: u8 = 3;
+/// Member status (0 joining and 1 syncing are not accepted in a config file): a full member.
+pub(crate) const STATUS_ACTIVE: u8 = 2;
 
 /// A configuration problem: the message names the key, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,113 +14,113 @@ use super::validate::err;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Membership and directories.
-    pub cluster: ClusterConfig,
+    pub(crate) cluster: ClusterConfig,
     /// Raft timing, reads, persistence, replication.
     #[serde(default)]
-    pub raft: RaftConfig,
+    pub(crate) raft: RaftConfig,
     /// Sockets and protocol bounds.
     #[serde(default)]
-    pub network: NetworkConfig,
+    pub(crate) network: NetworkConfig,
     /// The metrics endpoint.
     #[serde(default)]
-    pub monitoring: MonitoringConfig,
+    pub(crate) monitoring: MonitoringConfig,
     /// Thread-per-core layout (ringraft's own).
     #[serde(default)]
-    pub runtime: RuntimeConfig,
+    pub(crate) runtime: RuntimeConfig,
     /// Per-shard key-value store limits (ringraft's own).
     #[serde(default)]
-    pub state_machine: StateMachineConfig,
+    pub(crate) state_machine: StateMachineConfig,
     /// TLS and client authentication (ringraft's own).
     #[serde(default)]
-    pub security: SecurityConfig,
+    pub(crate) security: SecurityConfig,
 }
 
 /// `[cluster]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     /// This node's id (1 ..= 2^32).
-    pub node_id: u64,
+    pub(crate) node_id: u64,
     /// Address the node listens on for peers and clients (frames and HTTP on one port).
-    pub listen_address: String,
+    pub(crate) listen_address: String,
     /// The members the cluster starts with.
     #[serde(default)]
-    pub initial_cluster: Vec<MemberConfig>,
+    pub(crate) initial_cluster: Vec<MemberConfig>,
     /// Set to 1 to bootstrap a single-node cluster; otherwise the voters of `initial_cluster`.
     #[serde(default)]
-    pub initial_cluster_size: Option<usize>,
+    pub(crate) initial_cluster_size: Option<usize>,
     /// Cluster id carried in every handshake; peers of another cluster are refused.
     #[serde(default = "default_cluster_id")]
-    pub cluster_id: u64,
+    pub(crate) cluster_id: u64,
     /// Root of the data directories (`<db_root_dir>/<node_id>/`).
     #[serde(default = "default_db_root_dir")]
-    pub db_root_dir: PathBuf,
+    pub(crate) db_root_dir: PathBuf,
     /// Root of the log directories (`<log_dir>/<node_id>/d.log`).
     #[serde(default = "default_log_dir")]
-    pub log_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
 }
 
 /// One `initial_cluster` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MemberConfig {
+pub(crate) struct MemberConfig {
     /// Node id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Peer address (host:port).
-    pub address: String,
+    pub(crate) address: String,
     /// 1 = follower (voter), 3 = learner.
-    pub role: u8,
+    pub(crate) role: u8,
     /// 0 = joining, 1 = syncing, 2 = active.
-    pub status: u8,
+    pub(crate) status: u8,
 }
 
 /// `[raft]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RaftConfig {
+pub(crate) struct RaftConfig {
     /// Smallest randomized election timeout.
     #[serde(alias = "election_timeout_min")]
-    pub election_timeout_ms_min: u64,
+    pub(crate) election_timeout_ms_min: u64,
     /// Largest randomized election timeout (exclusive).
     #[serde(alias = "election_timeout_max")]
-    pub election_timeout_ms_max: u64,
+    pub(crate) election_timeout_ms_max: u64,
     /// Leader heartbeat interval.
     #[serde(alias = "heartbeat_interval")]
-    pub heartbeat_interval_ms: u64,
+    pub(crate) heartbeat_interval_ms: u64,
     /// Length of one Raft tick; timeouts are converted to ticks.
-    pub tick_interval_ms: u64,
+    pub(crate) tick_interval_ms: u64,
     /// Proposals accepted but not yet answered, per shard; past it clients get Busy.
-    pub max_inflight_proposals: usize,
+    pub(crate) max_inflight_proposals: usize,
     /// Take a snapshot after this many applied entries past the last one.
-    pub snapshot_threshold_entries: u64,
+    pub(crate) snapshot_threshold_entries: u64,
     /// Log entries kept in memory behind a snapshot, so a slightly lagging follower catches up
     /// from the log instead of receiving the whole snapshot.
-    pub snapshot_retain_entries: u64,
+    pub(crate) snapshot_retain_entries: u64,
     /// Reads.
-    pub read_consistency: ReadConsistencyConfig,
+    pub(crate) read_consistency: ReadConsistencyConfig,
     /// Durability.
-    pub persistence: PersistenceConfig,
+    pub(crate) persistence: PersistenceConfig,
     /// AppendEntries batching.
-    pub replication: ReplicationConfig,
+    pub(crate) replication: ReplicationConfig,
 }
 
 /// `[raft.read_consistency]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReadConsistencyConfig {
+pub(crate) struct ReadConsistencyConfig {
     /// Policy of a read that does not name one.
-    pub default_policy: ReadPolicy,
+    pub(crate) default_policy: ReadPolicy,
     /// Leader lease; must be below the smallest election timeout.
-    pub lease_duration_ms: u64,
+    pub(crate) lease_duration_ms: u64,
     /// Clock drift margin subtracted from the lease.
-    pub clock_drift_ms: u64,
+    pub(crate) clock_drift_ms: u64,
     /// Whether a request may choose its own policy.
-    pub allow_client_override: bool,
+    pub(crate) allow_client_override: bool,
 }
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReadPolicy {
+pub(crate) enum ReadPolicy {
     /// Served by the leader while its lease holds.
     LeaseRead,
     /// Confirmed by a quorum (ReadIndex).
@@ -132,29 +132,29 @@ pub enum ReadPolicy {
 /// `[raft.persistence]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PersistenceConfig {
+pub(crate) struct PersistenceConfig {
     /// When a write is acknowledged.
-    pub strategy: PersistenceStrategy,
+    pub(crate) strategy: PersistenceStrategy,
     /// When the WAL syncs.
-    pub flush_policy: FlushPolicy,
+    pub(crate) flush_policy: FlushPolicy,
     /// Entries appended but not yet durable; past it appends push back.
-    pub max_buffered_entries: u64,
+    pub(crate) max_buffered_entries: u64,
     /// Flush worker threads.
-    pub flush_workers: usize,
+    pub(crate) flush_workers: usize,
     /// WAL segment size.
-    pub segment_bytes: u64,
+    pub(crate) segment_bytes: u64,
     /// How WAL records reach the file: `"pwrite"` (staged, written with pwritev, fdatasync) or
     /// `"mmap"` (copied into a writable map, msync).
-    pub wal_write_mode: WalWriteMode,
+    pub(crate) wal_write_mode: WalWriteMode,
     /// Purged WAL segment files kept for reuse instead of deleted (each one `segment_bytes`
     /// on disk). Only the pwrite mode reuses them.
-    pub wal_recycle_segments: u64,
+    pub(crate) wal_recycle_segments: u64,
 }
 
 /// `raft.persistence.wal_write_mode`: how WAL records reach the file (see `ringraft_wal::WriteMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WalWriteMode {
+pub(crate) enum WalWriteMode {
     /// Staged in memory, written with pwritev and made durable with fdatasync (measured fastest).
     #[default]
     Pwrite,
@@ -164,7 +164,7 @@ pub enum WalWriteMode {
 
 impl WalWriteMode {
     /// The WAL crate's mode.
-    pub fn to_wal(self) -> ringraft_wal::WriteMode {
+    pub(crate) fn to_wal(self) -> ringraft_wal::WriteMode {
         match self {
             WalWriteMode::Pwrite => ringraft_wal::WriteMode::Pwrite,
             WalWriteMode::Mmap => ringraft_wal::WriteMode::Mmap,
@@ -189,7 +189,7 @@ impl<'de> Deserialize<'de> for WalWriteMode {
 
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PersistenceStrategy {
+pub(crate) enum PersistenceStrategy {
     /// After a quorum has it durable and it is applied.
     DiskFirst,
     /// After a quorum has it in memory (weaker: a correlated crash can lose acknowledged writes).
@@ -198,7 +198,7 @@ pub enum PersistenceStrategy {
 
 /// When the WAL syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FlushPolicy {
+pub(crate) enum FlushPolicy {
     /// Sync as soon as anything is waiting.
     Immediate,
     /// Sync when `threshold` records wait or `interval_ms` passed, whichever is first.
@@ -213,81 +213,81 @@ pub enum FlushPolicy {
 /// `[raft.replication]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReplicationConfig {
+pub(crate) struct ReplicationConfig {
     /// Most entries in one AppendEntries.
-    pub append_entries_batch_threshold: usize,
+    pub(crate) append_entries_batch_threshold: usize,
     /// Most payload bytes in one AppendEntries.
-    pub append_entries_max_bytes: usize,
+    pub(crate) append_entries_max_bytes: usize,
     /// AppendEntries in flight per follower.
-    pub max_inflight_appends: usize,
+    pub(crate) max_inflight_appends: usize,
 }
 
 /// `[network]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct NetworkConfig {
+pub(crate) struct NetworkConfig {
     /// TCP_NODELAY on every socket.
-    pub tcp_nodelay: bool,
+    pub(crate) tcp_nodelay: bool,
     /// SO_SNDBUF (0 = kernel default).
-    pub send_buffer_bytes: usize,
+    pub(crate) send_buffer_bytes: usize,
     /// SO_RCVBUF (0 = kernel default).
-    pub recv_buffer_bytes: usize,
+    pub(crate) recv_buffer_bytes: usize,
     /// TCP keepalive idle time (0 = off).
-    pub tcp_keepalive_s: u64,
+    pub(crate) tcp_keepalive_s: u64,
     /// Peer connect timeout.
-    pub connect_timeout_ms: u64,
+    pub(crate) connect_timeout_ms: u64,
     /// Reconnect backoff, first delay.
-    pub reconnect_backoff_ms_min: u64,
+    pub(crate) reconnect_backoff_ms_min: u64,
     /// Reconnect backoff, largest delay.
-    pub reconnect_backoff_ms_max: u64,
+    pub(crate) reconnect_backoff_ms_max: u64,
     /// Largest frame accepted or sent.
-    pub max_frame_bytes: usize,
+    pub(crate) max_frame_bytes: usize,
     /// Client and peer connections accepted at once, per core.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Requests in flight per connection; past it reading pauses.
-    pub max_inflight_per_connection: usize,
+    pub(crate) max_inflight_per_connection: usize,
     /// Client request deadline; past it the client gets Timeout.
-    pub request_timeout_ms: u64,
+    pub(crate) request_timeout_ms: u64,
     /// Largest HTTP request head.
-    pub http_max_header_bytes: usize,
+    pub(crate) http_max_header_bytes: usize,
     /// Largest HTTP request body.
-    pub http_max_body_bytes: usize,
+    pub(crate) http_max_body_bytes: usize,
 }
 
 /// `[monitoring]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct MonitoringConfig {
+pub(crate) struct MonitoringConfig {
     /// Serve `/metrics`, `/health`, `/status`.
     #[serde(alias = "prometheus_enabled")]
-    pub metrics_enabled: bool,
+    pub(crate) metrics_enabled: bool,
     /// Port of the metrics endpoint (host of `listen_address`).
     #[serde(alias = "prometheus_port")]
-    pub metrics_port: u16,
+    pub(crate) metrics_port: u16,
 }
 
 /// `[runtime]`: ringraft's thread-per-core layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RuntimeConfig {
+pub(crate) struct RuntimeConfig {
     /// Executors (one thread each).
-    pub cores: usize,
+    pub(crate) cores: usize,
     /// Shards (Raft groups) per node; the key space is hashed into them; must be the same on
     /// every node of a cluster.
-    pub shards_per_node: usize,
+    pub(crate) shards_per_node: usize,
     /// Thread placement.
-    pub placement: Placement,
+    pub(crate) placement: Placement,
     /// First CPU used with `Pinned` (executor i runs on CPU `first_cpu + i`).
-    pub first_cpu: usize,
+    pub(crate) first_cpu: usize,
     /// Busy-poll this long before parking (0 = never spin; right for a shared 2-core machine).
-    pub spin_before_park_us: u64,
+    pub(crate) spin_before_park_us: u64,
     /// glommio io_uring registered memory per executor.
-    pub io_memory_bytes: usize,
+    pub(crate) io_memory_bytes: usize,
 }
 
 /// Where executor threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// Let the kernel schedule threads.
     Unbound,
     /// Pin executor i to CPU `first_cpu + i`.
@@ -299,30 +299,30 @@ pub enum Placement {
 /// they are constants of [`crate::node::limits`], equal on every replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StateMachineConfig {
+pub(crate) struct StateMachineConfig {
     /// Largest key.
-    pub max_key_bytes: usize,
+    pub(crate) max_key_bytes: usize,
     /// Largest value.
-    pub max_value_bytes: usize,
+    pub(crate) max_value_bytes: usize,
     /// Most pairs one scan returns.
-    pub max_scan_results: usize,
+    pub(crate) max_scan_results: usize,
 }
 
 /// `[security]`: TLS on the node's port (frames and HTTP) and on every connection it dials, and
 /// client credentials. Paths are relative to the working directory, like `db_root_dir`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
+pub(crate) struct SecurityConfig {
     /// PEM of the CA every peer and client certificate must chain to.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// PEM of this node's certificate (it must name this node and cluster).
-    pub cert_file: Option<PathBuf>,
+    pub(crate) cert_file: Option<PathBuf>,
     /// PEM of its private key (owner-only file mode).
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Refuse TLS clients that present no certificate (peers always need one).
-    pub require_client_cert: bool,
+    pub(crate) require_client_cert: bool,
     /// Bearer tokens for HTTP clients: lines `<role> <name> <token>`; owner-only file mode.
-    pub tokens_file: Option<PathBuf>,
+    pub(crate) tokens_file: Option<PathBuf>,
     /// Allow plaintext on a non-loopback `listen_address` (logged as a warning at every start).
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }

@@ -44,7 +44,7 @@ impl Config {
     }
 
     /// Range and consistency checks; each error names the key, the value and what is allowed.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_security()?;
         use limits::*;
         let c = &self.cluster;

@@ -36,7 +36,7 @@ fn session(s: Option<wire::Session>) -> (u64, u64) {
 }
 
 /// Converts one wire operation into a node request.
-pub fn to_request(
+pub(crate) fn to_request(
     op: wire::ClientOp,
     shard: u32,
     ctx: &CoreCtx,
@@ -104,7 +104,7 @@ fn versioned(v: Versioned) -> wire::Versioned {
 }
 
 /// Converts the result of `op` into a wire outcome.
-pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
+pub(crate) fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
     let reply = match r {
         Err(e) => return wire::OpOutcome::Err(e),
         Ok(r) => r,
@@ -182,7 +182,7 @@ pub fn to_outcome(op: &ClientOp, r: ClientResult) -> wire::OpOutcome {
 /// The wire form of a node request (what a follower forwards to the leader over the peer
 /// link): the inverse of [`to_request`], the session carried in the write. A `Noop` has no
 /// wire form (clients cannot send one) and is refused, not applied.
-pub fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, ClientError> {
+pub(crate) fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, ClientError> {
     let session = (req.client_id != 0).then_some(wire::Session {
         client_id: req.client_id,
         sequence: req.seq,
@@ -223,7 +223,7 @@ pub fn to_wire_request(req: ClientRequest) -> Result<wire::ClientRequest, Client
 /// The node result of `op` (as sent on the wire) from the wire outcome the leader answered a
 /// forwarded request with: the inverse of [`to_outcome`]. A reply that does not fit the op is
 /// an unreadable answer (outcome unknown for a write).
-pub fn from_outcome(op: &wire::ClientOp, o: wire::OpOutcome) -> ClientResult {
+pub(crate) fn from_outcome(op: &wire::ClientOp, o: wire::OpOutcome) -> ClientResult {
     let reply = match o {
         wire::OpOutcome::Err(ClientError::KeyNotFound)
             if matches!(op, wire::ClientOp::Get { .. }) =>

@@ -17,10 +17,10 @@ use crate::node::server::{self, CoreCtx};
 mod admin;
 mod convert;
 
-pub use convert::{from_outcome, to_outcome, to_request, to_wire_request};
+pub(crate) use convert::{from_outcome, to_outcome, to_request, to_wire_request};
 
 /// Most operations in one batch request.
-pub const MAX_BATCH_OPS: usize = 1_024;
+pub(crate) const MAX_BATCH_OPS: usize = 1_024;
 
 /// Runs one operation; also returns the staleness of an eventual read it served.
 async fn run_op(
@@ -51,7 +51,12 @@ async fn run_op(
 }
 
 /// Serves one client or admin request frame and queues the answer on `conn`.
-pub async fn serve_request(ctx: &Rc<CoreCtx>, conn: &Rc<Connection>, id: u64, msg: wire::Message) {
+pub(crate) async fn serve_request(
+    ctx: &Rc<CoreCtx>,
+    conn: &Rc<Connection>,
+    id: u64,
+    msg: wire::Message,
+) {
     match msg {
         wire::Message::ClientRequest(wire::ClientRequest {
             shard,

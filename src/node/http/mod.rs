@@ -30,33 +30,32 @@
 //! Owned by the node's HTTP surface.
 
 mod framing;
-pub mod query;
-pub mod request;
-pub mod response;
+pub(crate) mod query;
+pub(crate) mod request;
+pub(crate) mod response;
 
-pub use query::{parse_query, percent_decode, QueryPair};
-pub use request::{parse_request, HttpError, Parsed, Request};
+pub(crate) use request::{parse_request, Parsed, Request};
 pub use response::{parse_response, reason, write_request, ParsedResponse, Response};
 
 /// Most headers in one request. curl sends 4–6, browsers and proxies about 20; 64 leaves room
 /// for any honest client while the parser's header table (64 × 32 bytes) stays on the stack.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Default bound of one request head (`[network] http_max_header_bytes`): the request line plus
 /// headers of any API call fit in well under 1 KiB; 8 KiB is what common servers allow.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 << 10;
+pub(crate) const DEFAULT_MAX_HEAD_BYTES: usize = 8 << 10;
 /// Default bound of one request body (`[network] http_max_body_bytes`): above the largest key
 /// plus value the state machine accepts, with room for JSON escaping.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Interim response sent to a client that asked `Expect: 100-continue`.
-pub const CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(crate) const CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Size limits of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// Request line plus headers plus the blank line.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Body.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl Default for HttpLimits {

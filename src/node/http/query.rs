@@ -5,10 +5,10 @@
 use super::request::HttpError;
 
 /// One decoded query parameter: name and value, arbitrary bytes.
-pub type QueryPair = (Vec<u8>, Vec<u8>);
+pub(crate) type QueryPair = (Vec<u8>, Vec<u8>);
 
 /// Splits a raw query (`a=1&b=%FF`) into decoded pairs; a pair without `=` has an empty value.
-pub fn parse_query(raw: &str) -> Result<Vec<QueryPair>, HttpError> {
+pub(crate) fn parse_query(raw: &str) -> Result<Vec<QueryPair>, HttpError> {
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -36,7 +36,7 @@ pub(super) fn shown(b: &[u8], n: usize) -> String {
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`) into bytes; `None` on a `%`
 /// not followed by two hex digits.
-pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+pub(crate) fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),

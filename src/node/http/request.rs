@@ -13,24 +13,24 @@ use super::{HttpLimits, MAX_HEADERS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Method as sent (a token; the router matches upper-case names).
-    pub method: String,
+    pub(crate) method: String,
     /// The request target exactly as sent (path and query, still encoded).
-    pub target: String,
+    pub(crate) target: String,
     /// Path without the query, percent-decoded (not UTF-8 bytes shown as U+FFFD).
-    pub path: String,
+    pub(crate) path: String,
     /// Query parameters in order, percent-decoded (`+` is a space); arbitrary bytes.
-    pub query: Vec<QueryPair>,
+    pub(crate) query: Vec<QueryPair>,
     /// Headers (names lower-cased; values not UTF-8 shown with U+FFFD).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Body bytes.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Whether the connection stays open after the response.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 impl Request {
     /// First query parameter named `name` (decoded bytes).
-    pub fn query_param(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn query_param(&self, name: &str) -> Option<&[u8]> {
         self.query
             .iter()
             .find(|(k, _)| k == name.as_bytes())
@@ -38,7 +38,7 @@ impl Request {
     }
 
     /// First header named `name` (lower-case).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -48,11 +48,11 @@ impl Request {
 
 /// Why a request could not be parsed: the status to answer with and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError {
+pub(crate) struct HttpError {
     /// Status code (400, 411, 413, 417, 431, 505).
-    pub status: u16,
+    pub(crate) status: u16,
     /// Human-readable reason.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl HttpError {
@@ -65,7 +65,7 @@ impl HttpError {
 
     /// The error as a JSON response that closes the connection (after a framing error the
     /// position of the next request is unknown).
-    pub fn to_response(&self) -> Response {
+    pub(crate) fn to_response(&self) -> Response {
         let mut r = Response::error(self.status, &self.message);
         r.close = true;
         r
@@ -74,7 +74,7 @@ impl HttpError {
 
 /// The result of feeding bytes to the parser.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// A whole request and the number of bytes it used.
     Complete(Box<Request>, usize),
     /// More bytes are needed; `expect_continue` is set once the head is complete, the body is
@@ -86,7 +86,7 @@ pub enum Parsed {
 }
 
 /// Parses one request from the start of `buf`.
-pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Result<Parsed, HttpError> {
+pub(crate) fn parse_request(buf: &[u8], limits: &HttpLimits) -> Result<Parsed, HttpError> {
     let partial = Ok(Parsed::Partial {
         expect_continue: false,
     });

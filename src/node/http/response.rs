@@ -10,20 +10,20 @@ use super::{HttpLimits, DEFAULT_MAX_HEAD_BYTES, MAX_HEADERS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Content-Type.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Extra headers (e.g. `Retry-After`); a value with a control character is not written.
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
     /// Body.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Close the connection after writing.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl Response {
     /// A JSON response.
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, body: &serde_json::Value) -> Self {
         Self {
             status,
             content_type: "application/json",
@@ -34,7 +34,7 @@ impl Response {
     }
 
     /// A response with a body of another type.
-    pub fn text(status: u16, content_type: &'static str, body: String) -> Self {
+    pub(crate) fn text(status: u16, content_type: &'static str, body: String) -> Self {
         Self {
             status,
             content_type,
@@ -45,14 +45,14 @@ impl Response {
     }
 
     /// A JSON error `{"error": message}`.
-    pub fn error(status: u16, message: &str) -> Self {
+    pub(crate) fn error(status: u16, message: &str) -> Self {
         Self::json(status, &serde_json::json!({ "error": message }))
     }
 
     /// Writes status line, Content-Type, Content-Length, the extra headers, Connection and —
     /// unless `head_only` (the answer to a HEAD request) — the body. Content-Length is always
     /// the body's length, so a HEAD answer describes the GET answer.
-    pub fn write_to(&self, out: &mut Vec<u8>, head_only: bool) {
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, head_only: bool) {
         use std::io::Write as _;
         // Writing into a Vec cannot fail.
         let _ = write!(
@@ -85,7 +85,7 @@ pub struct ParsedResponse {
     /// Status code.
     pub status: u16,
     /// Content-Type, when it is one this node sends.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// Body.
     pub body: Vec<u8>,
 }
@@ -189,7 +189,7 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::http::HttpError;
+    use crate::node::http::request::HttpError;
     use proptest::prelude::*;
 
     #[test]

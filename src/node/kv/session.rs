@@ -14,7 +14,7 @@
 //! (more than `SESSION_MAX_RESULTS` newer results and `SESSION_MAX_TOMBSTONES` newer
 //! tombstones since) — far beyond any client's retry deadline.
 //!
-//! Memory ceiling per shard: [`crate::node::limits::SESSION_MEMORY_CEILING_BYTES`].
+//! Memory ceiling per shard: [`crate::node::limits::SESSION_MAX_TOMBSTONES`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 

@@ -24,10 +24,10 @@ use crate::raft::NodeId;
 use super::*;
 
 /// The frame side of the listener (and of dialed peer connections).
-pub struct NodeHandler {
+pub(crate) struct NodeHandler {
     pub(super) ctx: Rc<CoreCtx>,
     /// Answers awaited on connections this node dialed (learner join), by request id.
-    pub awaiting: RefCell<BTreeMap<u64, flume::Sender<wire::Message>>>,
+    pub(crate) awaiting: RefCell<BTreeMap<u64, flume::Sender<wire::Message>>>,
     /// Client requests being served, per connection id (bounded by
     /// `network.max_inflight_per_connection`; past it the request is answered Busy).
     pub(super) inflight: RefCell<std::collections::HashMap<u64, usize>>,
@@ -245,7 +245,7 @@ impl Handler for NodeHandler {
 }
 
 /// Socket options from `[network]`.
-pub fn socket_options(cfg: &Config) -> SocketOptions {
+pub(crate) fn socket_options(cfg: &Config) -> SocketOptions {
     let n = &cfg.network;
     SocketOptions {
         nodelay: n.tcp_nodelay,
@@ -263,14 +263,14 @@ pub fn socket_options(cfg: &Config) -> SocketOptions {
 }
 
 /// Connection settings from the config, with TLS when `security` has it.
-pub fn node_connection_config(cfg: &Config, security: &Security) -> ConnectionConfig {
+pub(crate) fn node_connection_config(cfg: &Config, security: &Security) -> ConnectionConfig {
     let mut c = connection_config(cfg);
     c.tls = security.tls().cloned();
     c
 }
 
 /// Connection settings from the config (plaintext).
-pub fn connection_config(cfg: &Config) -> ConnectionConfig {
+pub(crate) fn connection_config(cfg: &Config) -> ConnectionConfig {
     let mut c = ConnectionConfig::new(LocalIdentity {
         cluster_id: cfg.cluster.cluster_id,
         role: PeerRole::Node {

@@ -23,7 +23,7 @@ use crate::node::wire::Inbound;
 use crate::raft::{ConfChange, GroupId, NodeId};
 
 /// Messages between cores.
-pub enum CoreMsg {
+pub(crate) enum CoreMsg {
     /// A client operation for a shard of the receiving core.
     Client {
         /// Shard.
@@ -85,32 +85,32 @@ pub enum CoreMsg {
 /// What every task of one core shares.
 pub struct CoreCtx {
     /// The core's state.
-    pub st: Rc<RefCell<CoreState>>,
+    pub(crate) st: Rc<RefCell<CoreState>>,
     /// Config.
-    pub cfg: Arc<Config>,
+    pub(crate) cfg: Arc<Config>,
     /// This core.
-    pub core: usize,
+    pub(crate) core: usize,
     /// Inboxes of all cores.
-    pub mesh: Mesh<CoreMsg>,
+    pub(crate) mesh: Mesh<CoreMsg>,
     /// Node metrics (all cores).
-    pub metrics: Arc<NodeMetrics>,
+    pub(crate) metrics: Arc<NodeMetrics>,
     /// Wire metrics (all cores).
-    pub net_metrics: Arc<NetMetrics>,
+    pub(crate) net_metrics: Arc<NetMetrics>,
     /// Read policy.
-    pub reads: ReadSettings,
+    pub(crate) reads: ReadSettings,
     /// Set once shutdown began.
-    pub stopping: Cell<bool>,
+    pub(crate) stopping: Cell<bool>,
     /// Client requests being executed on this core.
-    pub inflight: Cell<usize>,
+    pub(crate) inflight: Cell<usize>,
     /// Calls this core forwarded to a leader, waiting for its answer.
-    pub forwards: RefCell<crate::node::forward::ForwardTable>,
+    pub(crate) forwards: RefCell<crate::node::forward::ForwardTable>,
     /// TLS and client authentication.
-    pub security: Arc<crate::node::auth::Security>,
+    pub(crate) security: Arc<crate::node::auth::Security>,
 }
 
 impl CoreCtx {
     /// The shard owning `key`.
-    pub fn shard_of(&self, key: &[u8]) -> GroupId {
+    pub(crate) fn shard_of(&self, key: &[u8]) -> GroupId {
         shard_of_key(key, self.cfg.runtime.shards_per_node) as GroupId
     }
 
@@ -121,7 +121,7 @@ impl CoreCtx {
 
 /// Runs one client request to completion: routes it to its shard's core and waits (bounded by
 /// `network.request_timeout_ms`) for the answer.
-pub async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
+pub(crate) async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
     if ctx.stopping.get() {
         return Err(ClientError::Unavailable("the node is shutting down".into()));
     }
@@ -208,7 +208,11 @@ async fn wait_reply(ctx: &CoreCtx, rx: ReplyReceiver) -> ClientResult {
 }
 
 /// Starts a membership change on group `g` (routed to its core) and waits for it to commit.
-pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange) -> ClientResult {
+pub(crate) async fn change_membership(
+    ctx: &Rc<CoreCtx>,
+    g: GroupId,
+    change: ConfChange,
+) -> ClientResult {
     ask_owner(ctx, g, |reply| CoreMsg::Membership {
         group: g,
         change,
@@ -219,7 +223,7 @@ pub async fn change_membership(ctx: &Rc<CoreCtx>, g: GroupId, change: ConfChange
 
 /// Starts handing leadership of group `g` to voter `to` (routed to the group's core); answered
 /// once the transfer started.
-pub async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> ClientResult {
+pub(crate) async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> ClientResult {
     ask_owner(ctx, g, |reply| CoreMsg::Transfer {
         group: g,
         to,
@@ -229,7 +233,7 @@ pub async fn transfer_leadership(ctx: &Rc<CoreCtx>, g: GroupId, to: NodeId) -> C
 }
 
 /// Per-shard status of every core.
-pub async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
+pub(crate) async fn cluster_status(ctx: &Rc<CoreCtx>) -> Vec<ShardReport> {
     let mut out = ctx.st.borrow().status();
     for c in 0..ctx.mesh.cores() {
         if c == ctx.core {

@@ -28,8 +28,10 @@ mod mesh;
 
 use core_task::core_main;
 
-pub use handler::{connection_config, node_connection_config, socket_options, NodeHandler};
-pub use mesh::{change_membership, cluster_status, execute, transfer_leadership, CoreCtx, CoreMsg};
+pub(crate) use handler::{node_connection_config, socket_options, NodeHandler};
+pub(crate) use mesh::{
+    change_membership, cluster_status, execute, transfer_leadership, CoreCtx, CoreMsg,
+};
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,19 +45,19 @@ use crate::node::metrics::NodeMetrics;
 use crate::node::runtime::{self, Event, Mesh};
 
 /// Longest wait for a port still held by a node that just died.
-pub const PORT_PROBE_WAIT_MS: u64 = 5_000;
+pub(crate) const PORT_PROBE_WAIT_MS: u64 = 5_000;
 /// Longest wait for requests in flight at shutdown.
-pub const DRAIN_TIMEOUT_MS: u64 = 2_000;
+pub(crate) const DRAIN_TIMEOUT_MS: u64 = 2_000;
 /// Longest wait for the handshake of a connection.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+pub(crate) const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// Bound on one blocked socket write.
-pub const WRITE_TIMEOUT_MS: u64 = 5_000;
+pub(crate) const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// Pause between join attempts of a learner not yet accepted by every shard.
-pub const JOIN_RETRY_MS: u64 = 1_000;
+pub(crate) const JOIN_RETRY_MS: u64 = 1_000;
 /// Pause between address re-announcements of an accepted learner.
-pub const JOIN_REANNOUNCE_MS: u64 = 30_000;
+pub(crate) const JOIN_REANNOUNCE_MS: u64 = 30_000;
 /// Shard value in a client frame meaning "route by key, I do not know the shard".
-pub const ANY_SHARD: u32 = u32::MAX;
+pub(crate) const ANY_SHARD: u32 = u32::MAX;
 
 /// A panic anywhere (a bug) stops the whole process at once with exit status 101: a node with
 /// a dead core must not keep answering as if it were healthy (crash-stop is what Raft assumes).
@@ -107,7 +109,7 @@ fn probe_ports(cfg: &Config) -> Result<(), String> {
 }
 
 /// Starts the node and runs it until a termination signal or a fatal error.
-pub fn run(cfg: Config) -> ExitCode {
+pub(crate) fn run(cfg: Config) -> ExitCode {
     let cfg = Arc::new(cfg);
     let log_dir = cfg.node_log_dir();
     let log_path = match crate::node::logging::init(&log_dir) {

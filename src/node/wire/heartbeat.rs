@@ -18,14 +18,14 @@ use ringraft_net::message as wire;
 use crate::raft::{GroupId, NodeId};
 
 /// Heartbeat batches remembered per peer for round resolution.
-pub const MAX_HEARTBEAT_BATCHES_REMEMBERED: usize = 256;
+pub(crate) const MAX_HEARTBEAT_BATCHES_REMEMBERED: usize = 256;
 
 /// One registered heartbeat frame: its request id and the (group, round) pairs it carried.
 type RoundBatch = (u64, Vec<(GroupId, u64)>);
 
 /// The round bookkeeping of one core's merged heartbeats, per peer.
 #[derive(Debug, Default)]
-pub struct HeartbeatRounds {
+pub(crate) struct HeartbeatRounds {
     next_id: u64,
     id_base: u64,
     batches: HashMap<NodeId, VecDeque<RoundBatch>>,
@@ -33,7 +33,7 @@ pub struct HeartbeatRounds {
 
 impl HeartbeatRounds {
     /// Request ids of core `core` are `core << 48 | counter` (unique per node).
-    pub fn new(core: usize) -> Self {
+    pub(crate) fn new(core: usize) -> Self {
         Self {
             next_id: 1,
             id_base: (core as u64) << 48,
@@ -43,7 +43,7 @@ impl HeartbeatRounds {
 
     /// Remembers that the heartbeats of `groups` (group, real round) go to `peer` in one frame;
     /// returns the frame's request id.
-    pub fn register(&mut self, peer: NodeId, groups: Vec<(GroupId, u64)>) -> u64 {
+    pub(crate) fn register(&mut self, peer: NodeId, groups: Vec<(GroupId, u64)>) -> u64 {
         let id = self.id_base | (self.next_id & ((1 << 48) - 1));
         self.next_id += 1;
         let q = self.batches.entry(peer).or_default();
@@ -55,7 +55,7 @@ impl HeartbeatRounds {
     }
 
     /// The real round of `group` in batch `id` sent to `peer`, or 0 if unknown.
-    pub fn resolve(&self, peer: NodeId, id: u64, group: GroupId) -> u64 {
+    pub(crate) fn resolve(&self, peer: NodeId, id: u64, group: GroupId) -> u64 {
         self.batches
             .get(&peer)
             .and_then(|q| q.iter().rev().find(|(i, _)| *i == id))
@@ -65,7 +65,7 @@ impl HeartbeatRounds {
 }
 
 /// One merged heartbeat frame per destination: (message, group rounds to register).
-pub fn heartbeats_to_wire(
+pub(crate) fn heartbeats_to_wire(
     from: NodeId,
     hbs: &[crate::raft::multi::GroupHeartbeat],
 ) -> (wire::Heartbeat, Vec<(GroupId, u64)>) {
@@ -87,7 +87,7 @@ pub fn heartbeats_to_wire(
 
 /// Merged heartbeat answers, one frame per echoed round (= the request id of the heartbeat
 /// frame they answer). `last_index` gives each group's last log index for the ack.
-pub fn heartbeat_responses_to_wire(
+pub(crate) fn heartbeat_responses_to_wire(
     from: NodeId,
     rs: &[crate::raft::multi::GroupHeartbeatResponse],
     last_index: impl Fn(GroupId) -> u64,

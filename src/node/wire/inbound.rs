@@ -52,7 +52,7 @@ pub enum Inbound {
 
 impl Inbound {
     /// The group it is for.
-    pub fn group(&self) -> GroupId {
+    pub(crate) fn group(&self) -> GroupId {
         match self {
             Inbound::Raft(g, _) => *g,
             Inbound::HeartbeatAck { group, .. } | Inbound::SnapshotChunk { group, .. } => *group,
@@ -62,7 +62,7 @@ impl Inbound {
 
 /// Decodes a validated wire message from peer `from_node` (its handshake identity) addressed to
 /// this node `me`. `request_id` is the frame's. Non-Raft kinds return an error message.
-pub fn inbound_from_wire(
+pub(crate) fn inbound_from_wire(
     me: NodeId,
     from_node: NodeId,
     msg: &MessageRef<'_>,

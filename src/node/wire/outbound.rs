@@ -25,7 +25,7 @@ fn entry_to_wire(e: &Entry) -> wire::Entry {
 }
 
 /// Encodes a snapshot's wire bytes (membership then state-machine data).
-pub fn snapshot_wire_bytes(s: &Snapshot) -> Vec<u8> {
+pub(crate) fn snapshot_wire_bytes(s: &Snapshot) -> Vec<u8> {
     let m = s.meta.membership.encode();
     let mut out = Vec::with_capacity(4 + m.len() + s.data.len());
     out.extend_from_slice(&(m.len() as u32).to_le_bytes());
@@ -36,7 +36,11 @@ pub fn snapshot_wire_bytes(s: &Snapshot) -> Vec<u8> {
 
 /// Converts one core message of `group` to wire frames (heartbeats are handled separately, see
 /// [`heartbeats_to_wire`]). `chunk_bytes` bounds snapshot chunks.
-pub fn message_to_wire(group: GroupId, m: &Message, chunk_bytes: usize) -> Vec<wire::Message> {
+pub(crate) fn message_to_wire(
+    group: GroupId,
+    m: &Message,
+    chunk_bytes: usize,
+) -> Vec<wire::Message> {
     let (from, term) = (m.from, m.term);
     match &m.body {
         MessageBody::Append {

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use crate::raft::{GroupId, Membership, Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
 
 /// Snapshot reassemblies in progress per core (at most one per shard).
-pub const MAX_SNAPSHOT_ASSEMBLIES: usize = 64;
+pub(crate) const MAX_SNAPSHOT_ASSEMBLIES: usize = 64;
 
 /// Why a snapshot chunk from a peer was refused. Every refusal drops nothing but the chunk,
 /// except where noted (the transfer it broke is dropped and its bytes released: the leader
 /// resends the whole snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotChunkError {
+pub(crate) enum SnapshotChunkError {
     /// A new transfer while [`MAX_SNAPSHOT_ASSEMBLIES`] are in progress on this core.
     #[error("more than {MAX_SNAPSHOT_ASSEMBLIES} snapshot transfers in progress")]
     TooManyTransfers,
@@ -83,7 +83,7 @@ pub enum SnapshotChunkError {
 /// size a follower accepts from a leader ([`crate::node::core::MAX_SNAPSHOT_BYTES`]), so one
 /// full-size transfer can always proceed next to another, whatever the number of cores and
 /// shards (64 transfers of the largest size would be 64 GiB).
-pub const MAX_SNAPSHOT_ASSEMBLY_BYTES: usize = 2 * crate::node::core::MAX_SNAPSHOT_BYTES;
+pub(crate) const MAX_SNAPSHOT_ASSEMBLY_BYTES: usize = 2 * crate::node::core::MAX_SNAPSHOT_BYTES;
 
 // A snapshot accepted from a leader must also be one the node can read back from its file, and
 // the node's budget is far below what the per-core transfer count alone would allow.
@@ -96,14 +96,14 @@ const _: () = assert!(
 
 /// Buffer bytes reserved by the snapshot transfers of one node (shared by its cores).
 #[derive(Debug)]
-pub struct AssemblyBudget {
+pub(crate) struct AssemblyBudget {
     used: std::sync::atomic::AtomicUsize,
     pub(super) max: usize,
 }
 
 impl AssemblyBudget {
     /// A budget of `max` bytes.
-    pub fn new(max: usize) -> AssemblyBudget {
+    pub(crate) fn new(max: usize) -> AssemblyBudget {
         AssemblyBudget {
             used: std::sync::atomic::AtomicUsize::new(0),
             max,
@@ -111,14 +111,15 @@ impl AssemblyBudget {
     }
 
     /// The budget of this node (process): [`MAX_SNAPSHOT_ASSEMBLY_BYTES`], shared by every core.
-    pub fn node() -> Arc<AssemblyBudget> {
+    pub(crate) fn node() -> Arc<AssemblyBudget> {
         static NODE: std::sync::OnceLock<Arc<AssemblyBudget>> = std::sync::OnceLock::new();
         NODE.get_or_init(|| Arc::new(AssemblyBudget::new(MAX_SNAPSHOT_ASSEMBLY_BYTES)))
             .clone()
     }
 
     /// Bytes reserved now.
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn used(&self) -> usize {
         self.used.load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -156,7 +157,7 @@ struct Transfer {
 /// `max_bytes` given, all of a node's together at most its [`AssemblyBudget`]. Every offset and
 /// length is checked (no overflow, no gap, bounds before allocation).
 #[derive(Debug)]
-pub struct SnapshotAssembly {
+pub(crate) struct SnapshotAssembly {
     parts: HashMap<GroupId, Transfer>,
     pub(super) budget: Arc<AssemblyBudget>,
 }
@@ -178,7 +179,7 @@ impl Drop for SnapshotAssembly {
 
 impl SnapshotAssembly {
     /// An assembly charging `budget`.
-    pub fn with_budget(budget: Arc<AssemblyBudget>) -> SnapshotAssembly {
+    pub(crate) fn with_budget(budget: Arc<AssemblyBudget>) -> SnapshotAssembly {
         SnapshotAssembly {
             parts: HashMap::new(),
             budget,
@@ -186,7 +187,8 @@ impl SnapshotAssembly {
     }
 
     /// Transfers in progress.
-    pub fn transfers(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn transfers(&self) -> usize {
         self.parts.len()
     }
 
@@ -200,7 +202,7 @@ impl SnapshotAssembly {
     /// starts a transfer (replacing the shard's previous one); later chunks must continue it
     /// exactly (same leader, same index, next offset).
     #[allow(clippy::too_many_arguments)]
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         me: NodeId,
         group: GroupId,

@@ -6,7 +6,22 @@ use std::sync::Arc;
 use ringraft_net::message::MessageRef;
 use ringraft_net::{Decoder, DecoderConfig, SendQueueConfig};
 
+use super::snapshot_reassembly::{
+    AssemblyBudget, SnapshotChunkError, MAX_SNAPSHOT_ASSEMBLIES, MAX_SNAPSHOT_ASSEMBLY_BYTES,
+};
 use super::*;
+use ringraft_net::message as wire;
+use ringraft_net::{NetError, SendQueue};
+
+/// Queues any owned wire message on `q` as a request or as the response to `request_id`.
+fn push_message(
+    q: &mut SendQueue,
+    request_id: u64,
+    response: bool,
+    m: &wire::Message,
+) -> Result<usize, NetError> {
+    q.push_message(frame_flags(response), request_id, m)
+}
 use crate::raft::{
     Entry, EntryKind, Membership, Message, MessageBody, RejectHint, Snapshot, SnapshotMeta,
 };
