@@ -58,6 +58,21 @@ pub struct ClusterConfig {
     /// Root of the log directories (`<log_dir>/<node_id>/d.log`).
     #[serde(default = "default_log_dir")]
     pub log_dir: PathBuf,
+    /// Addresses this node dials for members that join later (not in `initial_cluster`), in
+    /// place of the address such a member announces: a route only this node knows (a proxy, a
+    /// NAT). Empty by default.
+    #[serde(default)]
+    pub peer_addresses: Vec<PeerAddressConfig>,
+}
+
+/// One `peer_addresses` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAddressConfig {
+    /// Node id.
+    pub id: u64,
+    /// The address this node dials for it (host:port).
+    pub address: String,
 }
 
 /// One `initial_cluster` entry.
