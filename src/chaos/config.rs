@@ -106,12 +106,18 @@ pub fn rewrite_config(
 mod tests {
     use super::*;
 
-    #[test]
-    fn configs_are_rewritten_to_own_ports_and_the_proxy() {
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i)))
+    /// `n` loopback addresses from port `base` on, and a proxy between them.
+    fn nodes(n: u16, base: u16) -> (Vec<SocketAddr>, Proxy) {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i)))
             .collect();
         let proxy = Proxy::start(&addrs).unwrap();
+        (addrs, proxy)
+    }
+
+    #[test]
+    fn configs_are_rewritten_to_own_ports_and_the_proxy() {
+        let (addrs, proxy) = nodes(3, 20_000);
         let text = std::fs::read_to_string("config/n2.toml").unwrap();
         let out = rewrite_config(&text, 1, &addrs, 31_000, Path::new("/tmp/w"), &proxy).unwrap();
         let doc: toml::Table = out.parse().unwrap();
@@ -135,10 +141,7 @@ mod tests {
     /// that node announces.
     #[test]
     fn nodes_that_join_later_are_routed_through_the_proxy() {
-        let addrs: Vec<SocketAddr> = (0..5)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_100 + i)))
-            .collect();
-        let proxy = Proxy::start(&addrs).unwrap();
+        let (addrs, proxy) = nodes(5, 20_100);
         let routes = |i: usize| -> Vec<(i64, String)> {
             let text = std::fs::read_to_string(format!("config/n{}.toml", i + 1)).unwrap();
             let out = rewrite_config(&text, i, &addrs, 1, Path::new("/tmp/w"), &proxy).unwrap();

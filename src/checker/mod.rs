@@ -70,6 +70,7 @@
 pub mod cli;
 pub mod history;
 pub mod model;
+pub mod operation;
 pub mod parse_jepsen;
 pub mod partition;
 pub mod prune;

@@ -1,6 +1,7 @@
 //! Tests of the checker's entry points over small hand-made histories: failed and pending
 //! compare-and-swaps, independent keys, real-time order, budgets that end in "unknown" rather
 //! than a guess, bursts of unobserved pending writes, preloaded stores, and the JSON text form.
+//! Owned by the checker.
 
 use super::*;
 
