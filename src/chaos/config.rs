@@ -158,5 +158,22 @@ mod tests {
         assert_eq!(routes(3), vec![(5, via(3, 4))]);
         // n5's own config lists n4 already (the proxy link in initial_cluster).
         assert!(routes(4).is_empty());
+        // A route for a node of initial_cluster (or a repeated one) is refused by the node.
+        let text = std::fs::read_to_string("config/n1.toml").unwrap();
+        let out = rewrite_config(&text, 0, &addrs, 1, Path::new("/tmp/w"), &proxy).unwrap();
+        let mut doc: toml::Table = out.parse().unwrap();
+        let mut route = toml::Table::new();
+        route.insert("id".into(), 2.into());
+        route.insert("address".into(), "127.0.0.1:1".into());
+        doc["cluster"]["peer_addresses"]
+            .as_array_mut()
+            .unwrap()
+            .push(route.into());
+        let bad = toml::to_string(&doc).unwrap();
+        let e = crate::node::config::Config::from_toml_with_env(&bad, &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("cluster.peer_addresses[2].id"),
+            "{e}"
+        );
     }
 }
