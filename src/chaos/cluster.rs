@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::config::rewrite_config;
 use super::http::{request, HttpOutcome};
 use super::proxy::Proxy;
 
@@ -79,6 +80,15 @@ pub struct Cluster {
     pub proxy: Proxy,
     bin: PathBuf,
     env: Vec<(String, String)>,
+}
+
+/// Sends `sig` to `pid`, a child this process started and has not reaped (so the PID is not
+/// reused by another process).
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: a plain signal to our own unreaped child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -277,12 +287,8 @@ impl Cluster {
     pub fn kill(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         if let Some(mut c) = n.child.take() {
-            let pid = c.id() as libc::pid_t;
-            // SAFETY: plain signals to a child this process started and has not reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGCONT);
-            }
+            signal(c.id(), libc::SIGKILL);
+            signal(c.id(), libc::SIGCONT);
             let _ = c.wait();
         }
         n.paused = false;
@@ -293,10 +299,7 @@ impl Cluster {
     pub fn pause(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         if let Some(pid) = n.pid() {
-            // SAFETY: a signal to our own unreaped child.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGSTOP);
-            }
+            signal(pid, libc::SIGSTOP);
             n.paused = true;
         }
     }
@@ -305,10 +308,7 @@ impl Cluster {
     pub fn resume(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         if let Some(pid) = n.pid() {
-            // SAFETY: a signal to our own unreaped child.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGCONT);
-            }
+            signal(pid, libc::SIGCONT);
         }
         n.paused = false;
     }
@@ -344,16 +344,8 @@ impl Cluster {
     /// unpaused node's `/status`.
     pub fn leader(&self) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.child.is_none() || n.paused {
-                continue;
-            }
-            let HttpOutcome::Answer(200, body) =
-                request(n.address, "GET", "/status", None, STATUS_TIMEOUT)
-            else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+        for i in 0..self.nodes.len() {
+            let Some(v) = self.status(i) else {
                 continue;
             };
             let Some(shard) = v["shards"].as_array().and_then(|s| s.first()) else {
@@ -367,6 +359,50 @@ impl Cluster {
             }
         }
         best.map(|(_, i)| i)
+    }
+
+    /// Node `i`'s `/status` document, if it runs, is not paused and answers.
+    fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let n = &self.nodes[i];
+        if n.child.is_none() || n.paused {
+            return None;
+        }
+        match request(n.address, "GET", "/status", None, STATUS_TIMEOUT) {
+            HttpOutcome::Answer(200, body) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// The links between members that do not pass through the fault proxy: for every running
+    /// member, each member peer in its `/status` whose address is not the proxy link to it
+    /// (network faults could not reach that link). A node that does not answer is skipped.
+    pub fn links_outside_proxy(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in self.members() {
+            let Some(v) = self.status(i) else {
+                continue;
+            };
+            for p in v["peers"].as_array().into_iter().flatten() {
+                let Some(j) = p["node_id"].as_u64().and_then(|id| id.checked_sub(1)) else {
+                    continue;
+                };
+                let j = j as usize;
+                if !self.nodes.get(j).is_some_and(|n| n.member) {
+                    continue;
+                }
+                let address = p["address"].as_str().unwrap_or("");
+                let via = self.proxy.address(i, j).map(|a| a.to_string());
+                if via.as_deref() != Some(address) {
+                    out.push(format!(
+                        "n{} dials n{} at {address}, not through the fault proxy ({})",
+                        i + 1,
+                        j + 1,
+                        via.unwrap_or_else(|| "no link".into())
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Waits up to `limit` for a leader.
@@ -437,101 +473,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Rewrites one node's config: real listen address, peers through the proxy, data and logs
-/// in the work directory, own metrics port. Every other setting stays as the operator wrote it.
-fn rewrite_config(
-    text: &str,
-    i: usize,
-    addrs: &[SocketAddr],
-    metrics_port: u16,
-    dir: &Path,
-    proxy: &Proxy,
-) -> Result<String, String> {
-    let mut doc: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
-    let cluster = doc
-        .entry("cluster")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .ok_or("[cluster] is not a table")?;
-    let id = cluster
-        .get("node_id")
-        .and_then(|v| v.as_integer())
-        .ok_or("cluster.node_id missing")?;
-    if id != i as i64 + 1 {
-        return Err(format!("cluster.node_id is {id}, expected {}", i + 1));
-    }
-    cluster.insert("listen_address".into(), addrs[i].to_string().into());
-    cluster.insert(
-        "db_root_dir".into(),
-        dir.join("db").display().to_string().into(),
-    );
-    cluster.insert(
-        "log_dir".into(),
-        dir.join("logs").display().to_string().into(),
-    );
-    let members = cluster
-        .get_mut("initial_cluster")
-        .and_then(|v| v.as_array_mut())
-        .ok_or("cluster.initial_cluster missing")?;
-    // Members beyond the prepared nodes are dropped (a run may use fewer nodes than the
-    // config set has); the node itself must be listed.
-    members.retain(|m| {
-        m.get("id")
-            .and_then(|v| v.as_integer())
-            .is_some_and(|id| id >= 1 && (id as usize) <= addrs.len())
-    });
-    if !members
-        .iter()
-        .any(|m| m.get("id").and_then(|v| v.as_integer()) == Some(id))
-    {
-        return Err(format!("cluster.initial_cluster does not list node {id}"));
-    }
-    for m in members.iter_mut() {
-        let t = m
-            .as_table_mut()
-            .ok_or("initial_cluster entry is not a table")?;
-        let j = t.get("id").and_then(|v| v.as_integer()).unwrap_or(0) as usize - 1;
-        let addr = if j == i {
-            addrs[i]
-        } else {
-            proxy.address(i, j).ok_or("no proxy link")?
-        };
-        t.insert("address".into(), addr.to_string().into());
-    }
-    let mon = doc
-        .entry("monitoring")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .ok_or("[monitoring] is not a table")?;
-    mon.insert("metrics_port".into(), i64::from(metrics_port).into());
-    toml::to_string(&doc).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn configs_are_rewritten_to_own_ports_and_the_proxy() {
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i)))
-            .collect();
-        let proxy = Proxy::start(&addrs).unwrap();
-        let text = std::fs::read_to_string("config/n2.toml").unwrap();
-        let out = rewrite_config(&text, 1, &addrs, 31_000, Path::new("/tmp/w"), &proxy).unwrap();
-        let doc: toml::Table = out.parse().unwrap();
-        let c = doc["cluster"].as_table().unwrap();
-        assert_eq!(c["listen_address"].as_str(), Some("127.0.0.1:20001"));
-        assert_eq!(c["db_root_dir"].as_str(), Some("/tmp/w/db"));
-        let m = c["initial_cluster"].as_array().unwrap();
-        let a1 = m[0]["address"].as_str().unwrap();
-        assert_eq!(a1, proxy.address(1, 0).unwrap().to_string());
-        assert_eq!(m[1]["address"].as_str(), Some("127.0.0.1:20001"));
-        assert_eq!(doc["monitoring"]["metrics_port"].as_integer(), Some(31_000));
-        // Untouched settings survive.
-        assert_eq!(doc["raft"]["heartbeat_interval_ms"].as_integer(), Some(100));
-        assert!(rewrite_config(&text, 0, &addrs, 1, Path::new("/tmp"), &proxy).is_err());
-    }
 
     /// Waits (bounded) until node `i`'s process has exited and is reaped.
     fn reap_within(c: &mut Cluster, i: usize, found: &mut Vec<String>) {

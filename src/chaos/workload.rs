@@ -5,31 +5,28 @@
 //! - **appends**: each worker appends unique ids to a few keys with the frame client, as
 //!   read + compare-and-set loops (a session makes each cas exactly-once across retries).
 //!
-//! Every operation goes into the [`Recorder`] as checker events (invoke, then ok / fail / info)
-//! with monotonic times, one process number per worker (a new one after an `info`: the old
-//! operation stays pending forever). Eventual reads are kept apart: they may be stale, so they
-//! are only checked for "this value was written at some point".
+//! Every operation goes into the [`Recorder`] (`recorder.rs`). The two register workers run one
+//! loop (`register_worker`) over a `RegisterPath`, the HTTP API or the frame client.
 //!
 //! Classification of answers (the suite's contract with the server): a write is `fail` only
 //! when the answer says it was not applied (HTTP 400/404/421/429, 503 "not leader", a request
 //! never sent; a client error that is not `maybe_applied`, a cas that did not swap); a timeout,
 //! a lost connection, a 504 or another 5xx is `info` (outcome unknown). A `fail` write whose
-//! value is seen later is a violation (see `report.rs`). Values are unique per write.
+//! value is seen later is a violation (see `findings.rs`). Values are unique per write.
 //! Owned by the fault suite.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::checker::{Event, EventType, OpFunction};
+use crate::checker::OpFunction;
 use crate::client::{CasExpect, Client, ClientConfig, ClientOp as Op, Consistency, Reply};
 
 use super::http::{encode, request, HttpOutcome};
+pub use super::recorder::{Call, OpRecord, Outcome, Recorder, Via, MAX_OPS};
 use super::schedule::Rng;
 
-/// Most operations recorded in one run (the workers stop issuing new ones past it).
-pub const MAX_OPS: usize = 2_000_000;
 /// Timeout of one HTTP request of the workload: longer than the node's own request timeout
 /// (5 s in the shipped configs), so the suite sees how a node answers when its forward to the
 /// leader fails, instead of giving up first.
@@ -42,193 +39,6 @@ pub const APPEND_ATTEMPTS: u32 = 8;
 /// Ids appended to one append key before the workers move to the key's next generation
 /// (every cas carries the whole value: unbounded values would make the history quadratic).
 pub const APPEND_IDS_PER_KEY: usize = 48;
-
-/// How an operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Completed; took effect.
-    Ok,
-    /// Surely did not take effect.
-    Fail,
-    /// Unknown.
-    Info,
-}
-
-/// Which interface an operation used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// HTTP JSON API.
-    Http,
-    /// Frame client.
-    Frame,
-    /// Final read-back after healing.
-    Final,
-}
-
-/// One operation, for the statistics, the timeline and the checks beyond linearizability.
-#[derive(Debug, Clone)]
-pub struct OpRecord {
-    /// Call time (ns since the recorder was made).
-    pub start_ns: u64,
-    /// Return time.
-    pub end_ns: u64,
-    /// What it was.
-    pub f: OpFunction,
-    /// Key.
-    pub key: String,
-    /// Written value (put, cas new) or value read.
-    pub value: Option<String>,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Interface.
-    pub via: Via,
-    /// Read consistency ("linearizable", "lease", "eventual"), for reads.
-    pub consistency: Option<&'static str>,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-}
-
-impl OpRecord {
-    /// Whether it changes state (put, cas, append, delete).
-    pub fn is_write(&self) -> bool {
-        !self.f.is_read()
-    }
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    events: Vec<Event>,
-    ops: Vec<OpRecord>,
-    next_process: u64,
-}
-
-/// Everything the clients saw.
-#[derive(Debug)]
-pub struct Recorder {
-    t0: Instant,
-    inner: Mutex<Inner>,
-}
-
-/// A call in flight.
-#[derive(Debug)]
-pub struct Call {
-    process: u64,
-    f: OpFunction,
-    key: String,
-    value: Option<String>,
-    start_ns: u64,
-    consistency: Option<&'static str>,
-    via: Via,
-    in_history: bool,
-}
-
-impl Recorder {
-    /// A recorder whose clock starts now.
-    pub fn new(t0: Instant) -> Recorder {
-        Recorder {
-            t0,
-            inner: Mutex::new(Inner::default()),
-        }
-    }
-
-    /// Nanoseconds since the start.
-    pub fn now_ns(&self) -> u64 {
-        self.t0.elapsed().as_nanos() as u64
-    }
-
-    /// A fresh process number.
-    pub fn new_process(&self) -> u64 {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.next_process += 1;
-        g.next_process
-    }
-
-    /// Whether the op cap is reached.
-    pub fn full(&self) -> bool {
-        self.inner.lock().map_or(true, |g| g.ops.len() >= MAX_OPS)
-    }
-
-    /// Records a call. Eventual reads stay out of the linearizability history.
-    #[allow(clippy::too_many_arguments)]
-    pub fn invoke(
-        &self,
-        process: u64,
-        f: OpFunction,
-        key: &str,
-        value: Option<&str>,
-        expected: Option<Option<&str>>,
-        consistency: Option<&'static str>,
-        via: Via,
-    ) -> Call {
-        let in_history = consistency != Some("eventual");
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let start_ns = self.now_ns();
-        if in_history {
-            let mut e = Event::new(process, EventType::Invoke, f)
-                .key(key)
-                .time(start_ns);
-            e.value = value.map(String::from);
-            if let Some(x) = expected {
-                e.expected = x.map(String::from);
-            }
-            g.events.push(e);
-        }
-        Call {
-            process,
-            f,
-            key: key.to_string(),
-            value: value.map(String::from),
-            start_ns,
-            consistency,
-            via,
-            in_history,
-        }
-    }
-
-    /// Records how a call ended; `read` is the value a read returned.
-    pub fn complete(
-        &self,
-        call: Call,
-        outcome: Outcome,
-        read: Option<String>,
-        error: Option<String>,
-    ) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let end_ns = self.now_ns().max(call.start_ns + 1);
-        if call.in_history {
-            let kind = match outcome {
-                Outcome::Ok => EventType::Ok,
-                Outcome::Fail => EventType::Fail,
-                Outcome::Info => EventType::Info,
-            };
-            let mut e = Event::new(call.process, kind, call.f)
-                .key(call.key.clone())
-                .time(end_ns);
-            if call.f.is_read() && outcome == Outcome::Ok {
-                e.value = read.clone();
-            }
-            g.events.push(e);
-        }
-        let value = if call.f.is_read() { read } else { call.value };
-        g.ops.push(OpRecord {
-            start_ns: call.start_ns,
-            end_ns,
-            f: call.f,
-            key: call.key,
-            value,
-            outcome,
-            via: call.via,
-            consistency: call.consistency,
-            error,
-        });
-    }
-
-    /// The history events and the operation records so far.
-    pub fn snapshot(&self) -> (Vec<Event>, Vec<OpRecord>) {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (g.events.clone(), g.ops.clone())
-    }
-}
 
 /// Workload shape.
 #[derive(Debug, Clone)]
@@ -389,55 +199,200 @@ pub fn http_get_within(
     }
 }
 
-fn http_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) {
+/// One register worker's way to the cluster: the HTTP API (a random node per operation) or
+/// the frame client. [`register_worker`] runs the same loop over either.
+trait RegisterPath {
+    /// Which interface the operations go through (in the records).
+    const VIA: Via;
+    /// First letter of the values this path writes (values are unique per write).
+    const TAG: char;
+    /// Called once per operation after its key is drawn (the HTTP path draws its node here).
+    fn choose(&mut self, rng: &mut Rng);
+    /// The write for `dice` (0..4) on `key`: its function and, for a cas, the expected value.
+    fn plan_write(&self, key: &str, dice: u64) -> (OpFunction, Option<Option<String>>);
+    /// Makes the planned write: its outcome and error text.
+    fn write(&mut self, w: Write) -> (Outcome, Option<String>);
+    /// Reads `key` at `consistency`: outcome, value, error text.
+    fn read(&mut self, key: &str, consistency: &'static str) -> Read;
+}
+
+/// How a read ended: outcome, the value read (None: absent or failed), the error text.
+type Read = (Outcome, Option<String>, Option<String>);
+
+/// A planned register write.
+struct Write {
+    f: OpFunction,
+    key: String,
+    value: String,
+    /// The expected value of a cas (None: not a cas).
+    expected: Option<Option<String>>,
+}
+
+/// The HTTP path: JSON API requests to a random node each (followers forward).
+struct HttpPath {
+    nodes: Vec<SocketAddr>,
+    node: SocketAddr,
+    timeout: Duration,
+}
+
+impl RegisterPath for HttpPath {
+    const VIA: Via = Via::Http;
+    const TAG: char = 'h';
+
+    fn choose(&mut self, rng: &mut Rng) {
+        self.node = self.nodes[rng.below(self.nodes.len() as u64) as usize];
+    }
+
+    fn plan_write(&self, _: &str, _: u64) -> (OpFunction, Option<Option<String>>) {
+        (OpFunction::Put, None)
+    }
+
+    fn write(&mut self, w: Write) -> (Outcome, Option<String>) {
+        let body = serde_json::json!({ "key": w.key, "value": w.value }).to_string();
+        http_write_outcome(&request(
+            self.node,
+            "POST",
+            "/put",
+            Some(&body),
+            self.timeout,
+        ))
+    }
+
+    fn read(&mut self, key: &str, consistency: &'static str) -> Read {
+        match http_get_within(self.node, key, consistency, self.timeout) {
+            Ok(v) => (Outcome::Ok, v, None),
+            Err(e) => (Outcome::Fail, None, Some(e)),
+        }
+    }
+}
+
+/// The frame path: the exactly-once frame client; one write in four is a compare-and-set that
+/// expects the value this worker last read.
+struct FramePath {
+    client: Client,
+    last_seen: std::collections::HashMap<String, Option<String>>,
+}
+
+impl RegisterPath for FramePath {
+    const VIA: Via = Via::Frame;
+    const TAG: char = 'f';
+
+    fn choose(&mut self, _: &mut Rng) {}
+
+    fn plan_write(&self, key: &str, dice: u64) -> (OpFunction, Option<Option<String>>) {
+        if dice == 0 {
+            let exp = self.last_seen.get(key).cloned().unwrap_or(None);
+            (OpFunction::Cas, Some(exp))
+        } else {
+            (OpFunction::Put, None)
+        }
+    }
+
+    fn write(&mut self, w: Write) -> (Outcome, Option<String>) {
+        let (key, new_value) = (w.key.into_bytes(), w.value.into_bytes());
+        let op = match (w.f, w.expected) {
+            (OpFunction::Cas, Some(exp)) => Op::CompareAndSwap {
+                key,
+                expect: CasExpect::Value(exp.map(String::into_bytes)),
+                new_value,
+                session: None,
+            },
+            _ => Op::Put {
+                key,
+                value: new_value,
+                session: None,
+            },
+        };
+        let (outcome, _, err) = run_frame(&mut self.client, op);
+        (outcome, err)
+    }
+
+    fn read(&mut self, key: &str, consistency: &'static str) -> Read {
+        let r = frame_read(&mut self.client, key, consistency_of(consistency));
+        if r.0 == Outcome::Ok {
+            self.last_seen.insert(key.to_string(), r.1.clone());
+        }
+        r
+    }
+}
+
+/// A register worker: until `stop`, draws a key and either writes a unique value to it (four
+/// times in ten) or reads it at a drawn consistency, recording every call.
+fn register_worker<P: RegisterPath>(
+    w: u64,
+    cfg: &WorkloadConfig,
+    rec: &Recorder,
+    stop: &AtomicBool,
+    mut path: P,
+) {
     let mut rng = Rng::new(cfg.seed ^ (w << 32));
-    let timeout = if cfg.lease_heavy {
-        LEASE_HEAVY_HTTP_TIMEOUT
-    } else {
-        HTTP_TIMEOUT
-    };
     let mut process = rec.new_process();
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) && !rec.full() {
         let key = register_key(rng.below(cfg.register_keys as u64) as usize);
-        let node = cfg.nodes[rng.below(cfg.nodes.len() as u64) as usize];
-        if rng.below(10) < 4 {
+        path.choose(&mut rng);
+        let dice = rng.below(10);
+        if dice < 4 {
             n += 1;
-            let value = format!("h{w}-{n}");
+            let value = format!("{}{w}-{n}", P::TAG);
+            let (f, expected) = path.plan_write(&key, dice);
             let call = rec.invoke(
                 process,
-                OpFunction::Put,
+                f,
                 &key,
                 Some(&value),
+                expected.as_ref().map(|e| e.as_deref()),
                 None,
-                None,
-                Via::Http,
+                P::VIA,
             );
-            let body = serde_json::json!({ "key": key, "value": value }).to_string();
-            let o = request(node, "POST", "/put", Some(&body), timeout);
-            let (outcome, err) = http_write_outcome(&o);
+            let (outcome, err) = path.write(Write {
+                f,
+                key,
+                value,
+                expected,
+            });
             rec.complete(call, outcome, None, err);
             if outcome == Outcome::Info {
                 process = rec.new_process();
             }
         } else {
             let c = pick_consistency(&mut rng, cfg.lease_heavy);
-            let call = rec.invoke(
-                process,
-                OpFunction::Get,
-                &key,
-                None,
-                None,
-                Some(c),
-                Via::Http,
-            );
-            match http_get_within(node, &key, c, timeout) {
-                Ok(v) => rec.complete(call, Outcome::Ok, v, None),
-                Err(e) => rec.complete(call, Outcome::Fail, None, Some(e)),
-            }
+            let call = rec.invoke_read(process, &key, Some(c), P::VIA);
+            let (outcome, v, err) = path.read(&key, c);
+            rec.complete(call, outcome, v, err);
         }
         std::thread::sleep(THINK);
     }
+}
+
+/// The HTTP register worker.
+fn http_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) {
+    let Some(&node) = cfg.nodes.first() else {
+        return;
+    };
+    let timeout = if cfg.lease_heavy {
+        LEASE_HEAVY_HTTP_TIMEOUT
+    } else {
+        HTTP_TIMEOUT
+    };
+    let path = HttpPath {
+        nodes: cfg.nodes.clone(),
+        node,
+        timeout,
+    };
+    register_worker(w, cfg, rec, stop, path);
+}
+
+/// The frame register worker.
+fn frame_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) {
+    let Ok(client) = Client::new(frame_client_config(&cfg.nodes)) else {
+        return;
+    };
+    let path = FramePath {
+        client,
+        last_seen: Default::default(),
+    };
+    register_worker(w, cfg, rec, stop, path);
 }
 
 /// Runs one frame-client operation and classifies it.
@@ -453,6 +408,16 @@ fn run_frame(client: &mut Client, op: Op) -> (Outcome, Option<Reply>, Option<Str
     }
 }
 
+/// One frame-client read of `key`: outcome, value, error text.
+fn frame_read(client: &mut Client, key: &str, consistency: Consistency) -> Read {
+    let op = Op::Get {
+        key: key.as_bytes().to_vec(),
+        consistency,
+    };
+    let (outcome, reply, err) = run_frame(client, op);
+    (outcome, read_value(&reply), err)
+}
+
 fn read_value(r: &Option<Reply>) -> Option<String> {
     match r {
         Some(Reply::Value(Some(v))) => Some(String::from_utf8_lossy(&v.value).into_owned()),
@@ -465,77 +430,6 @@ fn consistency_of(c: &str) -> Consistency {
         "lease" => Consistency::Lease,
         "eventual" => Consistency::Eventual,
         _ => Consistency::Linearizable,
-    }
-}
-
-fn frame_worker(w: u64, cfg: &WorkloadConfig, rec: &Recorder, stop: &AtomicBool) {
-    let mut rng = Rng::new(cfg.seed ^ (w << 32));
-    let Ok(mut client) = Client::new(frame_client_config(&cfg.nodes)) else {
-        return;
-    };
-    let mut process = rec.new_process();
-    let mut n = 0u64;
-    let mut last_seen: std::collections::HashMap<String, Option<String>> = Default::default();
-    while !stop.load(Ordering::SeqCst) && !rec.full() {
-        let key = register_key(rng.below(cfg.register_keys as u64) as usize);
-        let dice = rng.below(10);
-        if dice < 4 {
-            n += 1;
-            let value = format!("f{w}-{n}");
-            let (f, op, expected) = if dice == 0 {
-                let exp = last_seen.get(&key).cloned().unwrap_or(None);
-                let op = Op::CompareAndSwap {
-                    key: key.clone().into_bytes(),
-                    expect: CasExpect::Value(exp.clone().map(String::into_bytes)),
-                    new_value: value.clone().into_bytes(),
-                    session: None,
-                };
-                (OpFunction::Cas, op, Some(exp))
-            } else {
-                let op = Op::Put {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                    session: None,
-                };
-                (OpFunction::Put, op, None)
-            };
-            let call = rec.invoke(
-                process,
-                f,
-                &key,
-                Some(&value),
-                expected.as_ref().map(|e| e.as_deref()),
-                None,
-                Via::Frame,
-            );
-            let (outcome, _, err) = run_frame(&mut client, op);
-            rec.complete(call, outcome, None, err);
-            if outcome == Outcome::Info {
-                process = rec.new_process();
-            }
-        } else {
-            let c = pick_consistency(&mut rng, cfg.lease_heavy);
-            let call = rec.invoke(
-                process,
-                OpFunction::Get,
-                &key,
-                None,
-                None,
-                Some(c),
-                Via::Frame,
-            );
-            let op = Op::Get {
-                key: key.clone().into_bytes(),
-                consistency: consistency_of(c),
-            };
-            let (outcome, reply, err) = run_frame(&mut client, op);
-            let v = read_value(&reply);
-            if outcome == Outcome::Ok {
-                last_seen.insert(key.clone(), v.clone());
-            }
-            rec.complete(call, outcome, v, err);
-        }
-        std::thread::sleep(THINK);
     }
 }
 
@@ -569,23 +463,8 @@ fn append_worker(
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let call = rec.invoke(
-                process,
-                OpFunction::Get,
-                &key,
-                None,
-                None,
-                Some("linearizable"),
-                Via::Frame,
-            );
-            let (outcome, reply, err) = run_frame(
-                &mut client,
-                Op::Get {
-                    key: key.clone().into_bytes(),
-                    consistency: Consistency::Linearizable,
-                },
-            );
-            let cur = read_value(&reply);
+            let call = rec.invoke_read(process, &key, Some("linearizable"), Via::Frame);
+            let (outcome, cur, err) = frame_read(&mut client, &key, Consistency::Linearizable);
             rec.complete(call, outcome, cur.clone(), err);
             if outcome != Outcome::Ok {
                 std::thread::sleep(THINK);

@@ -14,16 +14,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::raft::multi::MultiError;
 use crate::raft::rng::Rng;
 use crate::raft::{
-    Config, Durability, Envelope, GroupId, Membership, MessageBody, MultiRaft, NodeId,
-    ProposeError, Raft, ReadError, ReadMode, Role, StepError,
+    Envelope, GroupId, Membership, MultiRaft, NodeId, ProposeError, Raft, ReadError, ReadMode,
+    Role, StepError,
 };
 
 use super::invariants::{Invariants, Violation};
+pub use super::knobs::Knobs;
+pub use super::node::SimNode;
 use super::storage::NodeStorage;
-use crate::node::driver::{
-    note_acked, restore_store, Driver, DriverFaults, PendingRead, PersistBatch, RoundStats, Shard,
-};
-use crate::node::kv::{KvStore, PlantedFault};
+pub use super::trace::describe;
+use crate::node::driver::{restore_store, Driver, DriverFaults, Shard};
+use crate::node::kv::KvStore;
 use crate::node::metrics::CoreMetrics;
 use crate::node::request::{ClientOp, Consistency};
 
@@ -34,193 +35,8 @@ pub const READY_ROUNDS_MAX: usize = 1_000;
 /// Simulated time units per tick at nominal rate.
 pub const TICK_PERIOD_NOMINAL: u64 = 1_000;
 
-/// Cluster shape and Raft knobs.
-#[derive(Debug, Clone)]
-pub struct Knobs {
-    /// Nodes (ids 1..=nodes).
-    pub nodes: u64,
-    /// Groups (ids 1..=groups).
-    pub groups: u64,
-    /// Initial voters per group (the first ones); the rest join later as learners.
-    pub initial_voters: u64,
-    /// Acknowledgement mode.
-    pub durability: Durability,
-    /// PreVote.
-    pub pre_vote: bool,
-    /// CheckQuorum (and lease reads).
-    pub check_quorum: bool,
-    /// Snapshot threshold.
-    pub snapshot_threshold_entries: u64,
-    /// Entries kept behind a snapshot.
-    pub log_retain_entries: u64,
-    /// Entries per append.
-    pub max_entries_per_msg: usize,
-    /// In-flight window.
-    pub max_inflight_msgs: usize,
-    /// Test-only rule breakers.
-    pub unsafe_commit_previous_term: bool,
-    /// Test-only rule breakers.
-    pub unsafe_skip_vote_log_check: bool,
-    /// Max tick-rate skew in parts per thousand (each node's tick period differs by up to this).
-    pub tick_skew_permille: u64,
-    /// Fsync delay range (time units).
-    pub fsync_delay: (u64, u64),
-    /// Test-only: a fault planted in every replica's key-value state machine.
-    pub planted_kv_fault: PlantedFault,
-    /// Test-only: faults planted in every node's driver.
-    pub driver_faults: DriverFaults,
-    /// Message delay range (time units).
-    pub net_delay: (u64, u64),
-    /// Drop probability (ppm).
-    pub drop_ppm: u32,
-    /// Duplicate probability (ppm).
-    pub dup_ppm: u32,
-}
-
-impl Knobs {
-    /// Defaults: 3 nodes, 1 group, DiskFirst, PreVote + CheckQuorum, a perfect network.
-    pub fn new(nodes: u64, groups: u64) -> Knobs {
-        Knobs {
-            nodes,
-            groups,
-            initial_voters: nodes,
-            durability: Durability::DiskFirst,
-            pre_vote: true,
-            check_quorum: true,
-            snapshot_threshold_entries: 64,
-            log_retain_entries: 8,
-            max_entries_per_msg: 16,
-            max_inflight_msgs: 8,
-            unsafe_commit_previous_term: false,
-            unsafe_skip_vote_log_check: false,
-            tick_skew_permille: 0,
-            fsync_delay: (50, 400),
-            planted_kv_fault: PlantedFault::None,
-            driver_faults: DriverFaults::default(),
-            net_delay: (50, 1_500),
-            drop_ppm: 0,
-            dup_ppm: 0,
-        }
-    }
-
-    /// The replica config of `node` in `group` for incarnation `inc`.
-    pub fn raft_config(&self, node: NodeId, group: GroupId, inc: u64, seed: u64) -> Config {
-        let mut c = Config::new(node);
-        c.seed = seed ^ (node << 40) ^ (group << 20) ^ inc.wrapping_mul(0x9E37_79B9);
-        c.pre_vote = self.pre_vote;
-        c.check_quorum = self.check_quorum;
-        c.lease_read = self.check_quorum;
-        c.durability = self.durability;
-        c.snapshot_threshold_entries = self.snapshot_threshold_entries;
-        c.log_retain_entries = self.log_retain_entries;
-        c.max_entries_per_msg = self.max_entries_per_msg;
-        c.max_inflight_msgs = self.max_inflight_msgs;
-        c.max_uncommitted_entries = 256;
-        c.unsafe_commit_previous_term = self.unsafe_commit_previous_term;
-        c.unsafe_skip_vote_log_check = self.unsafe_skip_vote_log_check;
-        c
-    }
-}
-
 /// The receiving end of a client's answer (polled with `try_recv`).
 pub type Answer = crate::node::driver::ReplyReceiver;
-
-/// One simulated node.
-#[derive(Debug)]
-pub struct SimNode {
-    /// Id.
-    pub id: NodeId,
-    /// The groups, `None` while crashed.
-    pub multi: Option<MultiRaft>,
-    /// Storage (durable part survives crashes).
-    pub storage: NodeStorage,
-    /// The driver's shards: state machines (lost on crash, rebuilt from the snapshot), writes
-    /// and reads waiting for an answer.
-    shards: BTreeMap<GroupId, Shard>,
-    reads: HashMap<u64, PendingRead>,
-    /// Persist batches waiting for their ticket to be durable, oldest first.
-    batches: VecDeque<PersistBatch>,
-    metrics: CoreMetrics,
-    /// Restarts so far.
-    pub incarnation: u64,
-    /// Time units per tick.
-    pub tick_period: u64,
-    fsync_scheduled: bool,
-}
-
-impl SimNode {
-    /// The node's driver over its state (`None` while crashed).
-    fn driver(&mut self, faults: DriverFaults) -> Option<Driver<'_>> {
-        let multi = self.multi.as_mut()?;
-        Some(
-            Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
-                .with_faults(faults),
-        )
-    }
-
-    /// One round of the node's driver (`None`: nothing to do, or the node is down). The storage
-    /// never applies backpressure; a received snapshot is durable with the round's write.
-    fn round(
-        &mut self,
-        faults: DriverFaults,
-        net: &mut Vec<Envelope>,
-        inv: &mut Invariants,
-    ) -> Result<Option<RoundStats>, Violation> {
-        let id = self.id;
-        let Some(multi) = self.multi.as_mut() else {
-            return Ok(None);
-        };
-        let mut d = Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
-            .with_faults(faults);
-        let Some(mut round) = d
-            .begin(None, net)
-            .map_err(|e| Violation(format!("node {id}: {e}")))?
-        else {
-            return Ok(None);
-        };
-        let batch = d
-            .persist(&mut round, &mut self.storage)
-            .map_err(|e| Violation(format!("node {id}: {e}")))?;
-        if !batch.is_empty() {
-            self.batches.push_back(batch);
-        }
-        for (g, e) in round.committed() {
-            inv.check_apply(g, id, e)?;
-        }
-        let taken = d
-            .apply(&mut round, net)
-            .map_err(|e| Violation(format!("node {id}: {e}")))?;
-        for w in &taken {
-            d.snapshot_written(w, Ok(()), &mut self.storage);
-        }
-        Ok(Some(round.stats()))
-    }
-
-    /// Hands the batches whose ticket is durable back to the driver, oldest first.
-    fn release_durable(
-        &mut self,
-        faults: DriverFaults,
-        net: &mut Vec<Envelope>,
-    ) -> Result<(), Violation> {
-        let id = self.id;
-        let durable = self.storage.durable_ticket();
-        let Some(multi) = self.multi.as_mut() else {
-            return Ok(());
-        };
-        let mut d = Driver::new(multi, &mut self.shards, &mut self.reads, &self.metrics)
-            .with_faults(faults);
-        while self.batches.front().is_some_and(|b| b.ticket() <= durable) {
-            if let Some(b) = self.batches.pop_front() {
-                let done = d.on_durable(b, net);
-                if let Some(e) = done.refused {
-                    return Err(Violation(format!("node {id}: {e}")));
-                }
-                note_acked(&self.metrics, done.follower);
-            }
-        }
-        Ok(())
-    }
-}
 
 /// A scheduled event (timed mode).
 #[derive(Debug, Clone)]
@@ -416,16 +232,8 @@ impl Cluster {
         data: Vec<u8>,
     ) -> Result<Result<(u64, Answer), ProposeError>, Violation> {
         let (tx, rx) = crate::node::driver::reply_channel();
-        let faults = self.faults();
-        let Some(n) = self.nodes.get_mut(&node) else {
-            return Ok(Err(ProposeError::NotLeader { leader: 0 }));
-        };
-        let Some(mut d) = n.driver(faults) else {
-            return Ok(Err(ProposeError::NotLeader { leader: 0 }));
-        };
-        let res = d.propose(group, data, tx).map(|i| (i, rx));
-        self.process(node)?;
-        Ok(res)
+        let down = ProposeError::NotLeader { leader: 0 };
+        self.on_driver(node, down, |d| d.propose(group, data, tx).map(|i| (i, rx)))
     }
 
     /// Starts a linearizable read of `key` on `node` under request id `ctx` through its driver;
@@ -439,24 +247,35 @@ impl Cluster {
         mode: ReadMode,
     ) -> Result<Result<Answer, ReadError>, Violation> {
         let (tx, rx) = crate::node::driver::reply_channel();
-        let faults = self.faults();
-        let Some(n) = self.nodes.get_mut(&node) else {
-            return Ok(Err(ReadError::NotLeader { leader: 0 }));
-        };
-        let Some(mut d) = n.driver(faults) else {
-            return Ok(Err(ReadError::NotLeader { leader: 0 }));
-        };
         let consistency = match mode {
             ReadMode::Lease => Consistency::Lease,
             ReadMode::ReadIndex => Consistency::Linearizable,
         };
         let op = ClientOp::Get { key, consistency };
-        let res = d.read(group, ctx, op, mode, tx).map(|()| rx);
+        let down = ReadError::NotLeader { leader: 0 };
+        self.on_driver(node, down, |d| {
+            d.read(group, ctx, op, mode, tx).map(|()| rx)
+        })
+    }
+
+    /// Runs `f` on `node`'s driver, then the node until it is quiet ([`Cluster::process`]);
+    /// `down` when the node does not exist or is crashed.
+    fn on_driver<T, E>(
+        &mut self,
+        node: NodeId,
+        down: E,
+        f: impl FnOnce(&mut Driver<'_>) -> Result<T, E>,
+    ) -> Result<Result<T, E>, Violation> {
+        let faults = self.faults();
+        let Some(mut d) = self.nodes.get_mut(&node).and_then(|n| n.driver(faults)) else {
+            return Ok(Err(down));
+        };
+        let res = f(&mut d);
         self.process(node)?;
         Ok(res)
     }
 
-    fn faults(&self) -> DriverFaults {
+    pub(super) fn faults(&self) -> DriverFaults {
         DriverFaults {
             kv: self.knobs.planted_kv_fault,
             ..self.knobs.driver_faults
@@ -733,78 +552,4 @@ fn new_store(knobs: &Knobs) -> KvStore {
     let mut kv = KvStore::new();
     kv.plant_fault(knobs.planted_kv_fault);
     kv
-}
-
-/// A one-line description of an envelope for traces.
-pub fn describe(env: &Envelope) -> String {
-    let mut s = format!("{}->{}", env.from, env.to);
-    for (g, m) in &env.messages {
-        let extra = match &m.body {
-            MessageBody::Append {
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-            } => format!(
-                " prev={prev_index}/{prev_term} n={} commit={commit}",
-                entries.len()
-            ),
-            MessageBody::AppendResponse { index, reject } => {
-                format!(" idx={index}{}", if reject.is_some() { " rej" } else { "" })
-            }
-            MessageBody::VoteResponse { reject } | MessageBody::PreVoteResponse { reject } => {
-                (if *reject { " rej" } else { " ok" }).to_string()
-            }
-            _ => String::new(),
-        };
-        s.push_str(&format!(" [g{g} {} t{}{extra}]", m.body.name(), m.term));
-    }
-    if !env.heartbeats.is_empty() {
-        s.push_str(&format!(" [{} heartbeats]", env.heartbeats.len()));
-    }
-    if !env.heartbeat_responses.is_empty() {
-        s.push_str(&format!(
-            " [{} heartbeat acks]",
-            env.heartbeat_responses.len()
-        ));
-    }
-    s
-}
-
-impl Cluster {
-    /// A multi-line description of every replica (for failure reports and debugging).
-    pub fn dump(&self) -> String {
-        let mut s = String::new();
-        for g in 1..=self.knobs.groups {
-            for (&id, n) in &self.nodes {
-                let Some(r) = n.multi.as_ref().and_then(|m| m.group(g)) else {
-                    s.push_str(&format!("g{g} n{id}: down\n"));
-                    continue;
-                };
-                let l = r.log();
-                s.push_str(&format!(
-                    "g{g} n{id}: {:?} term={} leader={} offset={} last={}/{} commit={} durable={} members={:?}/{:?}\n",
-                    r.role(), r.term(), r.leader(), l.offset(), l.last_index(), l.last_term(), l.committed(), l.durable(),
-                    r.membership().voters, r.membership().learners
-                ));
-                if r.role() == Role::Leader {
-                    for (p, pr) in r
-                        .membership()
-                        .members()
-                        .filter(|&p| p != id)
-                        .filter_map(|p| r.progress(p).map(|x| (p, x)))
-                    {
-                        s.push_str(&format!(
-                            "    progress {p}: match={} next={} {:?} paused={}\n",
-                            pr.match_index,
-                            pr.next_index,
-                            pr.state,
-                            pr.is_paused()
-                        ));
-                    }
-                }
-            }
-        }
-        s
-    }
 }

@@ -7,13 +7,19 @@
 //! [`script`] is the scenario language of the scripted tests. Each node runs the node's own
 //! Ready loop ([`crate::node::driver`]) with its key-value state machine and apply checks
 //! ([`crate::node::kv`], [`crate::node::kv::apply`]); the simulator supplies only the storage
-//! ([`storage`]) and the network ([`cluster`]).
+//! ([`storage`]) and the network ([`cluster`]). Files: `cluster.rs` (nodes, network, events),
+//! `knobs.rs` (shape and Raft knobs), `node.rs` (one node and its driver rounds), `trace.rs`
+//! (descriptions for failure reports), `runner.rs` with `runner/clients.rs` (one seeded run and
+//! its clients), `invariants.rs`, `storage.rs`, `script.rs`.
 
 pub mod cluster;
 pub mod invariants;
+pub mod knobs;
+pub mod node;
 pub mod runner;
 pub mod script;
 pub mod storage;
+pub mod trace;
 
 use std::process::ExitCode;
 

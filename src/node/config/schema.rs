@@ -58,6 +58,21 @@ pub(crate) struct ClusterConfig {
     /// Root of the log directories (`<log_dir>/<node_id>/d.log`).
     #[serde(default = "default_log_dir")]
     pub(crate) log_dir: PathBuf,
+    /// Addresses this node dials for members that join later (not in `initial_cluster`), in
+    /// place of the address such a member announces: a route only this node knows (a proxy, a
+    /// NAT). Empty by default.
+    #[serde(default)]
+    pub(crate) peer_addresses: Vec<PeerAddressConfig>,
+}
+
+/// One `peer_addresses` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PeerAddressConfig {
+    /// Node id.
+    pub(crate) id: u64,
+    /// The address this node dials for it (host:port).
+    pub(crate) address: String,
 }
 
 /// One `initial_cluster` entry.

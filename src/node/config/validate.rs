@@ -123,6 +123,26 @@ impl Config {
                 "at least one voter (role = 1)",
             ));
         }
+        if c.peer_addresses.len() > MEMBERS_MAX {
+            return Err(err(
+                "cluster.peer_addresses",
+                &format!("{} entries", c.peer_addresses.len()),
+                &format!("at most {MEMBERS_MAX} entries"),
+            ));
+        }
+        let mut peer_ids = BTreeSet::new();
+        for (i, p) in c.peer_addresses.iter().enumerate() {
+            let key = format!("cluster.peer_addresses[{i}]");
+            range(&format!("{key}.id"), p.id, 1, NODE_ID_MAX)?;
+            parse_addr(&format!("{key}.address"), &p.address)?;
+            if p.id == c.node_id || ids.contains(&p.id) || !peer_ids.insert(p.id) {
+                return Err(err(
+                    &format!("{key}.id"),
+                    &p.id.to_string(),
+                    "a node listed once, neither this node nor one of initial_cluster",
+                ));
+            }
+        }
 
         let r = &self.raft;
         range(

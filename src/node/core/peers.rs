@@ -167,8 +167,9 @@ impl CoreState {
     /// log): every member whose address the configuration records gets a link to that address
     /// (replacing a link to another address, and asking the dialer for a connection), except
     /// members this node's config file lists: the operator's address for them is kept (it may
-    /// route through a proxy or a NAT that only this node's config knows). A member with no
-    /// address from either is warned about.
+    /// route through a proxy or a NAT that only this node's config knows), and members its
+    /// `peer_addresses` names, which get that address. A member with no address from any of
+    /// them is warned about.
     pub(super) fn refresh_peers(&mut self, g: GroupId) {
         let Some(r) = self.multi.group(g) else {
             return;
@@ -181,7 +182,12 @@ impl CoreState {
                 continue;
             }
             let configured = self.cfg.cluster.initial_cluster.iter().any(|c| c.id == id);
-            match (m.address(id), self.peers.get_mut(&id)) {
+            // A member that joined later: this node's config may name the route to it.
+            let address = (self.cfg.cluster.peer_addresses.iter())
+                .find(|p| p.id == id)
+                .map(|p| p.address.as_str())
+                .or(m.address(id));
+            match (address, self.peers.get_mut(&id)) {
                 (Some(a), Some(link)) if link.address == a || configured => {}
                 (Some(a), link) => {
                     if let Some(old) = link {
