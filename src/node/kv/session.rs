@@ -78,6 +78,12 @@ impl Sessions {
         }
     }
 
+    /// Sets smaller bounds on a table (one restored from a snapshot, which carries none).
+    #[cfg(test)]
+    pub fn set_bounds_for_tests(&mut self, results: usize, bytes: usize, tombstones: usize) {
+        self.bounds = Some((results, bytes, tombstones));
+    }
+
     fn limits(&self) -> (usize, usize, usize) {
         self.bounds.unwrap_or((
             SESSION_MAX_RESULTS,
