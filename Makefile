@@ -226,7 +226,9 @@ bench-etcd:
 ## perf-cluster: perf with call graphs on every node of a 3-node cluster under the standard load
 ##   (100 DiskFirst writes in flight); flame graphs and a summary in perf_reports/<stamp>/.
 ## bench-scripts-test: self-test of the scripts' parsing and arithmetic (benches/test_lib.sh, < 1 s)
-.PHONY: bench-scaling perf-cluster bench-scripts-test
+## bench-tails: write tails (100 in flight) against the number of distinct keys (KEYS, default
+##   "10000 1000000"), for the built binary and, with BASELINE=<binary>, a baseline in turn.
+.PHONY: bench-scaling perf-cluster bench-scripts-test bench-tails
 bench-scaling:
 	benches/scaling.sh
 
@@ -235,6 +237,9 @@ perf-cluster:
 
 bench-scripts-test:
 	benches/test_lib.sh
+
+bench-tails: build
+	benches/tails_keys.sh $(BASELINE) $${CARGO_TARGET_DIR:-target}/release/ringraft
 ## ---- fault suite: real processes, real faults, every history checked ----
 ## chaos: 60 s of mixed faults (kill, pause, partitions, restart-all, ...) against a fresh
 ##   3-node cluster built from config/ (own ports and work directory: it never touches the

@@ -82,8 +82,12 @@ impl SimNode {
         let taken = d
             .apply(&mut round, net)
             .map_err(|e| Violation(format!("node {id}: {e}")))?;
-        for w in &taken {
-            d.snapshot_written(w, Ok(()), &mut self.storage);
+        for t in &taken {
+            if let Some(w) =
+                d.compact_taken(t.group, t.state.applied_index(), t.state.snapshot().into())
+            {
+                d.snapshot_written(&w, Ok(()), &mut self.storage);
+            }
         }
         Ok(Some(round.stats()))
     }

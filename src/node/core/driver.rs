@@ -1,12 +1,27 @@
 //! The node's async wrapper around the shared Ready loop ([`crate::node::driver`]): the driver
 //! loop runs rounds when kicked, waiting where the node must (received snapshots' files written
-//! off the executor thread before the WAL forgets what they cover, WAL backpressure, locally
-//! taken snapshots' files); the persist loop waits for each batch's WAL durability and hands it
-//! back to the driver; the tick loop drives the Raft clocks. Each synchronous step borrows the
-//! core's state only for its own duration, never across an `.await`.
+//! off the executor thread before the WAL forgets what they cover, WAL backpressure); the
+//! persist loop waits for each batch's WAL durability and hands it back to the driver; the tick
+//! loop drives the Raft clocks; the snapshot writer builds and writes locally taken snapshots.
+//! Each synchronous step borrows the core's state only for its own duration, never across an
+//! `.await`.
+//!
+//! Snapshots never stop the shard: taking one is an O(1) clone of its store
+//! ([`Driver::take_snapshot`]); the core's snapshot writer (one task per core, started on first
+//! use) then serializes the frozen store on glommio's blocking pool, compacts the in-memory log
+//! with the bytes ([`Driver::compact_taken`], on the executor, short), writes the file on the
+//! blocking pool and only then lets the WAL forget what it covers
+//! ([`Driver::snapshot_written`]). The writer takes its jobs one at a time, in order, so a
+//! shard's snapshot files are written in order; a received snapshot's file is written only
+//! after every earlier local job finished ([`wait_snapshot_writes`]), so an older local file
+//! never replaces it. Meanwhile the driver loop keeps running rounds.
 
 use super::*;
-use crate::node::driver::{note_acked, Driver, PersistError, Round, SnapshotWrite, Transport};
+use std::rc::Weak;
+
+use crate::node::driver::{
+    note_acked, Driver, PersistError, Round, SnapshotTaken, SnapshotWrite, Transport,
+};
 use crate::node::storage::WalStorage;
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
@@ -104,6 +119,9 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         .received_snapshots()
         .map(|(g, snap)| (g, snap.clone()))
         .collect();
+    if !received.is_empty() {
+        wait_snapshot_writes(st).await;
+    }
     for (g, snap) in received {
         let path = snapshot_path(st, g)?;
         write_snapshot_file(path.clone(), snap)
@@ -141,27 +159,142 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         taken.extend(s.reclaim_wal());
         taken
     };
-    // One at a time and awaited: a shard's snapshot files are written in order.
-    write_snapshots(st, snapshots).await?;
+    // Built and written by the snapshot writer, in order, while the rounds go on.
+    queue_snapshots(st, snapshots).await;
     Ok(true)
 }
 
-/// Writes snapshots taken in memory to their files, one at a time and awaited (a shard's
-/// snapshot files are written in order); after each, the WAL forgets what the file covers.
-pub(super) async fn write_snapshots(
-    st: &Rc<RefCell<CoreState>>,
-    snapshots: Vec<SnapshotWrite>,
-) -> Result<(), String> {
-    for w in snapshots {
-        let path = snapshot_path(st, w.group)?;
-        let written = write_snapshot_file(path.clone(), w.snap.clone())
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()));
-        let mut s = st.borrow_mut();
-        let (mut d, _, mut wal) = parts(&mut s);
-        d.snapshot_written(&w, written, &mut wal);
+/// Most jobs waiting for a core's snapshot writer. Each shard has at most one threshold
+/// snapshot and one early compaction in flight (a shard already waiting is not compacted
+/// again), plus a few barriers, so this is reached only with thousands of shards on one core;
+/// then the driver waits for room.
+pub const MAX_SNAPSHOT_JOBS: usize = 1_024;
+
+/// A job of the snapshot writer.
+enum SnapshotJob {
+    /// Build, compact and write a taken snapshot.
+    Taken(Box<SnapshotTaken>),
+    /// Answer once every earlier job is done.
+    Barrier(flume::Sender<()>),
+}
+
+/// The core's snapshot writer: its job queue (the task starts with the first job) and the
+/// shards with a snapshot taken whose file is not written yet.
+#[derive(Default)]
+pub struct SnapshotWriter {
+    tx: Option<flume::Sender<SnapshotJob>>,
+    pending: BTreeMap<GroupId, usize>,
+}
+
+impl SnapshotWriter {
+    /// Whether shard `g` has a snapshot taken whose file is not written yet.
+    pub(super) fn is_pending(&self, g: GroupId) -> bool {
+        self.pending.contains_key(&g)
     }
-    Ok(())
+
+    fn done(&mut self, g: GroupId) {
+        if let Some(n) = self.pending.get_mut(&g) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&g);
+            }
+        }
+    }
+
+    /// The job queue, starting the writer task on first use.
+    fn sender(&mut self, st: &Rc<RefCell<CoreState>>) -> flume::Sender<SnapshotJob> {
+        self.tx
+            .get_or_insert_with(|| {
+                let (tx, rx) = flume::bounded(MAX_SNAPSHOT_JOBS);
+                glommio::spawn_local(snapshot_writer(Rc::downgrade(st), rx)).detach();
+                tx
+            })
+            .clone()
+    }
+}
+
+/// Hands taken snapshots to the core's snapshot writer, in order.
+pub(super) async fn queue_snapshots(st: &Rc<RefCell<CoreState>>, taken: Vec<SnapshotTaken>) {
+    if taken.is_empty() {
+        return;
+    }
+    let tx = {
+        let mut s = st.borrow_mut();
+        for t in &taken {
+            *s.snapshots.pending.entry(t.group).or_default() += 1;
+        }
+        s.snapshots.sender(st)
+    };
+    for t in taken {
+        // The writer holds only a weak reference: it runs as long as the core does.
+        let _ = tx.send_async(SnapshotJob::Taken(Box::new(t))).await;
+    }
+}
+
+/// Waits until every snapshot job queued so far is done (its file written and the WAL told).
+pub(super) async fn wait_snapshot_writes(st: &Rc<RefCell<CoreState>>) {
+    let Some(tx) = st.borrow().snapshots.tx.clone() else {
+        return;
+    };
+    let (done_tx, done_rx) = flume::bounded(1);
+    if tx.send_async(SnapshotJob::Barrier(done_tx)).await.is_ok() {
+        let _ = done_rx.recv_async().await;
+    }
+}
+
+/// The snapshot writer of one core: takes its jobs one at a time, in order (see the module
+/// docs). Stops with the core.
+async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<SnapshotJob>) {
+    while let Ok(job) = rx.recv_async().await {
+        let t = match job {
+            SnapshotJob::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            SnapshotJob::Taken(t) => t,
+        };
+        let Some(st) = st.upgrade() else { return };
+        let (g, index) = (t.group, t.state.applied_index());
+        // Serialized off the executor; the frozen store is dropped there too (freeing the
+        // nodes the live store no longer shares).
+        let data: Arc<[u8]> = glommio::executor()
+            .spawn_blocking(move || Arc::from(t.state.snapshot()))
+            .await;
+        let (w, previous) = {
+            let mut s = st.borrow_mut();
+            if s.fatal.is_some() {
+                return;
+            }
+            // The bytes the log held so far are freed off the executor below.
+            let previous = s
+                .multi
+                .group(g)
+                .and_then(|r| r.snapshot())
+                .map(|p| p.data.clone());
+            let (mut d, _, _) = parts(&mut s);
+            (d.compact_taken(g, index, data), previous)
+        };
+        if let Some(w) = w {
+            write_snapshot(&st, w).await;
+        }
+        glommio::executor()
+            .spawn_blocking(move || drop(previous))
+            .await;
+        st.borrow_mut().snapshots.done(g);
+    }
+}
+
+/// Writes a snapshot compacted in memory to its file; then the WAL forgets what it covers.
+async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: SnapshotWrite) {
+    let written = match snapshot_path(st, w.group) {
+        Ok(path) => write_snapshot_file(path.clone(), w.snap.clone())
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        Err(e) => Err(e),
+    };
+    let mut s = st.borrow_mut();
+    let (mut d, _, mut wal) = parts(&mut s);
+    d.snapshot_written(&w, written, &mut wal);
 }
 
 fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {

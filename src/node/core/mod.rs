@@ -126,6 +126,8 @@ pub struct CoreState {
     pub fatal: Option<String>,
     /// Rate limit of the warnings about refused (invalid) peer messages.
     invalid_log: InvalidLog,
+    /// Locally taken snapshots on their way to their files.
+    snapshots: driver::SnapshotWriter,
 }
 
 /// Least time between two warnings about refused peer messages on one core: a hostile or
@@ -446,6 +448,7 @@ impl CoreState {
             dial_tx,
             fatal: None,
             invalid_log: InvalidLog::default(),
+            snapshots: driver::SnapshotWriter::default(),
         };
         // A restart knows every member address its shards' configurations recorded.
         st.refresh_changed_peers();

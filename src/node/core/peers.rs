@@ -131,6 +131,10 @@ impl CoreState {
                 }
             }
             for (g, m) in &env.messages {
+                if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+                    send_snapshot(conn.clone(), *g, m.clone());
+                    continue;
+                }
                 for w in wire::message_to_wire(*g, m, SNAPSHOT_CHUNK_BYTES) {
                     failed |= send_wire(&conn, 0, false, &w).is_err();
                 }
@@ -248,6 +252,25 @@ impl CoreState {
 fn config_key(r: &Raft) -> (u64, u64) {
     let i = r.log().membership_index();
     (i, r.log().term(i).unwrap_or(0))
+}
+
+/// Sends an InstallSnapshot to a lagging follower: its chunks (copies of the whole state) are
+/// cut on glommio's blocking pool, then queued on the link in order, so a large snapshot never
+/// stalls the executor. A failed link drops the rest; the leader sends the snapshot again once
+/// the follower asks for it.
+fn send_snapshot(conn: Rc<Connection>, g: GroupId, m: Message) {
+    glommio::spawn_local(async move {
+        let frames = glommio::executor()
+            .spawn_blocking(move || wire::message_to_wire(g, &m, SNAPSHOT_CHUNK_BYTES))
+            .await;
+        for w in &frames {
+            if send_wire(&conn, 0, false, w).is_err() {
+                debug!(shard = g, "snapshot chunks not sent: the peer link failed");
+                return;
+            }
+        }
+    })
+    .detach();
 }
 
 /// Queues one owned wire message on a connection, as a request or as the response to

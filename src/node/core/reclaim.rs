@@ -19,15 +19,16 @@
 //! the WAL forgets nothing before the snapshot file covering it is durable. Owned by the core.
 
 use super::*;
-use crate::node::driver::SnapshotWrite;
+use crate::node::driver::SnapshotTaken;
 
 /// Live WAL segments of a core beyond which the shards pinning the oldest ones are compacted
 /// early. 32 segments are 2 GiB at the default 64 MiB segment: several times the log a busy
 /// shard keeps between two threshold snapshots, far below the WAL's `max_segments` (where it
 /// refuses appends) and a small part of a data disk.
 pub const RECLAIM_AFTER_SEGMENTS: usize = 32;
-/// Shards compacted early per driver round: each serialises its whole store, so a round stays
-/// short; the next rounds take the next ones.
+/// Shards compacted early per driver round: each is serialized and written by the snapshot
+/// writer, so few at a time keep its queue and the disk traffic short; the next rounds take
+/// the next ones.
 pub const RECLAIM_SNAPSHOTS_PER_ROUND: usize = 2;
 /// Pause before a WAL write that found no space is retried (the operator frees space, or a
 /// compaction frees segments meanwhile).
@@ -65,10 +66,11 @@ pub fn is_out_of_space(e: &ringraft_wal::Error) -> bool {
 }
 
 impl CoreState {
-    /// When the WAL holds more than [`reclaim_bound`] segments: compacts (in memory) the shards
-    /// pinning the oldest ones and returns their snapshot files to write; the driver writes
-    /// each and then calls `snapshot_written`, which purges the WAL behind it.
-    pub(super) fn reclaim_wal(&mut self) -> Vec<SnapshotWrite> {
+    /// When the WAL holds more than [`reclaim_bound`] segments: takes snapshots of the shards
+    /// pinning the oldest ones (those without one already waiting for its file) and returns
+    /// them for the snapshot writer, which builds and writes each and then purges the WAL
+    /// behind it.
+    pub(super) fn reclaim_wal(&mut self) -> Vec<SnapshotTaken> {
         let live = self.wal.segment_count();
         let bound = reclaim_bound(storage::wal_options(&self.cfg).max_segments);
         if live <= bound {
@@ -80,11 +82,14 @@ impl CoreState {
         }
         let pins = self.wal.pins(live - bound);
         let plan = reclaim_plan(&pins, |g| {
+            if self.snapshots.is_pending(g) {
+                return None;
+            }
             let applied = self.shards.get(&g)?.kv.applied_index();
             let raft = self.multi.group(g)?;
             Some((applied, raft.snapshot().map_or(0, |s| s.meta.index)))
         });
-        let out: Vec<SnapshotWrite> = {
+        let out: Vec<SnapshotTaken> = {
             let (mut d, _, _) = super::driver::parts(self);
             plan.into_iter()
                 .filter_map(|g| d.take_snapshot(g))
@@ -93,7 +98,7 @@ impl CoreState {
         for w in &out {
             info!(
                 shard = w.group,
-                index = w.snap.meta.index,
+                index = w.state.applied_index(),
                 wal_segments = live,
                 "compacting a shard early: it pins the oldest WAL segments"
             );
@@ -110,7 +115,7 @@ thread_local! {
 
 /// A WAL write found no space (`e`, nothing written): compacts the shards pinning the oldest
 /// segments (their files written now), lets the WAL delete what it can, and waits
-/// [`NO_SPACE_RETRY`] before the caller retries. Fails only when a snapshot cannot be written.
+/// [`NO_SPACE_RETRY`] before the caller retries.
 pub(super) async fn wait_for_space(st: &Rc<RefCell<CoreState>>, e: &str) -> Result<(), String> {
     let now = Instant::now();
     let due = NO_SPACE_LOGGED.with(|c| {
@@ -137,7 +142,8 @@ pub(super) async fn wait_for_space(st: &Rc<RefCell<CoreState>>, e: &str) -> Resu
         }
         s.reclaim_wal()
     };
-    super::driver::write_snapshots(st, writes).await?;
+    super::driver::queue_snapshots(st, writes).await;
+    super::driver::wait_snapshot_writes(st).await;
     glommio::timer::sleep(NO_SPACE_RETRY).await;
     Ok(())
 }

@@ -17,7 +17,7 @@ impl Driver<'_> {
         &mut self,
         round: &mut Round,
         net: &mut impl Transport,
-    ) -> Result<Vec<SnapshotWrite>, String> {
+    ) -> Result<Vec<SnapshotTaken>, String> {
         let mut snapshots = Vec::new();
         for k in 0..round.group_count() {
             let (g, rd) = round.ready_mut(k);
@@ -167,12 +167,27 @@ impl Driver<'_> {
         }
     }
 
-    /// Compacts the shard's log at its applied index (in memory); the caller writes the file
-    /// before the log forgets anything.
-    pub fn take_snapshot(&mut self, g: GroupId) -> Option<SnapshotWrite> {
-        let shard = self.shards.get(&g)?;
-        let index = shard.kv.applied_index();
-        let data = shard.kv.snapshot();
+    /// Freezes the shard's store at its applied index: an O(1) clone (the shard keeps
+    /// applying). The caller builds its bytes and hands them to [`Driver::compact_taken`].
+    pub fn take_snapshot(&mut self, g: GroupId) -> Option<SnapshotTaken> {
+        let t0 = Instant::now();
+        let state = self.shards.get(&g)?.kv.clone();
+        self.metrics
+            .snapshot_take_us
+            .record(t0.elapsed().as_micros() as u64);
+        Some(SnapshotTaken { group: g, state })
+    }
+
+    /// The bytes `data` of a snapshot taken of `g` at `index` are built: compacts the shard's log at its
+    /// index (in memory); the caller writes the returned snapshot's file before the log
+    /// forgets anything. `None` when the log has moved past it (a newer snapshot, taken or
+    /// received meanwhile): nothing to write.
+    pub fn compact_taken(
+        &mut self,
+        g: GroupId,
+        index: u64,
+        data: std::sync::Arc<[u8]>,
+    ) -> Option<SnapshotWrite> {
         let raft = self.multi.group_mut(g)?;
         if let Err(e) = raft.compact(index, data) {
             debug!(shard = g, "snapshot at {index} not taken: {e}");

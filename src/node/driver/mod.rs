@@ -370,6 +370,17 @@ impl std::fmt::Display for PersistError {
     }
 }
 
+/// A snapshot taken in memory: an O(1) clone of a shard's store at its applied index. Its
+/// bytes are built off the executor ([`KvStore::snapshot`]) and handed back with
+/// [`Driver::compact_taken`], which compacts the log and gives the [`SnapshotWrite`].
+#[derive(Debug, Clone)]
+pub struct SnapshotTaken {
+    /// The group.
+    pub group: GroupId,
+    /// The store, frozen at the snapshot's index (its applied index).
+    pub state: KvStore,
+}
+
 /// A snapshot taken in memory whose file is still to be written.
 #[derive(Debug, Clone)]
 pub struct SnapshotWrite {

@@ -17,8 +17,11 @@
 //! Bounds: [`MAX_LEASES_PER_SHARD`] leases, [`MAX_KEYS_PER_LEASE`] keys each, TTLs between
 //! [`MIN_LEASE_TTL_MS`] and [`MAX_LEASE_TTL_MS`], at most [`LEASE_EXPIRES_PER_CHECK`]
 //! expiries proposed per check. Owned by the shard's [`super::KvStore`].
+//!
+//! The tables are persistent structures ([`imbl`]), so cloning them (a snapshot being taken)
+//! is O(1) however many leases and attached keys there are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use imbl::{HashMap, OrdMap, OrdSet};
 use std::time::{Duration, Instant};
 
 use ringraft_net::message::LeaseInfo;
@@ -40,7 +43,7 @@ pub struct Lease {
     /// Log index of the grant or the last keep-alive.
     pub refreshed: u64,
     /// Keys attached.
-    pub keys: BTreeSet<Vec<u8>>,
+    pub keys: OrdSet<Vec<u8>>,
 }
 
 /// The leader's deadlines (local, never replicated).
@@ -55,7 +58,7 @@ struct LeaseClock {
 /// One shard's lease table (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct Leases {
-    leases: BTreeMap<u64, Lease>,
+    leases: OrdMap<u64, Lease>,
     /// Which lease each attached key belongs to.
     key_lease: HashMap<Vec<u8>, u64>,
     clock: LeaseClock,
@@ -122,7 +125,7 @@ impl Leases {
             Lease {
                 ttl_ms,
                 refreshed: index,
-                keys: BTreeSet::new(),
+                keys: OrdSet::new(),
             },
         );
     }
@@ -274,7 +277,7 @@ impl Leases {
             if nk > MAX_KEYS_PER_LEASE {
                 return Err(CodecError(format!("lease {id} with {nk} keys")));
             }
-            let mut keys = BTreeSet::new();
+            let mut keys = OrdSet::new();
             for _ in 0..nk {
                 let k = r.bytes()?.to_vec();
                 if t.key_lease.insert(k.clone(), id).is_some() {

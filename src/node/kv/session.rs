@@ -15,8 +15,12 @@
 //! tombstones since) — far beyond any client's retry deadline.
 //!
 //! Memory ceiling per shard: [`crate::node::limits::SESSION_MAX_TOMBSTONES`].
+//!
+//! The tables are persistent structures ([`imbl`]): cloning the table (a snapshot being taken)
+//! is O(1) however many results it keeps, and a record after a clone copies only what it
+//! touches.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use imbl::{HashMap, OrdMap, Vector};
 
 use super::command::{CodecError, Reader};
 use super::result::ApplyResult;
@@ -35,7 +39,7 @@ pub enum Lookup {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ClientSession {
-    results: BTreeMap<u64, ApplyResult>,
+    results: OrdMap<u64, ApplyResult>,
     /// One past the highest evicted seq (0 = nothing evicted).
     evicted_below: u64,
 }
@@ -45,14 +49,14 @@ struct ClientSession {
 pub struct Sessions {
     clients: HashMap<u64, ClientSession>,
     /// (client_id, seq) in record order, for oldest-first eviction.
-    order: VecDeque<(u64, u64)>,
+    order: Vector<(u64, u64)>,
     /// Bytes charged for the kept results.
     bytes: usize,
     /// Clients with no kept result: their tombstone.
     tombstones: HashMap<u64, u64>,
     /// (client_id, tombstone) in creation order; an entry is stale once the client has a kept
     /// result again or a newer tombstone.
-    tomb_order: VecDeque<(u64, u64)>,
+    tomb_order: Vector<(u64, u64)>,
     /// Set once a tombstone was dropped.
     floor: bool,
     /// Test-only overrides of the bounds (results, bytes, tombstones).
@@ -72,6 +76,12 @@ impl Sessions {
             bounds: Some((results, bytes, tombstones)),
             ..Self::default()
         }
+    }
+
+    /// Sets smaller bounds on a table (one restored from a snapshot, which carries none).
+    #[cfg(test)]
+    pub fn set_bounds_for_tests(&mut self, results: usize, bytes: usize, tombstones: usize) {
+        self.bounds = Some((results, bytes, tombstones));
     }
 
     fn limits(&self) -> (usize, usize, usize) {

@@ -15,12 +15,12 @@
 //! Results are encoded as in [`super::result`]. Every count is checked against the bytes left
 //! before anything is allocated for it.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::command::{put_bytes, CodecError, Reader};
 use super::lease::Leases;
 use super::session::Sessions;
-use super::store::{KvStore, Versioned};
+use super::store::{Data, Key, KvStore, Versioned};
 
 /// Snapshot magic.
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"RRKV";
@@ -81,12 +81,12 @@ impl KvStore {
         }
         let applied_index = r.u64()?;
         let n = r.count(16)?;
-        let mut data = BTreeMap::new();
+        let mut data = Data::new();
         for _ in 0..n {
-            let k = r.bytes()?.to_vec();
+            let k = Key::from(r.bytes()?);
             let value = r.bytes()?.to_vec();
             let version = r.u64()?;
-            data.insert(k, Versioned { value, version });
+            data.insert(k, Arc::new(Versioned { value, version }));
         }
         let sessions = Sessions::decode(&mut r)?;
         let leases = if version == SNAPSHOT_VERSION {
@@ -97,7 +97,7 @@ impl KvStore {
         for id in leases.ids() {
             let attached_missing = leases
                 .get(id)
-                .is_some_and(|l| l.keys.iter().any(|k| !data.contains_key(k)));
+                .is_some_and(|l| l.keys.iter().any(|k| !data.contains_key(&k[..])));
             if attached_missing {
                 return Err(CodecError(format!(
                     "lease {id} holds a key the snapshot does not have"

@@ -10,9 +10,16 @@
 //! (replay after restart is harmless); a command that cannot be decoded or breaks a ceiling is
 //! rejected with a deterministic error and changes nothing but `applied_index`; a write with a
 //! session (`client_id != 0`) is applied at most once (see [`super::session`]).
+//!
+//! The data is a persistent ordered map ([`imbl::OrdMap`], a B+tree whose nodes are shared
+//! behind reference counts) of reference-counted keys and values: cloning a store is O(1) in
+//! the number of keys (the session and lease tables, bounded by
+//! [`crate::node::limits`], are copied), and a write after a clone copies only the nodes on its
+//! path. That is how a snapshot is taken without stopping the shard: the core freezes a clone
+//! at the applied index and serializes it off the executor while the live store moves on.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use ringraft_net::message::{self as wire, LeaseInfo, Txn, TxnCheck, TxnOp, TxnOpResult};
 
@@ -42,10 +49,15 @@ pub enum PlantedFault {
     CasIgnoresExpected,
 }
 
-/// One shard's key-value store.
+/// A stored key: shared, so that copying a tree node after a clone copies no key bytes.
+pub(super) type Key = Arc<[u8]>;
+/// The data of one shard: key -> shared value.
+pub(super) type Data = imbl::OrdMap<Key, Arc<Versioned>>;
+
+/// One shard's key-value store. `clone` shares the data (O(1) in the number of keys).
 #[derive(Debug, Clone)]
 pub struct KvStore {
-    pub(super) data: BTreeMap<Vec<u8>, Versioned>,
+    pub(super) data: Data,
     pub(super) applied_index: u64,
     pub(super) sessions: Sessions,
     pub(super) leases: Leases,
@@ -65,7 +77,7 @@ impl KvStore {
     /// An empty store.
     pub fn new() -> Self {
         Self {
-            data: BTreeMap::new(),
+            data: Data::new(),
             applied_index: 0,
             sessions: Sessions::new(),
             leases: Leases::default(),
@@ -75,7 +87,7 @@ impl KvStore {
     }
 
     pub(super) fn from_parts(
-        data: BTreeMap<Vec<u8>, Versioned>,
+        data: Data,
         applied_index: u64,
         sessions: Sessions,
         leases: Leases,
@@ -113,13 +125,17 @@ impl KvStore {
     /// Sets `key` (detaching it from any lease: a plain write ends the key's lease).
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>, index: u64) {
         self.leases.detach(&key);
-        self.data.insert(
-            key,
-            Versioned {
-                value,
-                version: index,
-            },
-        );
+        let v = Arc::new(Versioned {
+            value,
+            version: index,
+        });
+        // An existing key keeps its stored (shared) key bytes; only a new key is allocated.
+        match self.data.get_mut(&key[..]) {
+            Some(slot) => *slot = v,
+            None => {
+                self.data.insert(Key::from(key), v);
+            }
+        }
     }
 
     /// Removes `key`; returns whether it existed.
@@ -133,7 +149,7 @@ impl KvStore {
         let l = self.leases.remove(id)?;
         let keys = l.keys.len() as u32;
         for k in l.keys {
-            if self.data.remove(&k).is_some() {
+            if self.data.remove(&k[..]).is_some() {
                 self.dropped.push(k);
             }
         }
@@ -228,16 +244,16 @@ impl KvStore {
 
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.data.get(key)
+        self.data.get(key).map(|v| &**v)
     }
 
     /// Keys starting with `prefix`, in order, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Versioned)> {
         self.data
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
             .collect()
     }
 
@@ -254,9 +270,9 @@ impl KvStore {
             None => Bound::Unbounded,
         };
         self.data
-            .range::<[u8], _>((Bound::Included(start), upper))
+            .range::<_, [u8]>((Bound::Included(start), upper))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
             .collect()
     }
 
@@ -311,7 +327,7 @@ impl KvStore {
                 version: index,
             },
             WriteOp::CasValue { key, expected, new } => {
-                let current = self.data.get(&key);
+                let current = self.data.get(&key[..]);
                 let matches = match (&expected, current) {
                     _ if self.fault == PlantedFault::CasIgnoresExpected => true,
                     (None, None) => true,
@@ -325,7 +341,7 @@ impl KvStore {
                 expected_version,
                 new,
             } => {
-                let current = self.data.get(&key).map_or(0, |v| v.version);
+                let current = self.data.get(&key[..]).map_or(0, |v| v.version);
                 self.cas(key, current == expected_version, index, new)
             }
             WriteOp::Noop => ApplyResult::Noop,
@@ -469,7 +485,7 @@ impl KvStore {
                 current: None,
             }
         } else {
-            let cur = self.data.get(&key);
+            let cur = self.data.get(&key[..]);
             ApplyResult::Cas {
                 swapped: false,
                 version: cur.map_or(0, |v| v.version),

@@ -219,7 +219,7 @@ impl NodeMetrics {
             ),
             (
                 "ringraft_snapshot_take_seconds",
-                "Time the executor spent serializing a shard's state for a snapshot (the core serves nothing meanwhile).",
+                "Time the executor spent taking a shard's snapshot, its bytes built off the executor (the core serves nothing meanwhile).",
                 1e-6,
                 |c| &c.snapshot_take_us,
             ),

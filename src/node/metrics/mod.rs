@@ -153,8 +153,8 @@ pub struct CoreMetrics {
     pub reads: [Counter; 3],
     /// Propose-to-apply latency of writes, µs.
     pub commit_latency_us: Histogram,
-    /// Time the core's executor spent serializing a shard's state for a snapshot, µs (the
-    /// shard serves nothing meanwhile).
+    /// Time the core's executor spent taking a shard's snapshot (freezing its state; the bytes
+    /// are built off the executor), µs (the core serves nothing meanwhile).
     pub snapshot_take_us: Histogram,
     /// Where a write's time goes, stage by stage.
     pub stages: StageMetrics,
