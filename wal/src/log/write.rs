@@ -16,8 +16,8 @@ use crate::group_index::EntryLoc;
 use crate::hard_state::{HardState, HARD_STATE_BYTES};
 use crate::options::WriteMode;
 use crate::record::{
-    encode_header_parts, parts_len, record_bytes, RecordHeader, RecordKind, CHECKPOINT_PAYLOAD_BYTES,
-    RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
+    encode_header_parts, parts_len, record_bytes, RecordHeader, RecordKind,
+    CHECKPOINT_PAYLOAD_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
 };
 use crate::segment::{Segment, SEGMENT_HEADER_BYTES};
 
