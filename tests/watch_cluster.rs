@@ -166,6 +166,34 @@ fn prefix_watch_resumes_after_leader_kill_exactly_once() {
             "event at {at:?} was never written"
         );
     }
+    drop(s);
+
+    // The same watch as an async stream: a put made before it, watched from its revision
+    // (its version), arrives through it.
+    let mut client = Client::new(c.client_config()).unwrap();
+    let version = client.put(b"w/stream", b"async").unwrap();
+    let mut stream = Watch::new(
+        c.client_config(),
+        WatchFilter::Key(b"w/stream".to_vec()),
+        Start::Revision(version),
+    )
+    .unwrap()
+    .into_stream();
+    let got = futures_lite::future::block_on(futures_lite::future::or(
+        async { Some(futures_lite::StreamExt::next(&mut stream).await) },
+        async {
+            // Bounded: the test fails instead of hanging.
+            async_io_timeout(Duration::from_secs(10)).await;
+            None
+        },
+    ));
+    match got {
+        Some(Some(Ok(e))) => assert_eq!(
+            (e.event.key.as_slice(), e.event.value.as_slice()),
+            (&b"w/stream"[..], &b"async"[..])
+        ),
+        other => panic!("the stream gave {other:?}"),
+    }
     let _ = Error::Config(String::new());
 }
 
@@ -289,4 +317,14 @@ fn a_watcher_that_does_not_read_is_cancelled_too_slow_and_resumes() {
     let live = http(&format!("/watch?prefix=big/99&from={last}"));
     assert!(live.starts_with("HTTP/1.1 200"), "{live}");
     assert!(live.contains(&format!("\"revision\":{last}")), "{live}");
+}
+
+/// A future that completes after `d` (a thread sleeps and wakes it).
+async fn async_io_timeout(d: Duration) {
+    let (tx, rx) = flume::bounded::<()>(1);
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_async().await;
 }

@@ -1,5 +1,5 @@
-//! Watches in the client library: a blocking iterator ([`Watch`]) of the changes of a key, a
-//! prefix or a range, from a revision or from now.
+//! Watches in the client library: a blocking iterator ([`Watch`]) and an async stream
+//! ([`WatchStream`]) of the changes of a key, a prefix or a range, from a revision or from now.
 //!
 //! Revisions are per shard (a shard's Raft log index), so a watch over a prefix or a range,
 //! which spans shards, is one stream per shard on one connection; the client keeps one
@@ -12,9 +12,15 @@
 //! of each shard, so it misses nothing and sees nothing twice. A revision the shard no longer
 //! holds ends that shard's stream with [`WatchError::Compacted`] naming the oldest revision
 //! still held. A watch is served by whichever node it reaches: in log order, possibly behind
-//! the leader. Owned by the client.
+//! the leader.
+//!
+//! The async stream runs the blocking watch on its own thread and hands items over a bounded
+//! channel ([`WATCH_STREAM_BUFFER`]), so it works on any executor; dropping it stops the
+//! thread at its next keep-alive. Owned by the client.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig as NetClientConfig};
@@ -28,6 +34,9 @@ use crate::client::blocking::resolve;
 use crate::client::config::ClientConfig;
 use crate::client::topology::Topology;
 use crate::client::Client;
+
+/// Items buffered between a [`WatchStream`]'s thread and its consumer.
+pub const WATCH_STREAM_BUFFER: usize = 1_024;
 
 /// Where a watch starts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -188,7 +197,7 @@ impl Watch {
     }
 
     /// Whether every shard's stream ended.
-    pub(crate) fn finished(&self) -> bool {
+    pub fn finished(&self) -> bool {
         self.pending.is_empty() && self.cursors.values().all(|c| c.done)
     }
 
@@ -365,6 +374,11 @@ impl Watch {
             },
         }
     }
+
+    /// Turns the watch into an async stream (served by a thread of its own).
+    pub fn into_stream(self) -> WatchStream {
+        WatchStream::spawn(self)
+    }
 }
 
 impl Iterator for Watch {
@@ -380,5 +394,42 @@ impl Iterator for Watch {
             }
             self.step();
         }
+    }
+}
+
+/// An async stream of a watch's items (see the module docs).
+pub struct WatchStream {
+    inner: flume::r#async::RecvStream<'static, Result<WatchedEvent, WatchError>>,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream").finish_non_exhaustive()
+    }
+}
+
+impl WatchStream {
+    fn spawn(mut w: Watch) -> WatchStream {
+        let (tx, rx) = flume::bounded(WATCH_STREAM_BUFFER);
+        std::thread::spawn(move || {
+            while !tx.is_disconnected() && !w.finished() {
+                for item in w.poll() {
+                    if tx.send(item).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        WatchStream {
+            inner: rx.into_stream(),
+        }
+    }
+}
+
+impl futures_lite::Stream for WatchStream {
+    type Item = Result<WatchedEvent, WatchError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
     }
 }
