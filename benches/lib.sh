@@ -342,12 +342,12 @@ rr_split_by_node() {
 # Components: a sample counts for every component one of whose frames its stack contains
 # (inclusive, so rows overlap and need not add up to 100 %). Name, then an awk regular expression
 # matched against the stack's frames joined by ';'.
-COMPONENTS='WAL append (copy into the segment)	ringraft_wal::log::Wal::append
+COMPONENTS='WAL append (copy into the segment)	ringraft_wal::log::write::<impl ringraft_wal::log::Wal>::append|ringraft_wal::log::Wal::append
 WAL sync (msync / fdatasync)	ringraft_wal::segment::Segment::sync|(^|;)(msync|fdatasync|fsync)(;|$)
 WAL segment preparation (zero-fill)	ringraft_wal::segment::Segment::prepare
 page faults writing into the WAL map (page_mkwrite)	page_mkwrite
 Raft core (ringraft::raft)	ringraft::raft::
-state machine (apply, encode, decode)	ringraft::node::state_machine::
+state machine (apply, encode, decode)	ringraft::node::kv::
 snapshots (state copy, encode, file write)	KvStore::snapshot|encode_snapshot|storage::write_atomically|raft::snapshot::
 client requests (frame API)	ringraft::node::frame_api::
 encode / decode (rkyv, crc32, frames)	rkyv::|crc32fast::|::encode|::decode|Decoder::next_frame|ringraft_net::message::validate

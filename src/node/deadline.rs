@@ -205,7 +205,8 @@ pub async fn within<T>(after: Duration, fut: impl Future<Output = T>) -> Option<
 }
 
 /// Queued entries and live slots on this thread (tests).
-pub fn occupancy() -> (usize, usize) {
+#[cfg(test)]
+fn occupancy() -> (usize, usize) {
     WHEEL.with(|w| {
         let w = w.borrow();
         (w.queue.len(), w.live())

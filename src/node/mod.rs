@@ -12,7 +12,7 @@
 pub(crate) mod auth;
 pub(crate) mod config;
 pub mod core;
-pub mod deadline;
+pub(crate) mod deadline;
 pub mod driver;
 pub(crate) mod forward;
 pub(crate) mod frame_api;
@@ -30,7 +30,7 @@ pub mod runtime;
 pub(crate) mod server;
 pub(crate) mod status;
 pub mod storage;
-pub mod watch;
+pub(crate) mod watch;
 pub(crate) mod wire;
 
 use std::process::ExitCode;

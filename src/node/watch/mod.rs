@@ -37,7 +37,7 @@ pub mod hub;
 pub mod serve;
 
 pub use history::History;
-pub use hub::{Subscription, WatchBatch, WatchHub};
+pub use hub::{Subscription, WatchHub};
 pub use ringraft_net::message::{WatchCancel, WatchEvent, WatchEventKind, WatchFilter, WatchReply};
 
 use crate::node::limits::WATCH_EVENT_OVERHEAD_BYTES;
