@@ -219,20 +219,36 @@ pub fn to_wal_hard_state(hs: &HardState) -> ringraft_wal::HardState {
     }
 }
 
-/// Encodes a snapshot file (format in the module docs).
-pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
+/// The parts of a snapshot file (format in the module docs): the head (magic through the data
+/// length), the state bytes themselves (not copied) and the CRC of both.
+fn snapshot_file_parts(s: &Snapshot) -> (Vec<u8>, &[u8], [u8; 4]) {
     let m = s.meta.membership.encode();
-    let mut out = Vec::with_capacity(48 + m.len() + s.data.len());
-    out.extend_from_slice(SNAPSHOT_FILE_MAGIC);
-    out.extend_from_slice(&s.meta.index.to_le_bytes());
-    out.extend_from_slice(&s.meta.term.to_le_bytes());
-    out.extend_from_slice(&(m.len() as u32).to_le_bytes());
-    out.extend_from_slice(&m);
-    out.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&s.data);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    let mut head = Vec::with_capacity(36 + m.len());
+    head.extend_from_slice(SNAPSHOT_FILE_MAGIC);
+    head.extend_from_slice(&s.meta.index.to_le_bytes());
+    head.extend_from_slice(&s.meta.term.to_le_bytes());
+    head.extend_from_slice(&(m.len() as u32).to_le_bytes());
+    head.extend_from_slice(&m);
+    head.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head);
+    crc.update(&s.data);
+    (head, &s.data, crc.finalize().to_le_bytes())
+}
+
+/// Encodes a snapshot file in one buffer (format in the module docs; what
+/// [`write_snapshot_file`] writes).
+#[cfg(test)]
+fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
+    let (head, data, crc) = snapshot_file_parts(s);
+    [&head[..], data, &crc].concat()
+}
+
+/// Writes a snapshot file atomically ([`write_atomically`]) from its parts, so the state bytes
+/// are written where they are instead of being copied into one buffer first.
+pub fn write_snapshot_file(path: &Path, s: &Snapshot) -> std::io::Result<()> {
+    let (head, data, crc) = snapshot_file_parts(s);
+    write_parts_atomically(path, &[&head, data, &crc])
 }
 
 /// Decodes a snapshot file, checking magic, lengths and CRC.
@@ -287,6 +303,11 @@ pub fn decode_snapshot(b: &[u8]) -> Result<Snapshot, String> {
 
 /// Writes `bytes` to `path` atomically and durably (tmp file, fsync, rename, fsync directory).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_parts_atomically(path, &[bytes])
+}
+
+/// [`write_atomically`] of the concatenation of `parts`.
+fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = OpenOptions::new()
@@ -294,7 +315,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
@@ -483,7 +506,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("shard-0.snap");
         assert_eq!(read_snapshot(&p).unwrap(), None);
-        write_atomically(&p, &b).unwrap();
+        write_snapshot_file(&p, &s).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b);
         assert_eq!(read_snapshot(&p).unwrap(), Some(s));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -310,7 +310,7 @@ fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, Str
 /// heartbeats and lease reads).
 async fn write_snapshot_file(path: PathBuf, snap: Snapshot) -> std::io::Result<()> {
     glommio::executor()
-        .spawn_blocking(move || storage::write_atomically(&path, &storage::encode_snapshot(&snap)))
+        .spawn_blocking(move || storage::write_snapshot_file(&path, &snap))
         .await
 }
 
