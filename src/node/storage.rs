@@ -447,8 +447,12 @@ impl Storage for WalStorage<'_> {
     }
 
     fn set_hard_state(&mut self, g: u64, hs: &HardState) -> Result<(), StorageError> {
+        // Only the term and the vote must be durable before the round's acknowledgements: a
+        // hard state that moves just the commit index asks for no sync of its own (it is made
+        // durable by the next one; after a crash the commit index may trail, which Raft
+        // tolerates and `restart_state` clamps).
         self.wal
-            .set_hard_state(g, to_wal_hard_state(hs))
+            .set_hard_state_deferred(g, to_wal_hard_state(hs))
             .map(|_| ())
             .map_err(|e| wal_error(&format!("shard {g}: hard state"), e))
     }
@@ -476,7 +480,7 @@ impl Storage for WalStorage<'_> {
     }
 
     fn ticket(&mut self) -> u64 {
-        self.wal.last_lsn()
+        self.wal.required_lsn()
     }
 }
 

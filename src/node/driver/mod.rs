@@ -261,7 +261,9 @@ pub trait Storage {
     fn install_snapshot(&mut self, g: GroupId, snap: &Snapshot) -> Result<(), StorageError>;
     /// A snapshot taken locally is durable: the log of `g` may drop the entries it covers.
     fn snapshot_saved(&mut self, g: GroupId, snap: &Snapshot) -> Result<(), StorageError>;
-    /// The durability ticket of everything written so far (the node: the WAL's LSN).
+    /// The durability ticket of everything written so far that must be durable before the
+    /// round's marks and acknowledgements count (the node: the WAL's LSN of its latest record
+    /// that is not a deferred commit-only hard state).
     fn ticket(&mut self) -> u64;
 }
 

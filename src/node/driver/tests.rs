@@ -253,3 +253,79 @@ fn committed_writes_are_answered_before_the_round_persists() {
     ));
     assert_eq!(s.shards[&1].kv.applied_index(), i2);
 }
+
+/// A round that only moves the commit index writes its hard state but waits for no sync: its
+/// batch's ticket is already durable, so its acknowledgements and marks go out at once. A
+/// round with an entry, or a new term, waits for its own records. Over the node's real WAL.
+#[test]
+fn a_round_that_only_moves_the_commit_index_waits_for_no_sync() {
+    use crate::node::storage::WalStorage;
+    let dir = std::env::temp_dir().join(format!("ringraft-driver-commit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut wal = ringraft_wal::Wal::open(&dir, ringraft_wal::WalOptions::default()).unwrap();
+    let mut multi = crate::raft::MultiRaft::new(1);
+    let raft =
+        crate::raft::Raft::new(crate::raft::Config::new(1), Membership::with_voters([1])).unwrap();
+    multi.add_group(1, raft).unwrap();
+    let mut shards: std::collections::BTreeMap<u64, super::Shard> =
+        [(1, super::Shard::new(crate::node::kv::KvStore::new()))].into();
+    let mut reads = std::collections::HashMap::new();
+    let metrics = crate::node::metrics::CoreMetrics::default();
+    type Shards = std::collections::BTreeMap<u64, super::Shard>;
+    type Reads = std::collections::HashMap<u64, super::PendingRead>;
+    // One round over the WAL: (its batch's ticket, the WAL's last lsn, the durable lsn then);
+    // then everything is made durable and reported.
+    fn wal_round(
+        multi: &mut crate::raft::MultiRaft,
+        shards: &mut Shards,
+        reads: &mut Reads,
+        metrics: &crate::node::metrics::CoreMetrics,
+        wal: &mut ringraft_wal::Wal,
+    ) -> Option<(u64, u64, u64)> {
+        let mut net: Vec<Envelope> = Vec::new();
+        let mut d = super::Driver::new(multi, shards, reads, metrics);
+        let mut r = d.begin(None, &mut net).unwrap()?;
+        let batch = d.persist(&mut r, &mut WalStorage::new(wal)).unwrap();
+        let seen = (batch.ticket(), wal.last_lsn(), wal.durable_lsn());
+        wal.sync().unwrap();
+        assert!(d.on_durable(batch, &mut net).refused.is_none());
+        d.apply(&mut r, &mut net).unwrap();
+        Some(seen)
+    }
+    let round =
+        |multi: &mut crate::raft::MultiRaft,
+         shards: &mut Shards,
+         reads: &mut Reads,
+         wal: &mut ringraft_wal::Wal| { wal_round(multi, shards, reads, &metrics, wal) };
+    // The election: a new term and vote, never deferred.
+    multi.group_mut(1).unwrap().campaign();
+    let (ticket, last, durable) = round(&mut multi, &mut shards, &mut reads, &mut wal).unwrap();
+    assert_eq!(ticket, last, "a new term waits for its own record");
+    assert!(ticket > durable);
+    while round(&mut multi, &mut shards, &mut reads, &mut wal).is_some() {}
+    assert_eq!(multi.group(1).unwrap().role(), crate::raft::Role::Leader);
+    // A write: its entry's round waits for the entry; the commit that follows does not wait.
+    let cmd = crate::node::kv::Command {
+        client_id: 0,
+        seq: 0,
+        op: crate::node::kv::WriteOp::Put {
+            key: vec![1],
+            value: vec![1; 4],
+        },
+    };
+    let (tx, mut rx) = super::reply_channel();
+    let i = super::Driver::new(&mut multi, &mut shards, &mut reads, &metrics)
+        .propose(1, cmd.encode_shared(), tx)
+        .unwrap();
+    let (ticket, last, durable) = round(&mut multi, &mut shards, &mut reads, &mut wal).unwrap();
+    assert!(ticket > durable, "an entry's round waits for it");
+    assert!(last >= ticket);
+    assert_eq!(multi.group(1).unwrap().log().committed(), i);
+    let (ticket, last, durable) = round(&mut multi, &mut shards, &mut reads, &mut wal).unwrap();
+    assert!(last > ticket, "the commit's hard state was written");
+    assert!(ticket <= durable, "a commit-only round waited for a sync");
+    assert_eq!(wal.hard_state(1).map(|h| h.commit), Some(i));
+    assert!(matches!(rx.try_recv(), Ok(Some(Ok(_)))));
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+}

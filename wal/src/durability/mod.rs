@@ -12,7 +12,9 @@
 //! record was published (group commit: one sync covers every record appended before it began,
 //! for every group, across segments). `pending` is true while a sync request sits in the
 //! channel; owner and workers pair SeqCst stores and loads on `appended`/`pending` so that a
-//! record is always either seen by a starting sync or followed by a new request.
+//! record is always either seen by a starting sync or followed by a new request, except a
+//! *deferred* record (a hard state that only moves a commit index), which waits for the next
+//! request anyone makes.
 //!
 //! A failed sync can never be masked: every claimed sync gets a ticket (claim order), and a
 //! successful sync advances `durable` only once every sync with an earlier ticket has finished
@@ -214,6 +216,12 @@ impl Shared {
     pub fn publish(&self, lsn: Lsn) {
         self.appended.store(lsn, Ordering::SeqCst);
         self.maybe_request(false);
+    }
+
+    /// Owner: publishes `lsn` without asking for a sync: a deferred record, made durable by
+    /// the next sync someone asks for (every sync covers everything published before it).
+    pub fn publish_deferred(&self, lsn: Lsn) {
+        self.appended.store(lsn, Ordering::SeqCst);
     }
 
     /// Asks the workers for a sync when one is due (always when `force`).

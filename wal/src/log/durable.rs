@@ -14,6 +14,14 @@ impl Wal {
         self.next_lsn - 1
     }
 
+    /// Lsn of the latest record appended that is not deferred
+    /// ([`Wal::set_hard_state_deferred`]): the position a caller waits for before acting on
+    /// everything it asked to be durable. At most [`Wal::last_lsn`]; a sync was asked for it
+    /// (under [`crate::FlushPolicy::Immediate`]) unless the policy batches.
+    pub fn required_lsn(&self) -> Lsn {
+        self.required_lsn
+    }
+
     /// Highest durable lsn (readable any time, also through [`Wal::durability`]).
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable()

@@ -90,6 +90,8 @@ pub struct Wal {
     segments: VecDeque<SegMeta>,
     active_off: usize,
     next_lsn: Lsn,
+    /// Lsn of the latest record that is not deferred ([`Wal::required_lsn`]).
+    required_lsn: Lsn,
     groups: HashMap<u64, GroupIndex>,
     /// Lsn of the latest record that removed entries (Truncate or Purge).
     last_drop_lsn: Lsn,
@@ -227,6 +229,7 @@ impl Wal {
             pool,
             segments,
             next_lsn,
+            required_lsn: next_lsn - 1,
             groups: rec.groups,
             last_drop_lsn: 0,
             pending_reclaim: None,

@@ -172,9 +172,31 @@ impl Wal {
 
     /// Stores the hard state of `group` (one CRC'd record: atomic, never torn). Returns its lsn.
     pub fn set_hard_state(&mut self, group: u64, hs: HardState) -> Result<Lsn> {
+        self.write_hard_state(group, hs, false)
+    }
+
+    /// [`Wal::set_hard_state`] for a caller that needs only the term and the vote durable
+    /// before it acts (Raft: a commit index may trail after a crash; the leader tells it
+    /// again). When the group's last hard state has the same term and vote, the record is
+    /// *deferred*: written like any other, but it asks for no sync and does not raise
+    /// [`Wal::required_lsn`]; the next sync makes it durable with the records before it (one
+    /// anyone asks for, or the flush workers' idle sync: under [`crate::FlushPolicy::Immediate`]
+    /// within [`crate::flush_worker::IDLE_WAKE_MS`]). A crash before that recovers the previous
+    /// commit index, never a torn or partial record. A new term or vote is never deferred.
+    /// Returns the record's lsn.
+    pub fn set_hard_state_deferred(&mut self, group: u64, hs: HardState) -> Result<Lsn> {
+        let defer = self
+            .groups
+            .get(&group)
+            .and_then(|g| g.hard_state)
+            .is_some_and(|old| old.term == hs.term && old.vote == hs.vote);
+        self.write_hard_state(group, hs, defer)
+    }
+
+    fn write_hard_state(&mut self, group: u64, hs: HardState, defer: bool) -> Result<Lsn> {
         self.check_writable()?;
         self.check_backpressure(HARD_STATE_BYTES)?;
-        let (_, _, lsn) = self.write_record(
+        let (_, _, lsn) = self.write_record_parts_as(
             RecordHeader {
                 lsn: 0,
                 group,
@@ -182,7 +204,8 @@ impl Wal {
                 index: hs.commit,
                 kind: RecordKind::HardState,
             },
-            &hs.encode(),
+            &[&hs.encode()],
+            defer,
         )?;
         self.groups.entry(group).or_default().hard_state = Some(hs);
         Ok(lsn)
@@ -225,6 +248,17 @@ impl Wal {
         h: RecordHeader,
         parts: &[&[u8]],
     ) -> Result<(u64, usize, Lsn)> {
+        self.write_record_parts_as(h, parts, false)
+    }
+
+    /// [`Self::write_record_parts`]; a `deferred` record asks for no sync (see
+    /// [`Wal::set_hard_state_deferred`]). A roll's checkpoint records never are deferred.
+    fn write_record_parts_as(
+        &mut self,
+        h: RecordHeader,
+        parts: &[&[u8]],
+        deferred: bool,
+    ) -> Result<(u64, usize, Lsn)> {
         let need = record_bytes(parts_len(parts));
         let keep = match h.kind {
             RecordKind::Truncate | RecordKind::Purge => 0,
@@ -234,7 +268,7 @@ impl Wal {
         if need.saturating_add(keep) > room {
             self.roll(need)?;
         }
-        Ok(self.write_in_active(h, parts))
+        Ok(self.write_in_active_as(h, parts, deferred))
     }
 
     pub(super) fn active(&self) -> &Arc<Segment> {
@@ -244,7 +278,16 @@ impl Wal {
         }
     }
 
-    fn write_in_active(&mut self, mut h: RecordHeader, payload: &[&[u8]]) -> (u64, usize, Lsn) {
+    fn write_in_active(&mut self, h: RecordHeader, payload: &[&[u8]]) -> (u64, usize, Lsn) {
+        self.write_in_active_as(h, payload, false)
+    }
+
+    fn write_in_active_as(
+        &mut self,
+        mut h: RecordHeader,
+        payload: &[&[u8]],
+        deferred: bool,
+    ) -> (u64, usize, Lsn) {
         let lsn = self.next_lsn;
         h.lsn = lsn;
         let payload_len = parts_len(payload);
@@ -277,7 +320,12 @@ impl Wal {
         let seq = seg.seq;
         self.active_off = off + need;
         self.next_lsn = lsn + 1;
-        self.shared.publish(lsn);
+        if deferred {
+            self.shared.publish_deferred(lsn);
+        } else {
+            self.required_lsn = lsn;
+            self.shared.publish(lsn);
+        }
         (seq, off, lsn)
     }
 
