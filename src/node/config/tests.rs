@@ -65,6 +65,35 @@ fn wal_write_mode_and_recycling_are_validated() {
     assert_eq!(crate::node::storage::wal_options(&c).recycle_segments, 0);
     let e = load(&with("wal_recycle_segments = 65")).unwrap_err().0;
     assert!(e.contains("raft.persistence.wal_recycle_segments"), "{e}");
+    // Syncs on the executor: off by default; on, an Immediate WAL asks for no sync on append.
+    let c = load(BASE).unwrap();
+    assert_eq!(c.raft.persistence.wal_executor_sync_max_entries, 0);
+    let immediate = |line: &str| {
+        with(line).replace(
+            "flush_policy = { Batch = { threshold = 100, interval_ms = 20 } }",
+            "flush_policy = \"Immediate\"",
+        )
+    };
+    let c = load(&immediate("wal_executor_sync_max_entries = 1")).unwrap();
+    assert!(matches!(
+        crate::node::storage::wal_options(&c).flush_policy,
+        ringraft_wal::FlushPolicy::Batch {
+            threshold: u64::MAX,
+            ..
+        }
+    ));
+    let c = load(&immediate("")).unwrap();
+    assert_eq!(
+        crate::node::storage::wal_options(&c).flush_policy,
+        ringraft_wal::FlushPolicy::Immediate
+    );
+    let e = load(&with("wal_executor_sync_max_entries = 1001"))
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("raft.persistence.wal_executor_sync_max_entries"),
+        "{e}"
+    );
 }
 
 #[test]

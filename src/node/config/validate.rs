@@ -243,6 +243,12 @@ impl Config {
             0,
             ringraft_wal::options::MAX_RECYCLE_SEGMENTS as u64,
         )?;
+        range(
+            "raft.persistence.wal_executor_sync_max_entries",
+            p.wal_executor_sync_max_entries,
+            0,
+            super::defaults::MAX_WAL_EXECUTOR_SYNC_MAX_ENTRIES,
+        )?;
         let rp = &r.replication;
         range(
             "raft.replication.append_entries_batch_threshold",

@@ -141,7 +141,9 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             Err(PersistError::Failed(e)) => return Err(e),
         }
     };
+    let mut batch = batch;
     if !batch.is_empty() {
+        wal_sync_plan(&st.borrow(), &mut batch);
         let tx = st.borrow().persist_tx.clone();
         tx.send_async(batch)
             .await
@@ -343,6 +345,28 @@ pub async fn drive(st: Rc<RefCell<CoreState>>, kick_rx: flume::Receiver<()>) {
     }
 }
 
+/// With `raft.persistence.wal_executor_sync_max_entries` set (Immediate flush policy only; the
+/// WAL then asks for no sync on append): decides who makes a round's batch durable, once the
+/// round's records are all staged, and only when the batch waits for something not yet
+/// durable (a round that only moved a commit index waits for nothing). A small round while no
+/// other batch waits is synced by the persist loop on this executor (no worker woken, no
+/// wake-up back); otherwise a flush worker is asked now (one sync covers the round).
+fn wal_sync_plan(s: &CoreState, batch: &mut PersistBatch) {
+    let p = &s.cfg.raft.persistence;
+    let max = p.wal_executor_sync_max_entries;
+    if max == 0
+        || !matches!(p.flush_policy, crate::node::config::FlushPolicy::Immediate)
+        || batch.ticket() <= s.wal.durable_lsn()
+    {
+        return;
+    }
+    let here = batch.appended() <= max && s.persist_tx.is_empty();
+    batch.set_sync_here(here);
+    if !here {
+        s.wal.flush();
+    }
+}
+
 /// The persist loop: waits for each batch to be durable, then reports it to the Raft core and
 /// sends what had to wait for durability.
 pub async fn persist_loop(
@@ -352,7 +376,15 @@ pub async fn persist_loop(
 ) {
     while let Ok(b) = rx.recv_async().await {
         let t0 = Instant::now();
-        if let Err(e) = durability.wait(b.ticket()).await {
+        let synced = if b.sync_here() && durability.durable_lsn() < b.ticket() {
+            durability.sync_here()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = match synced {
+            Ok(()) => durability.wait(b.ticket()).await,
+            Err(e) => Err(e),
+        } {
             let msg = format!("WAL sync failed: {e}");
             error!("{msg}");
             let mut s = st.borrow_mut();

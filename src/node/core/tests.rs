@@ -327,15 +327,23 @@ fn eventual_reads_are_marked_possibly_stale() {
 
 /// A put through a real single-node core (the shared driver, the persist loop, the clock, a WAL
 /// on disk) passes every leader stage once, and, as a lone node can only commit what it made
-/// durable, its local sync comes before the commit.
+/// durable, its local sync comes before the commit. With the default persistence, and with
+/// small rounds synced on the executor itself (`wal_executor_sync_max_entries`).
 #[test]
 fn a_put_on_a_real_core_records_every_leader_stage() {
+    put_on_a_real_core_records_every_leader_stage("");
+    put_on_a_real_core_records_every_leader_stage(
+        "[raft.persistence]\nflush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1\n",
+    );
+}
+
+fn put_on_a_real_core_records_every_leader_stage(persistence: &str) {
     let dir = TempDir::new("stages");
     let text = format!(
         "[cluster]\nnode_id = 1\nlisten_address = \"127.0.0.1:9181\"\ninitial_cluster_size = 1\n\
          db_root_dir = \"{}\"\n[raft]\nelection_timeout_ms_min = 60\n\
          election_timeout_ms_max = 120\nheartbeat_interval_ms = 20\ntick_interval_ms = 5\n\
-         [raft.read_consistency]\nlease_duration_ms = 40\n",
+         [raft.read_consistency]\nlease_duration_ms = 40\n{persistence}",
         dir.0.display()
     );
     let c = Arc::new(cfg(&text));

@@ -325,9 +325,21 @@ pub struct PersistBatch {
     persisted: Vec<(GroupId, u64, u64)>,
     after: Vec<Envelope>,
     appended: u64,
+    /// Made durable by the core's own thread rather than a flush worker (the node decides).
+    sync_here: bool,
 }
 
 impl PersistBatch {
+    /// Whether the caller makes this batch durable on its own thread.
+    pub fn sync_here(&self) -> bool {
+        self.sync_here
+    }
+
+    /// Marks the batch to be made durable on the caller's own thread (or not).
+    pub fn set_sync_here(&mut self, on: bool) {
+        self.sync_here = on;
+    }
+
     /// The storage's durability ticket this batch waits for.
     pub fn ticket(&self) -> u64 {
         self.ticket

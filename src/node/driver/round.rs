@@ -287,6 +287,7 @@ impl Driver<'_> {
             persisted: std::mem::take(&mut round.persisted),
             after: std::mem::take(&mut round.after),
             appended: std::mem::take(&mut round.appended),
+            sync_here: false,
         })
     }
 

@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     order: Mutex<Order>,
     pub max_waiters: usize,
     pub wait_spin_us: u64,
+    /// Sync file description slot of syncs run on a caller's thread
+    /// ([`Durability::sync_here`]): the one after the flush workers' slots.
+    pub caller_slot: usize,
     /// Highest lsn published by the owner.
     pub appended: AtomicU64,
     /// Highest lsn a started sync covers.
@@ -154,6 +157,7 @@ impl Shared {
         max_staged_bytes: usize,
         max_waiters: usize,
         wait_spin_us: u64,
+        caller_slot: usize,
         durable: Lsn,
         req_tx: flume::Sender<()>,
         report_tx: flume::Sender<FlushReport>,
@@ -168,6 +172,7 @@ impl Shared {
             order: Mutex::new(Order::default()),
             max_waiters,
             wait_spin_us,
+            caller_slot,
             appended: AtomicU64::new(durable),
             claimed: AtomicU64::new(durable),
             durable: AtomicU64::new(durable),

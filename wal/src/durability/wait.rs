@@ -43,6 +43,20 @@ impl Durability {
         self.shared.maybe_request(true);
     }
 
+    /// Claims everything published so far and makes it durable on the calling thread (the
+    /// stage written out and fdatasynced through a file description of its own), with no flush
+    /// worker woken and no thread woken back: it blocks the calling thread for the write and
+    /// the sync. Nothing is done when a sync in flight already covers everything published;
+    /// await [`Durability::wait`] afterwards either way. Fails (and the log is poisoned) when
+    /// the write or the sync fails, or when the log already is poisoned.
+    pub fn sync_here(&self) -> Result<()> {
+        self.shared.run_sync(self.shared.caller_slot);
+        match self.shared.poisoned() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// A future that resolves once `lsn` is durable (or with the error that prevents it). Any
     /// executor can poll it; it is woken from a flush worker thread. It does not borrow the
     /// `Wal`, so the owner keeps appending while it waits.

@@ -119,7 +119,9 @@ fn seg_config(opts: &WalOptions) -> SegConfig {
         bytes: opts.segment_bytes,
         mode: opts.write_mode,
         prefault: opts.prefault,
-        workers: opts.flush_workers,
+        // One sync file description per flush worker, and one for syncs run on the owner's
+        // thread (`Durability::sync_here`).
+        workers: opts.flush_workers + 1,
         open_sync_files: true,
         fault: opts.fault.clone(),
     }
@@ -197,6 +199,7 @@ impl Wal {
             opts.max_staged_bytes,
             opts.max_waiters,
             opts.wait_spin_us,
+            opts.flush_workers,
             next_lsn - 1,
             req_tx.clone(),
             report_tx,
