@@ -29,7 +29,7 @@ use ringraft_wal::WriteMode;
 use measure::{concurrent, median, pct, Neighbour, Run};
 use raw::{baseline_run, Raw};
 use report::Row;
-use wal_runs::{wal_pipelined_run, wal_run};
+use wal_runs::{wal_here_run, wal_pipelined_run, wal_run};
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 4] = [1, 10, 100, 1000];
@@ -103,6 +103,10 @@ fn main() {
                 );
             }
             if batch == 1 {
+                push(
+                    "ringraft-wal pwrite, sync here".into(),
+                    go(wal_here_run(&w, a.secs)),
+                );
                 let n = Neighbour::start();
                 for raw in [Raw::Pwrite, Raw::Msync] {
                     push(
@@ -117,6 +121,10 @@ fn main() {
                     );
                 }
                 push(
+                    "ringraft-wal pwrite, sync here, busy neighbour".into(),
+                    go(wal_here_run(&w, a.secs)),
+                );
+                push(
                     "ringraft-wal pwrite, spin, busy neighbour".into(),
                     go(wal_run(&w, batch, a.secs, true, WriteMode::Pwrite)),
                 );
@@ -129,6 +137,12 @@ fn main() {
                         })),
                     );
                 }
+                push(
+                    "ringraft-wal pwrite, sync here, 3 writers".into(),
+                    go(concurrent(3, |i| {
+                        wal_here_run(&a.dir.join(format!("wal{i}")), a.secs)
+                    })),
+                );
                 for (mode, m) in modes {
                     push(
                         format!("ringraft-wal {m}, 3 writers"),

@@ -88,6 +88,57 @@ pub fn wal_run(
     Ok(run)
 }
 
+/// Closed loop of single records (pwrite mode), each made durable by the appending thread
+/// itself ([`ringraft_wal::Durability::sync_here`]): the same work as a flush worker's sync
+/// without the two thread hand-offs (worker woken, appender woken back).
+pub fn wal_here_run(dir: &Path, secs: f64) -> Result<Run, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let opts = WalOptions {
+        // Appends ask for no sync; the workers' interval never comes during a run.
+        flush_policy: FlushPolicy::Batch {
+            threshold: u64::MAX,
+            interval_ms: ringraft_wal::options::MAX_BATCH_INTERVAL_MS,
+        },
+        max_buffered_entries: 1 << 20,
+        ..WalOptions::default()
+    };
+    let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
+    let payload = vec![0xA5u8; PAYLOAD_BYTES];
+    let durability = wal.durability();
+    let mut next = [1u64; GROUPS as usize];
+    let mut k = 0u64;
+    let mut one = |wal: &mut Wal| -> Result<(Instant, Instant), String> {
+        let g = k % GROUPS;
+        k += 1;
+        let t0 = Instant::now();
+        wal.append(g, next[g as usize], 1, &payload)
+            .map_err(|e| e.to_string())?;
+        next[g as usize] += 1;
+        let t1 = Instant::now();
+        durability.sync_here().map_err(|e| e.to_string())?;
+        Ok((t0, t1))
+    };
+    for _ in 0..20 {
+        one(&mut wal)?;
+    }
+    let mut run = Run::default();
+    let start = Start::now(&wal);
+    let limit = Duration::from_secs_f64(secs);
+    while start.at.elapsed() < limit {
+        let (t0, t1) = one(&mut wal)?;
+        let t2 = Instant::now();
+        run.wait_ns.push((t2 - t1).as_nanos() as u64);
+        run.batch_ns.push((t2 - t0).as_nanos() as u64);
+        run.records += 1;
+        run.batches += 1;
+    }
+    run.secs = start.at.elapsed().as_secs_f64();
+    start.cpu_into(&mut run);
+    start.wal_into(&mut run, &wal);
+    close(wal, dir);
+    Ok(run)
+}
+
 /// Open loop: the appender never waits for its own batches; it appends batches of `batch`
 /// records back to back (a sync is requested at each batch end by the Batch policy) and a
 /// waiter thread measures, per batch, the time from its last append to durable. Only
