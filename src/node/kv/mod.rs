@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod command;
+pub mod key;
 pub mod lease;
 pub mod result;
 pub mod route;

@@ -12,7 +12,8 @@
 //! session (`client_id != 0`) is applied at most once (see [`super::session`]).
 //!
 //! The data is a persistent ordered map ([`imbl::OrdMap`], a B+tree whose nodes are shared
-//! behind reference counts) of reference-counted keys and values: cloning a store is O(1) in
+//! behind reference counts) of [`Key`]s (short ones inline in the nodes, compared a word at a
+//! time; see [`super::key`]) and reference-counted values: cloning a store is O(1) in
 //! the number of keys (the session and lease tables, bounded by
 //! [`crate::node::limits`], are copied), and a write after a clone copies only the nodes on its
 //! path. That is how a snapshot is taken without stopping the shard: the core freezes a clone
@@ -49,8 +50,8 @@ pub enum PlantedFault {
     CasIgnoresExpected,
 }
 
-/// A stored key: shared, so that copying a tree node after a clone copies no key bytes.
-pub(super) type Key = Arc<[u8]>;
+pub(super) use super::key::Key;
+use super::key::Probe;
 /// The data of one shard: key -> shared value.
 pub(super) type Data = imbl::OrdMap<Key, Arc<Versioned>>;
 
@@ -130,7 +131,7 @@ impl KvStore {
             version: index,
         });
         // An existing key keeps its stored (shared) key bytes; only a new key is allocated.
-        match self.data.get_mut(&key[..]) {
+        match self.data.get_mut(&Probe(&key)) {
             Some(slot) => *slot = v,
             None => {
                 self.data.insert(Key::from(key), v);
@@ -141,7 +142,7 @@ impl KvStore {
     /// Removes `key`; returns whether it existed.
     fn unset(&mut self, key: &[u8]) -> bool {
         self.leases.detach(key);
-        self.data.remove(key).is_some()
+        self.data.remove(&Probe(key)).is_some()
     }
 
     /// Removes lease `id` and every key attached to it.
@@ -149,7 +150,7 @@ impl KvStore {
         let l = self.leases.remove(id)?;
         let keys = l.keys.len() as u32;
         for k in l.keys {
-            if self.data.remove(&k[..]).is_some() {
+            if self.data.remove(&Probe(&k)).is_some() {
                 self.dropped.push(k);
             }
         }
@@ -162,7 +163,7 @@ impl KvStore {
 
     /// Whether a transaction compare holds now.
     fn holds(&self, key: &[u8], check: &TxnCheck) -> bool {
-        let cur = self.data.get(key);
+        let cur = self.data.get(&Probe(key));
         match check {
             TxnCheck::Value(None) => cur.is_none(),
             TxnCheck::Value(Some(v)) => cur.is_some_and(|c| c.value == *v),
@@ -199,7 +200,7 @@ impl KvStore {
     /// A transaction's read of `key`, carrying its value while the reads stay within
     /// [`MAX_TXN_READ_BYTES`] (and, for a retry, `want` is the version read the first time).
     fn txn_read(&self, key: &[u8], read_bytes: &mut usize, want: Option<u64>) -> TxnOpResult {
-        match (self.data.get(key), want) {
+        match (self.data.get(&Probe(key)), want) {
             // A retry whose key changed since (or is gone) carries the version read only.
             (None, Some(w)) => TxnOpResult::GetOmitted { version: w },
             (Some(v), Some(w)) if w != v.version => TxnOpResult::GetOmitted { version: w },
@@ -244,13 +245,13 @@ impl KvStore {
 
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.data.get(key).map(|v| &**v)
+        self.data.get(&Probe(key)).map(|v| &**v)
     }
 
     /// Keys starting with `prefix`, in order, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Versioned)> {
         self.data
-            .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
+            .range((Bound::Included(Probe(prefix)), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
@@ -266,11 +267,11 @@ impl KvStore {
     ) -> Vec<(Vec<u8>, Versioned)> {
         let upper = match end {
             Some(e) if e <= start => return Vec::new(),
-            Some(e) => Bound::Excluded(e),
+            Some(e) => Bound::Excluded(Probe(e)),
             None => Bound::Unbounded,
         };
         self.data
-            .range::<_, [u8]>((Bound::Included(start), upper))
+            .range((Bound::Included(Probe(start)), upper))
             .take(limit)
             .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
             .collect()
@@ -327,7 +328,7 @@ impl KvStore {
                 version: index,
             },
             WriteOp::CasValue { key, expected, new } => {
-                let current = self.data.get(&key[..]);
+                let current = self.data.get(&Probe(&key));
                 let matches = match (&expected, current) {
                     _ if self.fault == PlantedFault::CasIgnoresExpected => true,
                     (None, None) => true,
@@ -341,7 +342,7 @@ impl KvStore {
                 expected_version,
                 new,
             } => {
-                let current = self.data.get(&key[..]).map_or(0, |v| v.version);
+                let current = self.data.get(&Probe(&key)).map_or(0, |v| v.version);
                 self.cas(key, current == expected_version, index, new)
             }
             WriteOp::Noop => ApplyResult::Noop,
@@ -425,7 +426,7 @@ impl KvStore {
             ) if version != 0 => {
                 let current = self
                     .data
-                    .get(key)
+                    .get(&Probe(key))
                     .filter(|v| v.version == version)
                     .map(|v| v.value.clone());
                 ApplyResult::Cas {
@@ -485,7 +486,7 @@ impl KvStore {
                 current: None,
             }
         } else {
-            let cur = self.data.get(&key[..]);
+            let cur = self.data.get(&Probe(&key));
             ApplyResult::Cas {
                 swapped: false,
                 version: cur.map_or(0, |v| v.version),
