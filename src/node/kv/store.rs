@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use ringraft_net::message::{self as wire, LeaseInfo, Txn, TxnCheck, TxnOp, TxnOpResult};
 
-use super::command::{Command, WriteOp};
+use super::command::{Command, PutRef, WriteOp};
 use super::lease::Leases;
 use super::result::ApplyResult;
 use super::session::{Lookup, Sessions};
@@ -124,14 +124,14 @@ impl KvStore {
     }
 
     /// Sets `key` (detaching it from any lease: a plain write ends the key's lease).
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, index: u64) {
-        self.leases.detach(&key);
+    fn set(&mut self, key: &[u8], value: Vec<u8>, index: u64) {
+        self.leases.detach(key);
         let v = Arc::new(Versioned {
             value,
             version: index,
         });
         // An existing key keeps its stored (shared) key bytes; only a new key is allocated.
-        match self.data.get_mut(&Probe(&key)) {
+        match self.data.get_mut(&Probe(key)) {
             Some(slot) => *slot = v,
             None => {
                 self.data.insert(Key::from(key), v);
@@ -181,7 +181,7 @@ impl KvStore {
             .into_iter()
             .map(|op| match op {
                 TxnOp::Put { key, value } => {
-                    self.set(key, value, index);
+                    self.set(&key, value, index);
                     TxnOpResult::Put { version: index }
                 }
                 TxnOp::Delete { key } => TxnOpResult::Deleted {
@@ -285,6 +285,11 @@ impl KvStore {
         }
         self.applied_index = index;
         self.dropped.clear();
+        if let Some(put) = Command::decode_put(command) {
+            if let Some(result) = self.apply_put(index, put) {
+                return Some(result);
+            }
+        }
         Some(match Command::decode(command) {
             Ok(c) => self.apply_command(index, c),
             Err(e) => ApplyResult::Rejected(e.0),
@@ -306,6 +311,24 @@ impl KvStore {
         }
     }
 
+    /// A plain put read in place from its command's bytes: what [`KvStore::apply_command`]
+    /// does with it, without copying its key. `None` (nothing changed) when its session has
+    /// seen the sequence before: the general path answers that.
+    fn apply_put(&mut self, index: u64, put: PutRef<'_>) -> Option<ApplyResult> {
+        if let Err(e) = put.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
+            return Some(ApplyResult::Rejected(e.0));
+        }
+        if put.client_id != 0 && self.sessions.lookup(put.client_id, put.seq) != Lookup::New {
+            return None;
+        }
+        self.set(put.key, put.value.to_vec(), index);
+        let result = ApplyResult::Put { version: index };
+        if put.client_id != 0 {
+            self.sessions.record(put.client_id, put.seq, &result);
+        }
+        Some(result)
+    }
+
     fn apply_command(&mut self, index: u64, cmd: Command) -> ApplyResult {
         if let Err(e) = cmd.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
             return ApplyResult::Rejected(e.0);
@@ -320,7 +343,7 @@ impl KvStore {
         let (client_id, seq) = (cmd.client_id, cmd.seq);
         let result = match cmd.op {
             WriteOp::Put { key, value } => {
-                self.set(key, value, index);
+                self.set(&key, value, index);
                 ApplyResult::Put { version: index }
             }
             WriteOp::Delete { key } => ApplyResult::Deleted {
@@ -366,7 +389,7 @@ impl KvStore {
                         if ttl_ms > 0 {
                             self.leases.grant(lease, ttl_ms, index);
                         }
-                        self.set(key.clone(), value, index);
+                        self.set(&key, value, index);
                         self.leases.attach(&key, lease);
                         ApplyResult::Put { version: index }
                     }
@@ -479,7 +502,7 @@ impl KvStore {
 
     fn cas(&mut self, key: Vec<u8>, matches: bool, index: u64, new: Vec<u8>) -> ApplyResult {
         if matches {
-            self.set(key, new, index);
+            self.set(&key, new, index);
             ApplyResult::Cas {
                 swapped: true,
                 version: index,
