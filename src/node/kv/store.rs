@@ -39,6 +39,10 @@ pub struct Versioned {
     pub version: u64,
 }
 
+/// Largest ratio of a stored value's buffer to the value written over it in place
+/// ([`KvStore::set_from`]): bounds the memory a shrinking value can keep to twice its size.
+const REUSE_SLACK: usize = 2;
+
 /// A fault planted on purpose, to show that the simulator's checks catch a broken state
 /// machine. Never set by the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,6 +141,38 @@ impl KvStore {
                 self.data.insert(Key::from(key), v);
             }
         }
+    }
+
+    /// [`KvStore::set`] from borrowed value bytes. An existing key whose stored value nothing
+    /// else shares (no frozen snapshot and no reader holds it: the reference count is one)
+    /// is overwritten in place, reusing the value's buffer when it is at least as large as
+    /// the new value and at most [`REUSE_SLACK`] times as large (so a value that shrank
+    /// does not keep a buffer much larger than itself); otherwise a new shared value is made.
+    fn set_from(&mut self, key: &[u8], value: &[u8], index: u64) {
+        self.leases.detach(key);
+        if let Some(slot) = self.data.get_mut(&Probe(key)) {
+            if let Some(v) = Arc::get_mut(slot) {
+                let cap = v.value.capacity();
+                if cap >= value.len() && cap <= value.len().max(1).saturating_mul(REUSE_SLACK) {
+                    v.value.clear();
+                    v.value.extend_from_slice(value);
+                } else {
+                    v.value = value.to_vec();
+                }
+                v.version = index;
+            } else {
+                *slot = Arc::new(Versioned {
+                    value: value.to_vec(),
+                    version: index,
+                });
+            }
+            return;
+        }
+        let v = Arc::new(Versioned {
+            value: value.to_vec(),
+            version: index,
+        });
+        self.data.insert(Key::from(key), v);
     }
 
     /// Removes `key`; returns whether it existed.
@@ -321,7 +357,7 @@ impl KvStore {
         if put.client_id != 0 && self.sessions.lookup(put.client_id, put.seq) != Lookup::New {
             return None;
         }
-        self.set(put.key, put.value.to_vec(), index);
+        self.set_from(put.key, put.value, index);
         let result = ApplyResult::Put { version: index };
         if put.client_id != 0 {
             self.sessions.record(put.client_id, put.seq, &result);
