@@ -18,6 +18,10 @@
 //! [`crate::node::limits`], are copied), and a write after a clone copies only the nodes on its
 //! path. That is how a snapshot is taken without stopping the shard: the core freezes a clone
 //! at the applied index and serializes it off the executor while the live store moves on.
+//!
+//! A plain put (nearly every write) is read in place from its command's bytes, and overwrites
+//! a value that no clone or reader shares in its own buffer: no allocation for an overwrite
+//! of the same size between snapshots.
 
 use std::ops::Bound;
 use std::sync::Arc;
