@@ -487,6 +487,24 @@ impl Command {
         Ok(Command { client_id, seq, op })
     }
 
+    /// The put a command's bytes hold, borrowed from them (no copy), when they hold a
+    /// well-formed one: the store's path for nearly every write. `None` for anything else,
+    /// which [`Command::decode`] then reads (and refuses with its errors).
+    pub fn decode_put(bytes: &[u8]) -> Option<PutRef<'_>> {
+        let mut r = Reader::new(bytes);
+        if r.u8().ok()? != COMMAND_VERSION || r.u8().ok()? != OP_PUT {
+            return None;
+        }
+        let put = PutRef {
+            client_id: r.u64().ok()?,
+            seq: r.u64().ok()?,
+            key: r.bytes().ok()?,
+            value: r.bytes().ok()?,
+        };
+        r.finish().ok()?;
+        Some(put)
+    }
+
     /// Checks the key and value sizes against `max_key` / `max_value` (the ceilings at apply,
     /// the node's admission limits before proposing).
     pub fn check_sizes(&self, max_key: usize, max_value: usize) -> Result<(), CodecError> {
@@ -508,6 +526,27 @@ impl Command {
             check_value(v, max_value)?;
         }
         Ok(())
+    }
+}
+
+/// A put borrowed from its command's bytes ([`Command::decode_put`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutRef<'a> {
+    /// Session client id (0 = no exactly-once tracking).
+    pub client_id: u64,
+    /// Sequence number within the client's session.
+    pub seq: u64,
+    /// Key.
+    pub key: &'a [u8],
+    /// Value.
+    pub value: &'a [u8],
+}
+
+impl PutRef<'_> {
+    /// [`Command::check_sizes`] of the same put: the same checks, the same errors.
+    pub fn check_sizes(&self, max_key: usize, max_value: usize) -> Result<(), CodecError> {
+        check_key(self.key, max_key)?;
+        check_value(self.value, max_value)
     }
 }
 

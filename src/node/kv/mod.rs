@@ -2,8 +2,9 @@
 //!
 //! Read in this order: [`command`] (what a write looks like in a log entry), [`store`] (how a
 //! committed command changes the data: put, delete, compare-and-swap on value or version,
-//! scans), [`result`] (what applying produced), [`session`] (exactly-once across retries,
-//! bounded by count and bytes, with tombstones), [`snapshot`] (the whole state as bytes).
+//! scans; its keys: [`key`]), [`result`] (what applying produced), [`session`] (exactly-once
+//! across retries, bounded by count and bytes, with tombstones), [`snapshot`] (the whole state
+//! as bytes).
 //!
 //! The node's core owns one [`KvStore`] per shard and is its only writer; the simulator runs
 //! the same store. Limits that change results are constants of [`crate::node::limits`], so
@@ -11,6 +12,7 @@
 
 pub mod apply;
 pub mod command;
+pub mod key;
 pub mod lease;
 pub mod result;
 pub mod route;

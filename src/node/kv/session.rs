@@ -18,9 +18,11 @@
 //!
 //! The tables are persistent structures ([`imbl`]): cloning the table (a snapshot being taken)
 //! is O(1) however many results it keeps, and a record after a clone copies only what it
-//! touches.
+//! touches. A client's results are a queue in sequence order: a client's writes are recorded
+//! in increasing sequence, so recording one appends it, evicting the oldest takes the front,
+//! and a new sequence is told from a retry by the last one kept, with no search.
 
-use imbl::{HashMap, OrdMap, Vector};
+use imbl::{HashMap, Vector};
 
 use super::command::{CodecError, Reader};
 use super::result::ApplyResult;
@@ -39,9 +41,55 @@ pub enum Lookup {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ClientSession {
-    results: OrdMap<u64, ApplyResult>,
+    /// `(seq, result)`, sorted by seq with no seq twice.
+    results: Vector<(u64, ApplyResult)>,
     /// One past the highest evicted seq (0 = nothing evicted).
     evicted_below: u64,
+}
+
+impl ClientSession {
+    /// Where `seq` is (`Ok`) or would go (`Err`) in `results`; a seq above the last one kept
+    /// (every new write) is answered without a search.
+    fn position(&self, seq: u64) -> Result<usize, usize> {
+        match self.results.back() {
+            None => Err(0),
+            Some(&(last, _)) if seq > last => Err(self.results.len()),
+            Some(_) => self.results.binary_search_by(|(q, _)| q.cmp(&seq)),
+        }
+    }
+
+    /// The result recorded for `seq`.
+    fn get(&self, seq: u64) -> Option<&ApplyResult> {
+        let i = self.position(seq).ok()?;
+        self.results.get(i).map(|(_, r)| r)
+    }
+
+    /// Records `r` for `seq`; returns the result it replaced.
+    fn insert(&mut self, seq: u64, r: ApplyResult) -> Option<ApplyResult> {
+        match self.position(seq) {
+            Ok(i) => self
+                .results
+                .get_mut(i)
+                .map(|slot| std::mem::replace(&mut slot.1, r)),
+            Err(i) if i == self.results.len() => {
+                self.results.push_back((seq, r));
+                None
+            }
+            Err(i) => {
+                self.results.insert(i, (seq, r));
+                None
+            }
+        }
+    }
+
+    /// Removes the result of `seq` (the oldest kept, in the usual order: the front).
+    fn remove(&mut self, seq: u64) -> Option<ApplyResult> {
+        if self.results.front().is_some_and(|(q, _)| *q == seq) {
+            return self.results.pop_front().map(|(_, r)| r);
+        }
+        let i = self.position(seq).ok()?;
+        Some(self.results.remove(i).1)
+    }
 }
 
 /// The session table (see the module docs).
@@ -115,7 +163,7 @@ impl Sessions {
     /// What is known about `(client, seq)`.
     pub fn lookup(&self, client: u64, seq: u64) -> Lookup {
         if let Some(s) = self.clients.get(&client) {
-            if let Some(r) = s.results.get(&seq) {
+            if let Some(r) = s.get(seq) {
                 return Lookup::Recorded(r.clone());
             }
             return if seq < s.evicted_below {
@@ -137,10 +185,15 @@ impl Sessions {
     pub fn record(&mut self, client: u64, seq: u64, result: &ApplyResult) {
         let r = result.recorded();
         let charge = r.charge();
-        let tomb = self.tombstones.remove(&client).unwrap_or(0);
+        // Most shards keep no tombstone: skip hashing the client for them.
+        let tomb = if self.tombstones.is_empty() {
+            0
+        } else {
+            self.tombstones.remove(&client).unwrap_or(0)
+        };
         let s = self.clients.entry(client).or_default();
         s.evicted_below = s.evicted_below.max(tomb);
-        if let Some(old) = s.results.insert(seq, r) {
+        if let Some(old) = s.insert(seq, r) {
             // Not reached through `KvStore` (a recorded seq is answered, not re-applied); keep
             // the accounting right anyway.
             self.bytes = self.bytes.saturating_sub(old.charge());
@@ -161,7 +214,7 @@ impl Sessions {
         let Some(s) = self.clients.get_mut(&client) else {
             return;
         };
-        if let Some(r) = s.results.remove(&seq) {
+        if let Some(r) = s.remove(seq) {
             self.bytes = self.bytes.saturating_sub(r.charge());
         }
         s.evicted_below = s.evicted_below.max(seq.saturating_add(1));
@@ -190,10 +243,24 @@ impl Sessions {
     /// Appends the table's encoding (see [`super::snapshot`]).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.order.len() as u64).to_le_bytes());
+        // Each client's results are met in `order` oldest first, which is their queue's
+        // order: a cursor per client finds each one without a search (it searches when a
+        // client recorded out of sequence order). The cursors are only looked up, never
+        // iterated, so the hash map's order cannot reach the bytes.
+        let mut cursors: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
         for (c, s) in &self.order {
             out.extend_from_slice(&c.to_le_bytes());
             out.extend_from_slice(&s.to_le_bytes());
-            match self.clients.get(c).and_then(|x| x.results.get(s)) {
+            let found = self.clients.get(c).and_then(|x| {
+                let cur = cursors.entry(*c).or_insert(0);
+                let i = match x.results.get(*cur) {
+                    Some((q, _)) if q == s => *cur,
+                    _ => x.position(*s).ok()?,
+                };
+                *cur = i + 1;
+                x.results.get(i).map(|(_, r)| r)
+            });
+            match found {
                 Some(r) => r.encode(out),
                 None => ApplyResult::SessionExpired.encode(out),
             }
@@ -229,13 +296,7 @@ impl Sessions {
             let s = r.u64()?;
             let res = ApplyResult::decode(r)?;
             t.bytes += res.charge();
-            if t.clients
-                .entry(c)
-                .or_default()
-                .results
-                .insert(s, res)
-                .is_some()
-            {
+            if t.clients.entry(c).or_default().insert(s, res).is_some() {
                 return Err(CodecError(format!("session ({c}, {s}) recorded twice")));
             }
             t.order.push_back((c, s));
@@ -319,6 +380,33 @@ mod tests {
         assert_eq!(t.lookup(3, 3), Lookup::Expired);
         assert_eq!(t.lookup(99, 1), Lookup::New, "a fresh client starts at 1");
         assert_eq!(t.lookup(99, 2), Lookup::Expired);
+    }
+
+    #[test]
+    fn results_recorded_out_of_sequence_order_are_found_evicted_and_encoded() {
+        let mut t = Sessions::with_bounds(3, usize::MAX, 100);
+        t.record(1, 5, &put(1));
+        t.record(1, 3, &put(2));
+        t.record(1, 4, &put(3));
+        assert_eq!(t.lookup(1, 3), Lookup::Recorded(put(2)));
+        assert_eq!(t.lookup(1, 4), Lookup::Recorded(put(3)));
+        assert_eq!(t.lookup(1, 5), Lookup::Recorded(put(1)));
+        assert_eq!(t.lookup(1, 6), Lookup::New);
+        // Evicts (1, 5), the oldest recorded though not the lowest sequence kept.
+        t.record(1, 9, &put(4));
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup(1, 5), Lookup::Expired);
+        assert_eq!(t.lookup(1, 3), Lookup::Recorded(put(2)));
+        assert_eq!(t.lookup(1, 9), Lookup::Recorded(put(4)));
+        assert_eq!(t.lookup(1, 7), Lookup::New);
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        let mut r = Reader::new(&b);
+        let mut back = Sessions::decode(&mut r).unwrap();
+        r.finish().unwrap();
+        back.bounds = t.bounds;
+        assert_eq!(back, t);
+        assert_eq!(back.lookup(1, 4), Lookup::Recorded(put(3)));
     }
 
     #[test]

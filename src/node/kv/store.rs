@@ -12,18 +12,23 @@
 //! session (`client_id != 0`) is applied at most once (see [`super::session`]).
 //!
 //! The data is a persistent ordered map ([`imbl::OrdMap`], a B+tree whose nodes are shared
-//! behind reference counts) of reference-counted keys and values: cloning a store is O(1) in
+//! behind reference counts) of [`Key`]s (short ones inline in the nodes, compared a word at a
+//! time; see [`super::key`]) and reference-counted values: cloning a store is O(1) in
 //! the number of keys (the session and lease tables, bounded by
 //! [`crate::node::limits`], are copied), and a write after a clone copies only the nodes on its
 //! path. That is how a snapshot is taken without stopping the shard: the core freezes a clone
 //! at the applied index and serializes it off the executor while the live store moves on.
+//!
+//! A plain put (nearly every write) is read in place from its command's bytes, and overwrites
+//! a value that no clone or reader shares in its own buffer: no allocation for an overwrite
+//! of the same size between snapshots.
 
 use std::ops::Bound;
 use std::sync::Arc;
 
 use ringraft_net::message::{self as wire, LeaseInfo, Txn, TxnCheck, TxnOp, TxnOpResult};
 
-use super::command::{Command, WriteOp};
+use super::command::{Command, PutRef, WriteOp};
 use super::lease::Leases;
 use super::result::ApplyResult;
 use super::session::{Lookup, Sessions};
@@ -38,6 +43,10 @@ pub struct Versioned {
     pub version: u64,
 }
 
+/// Largest ratio of a stored value's buffer to the value written over it in place
+/// ([`KvStore::set_from`]): bounds the memory a shrinking value can keep to twice its size.
+const REUSE_SLACK: usize = 2;
+
 /// A fault planted on purpose, to show that the simulator's checks catch a broken state
 /// machine. Never set by the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,8 +58,8 @@ pub enum PlantedFault {
     CasIgnoresExpected,
 }
 
-/// A stored key: shared, so that copying a tree node after a clone copies no key bytes.
-pub(super) type Key = Arc<[u8]>;
+pub(super) use super::key::Key;
+use super::key::Probe;
 /// The data of one shard: key -> shared value.
 pub(super) type Data = imbl::OrdMap<Key, Arc<Versioned>>;
 
@@ -123,14 +132,14 @@ impl KvStore {
     }
 
     /// Sets `key` (detaching it from any lease: a plain write ends the key's lease).
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, index: u64) {
-        self.leases.detach(&key);
+    fn set(&mut self, key: &[u8], value: Vec<u8>, index: u64) {
+        self.leases.detach(key);
         let v = Arc::new(Versioned {
             value,
             version: index,
         });
         // An existing key keeps its stored (shared) key bytes; only a new key is allocated.
-        match self.data.get_mut(&key[..]) {
+        match self.data.get_mut(&Probe(key)) {
             Some(slot) => *slot = v,
             None => {
                 self.data.insert(Key::from(key), v);
@@ -138,10 +147,42 @@ impl KvStore {
         }
     }
 
+    /// [`KvStore::set`] from borrowed value bytes. An existing key whose stored value nothing
+    /// else shares (no frozen snapshot and no reader holds it: the reference count is one)
+    /// is overwritten in place, reusing the value's buffer when it is at least as large as
+    /// the new value and at most [`REUSE_SLACK`] times as large (so a value that shrank
+    /// does not keep a buffer much larger than itself); otherwise a new shared value is made.
+    fn set_from(&mut self, key: &[u8], value: &[u8], index: u64) {
+        self.leases.detach(key);
+        if let Some(slot) = self.data.get_mut(&Probe(key)) {
+            if let Some(v) = Arc::get_mut(slot) {
+                let cap = v.value.capacity();
+                if cap >= value.len() && cap <= value.len().max(1).saturating_mul(REUSE_SLACK) {
+                    v.value.clear();
+                    v.value.extend_from_slice(value);
+                } else {
+                    v.value = value.to_vec();
+                }
+                v.version = index;
+            } else {
+                *slot = Arc::new(Versioned {
+                    value: value.to_vec(),
+                    version: index,
+                });
+            }
+            return;
+        }
+        let v = Arc::new(Versioned {
+            value: value.to_vec(),
+            version: index,
+        });
+        self.data.insert(Key::from(key), v);
+    }
+
     /// Removes `key`; returns whether it existed.
     fn unset(&mut self, key: &[u8]) -> bool {
         self.leases.detach(key);
-        self.data.remove(key).is_some()
+        self.data.remove(&Probe(key)).is_some()
     }
 
     /// Removes lease `id` and every key attached to it.
@@ -149,7 +190,7 @@ impl KvStore {
         let l = self.leases.remove(id)?;
         let keys = l.keys.len() as u32;
         for k in l.keys {
-            if self.data.remove(&k[..]).is_some() {
+            if self.data.remove(&Probe(&k)).is_some() {
                 self.dropped.push(k);
             }
         }
@@ -162,7 +203,7 @@ impl KvStore {
 
     /// Whether a transaction compare holds now.
     fn holds(&self, key: &[u8], check: &TxnCheck) -> bool {
-        let cur = self.data.get(key);
+        let cur = self.data.get(&Probe(key));
         match check {
             TxnCheck::Value(None) => cur.is_none(),
             TxnCheck::Value(Some(v)) => cur.is_some_and(|c| c.value == *v),
@@ -180,7 +221,7 @@ impl KvStore {
             .into_iter()
             .map(|op| match op {
                 TxnOp::Put { key, value } => {
-                    self.set(key, value, index);
+                    self.set(&key, value, index);
                     TxnOpResult::Put { version: index }
                 }
                 TxnOp::Delete { key } => TxnOpResult::Deleted {
@@ -199,7 +240,7 @@ impl KvStore {
     /// A transaction's read of `key`, carrying its value while the reads stay within
     /// [`MAX_TXN_READ_BYTES`] (and, for a retry, `want` is the version read the first time).
     fn txn_read(&self, key: &[u8], read_bytes: &mut usize, want: Option<u64>) -> TxnOpResult {
-        match (self.data.get(key), want) {
+        match (self.data.get(&Probe(key)), want) {
             // A retry whose key changed since (or is gone) carries the version read only.
             (None, Some(w)) => TxnOpResult::GetOmitted { version: w },
             (Some(v), Some(w)) if w != v.version => TxnOpResult::GetOmitted { version: w },
@@ -244,13 +285,13 @@ impl KvStore {
 
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.data.get(key).map(|v| &**v)
+        self.data.get(&Probe(key)).map(|v| &**v)
     }
 
     /// Keys starting with `prefix`, in order, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Versioned)> {
         self.data
-            .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
+            .range((Bound::Included(Probe(prefix)), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
@@ -266,11 +307,11 @@ impl KvStore {
     ) -> Vec<(Vec<u8>, Versioned)> {
         let upper = match end {
             Some(e) if e <= start => return Vec::new(),
-            Some(e) => Bound::Excluded(e),
+            Some(e) => Bound::Excluded(Probe(e)),
             None => Bound::Unbounded,
         };
         self.data
-            .range::<_, [u8]>((Bound::Included(start), upper))
+            .range((Bound::Included(Probe(start)), upper))
             .take(limit)
             .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
             .collect()
@@ -284,6 +325,11 @@ impl KvStore {
         }
         self.applied_index = index;
         self.dropped.clear();
+        if let Some(put) = Command::decode_put(command) {
+            if let Some(result) = self.apply_put(index, put) {
+                return Some(result);
+            }
+        }
         Some(match Command::decode(command) {
             Ok(c) => self.apply_command(index, c),
             Err(e) => ApplyResult::Rejected(e.0),
@@ -305,6 +351,24 @@ impl KvStore {
         }
     }
 
+    /// A plain put read in place from its command's bytes: what [`KvStore::apply_command`]
+    /// does with it, without copying its key. `None` (nothing changed) when its session has
+    /// seen the sequence before: the general path answers that.
+    fn apply_put(&mut self, index: u64, put: PutRef<'_>) -> Option<ApplyResult> {
+        if let Err(e) = put.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
+            return Some(ApplyResult::Rejected(e.0));
+        }
+        if put.client_id != 0 && self.sessions.lookup(put.client_id, put.seq) != Lookup::New {
+            return None;
+        }
+        self.set_from(put.key, put.value, index);
+        let result = ApplyResult::Put { version: index };
+        if put.client_id != 0 {
+            self.sessions.record(put.client_id, put.seq, &result);
+        }
+        Some(result)
+    }
+
     fn apply_command(&mut self, index: u64, cmd: Command) -> ApplyResult {
         if let Err(e) = cmd.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
             return ApplyResult::Rejected(e.0);
@@ -319,7 +383,7 @@ impl KvStore {
         let (client_id, seq) = (cmd.client_id, cmd.seq);
         let result = match cmd.op {
             WriteOp::Put { key, value } => {
-                self.set(key, value, index);
+                self.set(&key, value, index);
                 ApplyResult::Put { version: index }
             }
             WriteOp::Delete { key } => ApplyResult::Deleted {
@@ -327,7 +391,7 @@ impl KvStore {
                 version: index,
             },
             WriteOp::CasValue { key, expected, new } => {
-                let current = self.data.get(&key[..]);
+                let current = self.data.get(&Probe(&key));
                 let matches = match (&expected, current) {
                     _ if self.fault == PlantedFault::CasIgnoresExpected => true,
                     (None, None) => true,
@@ -341,7 +405,7 @@ impl KvStore {
                 expected_version,
                 new,
             } => {
-                let current = self.data.get(&key[..]).map_or(0, |v| v.version);
+                let current = self.data.get(&Probe(&key)).map_or(0, |v| v.version);
                 self.cas(key, current == expected_version, index, new)
             }
             WriteOp::Noop => ApplyResult::Noop,
@@ -365,7 +429,7 @@ impl KvStore {
                         if ttl_ms > 0 {
                             self.leases.grant(lease, ttl_ms, index);
                         }
-                        self.set(key.clone(), value, index);
+                        self.set(&key, value, index);
                         self.leases.attach(&key, lease);
                         ApplyResult::Put { version: index }
                     }
@@ -425,7 +489,7 @@ impl KvStore {
             ) if version != 0 => {
                 let current = self
                     .data
-                    .get(key)
+                    .get(&Probe(key))
                     .filter(|v| v.version == version)
                     .map(|v| v.value.clone());
                 ApplyResult::Cas {
@@ -478,14 +542,14 @@ impl KvStore {
 
     fn cas(&mut self, key: Vec<u8>, matches: bool, index: u64, new: Vec<u8>) -> ApplyResult {
         if matches {
-            self.set(key, new, index);
+            self.set(&key, new, index);
             ApplyResult::Cas {
                 swapped: true,
                 version: index,
                 current: None,
             }
         } else {
-            let cur = self.data.get(&key[..]);
+            let cur = self.data.get(&Probe(&key));
             ApplyResult::Cas {
                 swapped: false,
                 version: cur.map_or(0, |v| v.version),

@@ -76,6 +76,31 @@ proptest! {
     #[test]
     fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = Command::decode(&bytes);
+        let _ = Command::decode_put(&bytes);
+    }
+
+    /// The borrowed put reader accepts exactly the bytes `decode` reads as a put, with the
+    /// same fields; cut or extended by a byte, a put is refused by both.
+    #[test]
+    fn decode_put_reads_exactly_what_decode_reads_as_a_put(
+        op in arb_op(), c in any::<u64>(), s in any::<u64>(), cut in any::<prop::sample::Index>(),
+    ) {
+        let b = Command { client_id: c, seq: s, op }.encode();
+        match (Command::decode_put(&b), Command::decode(&b).unwrap()) {
+            (Some(p), Command { client_id, seq, op: WriteOp::Put { key, value } }) => {
+                prop_assert_eq!((p.client_id, p.seq, p.key, p.value), (client_id, seq, &key[..], &value[..]));
+                let short = &b[..cut.index(b.len())];
+                prop_assert!(Command::decode_put(short).is_none() && Command::decode(short).is_err());
+                let mut long = b.clone();
+                long.push(0);
+                prop_assert!(Command::decode_put(&long).is_none() && Command::decode(&long).is_err());
+            }
+            (None, Command { op, .. }) => {
+                let is_put = matches!(op, WriteOp::Put { .. });
+                prop_assert!(!is_put, "a put not read by decode_put");
+            }
+            (Some(p), cmd) => prop_assert!(false, "{:?} read as the put {:?}", cmd, p),
+        }
     }
 }
 

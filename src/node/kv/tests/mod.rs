@@ -553,3 +553,33 @@ fn a_clone_is_a_frozen_snapshot_and_replicas_agree_after_it() {
     }
     assert!(replica.snapshot() == kv.snapshot(), "replicas diverged");
 }
+
+#[test]
+fn a_put_overwrites_in_place_only_what_nothing_shares() {
+    let v = |b: u8, n: usize| String::from_utf8(vec![b; n]).unwrap();
+    let mut kv = KvStore::new();
+    kv.apply(1, &put(0, 0, "k", &v(b'a', 300)));
+    let buf = kv.get(b"k").unwrap().value.as_ptr();
+    // Unshared: the same buffer holds the new value and version.
+    kv.apply(2, &put(0, 0, "k", &v(b'b', 300)));
+    let now = kv.get(b"k").unwrap();
+    assert_eq!((now.value.as_ptr(), now.version), (buf, 2));
+    assert_eq!(now.value, v(b'b', 300).into_bytes());
+    // Shared with a frozen clone: the clone keeps its value, twice over.
+    let frozen = kv.clone();
+    kv.apply(3, &put(0, 0, "k", &v(b'c', 300)));
+    kv.apply(4, &put(0, 0, "k", &v(b'd', 200)));
+    assert_eq!(frozen.get(b"k").unwrap().value, v(b'b', 300).into_bytes());
+    assert_eq!(frozen.get(b"k").unwrap().version, 2);
+    assert_eq!(kv.get(b"k").unwrap().value, v(b'd', 200).into_bytes());
+    assert_eq!(kv.get(b"k").unwrap().version, 4);
+    // A value that shrank far below its buffer gets a buffer of its own size.
+    kv.apply(5, &put(0, 0, "k", &v(b'e', 10)));
+    let small = kv.get(b"k").unwrap();
+    assert_eq!(small.value, v(b'e', 10).into_bytes());
+    assert!(
+        small.value.capacity() <= 2 * 10,
+        "{}",
+        small.value.capacity()
+    );
+}
