@@ -67,6 +67,18 @@ impl Raft {
         Ok(())
     }
 
+    /// Applied entries past the last snapshot that trigger the next snapshot request (at least
+    /// one). The node raises it with the state's size, so snapshots of a large state are taken
+    /// less often (see `raft.snapshot_state_percent`).
+    pub fn set_snapshot_threshold_entries(&mut self, entries: u64) {
+        self.cfg.snapshot_threshold_entries = entries.max(1);
+    }
+
+    /// The current snapshot trigger, in applied entries past the last snapshot.
+    pub fn snapshot_threshold_entries(&self) -> u64 {
+        self.cfg.snapshot_threshold_entries
+    }
+
     /// Leader: sends the held snapshot to `to` (its next entry is compacted).
     pub(super) fn send_snapshot(&mut self, to: NodeId) {
         let usable = self

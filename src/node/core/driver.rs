@@ -258,13 +258,14 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
         // Serialized off the executor; the frozen store is dropped there too (freeing the
         // nodes the live store no longer shares).
         let data: Arc<[u8]> = glommio::executor()
-            .spawn_blocking(move || Arc::from(t.state.snapshot()))
+            .spawn_blocking(move || t.state.snapshot_shared())
             .await;
         let (w, previous) = {
             let mut s = st.borrow_mut();
             if s.fatal.is_some() {
                 return;
             }
+            rescale_snapshot_trigger(&mut s, g, index, data.len());
             // The bytes the log held so far are freed off the executor below.
             let previous = s
                 .multi
@@ -281,6 +282,65 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             .spawn_blocking(move || drop(previous))
             .await;
         st.borrow_mut().snapshots.done(g);
+    }
+}
+
+/// Bytes a log entry costs beyond its data (its WAL record header and its in-memory entry),
+/// counted when the log since a snapshot is weighed against the state's size.
+pub const LOG_ENTRY_OVERHEAD_BYTES: u64 = 48;
+
+/// The snapshot trigger of a shard whose state serializes to `state_bytes`: at least
+/// `base_entries` applied entries, and enough entries that the log since the last snapshot
+/// holds about `percent` of the state's bytes, entries weighing what the last
+/// `log_entries` entries (`log_bytes` of data) weighed on average. So the bytes serialized
+/// per byte of log (the snapshot work per write) stay bounded however large the state grows,
+/// while a small state keeps the plain entry count. Bounded by the config's entry limit.
+pub fn scaled_snapshot_threshold(
+    base_entries: u64,
+    percent: u64,
+    state_bytes: u64,
+    log_entries: u64,
+    log_bytes: u64,
+) -> u64 {
+    if percent == 0 || log_entries == 0 {
+        return base_entries;
+    }
+    let per_entry = (log_bytes / log_entries).saturating_add(LOG_ENTRY_OVERHEAD_BYTES);
+    let want = (state_bytes / 100)
+        .saturating_mul(percent)
+        .div_ceil(per_entry.max(1));
+    want.clamp(
+        base_entries,
+        crate::node::config::limits::SNAPSHOT_ENTRIES_MAX,
+    )
+}
+
+/// After a snapshot of `g` at `index` serialized to `state_bytes`: sets the shard's next
+/// snapshot trigger ([`scaled_snapshot_threshold`]) from the entries it covers since the last
+/// one. Called before the log is compacted, so those entries are still in memory.
+fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_bytes: usize) {
+    let base = s.cfg.raft.snapshot_threshold_entries;
+    let percent = s.cfg.raft.snapshot_state_percent;
+    let Some(raft) = s.multi.group_mut(g) else {
+        return;
+    };
+    let since = raft.snapshot().map_or(0, |p| p.meta.index);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for e in raft.log().entries() {
+        if e.index > since && e.index <= index {
+            n += 1;
+            bytes = bytes.saturating_add(e.data.len() as u64);
+        }
+    }
+    let t = scaled_snapshot_threshold(base, percent, state_bytes as u64, n, bytes);
+    if t != raft.snapshot_threshold_entries() {
+        debug!(
+            shard = g,
+            entries = t,
+            state_bytes,
+            "snapshot trigger rescaled"
+        );
+        raft.set_snapshot_threshold_entries(t);
     }
 }
 
@@ -451,4 +511,32 @@ pub(super) fn ticks_to_deliver(missed: u64) -> u64 {
 /// Syncs the WAL (shutdown).
 pub async fn sync_wal(st: &Rc<RefCell<CoreState>>) -> Result<(), String> {
     wait_durable_now(st).await
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_trigger_scales_with_the_state_and_keeps_the_entry_floor() {
+        // A small state keeps the configured entry count.
+        assert_eq!(
+            scaled_snapshot_threshold(100_000, 50, 3_000_000, 100_000, 27_000_000),
+            100_000
+        );
+        // 1M keys (~290 MB) with ~270-byte entries: half the state is ~455k entries.
+        let t = scaled_snapshot_threshold(100_000, 50, 290_000_000, 100_000, 27_000_000);
+        assert_eq!(t, 145_000_000u64.div_ceil(270 + LOG_ENTRY_OVERHEAD_BYTES));
+        // Ten times the state, ten times the entries: bytes serialized per write stay flat.
+        let t10 = scaled_snapshot_threshold(100_000, 50, 2_900_000_000, 100_000, 27_000_000);
+        assert!(t10.abs_diff(10 * t) <= 10, "{t10} vs {t}");
+        // 0 percent, or nothing measured yet: the entry count alone.
+        assert_eq!(scaled_snapshot_threshold(7, 0, 290_000_000, 10, 2_700), 7);
+        assert_eq!(scaled_snapshot_threshold(7, 50, 290_000_000, 0, 0), 7);
+        // Hostile sizes saturate at the config's bound instead of overflowing.
+        assert_eq!(
+            scaled_snapshot_threshold(1, 100, u64::MAX, 1, 0),
+            crate::node::config::limits::SNAPSHOT_ENTRIES_MAX
+        );
+    }
 }
