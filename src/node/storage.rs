@@ -437,6 +437,37 @@ fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `s` is a snapshot whose bytes the node released from memory (kept only in its
+/// file, see [`crate::raft::Raft::release_snapshot_data`]): empty bytes at a non-zero index.
+/// A real snapshot is never empty (the store's encoding has a header and a CRC).
+pub fn is_released(s: &Snapshot) -> bool {
+    s.meta.index > 0 && s.data.is_empty()
+}
+
+/// Gives a released snapshot ([`is_released`]) its bytes back from the snapshot file at
+/// `path`. Refused when the file holds another snapshot (an older file not yet replaced, or
+/// a newer one): the caller drops the message and the leader sends its snapshot again later.
+pub fn fill_released(s: &mut Snapshot, path: &Path) -> Result<(), String> {
+    if !is_released(s) {
+        return Ok(());
+    }
+    match read_snapshot(path)? {
+        Some(f) if f.meta.index == s.meta.index && f.meta.term == s.meta.term => {
+            s.data = f.data;
+            Ok(())
+        }
+        Some(f) => Err(format!(
+            "{} holds the snapshot at {} (term {}), not the one at {} (term {})",
+            path.display(),
+            f.meta.index,
+            f.meta.term,
+            s.meta.index,
+            s.meta.term
+        )),
+        None => Err(format!("{} does not exist", path.display())),
+    }
+}
+
 /// Reads a snapshot file; `Ok(None)` if it does not exist.
 pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, String> {
     match std::fs::metadata(path) {
@@ -643,6 +674,45 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), encode_snapshot(&s));
         assert_eq!(read_snapshot(&p).unwrap(), Some(s));
         assert!(!p.with_extension("tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_released_snapshot_gets_its_bytes_only_from_its_own_file() {
+        let full = |index, term| Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term,
+                membership: Membership::with_voters([1, 2, 3]),
+            },
+            data: Arc::from(&b"state-bytes"[..]),
+        };
+        let released = |index, term| Snapshot {
+            data: Arc::from(&[][..]),
+            ..full(index, term)
+        };
+        let dir = std::env::temp_dir().join(format!("ringraft-snap-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("shard-2.snap");
+        // No file yet, or a file of another snapshot: refused, the bytes stay empty.
+        let mut s = released(20, 3);
+        assert!(fill_released(&mut s, &p).is_err());
+        write_snapshot_file(&p, &full(10, 3)).unwrap();
+        assert!(fill_released(&mut s, &p).is_err());
+        assert!(s.data.is_empty());
+        write_snapshot_file(&p, &full(20, 2)).unwrap();
+        assert!(fill_released(&mut s, &p).is_err(), "same index, other term");
+        // Its own file: filled.
+        write_snapshot_file(&p, &full(20, 3)).unwrap();
+        fill_released(&mut s, &p).unwrap();
+        assert_eq!(s, full(20, 3));
+        // Not released (bytes held, or the empty snapshot at index 0): left alone.
+        let mut held = full(7, 1);
+        fill_released(&mut held, &p).unwrap();
+        assert_eq!(held, full(7, 1));
+        let mut empty = released(0, 0);
+        fill_released(&mut empty, &p).unwrap();
+        assert!(empty.data.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

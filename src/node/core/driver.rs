@@ -119,6 +119,8 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         .received_snapshots()
         .map(|(g, snap)| (g, snap.clone()))
         .collect();
+    let received_at: Vec<(GroupId, u64)> =
+        received.iter().map(|(g, s)| (*g, s.meta.index)).collect();
     if !received.is_empty() {
         wait_snapshot_writes(st).await;
     }
@@ -127,6 +129,16 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         write_snapshot_file(path.clone(), snap)
             .await
             .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
+    }
+    // Their files are durable: the log's copies of their bytes are released (the file serves
+    // lagging followers if this node leads later).
+    if !received_at.is_empty() {
+        let mut s = st.borrow_mut();
+        for (g, at) in received_at {
+            if let Some(r) = s.multi.group_mut(g) {
+                r.release_snapshot_data(at);
+            }
+        }
     }
     let batch = loop {
         let r = {
@@ -275,11 +287,23 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             let (mut d, _, _) = parts(&mut s);
             (d.compact_taken(g, index, data), previous)
         };
+        // Once the file is durable the log's copy of the bytes is released: the file serves
+        // lagging followers (see `storage::fill_released`).
+        let mut freed: Vec<Arc<[u8]>> = previous.into_iter().collect();
         if let Some(w) = w {
-            write_snapshot(&st, w).await;
+            let at = w.snap.meta.index;
+            if write_snapshot(&st, &w).await {
+                let mut s = st.borrow_mut();
+                freed.extend(
+                    s.multi
+                        .group_mut(g)
+                        .and_then(|r| r.release_snapshot_data(at)),
+                );
+            }
+            freed.push(w.snap.data);
         }
         glommio::executor()
-            .spawn_blocking(move || drop(previous))
+            .spawn_blocking(move || drop(freed))
             .await;
         st.borrow_mut().snapshots.done(g);
     }
@@ -345,16 +369,19 @@ fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_byt
 }
 
 /// Writes a snapshot compacted in memory to its file; then the WAL forgets what it covers.
-async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: SnapshotWrite) {
+/// Returns whether the file is durable.
+async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: &SnapshotWrite) -> bool {
     let written = match snapshot_path(st, w.group) {
         Ok(path) => write_snapshot_file(path.clone(), w.snap.clone())
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display())),
         Err(e) => Err(e),
     };
+    let ok = written.is_ok();
     let mut s = st.borrow_mut();
     let (mut d, _, mut wal) = parts(&mut s);
-    d.snapshot_written(&w, written, &mut wal);
+    d.snapshot_written(w, written, &mut wal);
+    ok
 }
 
 fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {
