@@ -18,7 +18,11 @@
 //! | data_len u64 | data (KvStore::snapshot bytes) | crc32 u32 over every byte before it
 //! ```
 //! Written to `<name>.tmp`, fsynced, renamed over `<name>`, then the directory fsynced: a crash
-//! leaves the old or the new file, never a torn one.
+//! leaves the old or the new file, never a torn one. The writeback of a large file is paced
+//! (at most two [`WRITEBACK_CHUNK_BYTES`] chunks in flight, written chunks dropped from the
+//! page cache), so a WAL sync on the same disk never queues behind hundreds of MB of it.
+//! The file is also where a leader reads a snapshot back to send it ([`fill_released`]): the
+//! Raft log keeps only its meta once the file is durable.
 //!
 //! Invariant: a snapshot file is durable before the WAL is truncated or purged behind it, so a
 //! restart always finds a snapshot covering everything the WAL no longer holds.

@@ -15,6 +15,14 @@
 //! shard's snapshot files are written in order; a received snapshot's file is written only
 //! after every earlier local job finished ([`wait_snapshot_writes`]), so an older local file
 //! never replaces it. Meanwhile the driver loop keeps running rounds.
+//!
+//! Once a snapshot's file is durable (taken here or received from the leader) the Raft log
+//! releases its in-memory copy of the bytes ([`crate::raft::Raft::release_snapshot_data`]):
+//! the file is then the only serialized copy, and an InstallSnapshot to a lagging follower
+//! reads it back on the blocking pool ([`storage::fill_released`]). After each local snapshot
+//! the shard's trigger is rescaled with the state's size ([`scaled_snapshot_threshold`],
+//! `raft.snapshot_state_percent`), so a large state is serialized less often and the
+//! snapshot work per write does not grow with the number of keys.
 
 use super::*;
 use std::rc::Weak;
