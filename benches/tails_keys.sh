@@ -3,7 +3,8 @@
 # cluster is loaded with every key (the get workload's load phase), then 100 writes in flight
 # over those keys run for DURATION seconds. Prints throughput, p99/p99.9/max, and from the
 # leader's /metrics the snapshots taken during the measurement (count and longest
-# serialization, during which the shard serves nothing) and the executor's worst probe delay.
+# serialization, during which the shard serves nothing), the executor's worst probe delay, and
+# the largest resident memory of a node after the run (with bytes per key).
 #
 # Usage: benches/tails_keys.sh [BIN...]   (default: ${CARGO_TARGET_DIR:-target}/release/ringraft)
 #   With several binaries (a baseline and a candidate), each key count runs every binary in turn,
@@ -33,14 +34,16 @@ trap 'rr_cleanup' EXIT INT TERM
 metric() { # FILE NAME: sum of the samples of NAME (no labels beyond node/core)
   awk -v n="$2" '$1 ~ "^"n"\\{" { s += $2 } END { print s + 0 }' "$1"
 }
-top_bucket() { # FILE HISTOGRAM: the smallest le whose cumulative count is the total (largest seen)
-  awk -v n="$2" '
-    $1 ~ "^"n"_bucket\\{" { match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] += $2; order[++k] = le }
-    END { tot = c["+Inf"]; for (i = 1; i <= k; i++) { le = order[i]; if (!(le in seen)) { seen[le] = 1; if (c[le] >= tot && tot > 0) { print le; exit } } } print 0 }' "$1"
+top_bucket() { # BEFORE AFTER HISTOGRAM: the smallest le whose cumulative count is the total,
+  # counting only the samples taken between the two files (the largest seen in the run)
+  awk -v n="$3" '
+    $1 ~ "^"n"_bucket\\{" { match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5)
+      if (FILENAME == ARGV[1]) { c[le] -= $2 } else { c[le] += $2; order[++k] = le } }
+    END { tot = c["+Inf"]; for (i = 1; i <= k; i++) { le = order[i]; if (!(le in seen)) { seen[le] = 1; if (c[le] >= tot && tot > 0) { print le; exit } } } print 0 }' "$1" "$2"
 }
 
-echo "| binary | distinct keys | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | snapshots | longest snapshot take on the executor ≤ s | worst executor probe delay ≤ s |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | distinct keys | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | snapshots | longest snapshot take on the executor ≤ s | worst executor probe delay ≤ s | max node RSS MiB (B/key) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for k in $KEYS; do
 for bi in "${!BINS[@]}"; do
   RR_BIN=${BINS[$bi]}
@@ -60,13 +63,19 @@ for bi in "${!BINS[@]}"; do
   for i in 1 2 3; do
     curl -s "http://127.0.0.1:$((BASE_PORT + 100 + i))/metrics" >"$OUT/b$bi.k$k.n$i.after.prom" || true
   done
+  rss_kb=0
+  for pid in "${RR_NODE_PIDS[@]}"; do
+    r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+    ((${r:-0} > rss_kb)) && rss_kb=$r
+  done
+  rss="$((rss_kb / 1024)) ($((rss_kb * 1024 / k)))"
   snaps=0 worst_snap=0 worst_delay=0
   for i in 1 2 3; do
     b=$(metric "$OUT/b$bi.k$k.n$i.before.prom" ringraft_snapshot_take_seconds_count)
     a=$(metric "$OUT/b$bi.k$k.n$i.after.prom" ringraft_snapshot_take_seconds_count)
     snaps=$((snaps + a - b))
-    s=$(top_bucket "$OUT/b$bi.k$k.n$i.after.prom" ringraft_snapshot_take_seconds)
-    d=$(top_bucket "$OUT/b$bi.k$k.n$i.after.prom" ringraft_executor_wakeup_delay_seconds)
+    s=$(top_bucket "$OUT/b$bi.k$k.n$i.before.prom" "$OUT/b$bi.k$k.n$i.after.prom" ringraft_snapshot_take_seconds)
+    d=$(top_bucket "$OUT/b$bi.k$k.n$i.before.prom" "$OUT/b$bi.k$k.n$i.after.prom" ringraft_executor_wakeup_delay_seconds)
     worst_snap=$(awk -v x="$worst_snap" -v y="$s" 'BEGIN { print (y + 0 > x + 0) ? y : x }')
     worst_delay=$(awk -v x="$worst_delay" -v y="$d" 'BEGIN { print (y + 0 > x + 0) ? y : x }')
   done
@@ -77,11 +86,11 @@ for bi in "${!BINS[@]}"; do
     cp "$RR_WORK/n$i.out" "$OUT/b$bi.k$k.n$i.out"
   done
   echo "($k keys: $elections leader election(s) won since start, load included)" >&2
-  jq -r --arg bin "$RR_BIN" --arg k "$k" --arg s "$snaps" --arg ws "$worst_snap" --arg wd "$worst_delay" \
-    '"| \($bin) | \($k) | \(.ops_per_s) | \(.p50_us) | \(.p99_us) | \(.p999_us) | \(.max_us) | \($s) (all nodes) | \($ws) | \($wd) |"' \
+  jq -r --arg bin "$RR_BIN" --arg k "$k" --arg s "$snaps" --arg ws "$worst_snap" --arg wd "$worst_delay" --arg rss "$rss" \
+    '"| \($bin) | \($k) | \(.ops_per_s) | \(.p50_us) | \(.p99_us) | \(.p999_us) | \(.max_us) | \($s) (all nodes) | \($ws) | \($wd) | \($rss) |"' \
     "$OUT/b$bi.k$k.json" | tee -a "$OUT/table.md"
   rr_stop_pids
   RR_PIDS=()
 done
 done
-echo "(leader of shard 0 in the last run: ${leader:-?}; the snapshot and delay columns are since node start, load included; files in $OUT)"
+echo "(leader of shard 0 in the last run: ${leader:-?}; the snapshot and delay columns count the measurement only; files in $OUT)"

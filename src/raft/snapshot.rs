@@ -67,6 +67,34 @@ impl Raft {
         Ok(())
     }
 
+    /// Applied entries past the last snapshot that trigger the next snapshot request (at least
+    /// one). The node raises it with the state's size, so snapshots of a large state are taken
+    /// less often (see `raft.snapshot_state_percent`).
+    pub fn set_snapshot_threshold_entries(&mut self, entries: u64) {
+        self.cfg.snapshot_threshold_entries = entries.max(1);
+    }
+
+    /// The current snapshot trigger, in applied entries past the last snapshot.
+    pub fn snapshot_threshold_entries(&self) -> u64 {
+        self.cfg.snapshot_threshold_entries
+    }
+
+    /// Drops the bytes of the held snapshot from memory when it is the one at a non-zero
+    /// `index`, keeping its meta; returns them, for the caller to free where it likes. For a
+    /// driver that keeps the bytes in a durable file: an InstallSnapshot of the held snapshot
+    /// then carries empty bytes at a non-zero index, which that driver must fill from the file
+    /// before sending (an empty snapshot at a non-zero index is never sent as it is).
+    pub fn release_snapshot_data(&mut self, index: u64) -> Option<std::sync::Arc<[u8]>> {
+        let held = self
+            .snapshot
+            .as_mut()
+            .filter(|s| index > 0 && s.meta.index == index && !s.data.is_empty())?;
+        Some(std::mem::replace(
+            &mut held.data,
+            std::sync::Arc::from(&[][..]),
+        ))
+    }
+
     /// Leader: sends the held snapshot to `to` (its next entry is compacted).
     pub(super) fn send_snapshot(&mut self, to: NodeId) {
         let usable = self

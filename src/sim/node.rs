@@ -84,7 +84,7 @@ impl SimNode {
             .map_err(|e| Violation(format!("node {id}: {e}")))?;
         for t in &taken {
             if let Some(w) =
-                d.compact_taken(t.group, t.state.applied_index(), t.state.snapshot().into())
+                d.compact_taken(t.group, t.state.applied_index(), t.state.snapshot_shared())
             {
                 d.snapshot_written(&w, Ok(()), &mut self.storage);
             }

@@ -37,6 +37,7 @@ impl Default for RaftConfig {
             tick_interval_ms: 10,
             max_inflight_proposals: 10_000,
             snapshot_threshold_entries: 100_000,
+            snapshot_state_percent: 25,
             snapshot_retain_entries: 1_000,
             read_consistency: ReadConsistencyConfig::default(),
             persistence: PersistenceConfig::default(),

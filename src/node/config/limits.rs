@@ -71,6 +71,9 @@ pub(crate) const VALUE_BYTES_MAX: usize = 16 << 20;
 pub(crate) const SCAN_LIMIT_MAX: usize = 1_000_000;
 /// Snapshot threshold bound (entries).
 pub(crate) const SNAPSHOT_ENTRIES_MAX: u64 = 1 << 40;
+/// Bound of `raft.snapshot_state_percent`: past 100 the log kept in memory between two
+/// snapshots would outgrow the state it replays onto.
+pub(crate) const SNAPSHOT_STATE_PERCENT_MAX: u64 = 100;
 /// WAL segment bounds.
 pub(crate) const SEGMENT_BYTES_MIN: u64 = 1 << 20;
 /// Upper bound of a WAL segment.

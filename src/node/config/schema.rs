@@ -108,6 +108,10 @@ pub(crate) struct RaftConfig {
     pub(crate) max_inflight_proposals: usize,
     /// Take a snapshot after this many applied entries past the last one.
     pub(crate) snapshot_threshold_entries: u64,
+    /// A snapshot also waits until the log since the last one holds about this percent of the
+    /// last snapshot's size in bytes (0: the entry count alone decides), so the snapshot work
+    /// per write stays constant as the state grows.
+    pub(crate) snapshot_state_percent: u64,
     /// Log entries kept in memory behind a snapshot, so a slightly lagging follower catches up
     /// from the log instead of receiving the whole snapshot.
     pub(crate) snapshot_retain_entries: u64,

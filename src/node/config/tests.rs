@@ -377,3 +377,17 @@ fn plaintext_on_a_non_loopback_address_needs_insecure() {
     let e = load(&partial).unwrap_err().0;
     assert!(e.contains("all three"), "{e}");
 }
+
+#[test]
+fn snapshot_state_percent_defaults_to_25_and_is_bounded_by_100() {
+    assert_eq!(load(BASE).unwrap().raft.snapshot_state_percent, 25);
+    let c = load_env(BASE, &[("RINGRAFT__RAFT__SNAPSHOT_STATE_PERCENT", "0")]).unwrap();
+    assert_eq!(c.raft.snapshot_state_percent, 0);
+    let e = load_env(BASE, &[("RINGRAFT__RAFT__SNAPSHOT_STATE_PERCENT", "101")])
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("raft.snapshot_state_percent") && e.contains("101"),
+        "{e}"
+    );
+}

@@ -182,6 +182,12 @@ impl Config {
             SNAPSHOT_ENTRIES_MAX,
         )?;
         range(
+            "raft.snapshot_state_percent",
+            r.snapshot_state_percent,
+            0,
+            SNAPSHOT_STATE_PERCENT_MAX,
+        )?;
+        range(
             "raft.snapshot_retain_entries",
             r.snapshot_retain_entries,
             0,

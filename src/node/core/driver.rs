@@ -15,6 +15,14 @@
 //! shard's snapshot files are written in order; a received snapshot's file is written only
 //! after every earlier local job finished ([`wait_snapshot_writes`]), so an older local file
 //! never replaces it. Meanwhile the driver loop keeps running rounds.
+//!
+//! Once a snapshot's file is durable (taken here or received from the leader) the Raft log
+//! releases its in-memory copy of the bytes ([`crate::raft::Raft::release_snapshot_data`]):
+//! the file is then the only serialized copy, and an InstallSnapshot to a lagging follower
+//! reads it back on the blocking pool ([`storage::fill_released`]). After each local snapshot
+//! the shard's trigger is rescaled with the state's size ([`scaled_snapshot_threshold`],
+//! `raft.snapshot_state_percent`), so a large state is serialized less often and the
+//! snapshot work per write does not grow with the number of keys.
 
 use super::*;
 use std::rc::Weak;
@@ -119,6 +127,8 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         .received_snapshots()
         .map(|(g, snap)| (g, snap.clone()))
         .collect();
+    let received_at: Vec<(GroupId, u64)> =
+        received.iter().map(|(g, s)| (*g, s.meta.index)).collect();
     if !received.is_empty() {
         wait_snapshot_writes(st).await;
     }
@@ -127,6 +137,16 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         write_snapshot_file(path.clone(), snap)
             .await
             .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
+    }
+    // Their files are durable: the log's copies of their bytes are released (the file serves
+    // lagging followers if this node leads later).
+    if !received_at.is_empty() {
+        let mut s = st.borrow_mut();
+        for (g, at) in received_at {
+            if let Some(r) = s.multi.group_mut(g) {
+                r.release_snapshot_data(at);
+            }
+        }
     }
     let batch = loop {
         let r = {
@@ -260,13 +280,14 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
         // Serialized off the executor; the frozen store is dropped there too (freeing the
         // nodes the live store no longer shares).
         let data: Arc<[u8]> = glommio::executor()
-            .spawn_blocking(move || Arc::from(t.state.snapshot()))
+            .spawn_blocking(move || t.state.snapshot_shared())
             .await;
         let (w, previous) = {
             let mut s = st.borrow_mut();
             if s.fatal.is_some() {
                 return;
             }
+            rescale_snapshot_trigger(&mut s, g, index, data.len());
             // The bytes the log held so far are freed off the executor below.
             let previous = s
                 .multi
@@ -276,27 +297,101 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             let (mut d, _, _) = parts(&mut s);
             (d.compact_taken(g, index, data), previous)
         };
+        // Once the file is durable the log's copy of the bytes is released: the file serves
+        // lagging followers (see `storage::fill_released`).
+        let mut freed: Vec<Arc<[u8]>> = previous.into_iter().collect();
         if let Some(w) = w {
-            write_snapshot(&st, w).await;
+            let at = w.snap.meta.index;
+            if write_snapshot(&st, &w).await {
+                let mut s = st.borrow_mut();
+                freed.extend(
+                    s.multi
+                        .group_mut(g)
+                        .and_then(|r| r.release_snapshot_data(at)),
+                );
+            }
+            freed.push(w.snap.data);
         }
         glommio::executor()
-            .spawn_blocking(move || drop(previous))
+            .spawn_blocking(move || drop(freed))
             .await;
         st.borrow_mut().snapshots.done(g);
     }
 }
 
+/// Bytes a log entry costs beyond its data (its WAL record header and its in-memory entry),
+/// counted when the log since a snapshot is weighed against the state's size.
+pub const LOG_ENTRY_OVERHEAD_BYTES: u64 = 48;
+
+/// The snapshot trigger of a shard whose state serializes to `state_bytes`: at least
+/// `base_entries` applied entries, and enough entries that the log since the last snapshot
+/// holds about `percent` of the state's bytes, entries weighing what the last
+/// `log_entries` entries (`log_bytes` of data) weighed on average. So the bytes serialized
+/// per byte of log (the snapshot work per write) stay bounded however large the state grows,
+/// while a small state keeps the plain entry count. Bounded by the config's entry limit.
+pub fn scaled_snapshot_threshold(
+    base_entries: u64,
+    percent: u64,
+    state_bytes: u64,
+    log_entries: u64,
+    log_bytes: u64,
+) -> u64 {
+    if percent == 0 || log_entries == 0 {
+        return base_entries;
+    }
+    let per_entry = (log_bytes / log_entries).saturating_add(LOG_ENTRY_OVERHEAD_BYTES);
+    let want = (state_bytes / 100)
+        .saturating_mul(percent)
+        .div_ceil(per_entry.max(1));
+    want.clamp(
+        base_entries,
+        crate::node::config::limits::SNAPSHOT_ENTRIES_MAX,
+    )
+}
+
+/// After a snapshot of `g` at `index` serialized to `state_bytes`: sets the shard's next
+/// snapshot trigger ([`scaled_snapshot_threshold`]) from the entries it covers since the last
+/// one. Called before the log is compacted, so those entries are still in memory.
+fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_bytes: usize) {
+    let base = s.cfg.raft.snapshot_threshold_entries;
+    let percent = s.cfg.raft.snapshot_state_percent;
+    let Some(raft) = s.multi.group_mut(g) else {
+        return;
+    };
+    let since = raft.snapshot().map_or(0, |p| p.meta.index);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for e in raft.log().entries() {
+        if e.index > since && e.index <= index {
+            n += 1;
+            bytes = bytes.saturating_add(e.data.len() as u64);
+        }
+    }
+    let t = scaled_snapshot_threshold(base, percent, state_bytes as u64, n, bytes);
+    if t != raft.snapshot_threshold_entries() {
+        debug!(
+            shard = g,
+            entries = t,
+            state_bytes,
+            "snapshot trigger rescaled"
+        );
+        raft.set_snapshot_threshold_entries(t);
+    }
+}
+
 /// Writes a snapshot compacted in memory to its file; then the WAL forgets what it covers.
-async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: SnapshotWrite) {
+/// Returns whether the file is durable.
+async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: &SnapshotWrite) -> bool {
     let written = match snapshot_path(st, w.group) {
         Ok(path) => write_snapshot_file(path.clone(), w.snap.clone())
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display())),
         Err(e) => Err(e),
     };
+    let ok = written.is_ok();
     let mut s = st.borrow_mut();
     let (mut d, _, mut wal) = parts(&mut s);
-    d.snapshot_written(&w, written, &mut wal);
+    d.snapshot_written(w, written, &mut wal);
+    ok
 }
 
 fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {
@@ -483,4 +578,32 @@ pub(super) fn ticks_to_deliver(missed: u64) -> u64 {
 /// Syncs the WAL (shutdown).
 pub async fn sync_wal(st: &Rc<RefCell<CoreState>>) -> Result<(), String> {
     wait_durable_now(st).await
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_trigger_scales_with_the_state_and_keeps_the_entry_floor() {
+        // A small state keeps the configured entry count.
+        assert_eq!(
+            scaled_snapshot_threshold(100_000, 50, 3_000_000, 100_000, 27_000_000),
+            100_000
+        );
+        // 1M keys (~290 MB) with ~270-byte entries: half the state is ~455k entries.
+        let t = scaled_snapshot_threshold(100_000, 50, 290_000_000, 100_000, 27_000_000);
+        assert_eq!(t, 145_000_000u64.div_ceil(270 + LOG_ENTRY_OVERHEAD_BYTES));
+        // Ten times the state, ten times the entries: bytes serialized per write stay flat.
+        let t10 = scaled_snapshot_threshold(100_000, 50, 2_900_000_000, 100_000, 27_000_000);
+        assert!(t10.abs_diff(10 * t) <= 10, "{t10} vs {t}");
+        // 0 percent, or nothing measured yet: the entry count alone.
+        assert_eq!(scaled_snapshot_threshold(7, 0, 290_000_000, 10, 2_700), 7);
+        assert_eq!(scaled_snapshot_threshold(7, 50, 290_000_000, 0, 0), 7);
+        // Hostile sizes saturate at the config's bound instead of overflowing.
+        assert_eq!(
+            scaled_snapshot_threshold(1, 100, u64::MAX, 1, 0),
+            crate::node::config::limits::SNAPSHOT_ENTRIES_MAX
+        );
+    }
 }

@@ -395,7 +395,10 @@ impl CoreState {
                 }
                 None => (Raft::new(rcfg, initial_membership(&cfg)), KvStore::new()),
             };
-            let raft = raft.map_err(|e| format!("shard {g}: {e}"))?;
+            let mut raft = raft.map_err(|e| format!("shard {g}: {e}"))?;
+            // The store is restored; the snapshot file serves lagging followers from now on.
+            let held = raft.snapshot().map_or(0, |s| s.meta.index);
+            raft.release_snapshot_data(held);
             multi
                 .add_group(g, raft)
                 .map_err(|e| format!("shard {g}: {e}"))?;

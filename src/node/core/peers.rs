@@ -132,7 +132,8 @@ impl CoreState {
             }
             for (g, m) in &env.messages {
                 if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
-                    send_snapshot(conn.clone(), *g, m.clone());
+                    let path = self.local.get(g).map(|l| l.snapshot_path.clone());
+                    send_snapshot(conn.clone(), *g, m.clone(), path);
                     continue;
                 }
                 for w in wire::message_to_wire(*g, m, SNAPSHOT_CHUNK_BYTES) {
@@ -257,11 +258,26 @@ fn config_key(r: &Raft) -> (u64, u64) {
 /// Sends an InstallSnapshot to a lagging follower: its chunks (copies of the whole state) are
 /// cut on glommio's blocking pool, then queued on the link in order, so a large snapshot never
 /// stalls the executor. A failed link drops the rest; the leader sends the snapshot again once
-/// the follower asks for it.
-fn send_snapshot(conn: Rc<Connection>, g: GroupId, m: Message) {
+/// the follower asks for it. A snapshot whose bytes the node keeps only in its file (see
+/// [`storage::is_released`]) gets them from `path` first, on the same pool; if the file holds
+/// another snapshot the message is dropped (the leader sends it again).
+fn send_snapshot(conn: Rc<Connection>, g: GroupId, mut m: Message, path: Option<PathBuf>) {
     glommio::spawn_local(async move {
         let frames = glommio::executor()
-            .spawn_blocking(move || wire::message_to_wire(g, &m, SNAPSHOT_CHUNK_BYTES))
+            .spawn_blocking(move || {
+                if let MessageBody::InstallSnapshot { snapshot } = &mut m.body {
+                    if storage::is_released(snapshot) {
+                        let filled = path
+                            .ok_or_else(|| "no snapshot file".to_string())
+                            .and_then(|p| storage::fill_released(snapshot, &p));
+                        if let Err(e) = filled {
+                            debug!(shard = g, "snapshot not sent: {e}");
+                            return Vec::new();
+                        }
+                    }
+                }
+                wire::message_to_wire(g, &m, SNAPSHOT_CHUNK_BYTES)
+            })
             .await;
         for w in &frames {
             if send_wire(&conn, 0, false, w).is_err() {

@@ -443,6 +443,7 @@ proptest! {
         }
         let snap = a.snapshot();
         prop_assert_eq!(&snap, &b.snapshot());
+        prop_assert_eq!(&a.snapshot_shared()[..], &snap[..]);
         let restored = KvStore::restore(&snap).unwrap();
         prop_assert_eq!(&restored.snapshot(), &snap);
         prop_assert_eq!(restored.applied_index(), a.applied_index());

@@ -183,6 +183,7 @@ fn leases_expire_only_through_the_log_and_a_keepalive_wins_the_race() {
     // Snapshot round trip keeps leases and their keys.
     let back = KvStore::restore(&kv.snapshot()).unwrap();
     assert_eq!(back.snapshot(), kv.snapshot());
+    assert_eq!(&kv.snapshot_shared()[..], &kv.snapshot()[..]);
     assert_eq!(back.leases(), kv.leases());
     assert_eq!(back.leases().lease_of(b"a"), Some(9));
     // The expiry of the current refresh deletes the lease and its keys on every replica.
