@@ -14,7 +14,8 @@
 //! use [`SendQueue::push_error`], which may use a small reserve above the bounds so a refusal
 //! can always be reported. Owned by one connection; not shared across threads.
 
-use rkyv::util::AlignedVec;
+/// The 16-aligned buffer frames are encoded into (re-exported for callers that encode ahead).
+pub use rkyv::util::AlignedVec;
 
 use crate::error::NetError;
 use crate::frame::{
@@ -228,6 +229,33 @@ impl SendQueue {
         self.push_with(|out, max| encode_message_frame(out, flags, request_id, msg, max))
     }
 
+    /// Queues one frame already encoded by [`encode_frame`] (or [`encode_message_frame`]),
+    /// byte for byte: a message sent alike to several peers is encoded once and copied into
+    /// each queue. The bytes must be exactly one frame whose header parses and whose payload
+    /// fits this queue's frame bound; anything else is refused as [`NetError::Encode`] and
+    /// leaves the queue as it was. The payload's checksum is not recomputed.
+    pub fn push_encoded(&mut self, frame: &[u8]) -> Result<usize, NetError> {
+        self.admit()?;
+        let bad = |why: String| Err(NetError::Encode(format!("pre-encoded frame: {why}")));
+        let Some(head) = frame.first_chunk::<HEADER_BYTES>() else {
+            return bad(format!("{} bytes, shorter than a header", frame.len()));
+        };
+        let header = match FrameHeader::parse(head, self.cfg.max_frame_bytes) {
+            Ok(h) => h,
+            Err(e) => return bad(e.to_string()),
+        };
+        if header.frame_bytes() != frame.len() {
+            return bad(format!(
+                "{} bytes where its header makes {}",
+                frame.len(),
+                header.frame_bytes()
+            ));
+        }
+        self.active.extend_from_slice(frame);
+        self.frames += 1;
+        Ok(frame.len())
+    }
+
     /// Admits one frame under the bounds, then `encode`s it into the active buffer (with the
     /// frame bound) and counts it.
     fn push_with(
@@ -375,6 +403,81 @@ mod tests {
             a.take_batch().unwrap().as_slice(),
             b.take_batch().unwrap().as_slice()
         );
+    }
+
+    #[test]
+    fn pre_encoded_frames_are_queued_byte_for_byte() {
+        use crate::message::{AppendEntriesRef, EntryKind, EntryRef};
+        let payloads: [&[u8]; 2] = [b"first", &[7u8; 300]];
+        let msg = AppendEntriesRef {
+            group: 3,
+            term: 9,
+            leader: 1,
+            prev_index: 40,
+            prev_term: 8,
+            commit: 39,
+            entries: payloads.iter().enumerate().map(|(i, p)| EntryRef {
+                term: 9,
+                index: 41 + i as u64,
+                kind: EntryKind::Normal,
+                payload: p,
+            }),
+        };
+        let mut once = AlignedVec::<16>::new();
+        encode_frame(&mut once, 0, 0, &msg, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let mut q = SendQueue::new(SendQueueConfig::default());
+        q.push(0, 0, &msg).unwrap();
+        q.push_encoded(once.as_slice()).unwrap();
+        q.push_encoded(once.as_slice()).unwrap();
+        assert_eq!(q.queued_frames(), 3);
+        let batch = q.take_batch().unwrap();
+        assert_eq!(&batch.as_slice()[..once.len()], once.as_slice());
+        let mut dec = Decoder::new(DecoderConfig::default());
+        assert_eq!(dec.push(batch.as_slice()), batch.len());
+        for _ in 0..3 {
+            let f = dec.next_frame().unwrap().unwrap();
+            let MessageRef::AppendEntries(a) = f.message else {
+                panic!("wrong kind {:?}", f.kind)
+            };
+            assert_eq!(a.prev_index.to_native(), 40);
+            let got: Vec<_> = a
+                .entry_payloads()
+                .map(|(_, i, _, p)| (i, p.to_vec()))
+                .collect();
+            assert_eq!(got, vec![(41, b"first".to_vec()), (42, vec![7u8; 300])]);
+        }
+        assert!(dec.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn pre_encoded_bytes_that_are_not_one_frame_are_refused() {
+        let mut one = AlignedVec::<16>::new();
+        encode_frame(&mut one, 0, 5, &ping(5, 100), DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let f = one.as_slice();
+        let mut q = SendQueue::new(SendQueueConfig::default());
+        let mut bad_magic = f.to_vec();
+        bad_magic[0] = b'G';
+        let mut two = f.to_vec();
+        two.extend_from_slice(f);
+        for bytes in [&f[..16], &f[..f.len() - 16], &two[..], &bad_magic[..]] {
+            assert!(
+                matches!(q.push_encoded(bytes), Err(NetError::Encode(_))),
+                "{} bytes accepted",
+                bytes.len()
+            );
+            assert_eq!((q.queued_frames(), q.queued_bytes()), (0, 0));
+        }
+        // A whole frame, but over a queue's frame bound.
+        let mut small = SendQueue::new(SendQueueConfig {
+            max_frame_bytes: 64,
+            ..SendQueueConfig::default()
+        });
+        assert!(matches!(small.push_encoded(f), Err(NetError::Encode(_))));
+        assert_eq!(small.queued_frames(), 0);
+        assert_eq!(q.push_encoded(f).unwrap(), f.len());
+        assert_eq!(q.queued_frames(), 1);
+        q.close();
+        assert!(matches!(q.push_encoded(f), Err(NetError::Closed)));
     }
 
     #[test]

@@ -260,8 +260,10 @@ impl MultiRaft {
 
     /// Collects every group's `Ready` and merges their messages per destination node.
     pub fn ready(&mut self) -> MultiReady {
-        let mut now: BTreeMap<NodeId, Envelope> = BTreeMap::new();
-        let mut later: BTreeMap<NodeId, Envelope> = BTreeMap::new();
+        // One envelope per destination, found by a scan: a node has a handful of peers, and
+        // a short vector costs one allocation where a map costs one per node.
+        let mut now: Vec<Envelope> = Vec::new();
+        let mut later: Vec<Envelope> = Vec::new();
         let mut out = MultiReady::default();
         let me = self.node_id;
         for (g, r) in self.groups.iter_mut() {
@@ -274,7 +276,14 @@ impl MultiRaft {
                 (std::mem::take(&mut rd.messages_after_persist), &mut later),
             ] {
                 for m in msgs {
-                    let env = map.entry(m.to).or_insert_with(|| Envelope::new(me, m.to));
+                    let env = match map.iter().position(|e| e.to == m.to) {
+                        Some(i) => &mut map[i],
+                        None => {
+                            map.push(Envelope::new(me, m.to));
+                            let last = map.len() - 1;
+                            &mut map[last]
+                        }
+                    };
                     match m.body {
                         MessageBody::Heartbeat { commit, round } => {
                             env.heartbeats.push(GroupHeartbeat {
@@ -297,8 +306,11 @@ impl MultiRaft {
             }
             out.groups.push((*g, rd));
         }
-        out.envelopes = now.into_values().collect();
-        out.envelopes_after_persist = later.into_values().collect();
+        // In destination order, as before (deterministic runs depend on it).
+        now.sort_by_key(|e| e.to);
+        later.sort_by_key(|e| e.to);
+        out.envelopes = now;
+        out.envelopes_after_persist = later;
         out
     }
 

@@ -187,6 +187,12 @@ impl Connection {
         self.account(r)
     }
 
+    /// Queues a frame encoded once for several connections (see [`SendQueue::push_encoded`]).
+    pub fn send_encoded(&self, frame: &[u8]) -> Result<usize, NetError> {
+        let r = self.queue.borrow_mut().push_encoded(frame);
+        self.account(r)
+    }
+
     /// Queues an error frame answering `request_id` (uses the queue's small reserve).
     pub fn send_error(
         &self,

@@ -285,3 +285,112 @@ pub struct TimeoutNow {
     /// Leader's node id.
     pub leader: NodeId,
 }
+
+/// One entry of an [`AppendEntriesRef`]: an [`Entry`] whose payload is borrowed, so the leader
+/// encodes its log's shared bytes straight into the frame instead of copying each payload
+/// into an owned `Vec` first. Archives exactly as [`Entry`] does (same archived type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// Term the entry was created in.
+    pub term: u64,
+    /// Log index.
+    pub index: u64,
+    /// Entry kind.
+    pub kind: EntryKind,
+    /// Command bytes, borrowed.
+    pub payload: &'a [u8],
+}
+
+impl Archive for EntryRef<'_> {
+    type Archived = ArchivedEntry;
+    type Resolver = (EntryKindResolver, rkyv::vec::VecResolver);
+
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::munge::munge!(let ArchivedEntry { term, index, kind, payload } = out);
+        self.term.resolve((), term);
+        self.index.resolve((), index);
+        self.kind.resolve(resolver.0, kind);
+        rkyv::vec::ArchivedVec::<u8>::resolve_from_len(self.payload.len(), resolver.1, payload);
+    }
+}
+
+impl<S> Serialize<S> for EntryRef<'_>
+where
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        Ok((
+            self.kind.serialize(serializer)?,
+            rkyv::vec::ArchivedVec::<u8>::serialize_from_slice(self.payload, serializer)?,
+        ))
+    }
+}
+
+/// An [`AppendEntries`] to encode from borrowed entries (`entries` yields them in index
+/// order; cloned once to serialize, once to resolve). Archives exactly as [`AppendEntries`]
+/// does, so a follower reads it as one: the encoded bytes are identical.
+#[derive(Debug, Clone)]
+pub struct AppendEntriesRef<I> {
+    /// Raft group.
+    pub group: GroupId,
+    /// Leader's term.
+    pub term: u64,
+    /// Leader's node id.
+    pub leader: NodeId,
+    /// Index of the entry just before `entries`.
+    pub prev_index: u64,
+    /// Term of that entry.
+    pub prev_term: u64,
+    /// Leader's commit index.
+    pub commit: u64,
+    /// The entries, borrowed.
+    pub entries: I,
+}
+
+impl<'a, I> Archive for AppendEntriesRef<I>
+where
+    I: ExactSizeIterator<Item = EntryRef<'a>> + Clone,
+{
+    type Archived = ArchivedAppendEntries;
+    type Resolver = rkyv::vec::VecResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::munge::munge!(let ArchivedAppendEntries {
+            group, term, leader, prev_index, prev_term, commit, entries
+        } = out);
+        self.group.resolve((), group);
+        self.term.resolve((), term);
+        self.leader.resolve((), leader);
+        self.prev_index.resolve((), prev_index);
+        self.prev_term.resolve((), prev_term);
+        self.commit.resolve((), commit);
+        rkyv::vec::ArchivedVec::<ArchivedEntry>::resolve_from_len(
+            self.entries.len(),
+            resolver,
+            entries,
+        );
+    }
+}
+
+impl<'a, I, S> Serialize<S> for AppendEntriesRef<I>
+where
+    I: ExactSizeIterator<Item = EntryRef<'a>> + Clone,
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        rkyv::vec::ArchivedVec::<ArchivedEntry>::serialize_from_iter::<EntryRef<'a>, _, _>(
+            self.entries.clone(),
+            serializer,
+        )
+    }
+}
+
+impl<'a, I> super::Encode for AppendEntriesRef<I>
+where
+    I: ExactSizeIterator<Item = EntryRef<'a>> + Clone,
+{
+    const KIND: super::Kind = super::Kind::AppendEntries;
+    fn encode_into(&self, out: &mut rkyv::util::AlignedVec<16>) -> Result<(), rkyv::rancor::Error> {
+        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, out).map(|_| ())
+    }
+}

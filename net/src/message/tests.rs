@@ -121,3 +121,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(seeded_config(64))]
+    /// Encoding from borrowed entries writes the very bytes the owned message does, so a
+    /// follower cannot tell them apart.
+    #[test]
+    fn append_entries_ref_encodes_like_the_owned_message(m in any::<AppendEntries>()) {
+        let mut owned = rkyv::util::AlignedVec::<16>::new();
+        m.encode_into(&mut owned).unwrap();
+        let borrowed = AppendEntriesRef {
+            group: m.group,
+            term: m.term,
+            leader: m.leader,
+            prev_index: m.prev_index,
+            prev_term: m.prev_term,
+            commit: m.commit,
+            entries: m.entries.iter().map(|e| EntryRef {
+                term: e.term,
+                index: e.index,
+                kind: e.kind,
+                payload: &e.payload,
+            }),
+        };
+        let mut by_ref = rkyv::util::AlignedVec::<16>::new();
+        borrowed.encode_into(&mut by_ref).unwrap();
+        prop_assert_eq!(owned.as_slice(), by_ref.as_slice());
+    }
+}

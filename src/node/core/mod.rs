@@ -128,6 +128,8 @@ pub struct CoreState {
     invalid_log: InvalidLog,
     /// Locally taken snapshots on their way to their files.
     snapshots: driver::SnapshotWriter,
+    /// The buffer appends to followers are encoded into, once per round of sends.
+    append_frames: wire::AppendFrames,
 }
 
 /// Least time between two warnings about refused peer messages on one core: a hostile or
@@ -452,6 +454,7 @@ impl CoreState {
             fatal: None,
             invalid_log: InvalidLog::default(),
             snapshots: driver::SnapshotWriter::default(),
+            append_frames: wire::AppendFrames::default(),
         };
         // A restart knows every member address its shards' configurations recorded.
         st.refresh_changed_peers();

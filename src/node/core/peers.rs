@@ -104,7 +104,13 @@ impl CoreState {
 
     /// Queues envelopes on the peer links (dropping, and counting, what a full or absent link
     /// cannot take: Raft retransmits).
+    ///
+    /// An append goes out as frame bytes encoded straight from the log's shared entries, and
+    /// one that goes alike to several followers is encoded once for all of them.
     pub(super) fn send_envelopes(&mut self, envs: &[Envelope]) {
+        let mut appends = std::mem::take(&mut self.append_frames);
+        let mut round = appends.round();
+        let max_frame_bytes = self.cfg.network.max_frame_bytes;
         for env in envs {
             let Some(link) = self.peers.get(&env.to) else {
                 debug!(to = env.to, "no address for peer; dropping its messages");
@@ -134,6 +140,10 @@ impl CoreState {
                 if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
                     let path = self.local.get(g).map(|l| l.snapshot_path.clone());
                     send_snapshot(conn.clone(), *g, m.clone(), path);
+                    continue;
+                }
+                if let Some(frame) = round.frame(*g, m, max_frame_bytes) {
+                    failed |= frame.and_then(|f| conn.send_encoded(f)).is_err();
                     continue;
                 }
                 for w in wire::message_to_wire(*g, m, SNAPSHOT_CHUNK_BYTES) {
@@ -166,6 +176,8 @@ impl CoreState {
                 }
             }
         }
+        drop(round);
+        self.append_frames = appends;
     }
 
     /// Brings the link table in line with `g`'s membership (the latest configuration in its

@@ -207,3 +207,28 @@ fn outcomes_map_results() {
         })
     );
 }
+
+/// The size of the future `make` would return, without calling it.
+fn future_bytes<F: std::future::Future>(_make: impl FnOnce() -> F) -> usize {
+    std::mem::size_of::<F>()
+}
+
+/// Every client request runs as its own task, whose allocation holds the request's future:
+/// it must stay within what the allocator's per-thread cache serves (chunks up to 1032 bytes
+/// in glibc), with room for the task's header and the spawning closure's captures.
+#[test]
+#[allow(unreachable_code)]
+fn a_request_task_stays_small() {
+    let serve = future_bytes(|| serve_request(todo!(), todo!(), 0, todo!()));
+    assert!(
+        serve <= MAX_REQUEST_FUTURE_BYTES,
+        "a request's future takes {serve} bytes (at most {MAX_REQUEST_FUTURE_BYTES})"
+    );
+    // What the wait holds: the answer's receiver and the deadline, not the request.
+    let wait = future_bytes(|| {
+        crate::node::server::start(todo!(), todo!())
+            .unwrap()
+            .wait(todo!())
+    });
+    assert!(wait <= 256, "the wait for an answer takes {wait} bytes");
+}

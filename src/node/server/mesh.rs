@@ -122,6 +122,28 @@ impl CoreCtx {
 /// Runs one client request to completion: routes it to its shard's core and waits (bounded by
 /// `network.request_timeout_ms`) for the answer.
 pub(crate) async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResult {
+    start(ctx, req)?.wait(ctx).await
+}
+
+/// A client request handed to its core, waiting for the answer (see [`Started::wait`]).
+/// Counted in the core's in-flight requests until dropped.
+pub(crate) struct Started {
+    rx: ReplyReceiver,
+    _inflight: InflightGuard,
+}
+
+impl Started {
+    /// Waits, bounded by `network.request_timeout_ms`, for the answer.
+    pub(crate) async fn wait(self, ctx: &CoreCtx) -> ClientResult {
+        let Started { rx, _inflight } = self;
+        wait_reply(ctx, rx).await
+    }
+}
+
+/// Routes one client request to its shard's core and hands it over, without waiting: what a
+/// request task holds across its wait is then only the answer's receiver (the request's own
+/// bytes went to the core), which keeps every request task's allocation small.
+pub(crate) fn start(ctx: &Rc<CoreCtx>, req: ClientRequest) -> Result<Started, ClientError> {
     if ctx.stopping.get() {
         return Err(ClientError::Unavailable("the node is shutting down".into()));
     }
@@ -152,25 +174,28 @@ pub(crate) async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResu
     };
     let received = Instant::now();
     ctx.inflight.set(ctx.inflight.get() + 1);
-    let _guard = InflightGuard(ctx.clone());
-    ask_owner(ctx, g, |reply| CoreMsg::Client {
+    let guard = InflightGuard(ctx.clone());
+    let rx = hand_to_owner(ctx, g, |reply| CoreMsg::Client {
         group: g,
         client_id: req.client_id,
         seq: req.seq,
         op: req.op,
         reply,
         received,
+    })?;
+    Ok(Started {
+        rx,
+        _inflight: guard,
     })
-    .await
 }
 
 /// Hands the message `make(reply)` to the core owning group `g` (this core: at once; another:
-/// through its inbox, Busy when full) and waits, bounded by the request timeout, for the answer.
-async fn ask_owner(
+/// through its inbox, Busy when full) and returns the receiver of its answer.
+fn hand_to_owner(
     ctx: &Rc<CoreCtx>,
     g: GroupId,
     make: impl FnOnce(Reply) -> CoreMsg,
-) -> ClientResult {
+) -> Result<ReplyReceiver, ClientError> {
     let (tx, rx) = reply_channel();
     let owner = ctx.owner(g);
     let msg = make(tx);
@@ -182,6 +207,17 @@ async fn ask_owner(
             busy()
         })?;
     }
+    Ok(rx)
+}
+
+/// Hands the message `make(reply)` to the core owning group `g` and waits, bounded by the
+/// request timeout, for the answer.
+async fn ask_owner(
+    ctx: &Rc<CoreCtx>,
+    g: GroupId,
+    make: impl FnOnce(Reply) -> CoreMsg,
+) -> ClientResult {
+    let rx = hand_to_owner(ctx, g, make)?;
     wait_reply(ctx, rx).await
 }
 

@@ -30,7 +30,7 @@ use core_task::core_main;
 
 pub(crate) use handler::{node_connection_config, socket_options, NodeHandler};
 pub(crate) use mesh::{
-    change_membership, cluster_status, execute, transfer_leadership, CoreCtx, CoreMsg,
+    change_membership, cluster_status, execute, start, transfer_leadership, CoreCtx, CoreMsg,
 };
 
 use std::process::ExitCode;

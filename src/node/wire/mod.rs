@@ -13,7 +13,7 @@ mod snapshot_reassembly;
 
 pub(crate) use heartbeat::{heartbeat_responses_to_wire, heartbeats_to_wire, HeartbeatRounds};
 pub(crate) use inbound::{inbound_from_wire, Inbound};
-pub(crate) use outbound::message_to_wire;
+pub(crate) use outbound::{message_to_wire, AppendFrames};
 pub(crate) use snapshot_reassembly::SnapshotAssembly;
 
 /// Frame flags for a request (`false`) or a response (`true`).

@@ -5,21 +5,178 @@
 //! bytes, whose bytes together are `membership_len u32 | membership | state-machine snapshot`
 //! (put back together by [`super::SnapshotAssembly`]). A vote sent for a leadership transfer
 //! carries RequestVote's `transfer` flag. Heartbeats travel merged, per destination
-//! ([`super::heartbeats_to_wire`]). Owned by the node.
+//! ([`super::heartbeats_to_wire`]).
+//!
+//! The leader's appends go through [`AppendFrames`] instead: each entry's shared bytes are
+//! encoded straight from the log (no owned copy per entry), and an append that goes alike to
+//! several followers in one round of sends is encoded once, its frame bytes copied into each
+//! link's queue. Owned by the node.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use ringraft_net::message as wire;
+use ringraft_net::message::{AppendEntriesRef, EntryRef};
+use ringraft_net::send_queue::AlignedVec;
+use ringraft_net::NetError;
 
 use crate::raft::{Entry, EntryKind, GroupId, Message, MessageBody, Snapshot};
+
+/// Capacity of the encoding buffer kept between rounds; a round that needed more (many
+/// distinct appends, or large entries) gives its buffer up, so a burst does not pin it. Four
+/// appends at the Raft core's default message bound.
+pub(crate) const APPEND_BUFFER_KEEP_BYTES: usize =
+    4 * crate::raft::config::MAX_BYTES_PER_MSG_DEFAULT;
+
+fn entry_kind_to_wire(k: EntryKind) -> wire::EntryKind {
+    match k {
+        EntryKind::Normal => wire::EntryKind::Normal,
+        EntryKind::Noop => wire::EntryKind::Noop,
+        EntryKind::Config => wire::EntryKind::ConfigChange,
+    }
+}
+
+fn entry_ref(e: &Entry) -> EntryRef<'_> {
+    EntryRef {
+        term: e.term,
+        index: e.index,
+        kind: entry_kind_to_wire(e.kind),
+        payload: &e.data,
+    }
+}
+
+/// The wire form of an append of `group`, borrowing the entries' bytes; `None` for any other
+/// message.
+pub(crate) fn append_to_wire(
+    group: GroupId,
+    m: &Message,
+) -> Option<AppendEntriesRef<impl ExactSizeIterator<Item = EntryRef<'_>> + Clone>> {
+    match &m.body {
+        MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => Some(AppendEntriesRef {
+            group,
+            term: m.term,
+            leader: m.from,
+            prev_index: *prev_index,
+            prev_term: *prev_term,
+            commit: *commit,
+            entries: entries.iter().map(entry_ref),
+        }),
+        _ => None,
+    }
+}
+
+/// Whether two appends (of the same group) travel as the same bytes: same sender, term,
+/// position, commit and entries (each the same index, term, kind and bytes; entries shared
+/// from one log compare by pointer first).
+fn same_append(a: &Message, b: &Message) -> bool {
+    match (&a.body, &b.body) {
+        (
+            MessageBody::Append {
+                prev_index: pa,
+                prev_term: ta,
+                entries: ea,
+                commit: ca,
+            },
+            MessageBody::Append {
+                prev_index: pb,
+                prev_term: tb,
+                entries: eb,
+                commit: cb,
+            },
+        ) => {
+            a.from == b.from
+                && a.term == b.term
+                && (pa, ta, ca) == (pb, tb, cb)
+                && ea.len() == eb.len()
+                && ea.iter().zip(eb).all(|(x, y)| {
+                    (x.index, x.term, x.kind) == (y.index, y.term, y.kind)
+                        && (Arc::ptr_eq(&x.data, &y.data) || x.data == y.data)
+                })
+        }
+        _ => false,
+    }
+}
+
+/// The reusable buffer the leader's append frames are encoded into (see [`AppendRound`]).
+#[derive(Debug, Default)]
+pub(crate) struct AppendFrames {
+    buf: AlignedVec<16>,
+}
+
+impl AppendFrames {
+    /// Starts one round of sends: appends encoded in it stay available to later identical
+    /// appends of the same round.
+    pub(crate) fn round<'m>(&mut self) -> AppendRound<'_, 'm> {
+        self.buf.clear();
+        AppendRound {
+            buf: &mut self.buf,
+            encoded: Vec::new(),
+        }
+    }
+}
+
+/// One round of sends: the frames encoded so far (group, message, bytes in the buffer).
+/// Bounded by the messages of the round, which the caller holds.
+pub(crate) struct AppendRound<'b, 'm> {
+    buf: &'b mut AlignedVec<16>,
+    encoded: Vec<(GroupId, &'m Message, Range<usize>)>,
+}
+
+impl<'m> AppendRound<'_, 'm> {
+    /// The frame (a request, id 0) carrying append `m` of `group`, encoded now unless an
+    /// identical one was encoded earlier in this round. `None` when `m` is no append; an
+    /// error when it does not fit `max_frame_bytes`.
+    pub(crate) fn frame(
+        &mut self,
+        group: GroupId,
+        m: &'m Message,
+        max_frame_bytes: usize,
+    ) -> Option<Result<&[u8], NetError>> {
+        let ae = append_to_wire(group, m)?;
+        let found = (self.encoded.iter())
+            .find(|(g, e, _)| *g == group && same_append(e, m))
+            .map(|(_, _, r)| r.clone());
+        let range = match found {
+            Some(r) => r,
+            None => {
+                let start = self.buf.len();
+                match ringraft_net::send_queue::encode_frame(self.buf, 0, 0, &ae, max_frame_bytes) {
+                    Ok(n) => {
+                        self.encoded.push((group, m, start..start + n));
+                        start..start + n
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        };
+        Some(Ok(&self.buf.as_slice()[range]))
+    }
+
+    /// Frames encoded in this round (not counting reuses).
+    #[cfg(test)]
+    pub(crate) fn encoded_frames(&self) -> usize {
+        self.encoded.len()
+    }
+}
+
+impl Drop for AppendRound<'_, '_> {
+    fn drop(&mut self) {
+        if self.buf.capacity() > APPEND_BUFFER_KEEP_BYTES {
+            *self.buf = AlignedVec::new();
+        }
+    }
+}
 
 fn entry_to_wire(e: &Entry) -> wire::Entry {
     wire::Entry {
         term: e.term,
         index: e.index,
-        kind: match e.kind {
-            EntryKind::Normal => wire::EntryKind::Normal,
-            EntryKind::Noop => wire::EntryKind::Noop,
-            EntryKind::Config => wire::EntryKind::ConfigChange,
-        },
+        kind: entry_kind_to_wire(e.kind),
         payload: e.data.to_vec(),
     }
 }

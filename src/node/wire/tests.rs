@@ -112,6 +112,111 @@ fn raft_messages_survive_the_wire() {
     }
 }
 
+fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
+    Entry {
+        index,
+        term,
+        kind: EntryKind::Normal,
+        data: Arc::from(data),
+    }
+}
+
+fn append(to: u64, prev_index: u64, commit: u64, entries: Vec<Entry>) -> Message {
+    msg(
+        1,
+        to,
+        7,
+        MessageBody::Append {
+            prev_index,
+            prev_term: 6,
+            entries,
+            commit,
+        },
+    )
+}
+
+/// Decodes frames queued by `send_encoded`-style byte copies as follower `to` would.
+fn decode_frames(bytes: &[u8], me: u64) -> Vec<Inbound> {
+    let mut d = Decoder::new(DecoderConfig::default());
+    assert_eq!(d.push(bytes), bytes.len());
+    let mut out = Vec::new();
+    while let Some(f) = d.next_frame().unwrap() {
+        assert_eq!(f.header.request_id, 0);
+        assert!(!f.header.is_response());
+        out.extend(inbound_from_wire(me, 1, &f.message, 0).unwrap());
+    }
+    out
+}
+
+#[test]
+fn appends_are_encoded_once_per_round_and_arrive_unchanged() {
+    let shared = vec![entry(5, 7, b"put a"), entry(6, 7, &[9u8; 300])];
+    // The same append for followers 2 and 3 (the log's entries, shared), a different one for
+    // 4 (another commit), one with a copy of the entries (equal bytes), one whose entry at the
+    // same position holds other bytes, and one of another group.
+    let to2 = append(2, 4, 3, shared.clone());
+    let to3 = append(3, 4, 3, shared.clone());
+    let to4 = append(4, 4, 4, shared.clone());
+    let copied = append(
+        5,
+        4,
+        3,
+        vec![entry(5, 7, b"put a"), entry(6, 7, &[9u8; 300])],
+    );
+    let other_bytes = append(
+        6,
+        4,
+        3,
+        vec![entry(5, 7, b"put b"), entry(6, 7, &[9u8; 300])],
+    );
+    let msgs = [
+        (9, &to2),
+        (9, &to3),
+        (9, &to4),
+        (9, &copied),
+        (9, &other_bytes),
+        (8, &to2),
+    ];
+    let timeout_now = msg(1, 2, 7, MessageBody::TimeoutNow);
+    let big = append(2, 10, 3, vec![entry(11, 7, &[1u8; 4096])]);
+    let mut frames = AppendFrames::default();
+    let mut round = frames.round();
+    let mut sent = Vec::new();
+    for (g, m) in msgs {
+        let f = round.frame(g, m, 1 << 20).unwrap().unwrap();
+        sent.push(f.to_vec());
+    }
+    // Encoded: to2 (reused for to3 and the copy), to4, other_bytes, group 8's.
+    assert_eq!(round.encoded_frames(), 4);
+    assert_eq!(sent[0], sent[1]);
+    assert_eq!(sent[0], sent[3]);
+    assert_ne!(sent[0], sent[2]);
+    assert_ne!(sent[0], sent[4]);
+    assert_ne!(sent[0], sent[5]);
+    // Each follower reads exactly its own message, as the owned encoding would carry it.
+    for ((g, m), bytes) in msgs.iter().zip(&sent) {
+        let expect = Message {
+            to: m.to,
+            ..(*m).clone()
+        };
+        assert_eq!(decode_frames(bytes, m.to), vec![Inbound::Raft(*g, expect)]);
+        assert_eq!(through_wire(*g, m), decode_frames(bytes, m.to));
+    }
+    // Not an append: left to the general path.
+    assert!(round.frame(9, &timeout_now, 1 << 20).is_none());
+    // Over the frame bound: a typed error, nothing kept for reuse.
+    assert!(matches!(
+        round.frame(9, &big, 1024),
+        Some(Err(NetError::Encode(_)))
+    ));
+    assert_eq!(round.encoded_frames(), 4);
+    drop(round);
+    // A new round starts empty.
+    let mut round = frames.round();
+    round.frame(9, &to2, 1 << 20).unwrap().unwrap();
+    assert_eq!(round.encoded_frames(), 1);
+}
+
 #[test]
 fn snapshots_are_chunked_and_reassembled() {
     let snap = Snapshot {
