@@ -98,6 +98,13 @@ fn pipelined_requests_are_matched_by_request_id() {
     ));
     assert_pongs(&mut c);
     assert!(NetMetrics::get(&server.metrics.frames_in) >= 204);
+    // Every frame knew when the read that completed it returned; every answer batch written
+    // was reported, never before it was queued.
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(FRAMES_WITH_READ_AT.load(Relaxed) >= 204);
+    assert_eq!(FRAMES_WITHOUT_READ_AT.load(Relaxed), 0);
+    assert!(BATCHES_WRITTEN.load(Relaxed) >= 5);
+    assert_eq!(BATCHES_WRITTEN_BEFORE_QUEUED.load(Relaxed), 0);
 }
 
 #[test]

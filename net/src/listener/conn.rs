@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use crate::error::NetError;
 use crate::frame::FLAG_RESPONSE;
@@ -60,6 +61,11 @@ pub struct Connection {
     closing: Cell<bool>,
     close_reason: RefCell<Option<NetError>>,
     pub(super) metrics: Arc<NetMetrics>,
+    /// When the last socket read that fed the decoder completed (`None` before the first).
+    read_at: Cell<Option<Instant>>,
+    /// When the oldest frame still waiting in the send queue was queued (`None`: nothing
+    /// queued since the writer last took a batch).
+    queued_at: Cell<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -94,7 +100,24 @@ impl Connection {
             closing: Cell::new(false),
             close_reason: RefCell::new(None),
             metrics,
+            read_at: Cell::new(None),
+            queued_at: Cell::new(None),
         }
+    }
+
+    /// When the socket read that completed the frame being handled returned: a handler reads
+    /// it in [`super::Handler::on_frame`] to time what follows the frame's arrival.
+    pub fn last_read_at(&self) -> Option<Instant> {
+        self.read_at.get()
+    }
+
+    pub(super) fn set_read_at(&self, at: Instant) {
+        self.read_at.set(Some(at));
+    }
+
+    /// Takes when the oldest frame of the batch the writer is about to send was queued.
+    pub(super) fn take_queued_at(&self) -> Option<Instant> {
+        self.queued_at.take()
     }
 
     /// Process-unique connection id.
@@ -154,6 +177,9 @@ impl Connection {
         match r {
             Ok(n) => {
                 NetMetrics::add(&self.metrics.frames_out, 1);
+                if self.queued_at.get().is_none() {
+                    self.queued_at.set(Some(Instant::now()));
+                }
                 self.wake.notify();
                 Ok(n)
             }

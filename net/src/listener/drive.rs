@@ -6,6 +6,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -34,7 +35,7 @@ pub(super) async fn run_connection<H: Handler>(
             conn.close();
             futures_lite::future::pending::<()>().await
         };
-        let writer = write_loop(&mut wr, &conn);
+        let writer = write_loop(&mut wr, &conn, &*handler);
         futures_lite::future::or(reader, writer).await;
     }
     let _ = wr.close().await;
@@ -86,6 +87,7 @@ async fn read_loop<R: AsyncRead + Unpin, H: Handler>(
                 };
             }
             Ok(n) => {
+                conn.set_read_at(Instant::now());
                 NetMetrics::add(&metrics.bytes_in, n as u64);
                 dec.advance(n);
             }
@@ -98,14 +100,23 @@ async fn read_loop<R: AsyncRead + Unpin, H: Handler>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(wr: &mut W, conn: &Connection) {
+async fn write_loop<W: AsyncWrite + Unpin, H: Handler>(
+    wr: &mut W,
+    conn: &Rc<Connection>,
+    handler: &H,
+) {
     loop {
         let batch = conn.queue.borrow_mut().take_batch();
+        // Frames queued from now on belong to the next batch.
+        let queued = batch.as_ref().and_then(|_| conn.take_queued_at());
         match batch {
             // The flush matters under TLS (records the socket did not take yet stay in the TLS
             // layer); on plain TCP it is a no-op.
             Some(buf) => match write_and_flush(wr, buf.as_slice()).await {
                 Ok(()) => {
+                    if let Some(q) = queued {
+                        handler.on_written(conn, q, Instant::now());
+                    }
                     NetMetrics::add(&conn.metrics.bytes_out, buf.len() as u64);
                     conn.queue.borrow_mut().recycle(buf);
                 }

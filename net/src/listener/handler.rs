@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Instant;
 
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
@@ -22,6 +23,11 @@ pub trait Handler: 'static {
     /// (e.g. AppendEntries payloads for the WAL) must be used or copied before returning.
     /// Answer with [`Connection::respond`].
     fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>);
+
+    /// A batch of queued frames was written to the socket (and flushed): its oldest frame was
+    /// queued at `queued`, the write completed at `written`. Called on the writer's task; the
+    /// default does nothing.
+    fn on_written(&self, _conn: &Rc<Connection>, _queued: Instant, _written: Instant) {}
 
     /// The connection closed (`conn.close_reason()` tells why, `None` = orderly).
     fn on_close(&self, _conn: &Rc<Connection>) {}

@@ -5,7 +5,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ringraft_net::blocking_client::{BlockingClient, ClientConfig};
 use ringraft_net::frame::payload_crc32;
@@ -19,12 +20,33 @@ pub const CLUSTER: u64 = 0xC105_7E12;
 pub const SERVER_NODE: u64 = 7;
 pub const TEST_TIMEOUT_MS: u64 = 3_000;
 
+/// Frames the handler saw with the time of the socket read that completed them.
+pub static FRAMES_WITH_READ_AT: AtomicU64 = AtomicU64::new(0);
+/// Frames the handler saw without it (never, once a read fed the decoder).
+pub static FRAMES_WITHOUT_READ_AT: AtomicU64 = AtomicU64::new(0);
+/// Batches written, as reported to [`Handler::on_written`].
+pub static BATCHES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// Batches reported written before they were queued (never).
+pub static BATCHES_WRITTEN_BEFORE_QUEUED: AtomicU64 = AtomicU64::new(0);
+
 /// Echo/ack handler standing in for the node.
 pub struct TestHandler;
 
 impl Handler for TestHandler {
+    fn on_written(&self, _conn: &Rc<Connection>, queued: Instant, written: Instant) {
+        BATCHES_WRITTEN.fetch_add(1, Ordering::Relaxed);
+        if written < queued {
+            BATCHES_WRITTEN_BEFORE_QUEUED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn on_frame(&self, conn: &Rc<Connection>, frame: Frame<'_>) {
         let id = frame.header.request_id;
+        match conn.last_read_at() {
+            Some(at) if at <= Instant::now() => &FRAMES_WITH_READ_AT,
+            _ => &FRAMES_WITHOUT_READ_AT,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         match frame.message {
             MessageRef::Ping(p) => {
                 let _ = conn.respond(

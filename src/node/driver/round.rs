@@ -6,7 +6,7 @@ use tracing::debug;
 
 use super::*;
 use crate::node::kv::apply::check_truncation;
-use crate::raft::Ready;
+use crate::raft::{Message, MessageBody, Ready};
 
 /// Where one group's persistence stands (a round resumes here after backpressure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,12 @@ impl Driver<'_> {
                         && self.shards.get(g).is_some_and(|s| !s.writes.is_empty()))
             })
             .then(Instant::now);
+        // Whether this round answers writes: their answers then go out before the round's
+        // commit updates to followers (see `defer_commit_updates`).
+        let answers = mr.groups.iter().any(|(g, rd)| {
+            !rd.committed_entries.is_empty()
+                && self.shards.get(g).is_some_and(|s| !s.writes.is_empty())
+        });
         let mut stats = RoundStats::default();
         let mut groups = Vec::with_capacity(mr.groups.len());
         for (g, rd) in mr.groups {
@@ -164,6 +170,8 @@ impl Driver<'_> {
         let mut after = mr.envelopes_after_persist;
         if self.faults.send_before_durable {
             now.append(&mut after);
+        } else if answers {
+            defer_commit_updates(&mut now, &mut after);
         }
         if !now.is_empty() {
             net.send(now);
@@ -347,6 +355,42 @@ impl Driver<'_> {
         let now = *at.get_or_insert_with(Instant::now);
         st.append_received_to_durable.record_between(started, now);
         Some(now)
+    }
+}
+
+/// Moves the round's commit updates (Appends without entries: a follower told a commit index
+/// it has not seen, or a probe) from the envelopes sent now to those sent once the round is
+/// durable, in destination order. Used when the round answers writes: the updates wake the
+/// peers' connection writers, which would otherwise run (and write to their sockets) before
+/// the answers' request tasks and their connection writers. Delaying a message is always
+/// safe in Raft; nothing waits on a commit update but a follower's apply.
+pub(super) fn defer_commit_updates(now: &mut Vec<Envelope>, after: &mut Vec<Envelope>) {
+    let is_update =
+        |m: &Message| matches!(&m.body, MessageBody::Append { entries, .. } if entries.is_empty());
+    let mut moved = false;
+    for e in now.iter_mut() {
+        if !e.messages.iter().any(|(_, m)| is_update(m)) {
+            continue;
+        }
+        let (updates, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut e.messages)
+            .into_iter()
+            .partition(|(_, m)| is_update(m));
+        e.messages = rest;
+        moved = true;
+        match after.iter_mut().find(|a| a.to == e.to) {
+            Some(a) => a.messages.extend(updates),
+            None => after.push(Envelope {
+                from: e.from,
+                to: e.to,
+                messages: updates,
+                heartbeats: Vec::new(),
+                heartbeat_responses: Vec::new(),
+            }),
+        }
+    }
+    if moved {
+        now.retain(|e| e.message_count() > 0);
+        after.sort_by_key(|e| e.to);
     }
 }
 

@@ -329,3 +329,68 @@ fn a_round_that_only_moves_the_commit_index_waits_for_no_sync() {
     drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn append(to: u64, entries: Vec<crate::raft::Entry>) -> Message {
+    Message {
+        from: 1,
+        to,
+        term: 2,
+        body: MessageBody::Append {
+            prev_index: 5,
+            prev_term: 2,
+            entries,
+            commit: 5,
+        },
+    }
+}
+
+/// A round that answers writes sends its commit updates (Appends without entries) once it is
+/// durable, merged into the durable-after envelopes in destination order; Appends with
+/// entries, heartbeats and other messages still go at once, and an envelope left with
+/// nothing is dropped.
+#[test]
+fn commit_updates_wait_for_the_round_when_it_answers_writes() {
+    let entry = crate::raft::Entry {
+        index: 6,
+        term: 2,
+        kind: crate::raft::EntryKind::Normal,
+        data: std::sync::Arc::from(&b"x"[..]),
+    };
+    let env = |to: u64, messages: Vec<(u64, Message)>| Envelope {
+        from: 1,
+        to,
+        messages,
+        heartbeats: Vec::new(),
+        heartbeat_responses: Vec::new(),
+    };
+    let mut now = vec![
+        env(2, vec![(0, append(2, vec![])), (1, append(2, vec![entry]))]),
+        env(3, vec![(0, append(3, vec![]))]),
+    ];
+    now[1].heartbeats.push(crate::raft::multi::GroupHeartbeat {
+        group: 4,
+        term: 2,
+        commit: 5,
+        round: 1,
+    });
+    let mut after = vec![env(3, vec![(7, append(3, vec![]))])];
+    super::round::defer_commit_updates(&mut now, &mut after);
+    assert_eq!(now.len(), 2);
+    assert_eq!(now[0].to, 2);
+    assert_eq!(now[0].messages.len(), 1);
+    assert_eq!(now[0].messages[0].0, 1);
+    assert!(now[1].messages.is_empty());
+    assert_eq!(now[1].heartbeats.len(), 1);
+    let to: Vec<u64> = after.iter().map(|e| e.to).collect();
+    assert_eq!(to, [2, 3]);
+    assert_eq!(after[0].messages.len(), 1);
+    assert_eq!(after[0].messages[0].0, 0);
+    let groups: Vec<u64> = after[1].messages.iter().map(|(g, _)| *g).collect();
+    assert_eq!(groups, [7, 0]);
+    // With nothing else in an envelope, the envelope goes.
+    let mut now = vec![env(2, vec![(0, append(2, vec![]))])];
+    let mut after = Vec::new();
+    super::round::defer_commit_updates(&mut now, &mut after);
+    assert!(now.is_empty());
+    assert_eq!(after.len(), 1);
+}

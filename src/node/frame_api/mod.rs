@@ -29,6 +29,14 @@ pub(crate) const MAX_BATCH_OPS: usize = 1_024;
 #[cfg(test)]
 pub(crate) const MAX_REQUEST_FUTURE_BYTES: usize = 896;
 
+/// What one operation came to: its outcome, the staleness of an eventual read it served and
+/// when it reached the node (`None`: refused before it was handed to its core).
+type OpDone = (
+    wire::OpOutcome,
+    Option<wire::EventualRead>,
+    Option<std::time::Instant>,
+);
+
 /// Runs one operation; also returns the staleness of an eventual read it served. The
 /// operation is converted and handed to its core at once (not at the first poll), so the
 /// returned future holds only what the wait and the answer need: the answer's receiver and
@@ -37,7 +45,7 @@ fn run_op(
     ctx: &Rc<CoreCtx>,
     op: wire::ClientOp,
     shard: u32,
-) -> impl std::future::Future<Output = (wire::OpOutcome, Option<wire::EventualRead>)> + '_ {
+) -> impl std::future::Future<Output = OpDone> + '_ {
     let started = to_request(op, shard, ctx).map(|req| {
         // The answer reads back only a scan's limit and a CAS's new value: any other op
         // (a put carries its key and value) is stood in for by a data-free one, uncopied.
@@ -53,17 +61,20 @@ fn run_op(
     async move {
         let (op, started) = match started {
             Ok(s) => s,
-            Err(e) => return (wire::OpOutcome::Err(e), None),
+            Err(e) => return (wire::OpOutcome::Err(e), None, None),
         };
-        let r = match started {
-            Ok(s) => s.wait(ctx).await,
-            Err(e) => Err(e),
+        let (r, received) = match started {
+            Ok(s) => {
+                let received = s.received();
+                (s.wait(ctx).await, Some(received))
+            }
+            Err(e) => (Err(e), None),
         };
         let eventual = match &r {
             Ok(ClientReply::Eventual { read, .. }) => Some(*read),
             _ => None,
         };
-        (to_outcome(&op, r), eventual)
+        (to_outcome(&op, r), eventual, received)
     }
 }
 
@@ -90,9 +101,18 @@ pub(crate) async fn serve_request(
             shard,
             command: wire::ClientCommand::Single(op),
         }) => {
-            let (o, eventual) = run_op(ctx, op, shard).await;
+            let (o, eventual, received) = run_op(ctx, op, shard).await;
             let outcome = wire::ClientOutcome::Single(o);
             let _ = conn.respond(id, &wire::ClientResponse { outcome, eventual });
+            if let Some(received) = received {
+                let queued = std::time::Instant::now();
+                ctx.st
+                    .borrow()
+                    .metrics
+                    .stages
+                    .received_to_reply_queued
+                    .record_between(received, queued);
+            }
         }
         wire::Message::ClientRequest(wire::ClientRequest {
             shard,
@@ -134,7 +154,7 @@ async fn serve_batch(
     let mut eventual: Option<wire::EventualRead> = None;
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
-        let (o, ev) = run_op(ctx, op, shard).await;
+        let (o, ev, _) = run_op(ctx, op, shard).await;
         eventual = match (eventual, ev) {
             (Some(a), Some(b)) => Some(a.merge(b)),
             (a, b) => a.or(b),

@@ -16,6 +16,14 @@ use super::{Counter, FineHistogram};
 /// proposed → committed is then close to the slower of the two, not their sum, and
 /// `commit_before_local_durable` counts the writes a follower quorum committed before the
 /// leader's own sync finished.
+///
+/// Three stages time a client request around the node's own path, on the core whose listener
+/// took its connection: *frame read → served* from the socket read that completed its frame to
+/// its request task starting to serve it, *received → reply queued* from received (as above)
+/// to its answer queued on the connection (a single operation of any kind; at one write in
+/// flight, minus received → answered, this is the wake-up of the request task after the
+/// answer), and *reply queued → written* from a batch of answers queued on a client
+/// connection to its socket write completing.
 #[derive(Debug, Default)]
 pub struct StageMetrics {
     /// Received → proposed.
@@ -35,6 +43,12 @@ pub struct StageMetrics {
     pub append_received_to_durable: FineHistogram,
     /// Follower: durable → acknowledgement queued.
     pub append_durable_to_acked: FineHistogram,
+    /// Client request: the socket read that completed its frame → its task serving it.
+    pub frame_read_to_served: FineHistogram,
+    /// Client request (one operation): received → its answer queued on the connection.
+    pub received_to_reply_queued: FineHistogram,
+    /// Client connection: oldest answer of a batch queued → the batch's socket write done.
+    pub reply_queued_to_written: FineHistogram,
     /// Writes committed before the leader's own WAL sync covering them completed.
     pub commit_before_local_durable: Counter,
 }
@@ -42,7 +56,7 @@ pub struct StageMetrics {
 /// Stage names and their histograms, in render order.
 type StageField = fn(&StageMetrics) -> &FineHistogram;
 /// Every stage of [`StageMetrics`]: label and field.
-pub const STAGES: [(&str, StageField); 8] = [
+pub const STAGES: [(&str, StageField); 11] = [
     ("received_to_proposed", |s| &s.received_to_proposed),
     ("proposed_to_local_durable", |s| {
         &s.proposed_to_local_durable
@@ -55,4 +69,9 @@ pub const STAGES: [(&str, StageField); 8] = [
         &s.append_received_to_durable
     }),
     ("follower_durable_to_acked", |s| &s.append_durable_to_acked),
+    ("request_frame_read_to_served", |s| &s.frame_read_to_served),
+    ("request_received_to_reply_queued", |s| {
+        &s.received_to_reply_queued
+    }),
+    ("reply_queued_to_written", |s| &s.reply_queued_to_written),
 ];

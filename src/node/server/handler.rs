@@ -121,6 +121,23 @@ impl Handler for NodeHandler {
         debug!(peer = ?conn.peer(), addr = %conn.peer_addr(), "connection open");
     }
 
+    fn on_written(
+        &self,
+        conn: &Rc<Connection>,
+        queued: std::time::Instant,
+        written: std::time::Instant,
+    ) {
+        if matches!(conn.peer(), PeerRole::Client { .. }) {
+            self.ctx
+                .st
+                .borrow()
+                .metrics
+                .stages
+                .reply_queued_to_written
+                .record_between(queued, written);
+        }
+    }
+
     fn on_close(&self, conn: &Rc<Connection>) {
         self.ctx.st.borrow().metrics.connections_open.dec();
         self.inflight.borrow_mut().remove(&conn.id());
@@ -202,7 +219,16 @@ impl Handler for NodeHandler {
                     return;
                 }
                 let (ctx, conn, handler) = (self.ctx.clone(), conn.clone(), self.me.clone());
+                let read_at = conn.last_read_at();
                 glommio::spawn_local(async move {
+                    if let Some(at) = read_at {
+                        ctx.st
+                            .borrow()
+                            .metrics
+                            .stages
+                            .frame_read_to_served
+                            .record_between(at, std::time::Instant::now());
+                    }
                     crate::node::frame_api::serve_request(&ctx, &conn, id, msg).await;
                     if let Some(h) = handler.upgrade() {
                         if let Some(n) = h.inflight.borrow_mut().get_mut(&conn.id()) {

@@ -130,12 +130,19 @@ pub(crate) async fn execute(ctx: &Rc<CoreCtx>, req: ClientRequest) -> ClientResu
 pub(crate) struct Started {
     rx: ReplyReceiver,
     _inflight: InflightGuard,
+    /// When the request reached the node (its write's first stage).
+    received: Instant,
 }
 
 impl Started {
+    /// When the request reached the node.
+    pub(crate) fn received(&self) -> Instant {
+        self.received
+    }
+
     /// Waits, bounded by `network.request_timeout_ms`, for the answer.
     pub(crate) async fn wait(self, ctx: &CoreCtx) -> ClientResult {
-        let Started { rx, _inflight } = self;
+        let Started { rx, _inflight, .. } = self;
         wait_reply(ctx, rx).await
     }
 }
@@ -186,6 +193,7 @@ pub(crate) fn start(ctx: &Rc<CoreCtx>, req: ClientRequest) -> Result<Started, Cl
     Ok(Started {
         rx,
         _inflight: guard,
+        received,
     })
 }
 
