@@ -4,7 +4,9 @@
 //!
 //! Usage: `cargo run --release --example kv_apply_bench [KEYS] [ROUNDS]`
 //! (defaults 1000000 keys, 3 rounds). Keys are 8 bytes, values 256 bytes, as in the cluster
-//! benchmarks; writes carry a session (4 clients, as the benchmark's 4 connections).
+//! benchmarks; writes carry a session (4 clients, as the benchmark's 4 connections). Also
+//! prints the process's resident memory per key after the load and after the overwrites
+//! (the data, the session table and the allocator's slack; read from `/proc/self/statm`).
 
 use std::time::Instant;
 
@@ -24,6 +26,17 @@ fn put(k: u64, seq: u64) -> Vec<u8> {
     .encode()
 }
 
+/// Resident bytes of this process (0 where `/proc/self/statm` cannot be read).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -38,17 +51,20 @@ fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let (mut load, mut over, mut over_frozen, mut clone, mut encode) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut mem_load, mut mem_over) = (Vec::new(), Vec::new());
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..rounds {
         // Commands are encoded before the clock starts: only applying is timed.
         let fill: Vec<Vec<u8>> = (0..keys).map(|k| put(k, k / 4 + 1)).collect();
         let mut kv = KvStore::new();
+        let rss0 = rss_bytes();
         let t = Instant::now();
         for (i, c) in fill.iter().enumerate() {
             kv.apply(i as u64 + 1, c);
         }
         load.push(t.elapsed().as_nanos() as f64 / keys as f64);
         drop(fill);
+        mem_load.push(rss_bytes().saturating_sub(rss0) as f64 / keys as f64);
         let mut index = keys;
         let mut seq = keys / 4 + 1;
         let mut overwrite = |kv: &mut KvStore, n: u64| -> f64 {
@@ -70,6 +86,7 @@ fn main() {
         };
         let n = keys.min(200_000);
         over.push(overwrite(&mut kv, n));
+        mem_over.push(rss_bytes().saturating_sub(rss0) as f64 / keys as f64);
         let t = Instant::now();
         let frozen = kv.clone();
         clone.push(t.elapsed().as_secs_f64() * 1e3);
@@ -82,11 +99,13 @@ fn main() {
         drop(frozen);
     }
     println!(
-        "keys {keys}: apply ns/put load {:.0}, overwrite {:.0}, overwrite with a snapshot held {:.0}; clone {:.3} ms; serialize {:.0} ms (median of {rounds})",
+        "keys {keys}: apply ns/put load {:.0}, overwrite {:.0}, overwrite with a snapshot held {:.0}; clone {:.3} ms; serialize {:.0} ms; resident bytes/key after load {:.0}, after overwrites {:.0} (first round: later rounds reuse freed memory); median of {rounds}",
         median(load),
         median(over),
         median(over_frozen),
         median(clone),
-        median(encode)
+        median(encode),
+        mem_load[0],
+        mem_over[0]
     );
 }

@@ -590,7 +590,7 @@ pub fn restore_store(data: &[u8], fault: PlantedFault) -> Result<KvStore, String
 /// The answer to a read `op` from `shard`'s store.
 pub fn read_local(shard: &Shard, op: &ClientOp, max_scan_results: usize) -> ClientResult {
     Ok(match op {
-        ClientOp::Get { key, .. } => ClientReply::Value(shard.kv.get(key).cloned()),
+        ClientOp::Get { key, .. } => ClientReply::Value(shard.kv.get(key)),
         ClientOp::Scan { prefix, limit, .. } => {
             ClientReply::Scan(shard.kv.scan_prefix(prefix, (*limit).min(max_scan_results)))
         }

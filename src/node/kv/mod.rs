@@ -2,7 +2,7 @@
 //!
 //! Read in this order: [`command`] (what a write looks like in a log entry), [`store`] (how a
 //! committed command changes the data: put, delete, compare-and-swap on value or version,
-//! scans; its keys: [`key`]), [`result`] (what applying produced), [`session`] (exactly-once
+//! scans; its keys: [`key`], its values: [`value`]), [`result`] (what applying produced), [`session`] (exactly-once
 //! across retries, bounded by count and bytes, with tombstones), [`snapshot`] (the whole state
 //! as bytes).
 //!
@@ -19,6 +19,7 @@ pub mod route;
 pub mod session;
 pub mod snapshot;
 pub mod store;
+pub mod value;
 
 pub use command::{CodecError, Command, WriteOp};
 pub use result::ApplyResult;

@@ -21,12 +21,90 @@
 //! touches. A client's results are a queue in sequence order: a client's writes are recorded
 //! in increasing sequence, so recording one appends it, evicting the oldest takes the front,
 //! and a new sequence is told from a retry by the last one kept, with no search.
+//!
+//! Client ids are hashed with [`ClientHash`], one keyed multiply (the ids come from clients:
+//! the key is random per process, so colliding ids cannot be chosen from outside). A plain
+//! write's session is looked up and recorded in one step ([`Sessions::admit`]). No hash
+//! map's order ever reaches a snapshot or a result (encoding sorts), so replicas with
+//! different keys stay byte-identical.
 
-use imbl::{HashMap, Vector};
+use std::hash::{BuildHasher, Hasher};
+
+use imbl::shared_ptr::DefaultSharedPtr;
+use imbl::{GenericHashMap, Vector};
 
 use super::command::{CodecError, Reader};
 use super::result::ApplyResult;
 use crate::node::limits::{SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES};
+
+/// A hash map keyed by client id, hashed with [`ClientHash`].
+type ClientMap<V> = GenericHashMap<u64, V, ClientHash, DefaultSharedPtr>;
+
+/// Builds the hasher of client ids: a folded 64x64->128-bit multiply of the id with two
+/// per-process random keys (the mixing step of foldhash and ahash's fallback). SipHash,
+/// the standard map's default, cost several times more per write for the same protection
+/// against chosen collisions. Ids are hashed with `write_u64`; any other input is folded in
+/// eight bytes at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientHash {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for ClientHash {
+    fn default() -> Self {
+        // The standard library's per-process random keys, drawn once.
+        static KEYS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+        let &(k0, k1) = KEYS.get_or_init(|| {
+            let s = std::collections::hash_map::RandomState::new();
+            (s.hash_one(0x5e55_1045u64), s.hash_one(0x00c1_1e47u64) | 1)
+        });
+        ClientHash { k0, k1 }
+    }
+}
+
+impl BuildHasher for ClientHash {
+    type Hasher = ClientHasher;
+    fn build_hasher(&self) -> ClientHasher {
+        ClientHasher {
+            k1: self.k1,
+            h: self.k0,
+        }
+    }
+}
+
+/// The hasher [`ClientHash`] builds.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientHasher {
+    k1: u64,
+    h: u64,
+}
+
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for ClientHasher {
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.h = fold_mul(self.h ^ x, self.k1);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w) ^ ((c.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
 
 /// What the table knows about a `(client_id, seq)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +173,13 @@ impl ClientSession {
 /// The session table (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sessions {
-    clients: HashMap<u64, ClientSession>,
+    clients: ClientMap<ClientSession>,
     /// (client_id, seq) in record order, for oldest-first eviction.
     order: Vector<(u64, u64)>,
     /// Bytes charged for the kept results.
     bytes: usize,
     /// Clients with no kept result: their tombstone.
-    tombstones: HashMap<u64, u64>,
+    tombstones: ClientMap<u64>,
     /// (client_id, tombstone) in creation order; an entry is stale once the client has a kept
     /// result again or a newer tombstone.
     tomb_order: Vector<(u64, u64)>,
@@ -180,6 +258,36 @@ impl Sessions {
         }
     }
 
+    /// [`Sessions::lookup`], and when it answers [`Lookup::New`], [`Sessions::record`] of
+    /// `result` as well: for a write whose result is known before it is applied (a plain
+    /// put). A client with kept results is found and recorded with one hash; nothing changes
+    /// unless the answer is `New`.
+    pub fn admit(&mut self, client: u64, seq: u64, result: &ApplyResult) -> Lookup {
+        let Some(s) = self.clients.get_mut(&client) else {
+            let found = self.lookup(client, seq);
+            if found == Lookup::New {
+                self.record(client, seq, result);
+            }
+            return found;
+        };
+        if let Some(r) = s.get(seq) {
+            return Lookup::Recorded(r.clone());
+        }
+        if seq < s.evicted_below {
+            return Lookup::Expired;
+        }
+        // A client with kept results has no tombstone (recording takes it over).
+        let r = result.recorded();
+        self.bytes += r.charge();
+        if let Some(old) = s.insert(seq, r) {
+            self.bytes = self.bytes.saturating_sub(old.charge());
+        } else {
+            self.order.push_back((client, seq));
+        }
+        self.evict_over_bounds();
+        Lookup::New
+    }
+
     /// Records the first result of `(client, seq)` (in its recorded form), then evicts the
     /// oldest results while over the count or byte bound.
     pub fn record(&mut self, client: u64, seq: u64, result: &ApplyResult) {
@@ -201,6 +309,11 @@ impl Sessions {
             self.order.push_back((client, seq));
         }
         self.bytes += charge;
+        self.evict_over_bounds();
+    }
+
+    /// Evicts the oldest results while over the count or byte bound.
+    fn evict_over_bounds(&mut self) {
         let (max_results, max_bytes, _) = self.limits();
         while self.order.len() > max_results || (self.bytes > max_bytes && self.order.len() > 1) {
             let Some((c, q)) = self.order.pop_front() else {
@@ -247,7 +360,8 @@ impl Sessions {
         // order: a cursor per client finds each one without a search (it searches when a
         // client recorded out of sequence order). The cursors are only looked up, never
         // iterated, so the hash map's order cannot reach the bytes.
-        let mut cursors: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        let mut cursors: std::collections::HashMap<u64, usize, ClientHash> =
+            std::collections::HashMap::with_hasher(ClientHash::default());
         for (c, s) in &self.order {
             out.extend_from_slice(&c.to_le_bytes());
             out.extend_from_slice(&s.to_le_bytes());
@@ -407,6 +521,47 @@ mod tests {
         back.bounds = t.bounds;
         assert_eq!(back, t);
         assert_eq!(back.lookup(1, 4), Lookup::Recorded(put(3)));
+    }
+
+    /// A table with small bounds hashing client ids with the given keys.
+    fn keyed(k0: u64, k1: u64) -> Sessions {
+        let h = ClientHash { k0, k1: k1 | 1 };
+        Sessions {
+            clients: ClientMap::with_hasher(h),
+            tombstones: ClientMap::with_hasher(h),
+            ..Sessions::with_bounds(6, 40 * 6, 3)
+        }
+    }
+
+    proptest::proptest! {
+        /// `admit` is `lookup` then (when new) `record`, and what a table encodes does not
+        /// depend on its hasher's keys.
+        #[test]
+        fn admit_is_lookup_then_record_and_encoding_ignores_hash_keys(
+            ops in proptest::collection::vec((0u64..12, 1u64..8, proptest::bool::ANY), 0..120),
+            k0 in proptest::num::u64::ANY,
+            k1 in proptest::num::u64::ANY,
+        ) {
+            let mut a = keyed(1, 3);
+            let mut b = keyed(k0, k1);
+            for (i, (client, seq, fail)) in ops.into_iter().enumerate() {
+                let r = if fail {
+                    ApplyResult::Rejected("x".repeat(i % 50))
+                } else {
+                    put(i as u64)
+                };
+                let want = a.lookup(client, seq);
+                if want == Lookup::New {
+                    a.record(client, seq, &r);
+                }
+                proptest::prop_assert_eq!(b.admit(client, seq, &r), want);
+                proptest::prop_assert_eq!((a.len(), a.bytes(), a.tombstones()), (b.len(), b.bytes(), b.tombstones()));
+            }
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            a.encode(&mut ea);
+            b.encode(&mut eb);
+            proptest::prop_assert!(ea == eb, "encodings differ");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::command::{put_bytes, CodecError, Reader};
 use super::lease::Leases;
 use super::session::Sessions;
-use super::store::{Data, Key, KvStore, Versioned};
+use super::store::{Data, Key, KvStore, Stored};
 
 /// Snapshot magic.
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"RRKV";
@@ -41,8 +41,8 @@ impl KvStore {
         out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
         for (k, v) in &self.data {
             put_bytes(&mut out, k);
-            put_bytes(&mut out, &v.value);
-            out.extend_from_slice(&v.version.to_le_bytes());
+            put_bytes(&mut out, v.value());
+            out.extend_from_slice(&v.version().to_le_bytes());
         }
         self.sessions.encode(&mut out);
         self.leases.encode(&mut out);
@@ -61,7 +61,7 @@ impl KvStore {
         self.leases.encode(&mut tail);
         let head = 4 + 4 + 8 + 8;
         let entries = self.data.iter().try_fold(0usize, |n, (k, v)| {
-            n.checked_add(4 + k.len() + 4 + v.value.len() + 8)
+            n.checked_add(4 + k.len() + 4 + v.value().len() + 8)
         });
         let Some(len) = entries.and_then(|n| n.checked_add(head + tail.len() + 4)) else {
             return Arc::from(self.snapshot());
@@ -81,9 +81,9 @@ impl KvStore {
         for (k, v) in &self.data {
             w.put(&(k.len() as u32).to_le_bytes());
             w.put(k);
-            w.put(&(v.value.len() as u32).to_le_bytes());
-            w.put(&v.value);
-            w.put(&v.version.to_le_bytes());
+            w.put(&(v.value().len() as u32).to_le_bytes());
+            w.put(v.value());
+            w.put(&v.version().to_le_bytes());
         }
         w.put(&tail);
         if !w.fits(4) || w.pos + 4 != len {
@@ -127,9 +127,9 @@ impl KvStore {
         let mut data = Data::new();
         for _ in 0..n {
             let k = Key::from(r.bytes()?);
-            let value = r.bytes()?.to_vec();
+            let value = r.bytes()?;
             let version = r.u64()?;
-            data.insert(k, Arc::new(Versioned { value, version }));
+            data.insert(k, Stored::new(value, version));
         }
         let sessions = Sessions::decode(&mut r)?;
         let leases = if version == SNAPSHOT_VERSION {

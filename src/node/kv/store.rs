@@ -13,18 +13,18 @@
 //!
 //! The data is a persistent ordered map ([`imbl::OrdMap`], a B+tree whose nodes are shared
 //! behind reference counts) of [`Key`]s (short ones inline in the nodes, compared a word at a
-//! time; see [`super::key`]) and reference-counted values: cloning a store is O(1) in
+//! time; see [`super::key`]) and reference-counted values, each one allocation holding its
+//! version and bytes ([`Stored`], see [`super::value`]): cloning a store is O(1) in
 //! the number of keys (the session and lease tables, bounded by
 //! [`crate::node::limits`], are copied), and a write after a clone copies only the nodes on its
 //! path. That is how a snapshot is taken without stopping the shard: the core freezes a clone
 //! at the applied index and serializes it off the executor while the live store moves on.
 //!
 //! A plain put (nearly every write) is read in place from its command's bytes, and overwrites
-//! a value that no clone or reader shares in its own buffer: no allocation for an overwrite
-//! of the same size between snapshots.
+//! a value of the same length that no clone shares in its own allocation: no allocation for
+//! an overwrite of the same size between snapshots.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
 use ringraft_net::message::{self as wire, LeaseInfo, Txn, TxnCheck, TxnOp, TxnOpResult};
 
@@ -32,9 +32,10 @@ use super::command::{Command, PutRef, WriteOp};
 use super::lease::Leases;
 use super::result::ApplyResult;
 use super::session::{Lookup, Sessions};
+pub(super) use super::value::Stored;
 use crate::node::limits::{MAX_KEY_BYTES, MAX_TXN_READ_BYTES, MAX_VALUE_BYTES};
 
-/// A stored value and its version.
+/// A value and its version, as a read answers it (an owned copy of a [`Stored`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
     /// The value.
@@ -42,10 +43,6 @@ pub struct Versioned {
     /// Log index of the write that set it.
     pub version: u64,
 }
-
-/// Largest ratio of a stored value's buffer to the value written over it in place
-/// ([`KvStore::set_from`]): bounds the memory a shrinking value can keep to twice its size.
-const REUSE_SLACK: usize = 2;
 
 /// A fault planted on purpose, to show that the simulator's checks catch a broken state
 /// machine. Never set by the node.
@@ -60,8 +57,8 @@ pub enum PlantedFault {
 
 pub(super) use super::key::Key;
 use super::key::Probe;
-/// The data of one shard: key -> shared value.
-pub(super) type Data = imbl::OrdMap<Key, Arc<Versioned>>;
+/// The data of one shard: key -> shared value and version.
+pub(super) type Data = imbl::OrdMap<Key, Stored>;
 
 /// One shard's key-value store. `clone` shares the data (O(1) in the number of keys).
 #[derive(Debug, Clone)]
@@ -131,52 +128,23 @@ impl KvStore {
         self.leases.list(now)
     }
 
-    /// Sets `key` (detaching it from any lease: a plain write ends the key's lease).
-    fn set(&mut self, key: &[u8], value: Vec<u8>, index: u64) {
+    /// Sets `key` to `value` at version `index` (detaching it from any lease: a plain write
+    /// ends the key's lease). An existing key keeps its stored key bytes, and its stored
+    /// value when nothing else shares it (no frozen snapshot holds it: the reference count is
+    /// one) and the new value has the same length: the bytes are written over in place.
+    /// Otherwise the key gets a new [`Stored`] (one allocation).
+    fn set(&mut self, key: &[u8], value: &[u8], index: u64) {
         self.leases.detach(key);
-        let v = Arc::new(Versioned {
-            value,
-            version: index,
-        });
-        // An existing key keeps its stored (shared) key bytes; only a new key is allocated.
         match self.data.get_mut(&Probe(key)) {
-            Some(slot) => *slot = v,
-            None => {
-                self.data.insert(Key::from(key), v);
-            }
-        }
-    }
-
-    /// [`KvStore::set`] from borrowed value bytes. An existing key whose stored value nothing
-    /// else shares (no frozen snapshot and no reader holds it: the reference count is one)
-    /// is overwritten in place, reusing the value's buffer when it is at least as large as
-    /// the new value and at most [`REUSE_SLACK`] times as large (so a value that shrank
-    /// does not keep a buffer much larger than itself); otherwise a new shared value is made.
-    fn set_from(&mut self, key: &[u8], value: &[u8], index: u64) {
-        self.leases.detach(key);
-        if let Some(slot) = self.data.get_mut(&Probe(key)) {
-            if let Some(v) = Arc::get_mut(slot) {
-                let cap = v.value.capacity();
-                if cap >= value.len() && cap <= value.len().max(1).saturating_mul(REUSE_SLACK) {
-                    v.value.clear();
-                    v.value.extend_from_slice(value);
-                } else {
-                    v.value = value.to_vec();
+            Some(slot) => {
+                if !slot.overwrite(value, index) {
+                    *slot = Stored::new(value, index);
                 }
-                v.version = index;
-            } else {
-                *slot = Arc::new(Versioned {
-                    value: value.to_vec(),
-                    version: index,
-                });
             }
-            return;
+            None => {
+                self.data.insert(Key::from(key), Stored::new(value, index));
+            }
         }
-        let v = Arc::new(Versioned {
-            value: value.to_vec(),
-            version: index,
-        });
-        self.data.insert(Key::from(key), v);
     }
 
     /// Removes `key`; returns whether it existed.
@@ -206,8 +174,8 @@ impl KvStore {
         let cur = self.data.get(&Probe(key));
         match check {
             TxnCheck::Value(None) => cur.is_none(),
-            TxnCheck::Value(Some(v)) => cur.is_some_and(|c| c.value == *v),
-            TxnCheck::Version(v) => cur.map_or(0, |c| c.version) == *v,
+            TxnCheck::Value(Some(v)) => cur.is_some_and(|c| c.value() == &v[..]),
+            TxnCheck::Version(v) => cur.map_or(0, Stored::version) == *v,
             TxnCheck::Exists(e) => cur.is_some() == *e,
         }
     }
@@ -221,7 +189,7 @@ impl KvStore {
             .into_iter()
             .map(|op| match op {
                 TxnOp::Put { key, value } => {
-                    self.set(&key, value, index);
+                    self.set(&key, &value, index);
                     TxnOpResult::Put { version: index }
                 }
                 TxnOp::Delete { key } => TxnOpResult::Deleted {
@@ -243,16 +211,18 @@ impl KvStore {
         match (self.data.get(&Probe(key)), want) {
             // A retry whose key changed since (or is gone) carries the version read only.
             (None, Some(w)) => TxnOpResult::GetOmitted { version: w },
-            (Some(v), Some(w)) if w != v.version => TxnOpResult::GetOmitted { version: w },
+            (Some(v), Some(w)) if w != v.version() => TxnOpResult::GetOmitted { version: w },
             (None, None) => TxnOpResult::Get(None),
-            (Some(v), _) if *read_bytes + v.value.len() > MAX_TXN_READ_BYTES => {
-                TxnOpResult::GetOmitted { version: v.version }
+            (Some(v), _) if *read_bytes + v.value().len() > MAX_TXN_READ_BYTES => {
+                TxnOpResult::GetOmitted {
+                    version: v.version(),
+                }
             }
             (Some(v), _) => {
-                *read_bytes += v.value.len();
+                *read_bytes += v.value().len();
                 TxnOpResult::Get(Some(wire::Versioned {
-                    value: v.value.clone(),
-                    version: v.version,
+                    value: v.value().to_vec(),
+                    version: v.version(),
                 }))
             }
         }
@@ -283,9 +253,15 @@ impl KvStore {
         &self.sessions
     }
 
-    /// Reads one key.
-    pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
-        self.data.get(&Probe(key)).map(|v| &**v)
+    /// Reads one key (a copy of its value).
+    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+        self.data.get(&Probe(key)).map(Stored::to_versioned)
+    }
+
+    /// The stored form of one key (tests: telling an in-place write from a new allocation).
+    #[cfg(test)]
+    pub(super) fn get_stored(&self, key: &[u8]) -> Option<&Stored> {
+        self.data.get(&Probe(key))
     }
 
     /// Keys starting with `prefix`, in order, at most `limit`.
@@ -294,7 +270,7 @@ impl KvStore {
             .range((Bound::Included(Probe(prefix)), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
+            .map(|(k, v)| (k.to_vec(), v.to_versioned()))
             .collect()
     }
 
@@ -313,7 +289,7 @@ impl KvStore {
         self.data
             .range((Bound::Included(Probe(start)), upper))
             .take(limit)
-            .map(|(k, v)| (k.to_vec(), Versioned::clone(v)))
+            .map(|(k, v)| (k.to_vec(), v.to_versioned()))
             .collect()
     }
 
@@ -358,14 +334,14 @@ impl KvStore {
         if let Err(e) = put.check_sizes(MAX_KEY_BYTES, MAX_VALUE_BYTES) {
             return Some(ApplyResult::Rejected(e.0));
         }
-        if put.client_id != 0 && self.sessions.lookup(put.client_id, put.seq) != Lookup::New {
+        let result = ApplyResult::Put { version: index };
+        // The put's result is known before it is applied: its session is looked up and
+        // recorded in one step, and nothing below can fail.
+        if put.client_id != 0 && self.sessions.admit(put.client_id, put.seq, &result) != Lookup::New
+        {
             return None;
         }
-        self.set_from(put.key, put.value, index);
-        let result = ApplyResult::Put { version: index };
-        if put.client_id != 0 {
-            self.sessions.record(put.client_id, put.seq, &result);
-        }
+        self.set(put.key, put.value, index);
         Some(result)
     }
 
@@ -383,7 +359,7 @@ impl KvStore {
         let (client_id, seq) = (cmd.client_id, cmd.seq);
         let result = match cmd.op {
             WriteOp::Put { key, value } => {
-                self.set(&key, value, index);
+                self.set(&key, &value, index);
                 ApplyResult::Put { version: index }
             }
             WriteOp::Delete { key } => ApplyResult::Deleted {
@@ -395,7 +371,7 @@ impl KvStore {
                 let matches = match (&expected, current) {
                     _ if self.fault == PlantedFault::CasIgnoresExpected => true,
                     (None, None) => true,
-                    (Some(e), Some(c)) => *e == c.value,
+                    (Some(e), Some(c)) => e[..] == *c.value(),
                     _ => false,
                 };
                 self.cas(key, matches, index, new)
@@ -405,7 +381,7 @@ impl KvStore {
                 expected_version,
                 new,
             } => {
-                let current = self.data.get(&Probe(&key)).map_or(0, |v| v.version);
+                let current = self.data.get(&Probe(&key)).map_or(0, Stored::version);
                 self.cas(key, current == expected_version, index, new)
             }
             WriteOp::Noop => ApplyResult::Noop,
@@ -429,7 +405,7 @@ impl KvStore {
                         if ttl_ms > 0 {
                             self.leases.grant(lease, ttl_ms, index);
                         }
-                        self.set(&key, value, index);
+                        self.set(&key, &value, index);
                         self.leases.attach(&key, lease);
                         ApplyResult::Put { version: index }
                     }
@@ -490,8 +466,8 @@ impl KvStore {
                 let current = self
                     .data
                     .get(&Probe(key))
-                    .filter(|v| v.version == version)
-                    .map(|v| v.value.clone());
+                    .filter(|v| v.version() == version)
+                    .map(|v| v.value().to_vec());
                 ApplyResult::Cas {
                     swapped: false,
                     version,
@@ -542,7 +518,7 @@ impl KvStore {
 
     fn cas(&mut self, key: Vec<u8>, matches: bool, index: u64, new: Vec<u8>) -> ApplyResult {
         if matches {
-            self.set(&key, new, index);
+            self.set(&key, &new, index);
             ApplyResult::Cas {
                 swapped: true,
                 version: index,
@@ -552,8 +528,8 @@ impl KvStore {
             let cur = self.data.get(&Probe(&key));
             ApplyResult::Cas {
                 swapped: false,
-                version: cur.map_or(0, |v| v.version),
-                current: cur.map(|v| v.value.clone()),
+                version: cur.map_or(0, Stored::version),
+                current: cur.map(|v| v.value().to_vec()),
             }
         }
     }

@@ -49,7 +49,7 @@ fn put_get_delete_versions() {
     kv.apply(2, &put(0, 0, "a", "2"));
     assert_eq!(
         kv.get(b"a"),
-        Some(&Versioned {
+        Some(Versioned {
             value: b"2".to_vec(),
             version: 2
         })
@@ -197,12 +197,12 @@ fn exactly_once_and_bounded_sessions() {
     }
     assert_eq!(kv.sessions().len(), 4);
     // seq 1 and 2 were evicted: a retry is refused, not applied twice.
-    let before = kv.get(b"k").cloned();
+    let before = kv.get(b"k");
     assert_eq!(
         kv.apply(20, &put(7, 2, "k", "again")),
         Some(ApplyResult::SessionExpired)
     );
-    assert_eq!(kv.get(b"k").cloned(), before);
+    assert_eq!(kv.get(b"k"), before);
 }
 
 #[test]
@@ -560,27 +560,41 @@ fn a_put_overwrites_in_place_only_what_nothing_shares() {
     let v = |b: u8, n: usize| String::from_utf8(vec![b; n]).unwrap();
     let mut kv = KvStore::new();
     kv.apply(1, &put(0, 0, "k", &v(b'a', 300)));
-    let buf = kv.get(b"k").unwrap().value.as_ptr();
-    // Unshared: the same buffer holds the new value and version.
+    let buf = kv.get_stored(b"k").unwrap().as_ptr();
+    // Unshared, same length: the same allocation holds the new value and version.
     kv.apply(2, &put(0, 0, "k", &v(b'b', 300)));
-    let now = kv.get(b"k").unwrap();
-    assert_eq!((now.value.as_ptr(), now.version), (buf, 2));
-    assert_eq!(now.value, v(b'b', 300).into_bytes());
+    assert_eq!(kv.get_stored(b"k").unwrap().as_ptr(), buf);
+    assert_eq!(
+        kv.get(b"k").unwrap(),
+        Versioned {
+            value: v(b'b', 300).into_bytes(),
+            version: 2
+        }
+    );
     // Shared with a frozen clone: the clone keeps its value, twice over.
     let frozen = kv.clone();
     kv.apply(3, &put(0, 0, "k", &v(b'c', 300)));
-    kv.apply(4, &put(0, 0, "k", &v(b'd', 200)));
+    assert_ne!(kv.get_stored(b"k").unwrap().as_ptr(), buf);
+    kv.apply(4, &put(0, 0, "k", &v(b'd', 300)));
     assert_eq!(frozen.get(b"k").unwrap().value, v(b'b', 300).into_bytes());
     assert_eq!(frozen.get(b"k").unwrap().version, 2);
-    assert_eq!(kv.get(b"k").unwrap().value, v(b'd', 200).into_bytes());
+    assert_eq!(kv.get(b"k").unwrap().value, v(b'd', 300).into_bytes());
     assert_eq!(kv.get(b"k").unwrap().version, 4);
-    // A value that shrank far below its buffer gets a buffer of its own size.
+    // Another length gets an allocation of its own size.
     kv.apply(5, &put(0, 0, "k", &v(b'e', 10)));
-    let small = kv.get(b"k").unwrap();
-    assert_eq!(small.value, v(b'e', 10).into_bytes());
-    assert!(
-        small.value.capacity() <= 2 * 10,
-        "{}",
-        small.value.capacity()
+    assert_eq!(
+        kv.get(b"k").unwrap(),
+        Versioned {
+            value: v(b'e', 10).into_bytes(),
+            version: 5
+        }
+    );
+    kv.apply(6, &put(0, 0, "k", &v(b'f', 400)));
+    assert_eq!(
+        kv.get(b"k").unwrap(),
+        Versioned {
+            value: v(b'f', 400).into_bytes(),
+            version: 6
+        }
     );
 }
