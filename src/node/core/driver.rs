@@ -28,7 +28,10 @@
 use super::*;
 use std::rc::Weak;
 
-use crate::node::driver::{note_acked, Driver, PersistError, Round, SnapshotTaken, Transport};
+use crate::node::driver::{
+    note_acked, restore_store, Driver, PersistError, Round, SnapshotTaken, Transport,
+};
+use crate::node::kv::PlantedFault;
 use crate::node::storage::WalStorage;
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
@@ -114,7 +117,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     let mut round: Round = {
         let mut s = st.borrow_mut();
         let (mut d, mut out, _) = parts(&mut s);
-        let Some(round) = d.begin(Some(monotonic_nanos()), &mut out)? else {
+        let Some(round) = d.begin_deferred(Some(monotonic_nanos()), &mut out)? else {
             return Ok(false);
         };
         let sent = out.sent();
@@ -131,19 +134,31 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     if !received.is_empty() {
         wait_snapshot_writes(st).await;
     }
+    // Their stores are decoded on the blocking pool (a large state takes seconds to decode):
+    // the shard keeps serving from its old store until `persist` swaps the new one in, and no
+    // entry after a snapshot is applied before that. Bytes that do not decode stop the core
+    // before anything is written for them.
+    for (g, data) in round.to_restore() {
+        let kv = glommio::executor()
+            .spawn_blocking(move || restore_store(&data, PlantedFault::default()))
+            .await
+            .map_err(|e| format!("shard {g}: snapshot from the leader refused: {e}"))?;
+        round.set_restored(g, kv);
+    }
     for (g, snap) in received {
         let path = snapshot_path(st, g)?;
         write_snapshot_file(path.clone(), snap)
             .await
             .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
     }
+    let mut released = Vec::new();
     // Their files are durable: the log's copies of their bytes are released (the file serves
     // lagging followers if this node leads later).
     if !received_at.is_empty() {
         let mut s = st.borrow_mut();
         for (g, at) in received_at {
             if let Some(r) = s.multi.group_mut(g) {
-                r.release_snapshot_data(at);
+                released.extend(r.release_snapshot_data(at));
             }
         }
     }
@@ -160,6 +175,18 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             Err(PersistError::Failed(e)) => return Err(e),
         }
     };
+    // The stores the received snapshots replaced and their bytes are freed off the executor
+    // (freeing a large store walks every key), without holding up the next round.
+    let mut freed = round.take_freed();
+    freed.bytes.extend(released);
+    if !freed.is_empty() {
+        glommio::spawn_local(async move {
+            glommio::executor()
+                .spawn_blocking(move || drop(freed))
+                .await;
+        })
+        .detach();
+    }
     let mut batch = batch;
     if !batch.is_empty() {
         wal_sync_plan(&st.borrow(), &mut batch);

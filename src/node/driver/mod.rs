@@ -105,7 +105,7 @@ mod round;
 #[cfg(test)]
 mod tests;
 
-pub use round::{note_acked, Durable, Round};
+pub use round::{note_acked, Durable, Freed, Round};
 
 /// Where an answer goes: a one-shot channel to the asking task (which may live on another
 /// core; the simulator's clients poll theirs). One allocation per request, a lock-free
