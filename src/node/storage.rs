@@ -21,6 +21,8 @@
 //! leaves the old or the new file, never a torn one. The writeback of a large file is paced
 //! (at most two [`WRITEBACK_CHUNK_BYTES`] chunks in flight, written chunks dropped from the
 //! page cache), so a WAL sync on the same disk never queues behind hundreds of MB of it.
+//! A locally taken snapshot's file is streamed from the frozen store
+//! ([`write_store_snapshot_file`]), so its serialized bytes are never held in memory whole.
 //! The file is also where a leader reads a snapshot back to send it ([`fill_released`]): the
 //! Raft log keeps only its meta once the file is durable.
 //!

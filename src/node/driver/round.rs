@@ -1,6 +1,10 @@
 //! Steps 1, 3 and 4 of a round: take the Ready (decoding every received snapshot before any
 //! I/O, sending what need not wait and applying the committed entries), persist it (resumable
-//! on backpressure), and report it durable.
+//! on backpressure), and report it durable. With [`Driver::begin_deferred`] the caller decodes
+//! the received snapshots itself, off the executor, between `begin` and `persist`; `persist`
+//! installs a received snapshot only with its decoded store (the store swap is one step, so
+//! the shard never serves a half-installed state) and hands the replaced store and the
+//! received bytes back ([`Round::take_freed`]) for the caller to free off the executor too.
 
 use tracing::debug;
 

@@ -3,7 +3,7 @@
 //!
 //! ## Snapshot encoding (little-endian), format version 3 (version 2: the same without leases)
 //! ```text
-//! magic "RRKV" (4) | version u32 = 2 | applied_index u64 | key_count u64
+//! magic "RRKV" (4) | version u32 = 3 | applied_index u64 | key_count u64
 //! key_count x ( key_len u32 | key | value_len u32 | value | version u64 )
 //! session_count u64 | session_count x ( client_id u64 | seq u64 | result )
 //! mark_count u64 | mark_count x ( client_id u64 | evicted_below u64 )
