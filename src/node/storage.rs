@@ -21,6 +21,8 @@
 //! leaves the old or the new file, never a torn one. The writeback of a large file is paced
 //! (at most two [`WRITEBACK_CHUNK_BYTES`] chunks in flight, written chunks dropped from the
 //! page cache), so a WAL sync on the same disk never queues behind hundreds of MB of it.
+//! A locally taken snapshot's file is streamed from the frozen store
+//! ([`write_store_snapshot_file`]), so its serialized bytes are never held in memory whole.
 //! The file is also where a leader reads a snapshot back to send it ([`fill_released`]): the
 //! Raft log keeps only its meta once the file is durable.
 //!
@@ -233,21 +235,64 @@ pub fn to_wal_hard_state(hs: &HardState) -> ringraft_wal::HardState {
     }
 }
 
+/// The head of a snapshot file (magic through the data length) for `meta` and `data_len`
+/// bytes of state.
+fn snapshot_file_head(meta: &SnapshotMeta, data_len: u64) -> Vec<u8> {
+    let m = meta.membership.encode();
+    let mut head = Vec::with_capacity(36 + m.len());
+    head.extend_from_slice(SNAPSHOT_FILE_MAGIC);
+    head.extend_from_slice(&meta.index.to_le_bytes());
+    head.extend_from_slice(&meta.term.to_le_bytes());
+    head.extend_from_slice(&(m.len() as u32).to_le_bytes());
+    head.extend_from_slice(&m);
+    head.extend_from_slice(&data_len.to_le_bytes());
+    head
+}
+
 /// The parts of a snapshot file (format in the module docs): the head (magic through the data
 /// length), the state bytes themselves (not copied) and the CRC of both.
 fn snapshot_file_parts(s: &Snapshot) -> (Vec<u8>, &[u8], [u8; 4]) {
-    let m = s.meta.membership.encode();
-    let mut head = Vec::with_capacity(36 + m.len());
-    head.extend_from_slice(SNAPSHOT_FILE_MAGIC);
-    head.extend_from_slice(&s.meta.index.to_le_bytes());
-    head.extend_from_slice(&s.meta.term.to_le_bytes());
-    head.extend_from_slice(&(m.len() as u32).to_le_bytes());
-    head.extend_from_slice(&m);
-    head.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
+    let head = snapshot_file_head(&s.meta, s.data.len() as u64);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&head);
     crc.update(&s.data);
     (head, &s.data, crc.finalize().to_le_bytes())
+}
+
+/// Writes the snapshot file of the store `state` frozen at `meta.index` atomically, streaming
+/// the store's bytes ([`crate::node::kv::KvStore::snapshot_to`]) straight into the file: the
+/// serialized state is never held in memory, only one [`WRITEBACK_CHUNK_BYTES`] buffer. The
+/// file is byte for byte what [`write_snapshot_file`] writes for the same snapshot. Returns
+/// the length of the state bytes. Refused (nothing renamed) when the store's bytes do not
+/// come out at the length counted first.
+pub fn write_store_snapshot_file(
+    path: &Path,
+    meta: &SnapshotMeta,
+    state: &crate::node::kv::store::KvStore,
+) -> std::io::Result<u64> {
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let (len, tail) = state
+        .snapshot_len()
+        .ok_or_else(|| invalid("snapshot length overflows".into()))?;
+    let head = snapshot_file_head(meta, len as u64);
+    write_streamed_atomically(path, |w| {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        w.put(&head)?;
+        let mut n = 0usize;
+        state.snapshot_to(&tail, &mut |b: &[u8]| {
+            crc.update(b);
+            n = n.saturating_add(b.len());
+            w.put(b)
+        })?;
+        if n != len {
+            return Err(invalid(format!(
+                "snapshot streamed {n} bytes, {len} counted"
+            )));
+        }
+        w.put(&crc.finalize().to_le_bytes())
+    })?;
+    Ok(len as u64)
 }
 
 /// Encodes a snapshot file in one buffer (format in the module docs; what
@@ -428,21 +473,64 @@ fn wait_writeback(_: &File, _: u64, _: u64) -> std::io::Result<()> {
 
 /// [`write_atomically`] of the concatenation of `parts`, with paced writeback ([`Writeback`]).
 fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    write_streamed_atomically(path, |w| parts.iter().try_for_each(|p| w.put(p)))
+}
+
+/// A file being written in [`WRITEBACK_CHUNK_BYTES`] chunks with paced writeback: small pieces
+/// are gathered in one chunk buffer, a piece of a chunk or more is written where it is.
+struct ChunkWriter {
+    f: File,
+    buf: Vec<u8>,
+    pace: Writeback,
+}
+
+impl ChunkWriter {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + b.len() > WRITEBACK_CHUNK_BYTES {
+            self.flush()?;
+        }
+        if b.len() >= WRITEBACK_CHUNK_BYTES {
+            for chunk in b.chunks(WRITEBACK_CHUNK_BYTES) {
+                self.f.write_all(chunk)?;
+                self.pace.wrote(&self.f, chunk.len());
+            }
+            return Ok(());
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.f.write_all(&self.buf)?;
+            self.pace.wrote(&self.f, self.buf.len());
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// [`write_atomically`] of the bytes `fill` puts into the writer, with paced writeback
+/// ([`Writeback`]); an error from `fill` leaves the old file in place.
+fn write_streamed_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        let mut pace = Writeback::new();
-        for part in parts {
-            for chunk in part.chunks(WRITEBACK_CHUNK_BYTES) {
-                f.write_all(chunk)?;
-                pace.wrote(&f, chunk.len());
-            }
-        }
-        f.sync_all()?;
+        let mut w = ChunkWriter {
+            f,
+            buf: Vec::new(),
+            pace: Writeback::new(),
+        };
+        fill(&mut w)?;
+        w.flush()?;
+        w.f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -642,6 +730,53 @@ impl Storage for WalStorage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_streamed_into_its_file_matches_the_file_of_its_bytes() {
+        use crate::node::kv::{store::KvStore, Command, WriteOp};
+        let mut kv = KvStore::new();
+        // Past several writeback chunks, with a value over a chunk (written where it is) and
+        // sessions (the tail).
+        for i in 0..6_000u64 {
+            let value = if i == 77 {
+                vec![b'b'; WRITEBACK_CHUNK_BYTES + 3]
+            } else {
+                format!("value-{i:0>300}").into_bytes()
+            };
+            let cmd = Command {
+                client_id: i % 5,
+                seq: i + 1,
+                op: WriteOp::Put {
+                    key: format!("key-{i}").into_bytes(),
+                    value,
+                },
+            };
+            kv.apply(i + 1, &cmd.encode());
+        }
+        let meta = SnapshotMeta {
+            index: 6_000,
+            term: 4,
+            membership: Membership::with_voters([1, 2, 3]),
+        };
+        let dir = std::env::temp_dir().join(format!("ringraft-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("shard-1.snap");
+        let len = write_store_snapshot_file(&p, &meta, &kv).unwrap();
+        let bytes = kv.snapshot();
+        assert_eq!(len, bytes.len() as u64);
+        let want = encode_snapshot(&Snapshot {
+            meta: meta.clone(),
+            data: Arc::from(bytes),
+        });
+        assert!(std::fs::read(&p).unwrap() == want, "streamed file differs");
+        let back = read_snapshot(&p).unwrap().unwrap();
+        assert_eq!(back.meta, meta);
+        assert_eq!(
+            KvStore::restore(&back.data).unwrap().snapshot(),
+            kv.snapshot()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn snapshot_file_round_trip_and_corruption() {

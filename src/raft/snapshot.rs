@@ -39,32 +39,52 @@ impl Raft {
         index: u64,
         data: impl Into<std::sync::Arc<[u8]>>,
     ) -> Result<(), SnapshotError> {
-        let applied = self.log.applied();
-        if index > applied {
-            return Err(SnapshotError::NotApplied { index, applied });
-        }
-        let current = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
-        if index <= current {
-            self.snapshot_requested = None;
-            return Err(SnapshotError::Stale { index, current });
-        }
-        let term = self
-            .log
-            .term(index)
-            .ok_or(SnapshotError::Compacted(index))?;
-        let membership = self.log.membership_at(index).clone();
+        let meta = match self.snapshot_meta_at(index) {
+            Ok(m) => m,
+            Err(e) => {
+                if matches!(e, SnapshotError::Stale { .. }) {
+                    self.snapshot_requested = None;
+                }
+                return Err(e);
+            }
+        };
         self.snapshot = Some(Snapshot {
-            meta: SnapshotMeta {
-                index,
-                term,
-                membership,
-            },
+            meta,
             data: data.into(),
         });
         self.snapshot_requested = None;
         self.log
             .compact_to(index.saturating_sub(self.cfg.log_retain_entries));
         Ok(())
+    }
+
+    /// The meta a snapshot of the state machine at applied `index` carries (what
+    /// [`Raft::compact`] would record), refused as `compact` would refuse it; changes nothing.
+    /// For a driver that writes the snapshot's file before handing it back.
+    pub fn snapshot_meta_at(&self, index: u64) -> Result<SnapshotMeta, SnapshotError> {
+        let applied = self.log.applied();
+        if index > applied {
+            return Err(SnapshotError::NotApplied { index, applied });
+        }
+        let current = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        if index <= current {
+            return Err(SnapshotError::Stale { index, current });
+        }
+        let term = self
+            .log
+            .term(index)
+            .ok_or(SnapshotError::Compacted(index))?;
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership: self.log.membership_at(index).clone(),
+        })
+    }
+
+    /// The requested snapshot could not be taken (its file failed): the next applied entry
+    /// asks for one again instead of never.
+    pub fn snapshot_abandoned(&mut self) {
+        self.snapshot_requested = None;
     }
 
     /// Applied entries past the last snapshot that trigger the next snapshot request (at least

@@ -8,9 +8,10 @@
 //!
 //! Snapshots never stop the shard: taking one is an O(1) clone of its store
 //! ([`Driver::take_snapshot`]); the core's snapshot writer (one task per core, started on first
-//! use) then serializes the frozen store on glommio's blocking pool, compacts the in-memory log
-//! with the bytes ([`Driver::compact_taken`], on the executor, short), writes the file on the
-//! blocking pool and only then lets the WAL forget what it covers
+//! use) then streams the frozen store straight into the snapshot file on glommio's blocking
+//! pool ([`storage::write_store_snapshot_file`]: the serialized state is never held in memory),
+//! and once the file is durable compacts the in-memory log at its index keeping only the meta
+//! ([`Driver::compact_taken`], on the executor, short) and lets the WAL forget what it covers
 //! ([`Driver::snapshot_written`]). The writer takes its jobs one at a time, in order, so a
 //! shard's snapshot files are written in order; a received snapshot's file is written only
 //! after every earlier local job finished ([`wait_snapshot_writes`]), so an older local file
@@ -28,8 +29,9 @@ use super::*;
 use std::rc::Weak;
 
 use crate::node::driver::{
-    note_acked, Driver, PersistError, Round, SnapshotTaken, SnapshotWrite, Transport,
+    note_acked, restore_store, Driver, PersistError, Round, SnapshotTaken, Transport,
 };
+use crate::node::kv::PlantedFault;
 use crate::node::storage::WalStorage;
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
@@ -115,7 +117,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     let mut round: Round = {
         let mut s = st.borrow_mut();
         let (mut d, mut out, _) = parts(&mut s);
-        let Some(round) = d.begin(Some(monotonic_nanos()), &mut out)? else {
+        let Some(round) = d.begin_deferred(Some(monotonic_nanos()), &mut out)? else {
             return Ok(false);
         };
         let sent = out.sent();
@@ -132,19 +134,31 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     if !received.is_empty() {
         wait_snapshot_writes(st).await;
     }
+    // Their stores are decoded on the blocking pool (a large state takes seconds to decode):
+    // the shard keeps serving from its old store until `persist` swaps the new one in, and no
+    // entry after a snapshot is applied before that. Bytes that do not decode stop the core
+    // before anything is written for them.
+    for (g, data) in round.to_restore() {
+        let kv = glommio::executor()
+            .spawn_blocking(move || restore_store(&data, PlantedFault::default()))
+            .await
+            .map_err(|e| format!("shard {g}: snapshot from the leader refused: {e}"))?;
+        round.set_restored(g, kv);
+    }
     for (g, snap) in received {
         let path = snapshot_path(st, g)?;
         write_snapshot_file(path.clone(), snap)
             .await
             .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
     }
+    let mut released = Vec::new();
     // Their files are durable: the log's copies of their bytes are released (the file serves
     // lagging followers if this node leads later).
     if !received_at.is_empty() {
         let mut s = st.borrow_mut();
         for (g, at) in received_at {
             if let Some(r) = s.multi.group_mut(g) {
-                r.release_snapshot_data(at);
+                released.extend(r.release_snapshot_data(at));
             }
         }
     }
@@ -161,6 +175,18 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             Err(PersistError::Failed(e)) => return Err(e),
         }
     };
+    // The stores the received snapshots replaced and their bytes are freed off the executor
+    // (freeing a large store walks every key), without holding up the next round.
+    let mut freed = round.take_freed();
+    freed.bytes.extend(released);
+    if !freed.is_empty() {
+        glommio::spawn_local(async move {
+            glommio::executor()
+                .spawn_blocking(move || drop(freed))
+                .await;
+        })
+        .detach();
+    }
     let mut batch = batch;
     if !batch.is_empty() {
         wal_sync_plan(&st.borrow(), &mut batch);
@@ -277,44 +303,77 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
         };
         let Some(st) = st.upgrade() else { return };
         let (g, index) = (t.group, t.state.applied_index());
-        // Serialized off the executor; the frozen store is dropped there too (freeing the
-        // nodes the live store no longer shares).
-        let data: Arc<[u8]> = glommio::executor()
-            .spawn_blocking(move || t.state.snapshot_shared())
-            .await;
-        let (w, previous) = {
+        let state = t.state;
+        let plan = {
+            let s = st.borrow();
+            if s.fatal.is_some() {
+                return;
+            }
+            s.multi
+                .group(g)
+                .ok_or_else(|| format!("shard {g}: unknown"))
+                .and_then(|r| r.snapshot_meta_at(index).map_err(|e| e.to_string()))
+                .and_then(|meta| snapshot_path(&st, g).map(|path| (meta, path)))
+        };
+        let (meta, path) = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                // A newer snapshot (received meanwhile) already covers it: nothing to write.
+                debug!(shard = g, "snapshot at {index} not taken: {e}");
+                glommio::executor()
+                    .spawn_blocking(move || drop(state))
+                    .await;
+                st.borrow_mut().snapshots.done(g);
+                continue;
+            }
+        };
+        // Streamed into its file off the executor, from the frozen store (no serialized copy
+        // in memory); the frozen store is dropped there too (freeing the nodes the live store
+        // no longer shares).
+        let shown = path.display().to_string();
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                let r = storage::write_store_snapshot_file(&path, &meta, &state);
+                drop(state);
+                r
+            })
+            .await
+            .map_err(|e| format!("cannot write {shown}: {e}"));
+        // The file is durable: the log is compacted at its index keeping only the meta (the
+        // file serves lagging followers, see `storage::fill_released`), then the WAL forgets
+        // what it covers. The bytes the log held so far are freed off the executor below.
+        let previous = {
             let mut s = st.borrow_mut();
             if s.fatal.is_some() {
                 return;
             }
-            rescale_snapshot_trigger(&mut s, g, index, data.len());
-            // The bytes the log held so far are freed off the executor below.
-            let previous = s
-                .multi
-                .group(g)
-                .and_then(|r| r.snapshot())
-                .map(|p| p.data.clone());
-            let (mut d, _, _) = parts(&mut s);
-            (d.compact_taken(g, index, data), previous)
-        };
-        // Once the file is durable the log's copy of the bytes is released: the file serves
-        // lagging followers (see `storage::fill_released`).
-        let mut freed: Vec<Arc<[u8]>> = previous.into_iter().collect();
-        if let Some(w) = w {
-            let at = w.snap.meta.index;
-            if write_snapshot(&st, &w).await {
-                let mut s = st.borrow_mut();
-                freed.extend(
-                    s.multi
-                        .group_mut(g)
-                        .and_then(|r| r.release_snapshot_data(at)),
-                );
+            match written {
+                Ok(len) => {
+                    rescale_snapshot_trigger(&mut s, g, index, len as usize);
+                    let previous = s
+                        .multi
+                        .group(g)
+                        .and_then(|r| r.snapshot())
+                        .map(|p| p.data.clone());
+                    let (mut d, _, mut wal) = parts(&mut s);
+                    if let Some(w) = d.compact_taken(g, index, Arc::from(&[][..])) {
+                        d.snapshot_written(&w, Ok(()), &mut wal);
+                    }
+                    previous
+                }
+                Err(e) => {
+                    s.metrics.error(ErrorKind::WalIo);
+                    warn!(shard = g, "snapshot at {index}: {e}");
+                    if let Some(r) = s.multi.group_mut(g) {
+                        r.snapshot_abandoned();
+                    }
+                    None
+                }
             }
-            freed.push(w.snap.data);
+        };
+        if let Some(p) = previous {
+            glommio::executor().spawn_blocking(move || drop(p)).await;
         }
-        glommio::executor()
-            .spawn_blocking(move || drop(freed))
-            .await;
         st.borrow_mut().snapshots.done(g);
     }
 }
@@ -376,22 +435,6 @@ fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_byt
         );
         raft.set_snapshot_threshold_entries(t);
     }
-}
-
-/// Writes a snapshot compacted in memory to its file; then the WAL forgets what it covers.
-/// Returns whether the file is durable.
-async fn write_snapshot(st: &Rc<RefCell<CoreState>>, w: &SnapshotWrite) -> bool {
-    let written = match snapshot_path(st, w.group) {
-        Ok(path) => write_snapshot_file(path.clone(), w.snap.clone())
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display())),
-        Err(e) => Err(e),
-    };
-    let ok = written.is_ok();
-    let mut s = st.borrow_mut();
-    let (mut d, _, mut wal) = parts(&mut s);
-    d.snapshot_written(w, written, &mut wal);
-    ok
 }
 
 fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {

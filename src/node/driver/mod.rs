@@ -13,7 +13,9 @@
 //!    snapshot file is touched: the core stops with the old log intact), sends what does not
 //!    depend on local durability (a leader's appends go out before its own fsync), then applies
 //!    the committed entries of every group that received no snapshot and answers the writes
-//!    and reads they decide (see "Ordering" below).
+//!    and reads they decide (see "Ordering" below). The node uses
+//!    [`Driver::begin_deferred`] instead and decodes the snapshots on its blocking pool before
+//!    step 3 ([`Round::to_restore`], [`Round::set_restored`]).
 //! 2. The caller makes each received snapshot durable ([`Round::received_snapshots`]): the node
 //!    writes its file off the executor thread; the simulator records it.
 //! 3. [`Driver::persist`] per group: installs the snapshot in the storage (which may now drop the
@@ -105,7 +107,7 @@ mod round;
 #[cfg(test)]
 mod tests;
 
-pub use round::{note_acked, Durable, Round};
+pub use round::{note_acked, Durable, Freed, Round};
 
 /// Where an answer goes: a one-shot channel to the asking task (which may live on another
 /// core; the simulator's clients poll theirs). One allocation per request, a lock-free

@@ -1,6 +1,10 @@
 //! Steps 1, 3 and 4 of a round: take the Ready (decoding every received snapshot before any
 //! I/O, sending what need not wait and applying the committed entries), persist it (resumable
-//! on backpressure), and report it durable.
+//! on backpressure), and report it durable. With [`Driver::begin_deferred`] the caller decodes
+//! the received snapshots itself, off the executor, between `begin` and `persist`; `persist`
+//! installs a received snapshot only with its decoded store (the store swap is one step, so
+//! the shard never serves a half-installed state) and hands the replaced store and the
+//! received bytes back ([`Round::take_freed`]) for the caller to free off the executor too.
 
 use tracing::debug;
 
@@ -47,6 +51,26 @@ pub struct Round {
     /// append.
     pub(super) started: Option<Instant>,
     pub(super) stats: RoundStats,
+    /// What installing the round's received snapshots let go of (the replaced stores and the
+    /// received bytes), for the caller to free where it likes ([`Round::take_freed`]).
+    freed: Freed,
+}
+
+/// Memory a round let go of: freeing a large store walks every key, so the node hands this to
+/// its blocking pool instead of freeing it on the executor.
+#[derive(Debug, Default)]
+pub struct Freed {
+    /// Stores replaced by received snapshots.
+    pub stores: Vec<KvStore>,
+    /// Received snapshots' state bytes, once installed.
+    pub bytes: Vec<std::sync::Arc<[u8]>>,
+}
+
+impl Freed {
+    /// Whether there is nothing to free.
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty() && self.bytes.is_empty()
+    }
 }
 
 impl Round {
@@ -57,6 +81,34 @@ impl Round {
             .iter()
             .filter(|gr| gr.stage == Stage::Snapshot)
             .filter_map(|gr| gr.rd.snapshot.as_ref().map(|s| (gr.g, s)))
+    }
+
+    /// The state bytes of the received snapshots whose store is not decoded yet (a round begun
+    /// with [`Driver::begin_deferred`]): the caller decodes each ([`restore_store`]) where it
+    /// likes and hands the store back with [`Round::set_restored`] before
+    /// [`Driver::persist`].
+    pub fn to_restore(&self) -> Vec<(GroupId, std::sync::Arc<[u8]>)> {
+        self.groups
+            .iter()
+            .filter(|gr| gr.stage == Stage::Snapshot && gr.restored.is_none())
+            .filter_map(|gr| gr.rd.snapshot.as_ref().map(|s| (gr.g, s.data.clone())))
+            .collect()
+    }
+
+    /// The store decoded from group `g`'s received snapshot (see [`Round::to_restore`]).
+    pub fn set_restored(&mut self, g: GroupId, kv: KvStore) {
+        if let Some(gr) = self
+            .groups
+            .iter_mut()
+            .find(|gr| gr.g == g && gr.stage == Stage::Snapshot && gr.rd.snapshot.is_some())
+        {
+            gr.restored = Some(kv);
+        }
+    }
+
+    /// Takes what the round let go of so far (see [`Freed`]).
+    pub fn take_freed(&mut self) -> Freed {
+        std::mem::take(&mut self.freed)
     }
 
     /// The committed entries of the round, by group, in order (the simulator checks them),
@@ -105,6 +157,27 @@ impl Driver<'_> {
         now_nanos: Option<u64>,
         net: &mut impl Transport,
     ) -> Result<Option<Round>, String> {
+        self.begin_with(now_nanos, net, true)
+    }
+
+    /// [`Driver::begin`] without decoding the received snapshots: the caller decodes them off
+    /// this thread ([`Round::to_restore`], [`Round::set_restored`]) before
+    /// [`Driver::persist`], which refuses a received snapshot whose store it was not given. The
+    /// shard keeps its old store (and serves from it) until `persist` installs the new one.
+    pub fn begin_deferred(
+        &mut self,
+        now_nanos: Option<u64>,
+        net: &mut impl Transport,
+    ) -> Result<Option<Round>, String> {
+        self.begin_with(now_nanos, net, false)
+    }
+
+    fn begin_with(
+        &mut self,
+        now_nanos: Option<u64>,
+        net: &mut impl Transport,
+        decode: bool,
+    ) -> Result<Option<Round>, String> {
         if !self.multi.has_ready() {
             return Ok(None);
         }
@@ -150,11 +223,11 @@ impl Driver<'_> {
                 }
             }
             let restored = match &rd.snapshot {
-                Some(s) => Some(
+                Some(s) if decode => Some(
                     restore_store(&s.data, self.faults.kv)
                         .map_err(|e| format!("shard {g}: snapshot from the leader refused: {e}"))?,
                 ),
-                None => None,
+                _ => None,
             };
             let applied_before = self.shards.get(&g).map_or(0, |s| s.kv.applied_index());
             groups.push(GroupRound {
@@ -199,6 +272,7 @@ impl Driver<'_> {
             appended: 0,
             started,
             stats,
+            freed: Freed::default(),
         }))
     }
 
@@ -217,15 +291,27 @@ impl Driver<'_> {
             loop {
                 match gr.stage {
                     Stage::Snapshot => {
-                        if let Some(snap) = &gr.rd.snapshot {
+                        if let Some(snap) = &mut gr.rd.snapshot {
+                            if gr.restored.is_none() {
+                                return Err(failed(
+                                    g,
+                                    "received snapshot installed without its decoded store",
+                                ));
+                            }
                             storage
                                 .install_snapshot(g, snap)
                                 .map_err(|e| storage_err(g, "install snapshot", e))?;
                             let index = snap.meta.index;
-                            if let (Some(shard), Some(kv)) =
-                                (self.shards.get_mut(&g), gr.restored.take())
-                            {
-                                shard.kv = kv;
+                            round
+                                .freed
+                                .bytes
+                                .push(std::mem::replace(&mut snap.data, Arc::from(&[][..])));
+                            let kv = gr.restored.take();
+                            if let (Some(shard), Some(kv)) = (self.shards.get_mut(&g), kv) {
+                                round
+                                    .freed
+                                    .stores
+                                    .push(std::mem::replace(&mut shard.kv, kv));
                                 shard.fail_writes_through(index);
                                 // The history cannot hold what the snapshot skipped: it starts
                                 // over at the snapshot, cancelling watchers behind it.

@@ -394,3 +394,84 @@ fn commit_updates_wait_for_the_round_when_it_answers_writes() {
     assert!(now.is_empty());
     assert_eq!(after.len(), 1);
 }
+
+/// A round begun with `begin_deferred` leaves a received snapshot's store to the caller:
+/// `persist` refuses to install the snapshot until the decoded store is handed back (the shard
+/// keeps serving its old store meanwhile), then swaps it in and hands over the old store and
+/// the received bytes to be freed elsewhere.
+#[test]
+fn a_deferred_snapshot_is_installed_only_with_its_decoded_store() {
+    let mut multi = crate::raft::MultiRaft::new(1);
+    let raft = crate::raft::Raft::new(crate::raft::Config::new(1), Membership::with_voters([1, 2]))
+        .unwrap();
+    multi.add_group(1, raft).unwrap();
+    let mut shards: std::collections::BTreeMap<_, _> =
+        [(1, super::Shard::new(crate::node::kv::KvStore::new()))].into();
+    let mut reads = Default::default();
+    let metrics = Default::default();
+    let mut storage = crate::sim::storage::NodeStorage::default();
+    // The leader's state: three keys applied up to index 40.
+    let mut leader_kv = crate::node::kv::KvStore::new();
+    for k in 0..3u8 {
+        let cmd = crate::node::kv::Command {
+            client_id: 0,
+            seq: 0,
+            op: crate::node::kv::WriteOp::Put {
+                key: vec![k],
+                value: vec![k; 4],
+            },
+        };
+        leader_kv.apply(38 + k as u64, &cmd.encode());
+    }
+    let bytes = leader_kv.snapshot();
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            index: 40,
+            term: 1,
+            membership: Membership::with_voters([1, 2]),
+        },
+        data: std::sync::Arc::from(&bytes[..]),
+    };
+    multi
+        .step(Envelope {
+            from: 2,
+            to: 1,
+            messages: vec![(
+                1,
+                Message {
+                    from: 2,
+                    to: 1,
+                    term: 1,
+                    body: MessageBody::InstallSnapshot { snapshot: snap },
+                },
+            )],
+            heartbeats: Vec::new(),
+            heartbeat_responses: Vec::new(),
+        })
+        .unwrap();
+    let mut d = super::Driver::new(&mut multi, &mut shards, &mut reads, &metrics);
+    let mut net: Vec<Envelope> = Vec::new();
+    let mut round = d.begin_deferred(None, &mut net).unwrap().unwrap();
+    let todo = round.to_restore();
+    assert_eq!(todo.len(), 1);
+    assert_eq!(&todo[0].1[..], &bytes[..]);
+    // Not decoded yet: refused, nothing installed, the old store still serves.
+    let err = d.persist(&mut round, &mut storage).unwrap_err();
+    assert!(
+        err.to_string().contains("without its decoded store"),
+        "{err}"
+    );
+    assert!(storage.pending.is_empty(), "{:?}", storage.pending);
+    assert_eq!(shards[&1].kv.applied_index(), 0);
+    let mut d = super::Driver::new(&mut multi, &mut shards, &mut reads, &metrics);
+    let kv = super::restore_store(&todo[0].1, Default::default()).unwrap();
+    round.set_restored(1, kv);
+    d.persist(&mut round, &mut storage).unwrap();
+    assert_eq!(shards[&1].kv.applied_index(), 40);
+    assert_eq!(shards[&1].kv.snapshot(), bytes);
+    let freed = round.take_freed();
+    assert_eq!(freed.stores.len(), 1);
+    assert_eq!(freed.stores[0].applied_index(), 0);
+    assert_eq!(freed.bytes.len(), 1);
+    assert_eq!(&freed.bytes[0][..], &bytes[..]);
+}

@@ -3,7 +3,7 @@
 //!
 //! ## Snapshot encoding (little-endian), format version 3 (version 2: the same without leases)
 //! ```text
-//! magic "RRKV" (4) | version u32 = 2 | applied_index u64 | key_count u64
+//! magic "RRKV" (4) | version u32 = 3 | applied_index u64 | key_count u64
 //! key_count x ( key_len u32 | key | value_len u32 | value | version u64 )
 //! session_count u64 | session_count x ( client_id u64 | seq u64 | result )
 //! mark_count u64 | mark_count x ( client_id u64 | evicted_below u64 )
@@ -51,19 +51,56 @@ impl KvStore {
         out
     }
 
-    /// [`KvStore::snapshot`]'s bytes built in place in one shared buffer of their exact size:
-    /// no buffer regrown while encoding and no copy into the shared one afterwards (at a
-    /// million keys each of those touched another ~300 MB of fresh memory). The length is
-    /// counted in a first pass over the (frozen) store, then the bytes are written in a second.
-    pub fn snapshot_shared(&self) -> Arc<[u8]> {
+    /// The length of [`KvStore::snapshot`]'s bytes and their tail (the session and lease
+    /// tables, small, encoded here once), counted without building the bytes; `None` when the
+    /// length overflows.
+    pub fn snapshot_len(&self) -> Option<(usize, Vec<u8>)> {
         let mut tail = Vec::new();
         self.sessions.encode(&mut tail);
         self.leases.encode(&mut tail);
         let head = 4 + 4 + 8 + 8;
         let entries = self.data.iter().try_fold(0usize, |n, (k, v)| {
             n.checked_add(4 + k.len() + 4 + v.value().len() + 8)
-        });
-        let Some(len) = entries.and_then(|n| n.checked_add(head + tail.len() + 4)) else {
+        })?;
+        let len = entries.checked_add(head + tail.len() + 4)?;
+        Some((len, tail))
+    }
+
+    /// Streams [`KvStore::snapshot`]'s bytes to `sink` piece by piece, in order, never holding
+    /// more than one key's piece: `tail` is [`KvStore::snapshot_len`]'s. So a snapshot of a
+    /// large state is written to its file without its serialized copy in memory. Stops at the
+    /// sink's first error.
+    pub fn snapshot_to<E>(
+        &self,
+        tail: &[u8],
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut put = |b: &[u8]| {
+            crc.update(b);
+            sink(b)
+        };
+        put(SNAPSHOT_MAGIC)?;
+        put(&SNAPSHOT_VERSION.to_le_bytes())?;
+        put(&self.applied_index.to_le_bytes())?;
+        put(&(self.data.len() as u64).to_le_bytes())?;
+        for (k, v) in &self.data {
+            put(&(k.len() as u32).to_le_bytes())?;
+            put(k)?;
+            put(&(v.value().len() as u32).to_le_bytes())?;
+            put(v.value())?;
+            put(&v.version().to_le_bytes())?;
+        }
+        put(tail)?;
+        sink(&crc.finalize().to_le_bytes())
+    }
+
+    /// [`KvStore::snapshot`]'s bytes built in place in one shared buffer of their exact size:
+    /// no buffer regrown while encoding and no copy into the shared one afterwards. The length
+    /// is counted in a first pass over the (frozen) store, then the bytes are written in a
+    /// second.
+    pub fn snapshot_shared(&self) -> Arc<[u8]> {
+        let Some((len, tail)) = self.snapshot_len() else {
             return Arc::from(self.snapshot());
         };
         let shared = Arc::<[u8]>::new_zeroed_slice(len);
@@ -74,23 +111,13 @@ impl KvStore {
             return Arc::from(self.snapshot());
         };
         let mut w = SliceWriter { buf, pos: 0 };
-        w.put(SNAPSHOT_MAGIC);
-        w.put(&SNAPSHOT_VERSION.to_le_bytes());
-        w.put(&self.applied_index.to_le_bytes());
-        w.put(&(self.data.len() as u64).to_le_bytes());
-        for (k, v) in &self.data {
-            w.put(&(k.len() as u32).to_le_bytes());
-            w.put(k);
-            w.put(&(v.value().len() as u32).to_le_bytes());
-            w.put(v.value());
-            w.put(&v.version().to_le_bytes());
-        }
-        w.put(&tail);
-        if !w.fits(4) || w.pos + 4 != len {
+        let _ = self.snapshot_to(&tail, &mut |b: &[u8]| -> Result<(), ()> {
+            w.put(b);
+            Ok(())
+        });
+        if w.pos != len {
             return Arc::from(self.snapshot());
         }
-        let crc = crc32fast::hash(&w.buf[..w.pos]);
-        w.put(&crc.to_le_bytes());
         shared
     }
 
@@ -160,12 +187,6 @@ struct SliceWriter<'a> {
 }
 
 impl SliceWriter<'_> {
-    fn fits(&self, n: usize) -> bool {
-        self.pos
-            .checked_add(n)
-            .is_some_and(|end| end <= self.buf.len())
-    }
-
     fn put(&mut self, b: &[u8]) {
         if let Some(dst) = self.buf.get_mut(self.pos..self.pos.saturating_add(b.len())) {
             dst.copy_from_slice(b);
