@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -42,12 +43,24 @@ pub struct TestCluster {
     pub settings: Settings,
 }
 
-/// `n` loopback ports that are free right now (bound to port 0, then released).
+/// `n` loopback ports that are free right now (bound to port 0, then released) and that no
+/// other test of this process was handed before: tests of one binary run in parallel, and a
+/// port released by one test's probe may otherwise be handed to another, crossing two clusters.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if handed.insert(port) {
+            ports.push(port);
+        }
+        // Kept bound until all are chosen, so the kernel never hands the same one twice here.
+        held.push(l);
+    }
+    ports
 }
 
 impl TestCluster {
