@@ -513,12 +513,7 @@ mod tests {
         assert_eq!(t.lookup(1, 3), Lookup::Recorded(put(2)));
         assert_eq!(t.lookup(1, 9), Lookup::Recorded(put(4)));
         assert_eq!(t.lookup(1, 7), Lookup::New);
-        let mut b = Vec::new();
-        t.encode(&mut b);
-        let mut r = Reader::new(&b);
-        let mut back = Sessions::decode(&mut r).unwrap();
-        r.finish().unwrap();
-        back.bounds = t.bounds;
+        let back = encode_decode(&t);
         assert_eq!(back, t);
         assert_eq!(back.lookup(1, 4), Lookup::Recorded(put(3)));
     }
@@ -564,18 +559,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn encoding_round_trips() {
-        let mut t = Sessions::with_bounds(3, usize::MAX, 2);
-        for c in 1..=6 {
-            t.record(c % 4, c, &put(c));
-        }
+    /// `t` encoded and decoded again, with `t`'s bounds (the encoding does not carry them).
+    fn encode_decode(t: &Sessions) -> Sessions {
         let mut b = Vec::new();
         t.encode(&mut b);
         let mut r = Reader::new(&b);
         let mut back = Sessions::decode(&mut r).unwrap();
         r.finish().unwrap();
         back.bounds = t.bounds;
+        back
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut t = Sessions::with_bounds(3, usize::MAX, 2);
+        for c in 1..=6 {
+            t.record(c % 4, c, &put(c));
+        }
+        let back = encode_decode(&t);
         assert_eq!(back, t);
     }
 }

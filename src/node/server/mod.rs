@@ -29,6 +29,8 @@ mod mesh;
 use core_task::core_main;
 
 pub(crate) use handler::{node_connection_config, socket_options, NodeHandler};
+#[cfg(test)]
+pub(crate) use mesh::Started;
 pub(crate) use mesh::{
     change_membership, cluster_status, execute, start, transfer_leadership, CoreCtx, CoreMsg,
 };
