@@ -8,7 +8,8 @@
 # Usage: benches/ab_write.sh A_BIN B_BIN
 # Environment (defaults in brackets): ROUNDS [3], DURATION [5] s measured, WARMUP [1] s,
 #   BASE_PORT [19500], KEY_SPACE [10000] distinct keys, CASES ["write-1 write-100"],
-#   OUT [/tmp/ab-write-<stamp>] (JSON lines, and B's --breakdown tables when B has it).
+#   OUT [/tmp/ab-write-<stamp>] (JSON lines, and B's --breakdown tables when B has it),
+#   A_STRATEGY / B_STRATEGY [DiskFirst] the persistence strategy of each side's cluster.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +43,7 @@ args_of() {
 one_side() { # label binary round
   local label=$1 bin=$2 round=$3 c extra
   RR_BIN=$bin
+  if [[ $label == A ]]; then STRATEGY=${A_STRATEGY:-DiskFirst}; else STRATEGY=${B_STRATEGY:-DiskFirst}; fi
   rm -rf "$RR_WORK"/node* "$RR_WORK"/*.toml
   rr_start_cluster "$RR_WORK" 3 "$BASE_PORT" $((BASE_PORT + 100)) 1 1 Unbound 0
   rr_wait_leaders "$RR_EP" 1 20

@@ -102,7 +102,8 @@ rr_calc() {
 # rr_write_config FILE NODE_ID NODES PEER_BASE METRICS_BASE CORES SHARDS PLACEMENT FIRST_CPU
 #                 SPIN_US DIR
 # One node's TOML: node NODE_ID of NODES on 127.0.0.1:PEER_BASE+id, metrics on METRICS_BASE+id,
-# data and logs under DIR/, DiskFirst with Immediate flush (the standard cluster's settings).
+# data and logs under DIR/, DiskFirst with Immediate flush (the standard cluster's settings;
+# STRATEGY=MemFirst overrides the persistence strategy).
 rr_write_config() {
   local file=$1 id=$2 nodes=$3 pbase=$4 mbase=$5 cores=$6 shards=$7 placement=$8 first=$9
   local spin=${10} dir=${11} i
@@ -135,7 +136,7 @@ rr_write_config() {
     echo "allow_client_override = true"
     echo
     echo "[raft.persistence]"
-    echo "strategy = \"DiskFirst\""
+    echo "strategy = \"${STRATEGY:-DiskFirst}\""
     echo "flush_policy = \"Immediate\""
     echo "flush_workers = ${FLUSH_WORKERS:-1}"
     echo "segment_bytes = 16777216"
