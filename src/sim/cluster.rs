@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::raft::multi::MultiError;
 use crate::raft::rng::Rng;
 use crate::raft::{
-    Envelope, GroupId, Membership, MultiRaft, NodeId, ProposeError, Raft, ReadError, ReadMode,
-    Role, StepError,
+    Envelope, GroupId, Membership, MessageBody, MultiRaft, NodeId, ProposeError, Raft, ReadError,
+    ReadMode, Role, StepError,
 };
 
 use super::invariants::{Invariants, Violation};
@@ -74,6 +74,10 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Elections won.
     pub leaders_elected: u64,
+    /// Hard states written deferred (only the commit index moved), all nodes.
+    pub hard_states_deferred: u64,
+    /// Crashes that lost a deferred hard state (the node restarted with an older commit index).
+    pub deferred_lost: u64,
 }
 
 /// The cluster.
@@ -134,7 +138,7 @@ impl Cluster {
                 SimNode {
                     id,
                     multi: Some(multi),
-                    storage: NodeStorage::default(),
+                    storage: NodeStorage::new(knobs.defer_every_hard_state),
                     shards,
                     reads: HashMap::new(),
                     batches: VecDeque::new(),
@@ -300,6 +304,7 @@ impl Cluster {
             }
             let stats = node.round(faults, &mut net, &mut self.inv)?;
             for env in net {
+                self.check_vote_durable(&env)?;
                 self.send(env);
             }
             let Some(stats) = stats else { break };
@@ -323,9 +328,35 @@ impl Cluster {
         };
         let res = node.release_durable(faults, &mut net);
         for env in net {
+            self.check_vote_durable(&env)?;
             self.send(env);
         }
         res
+    }
+
+    /// A granted vote leaves its node only once the node's durable hard state holds that term
+    /// and that vote (else a crash lets the node vote again in the same term, for another
+    /// candidate: two leaders in one term).
+    fn check_vote_durable(&self, env: &Envelope) -> Result<(), Violation> {
+        for (g, m) in &env.messages {
+            if !matches!(m.body, MessageBody::VoteResponse { reject: false }) {
+                continue;
+            }
+            let hs = self
+                .nodes
+                .get(&env.from)
+                .and_then(|n| n.storage.durable.get(g))
+                .map(|s| s.hard_state)
+                .unwrap_or_default();
+            if hs.term != m.term || hs.vote != m.to {
+                return Err(Violation(format!(
+                    "group {g}: node {} granted its vote to {} in term {} with durable term {} \
+                     vote {}",
+                    env.from, m.to, m.term, hs.term, hs.vote
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn schedule_fsync(&mut self, id: NodeId) -> Result<(), Violation> {

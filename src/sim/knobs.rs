@@ -44,6 +44,8 @@ pub struct Knobs {
     pub planted_kv_fault: PlantedFault,
     /// Test-only: faults planted in every node's driver.
     pub driver_faults: DriverFaults,
+    /// Test-only: every node's storage defers every hard state, a new term or vote too.
+    pub defer_every_hard_state: bool,
     /// Message delay range (time units).
     pub net_delay: (u64, u64),
     /// Drop probability (ppm).
@@ -72,6 +74,7 @@ impl Knobs {
             fsync_delay: (50, 400),
             planted_kv_fault: PlantedFault::None,
             driver_faults: DriverFaults::default(),
+            defer_every_hard_state: false,
             net_delay: (50, 1_500),
             drop_ppm: 0,
             dup_ppm: 0,

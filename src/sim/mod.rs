@@ -55,6 +55,11 @@ pub struct SimArgs {
     /// applied at its index, whatever that entry's term (shows the history check catches it).
     #[arg(long)]
     pub plant_ignore_term: bool,
+    /// TEST ONLY: plant a fault in the simulated storage: every hard state is deferred, a new
+    /// term or vote too, so a vote can be sent before it is durable (the check that a granted
+    /// vote is durable when it is sent reports it).
+    #[arg(long)]
+    pub plant_defer_votes: bool,
 }
 
 /// Knob changes selected by the `ringraft sim` flags, and the flags as text.
@@ -67,6 +72,9 @@ pub fn tweak_for(args: &SimArgs) -> (Option<fn(&mut cluster::Knobs)>, &'static s
     }
     if args.plant_ignore_term {
         return (Some(ignore_term_tweak), " --plant-ignore-term");
+    }
+    if args.plant_defer_votes {
+        return (Some(defer_votes_tweak), " --plant-defer-votes");
     }
     match (args.mem_first, args.break_vote_rule) {
         (false, false) => (None, ""),
@@ -100,6 +108,11 @@ pub fn early_ack_tweak(k: &mut cluster::Knobs) {
 /// `--plant-ignore-term`.
 pub fn ignore_term_tweak(k: &mut cluster::Knobs) {
     k.driver_faults.answer_ignores_term = true;
+}
+
+/// `--plant-defer-votes`.
+pub fn defer_votes_tweak(k: &mut cluster::Knobs) {
+    k.defer_every_hard_state = true;
 }
 
 fn both_tweak(k: &mut cluster::Knobs) {

@@ -276,7 +276,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, SimFailure> {
         ops_info: run.ops_info,
         eventual_reads: run.eventual_reads,
         verdict,
-        stats: run.c.stats.clone(),
+        stats: {
+            let mut stats = run.c.stats.clone();
+            for node in run.c.nodes.values() {
+                stats.hard_states_deferred += node.storage.deferred;
+                stats.deferred_lost += node.storage.deferred_lost;
+            }
+            stats
+        },
         checks: run.c.inv.checks,
         history: run.history,
     })
@@ -404,9 +411,10 @@ pub fn run_many(first: u64, count: u64, steps: u64) -> Result<Vec<RunReport>, Si
 /// Summary line of a report.
 pub fn summary(r: &RunReport) -> String {
     format!(
-        "seed {}: {}n×{}g ok={} fail={} info={} eventual={} applied={} leaders={} crashes={} snapshots={}/{} msgs={} checks={} history={}",
+        "seed {}: {}n×{}g ok={} fail={} info={} eventual={} applied={} leaders={} crashes={} deferred={}/{} snapshots={}/{} msgs={} checks={} history={}",
         r.seed, r.shape.0, r.shape.1, r.ops_ok, r.ops_fail, r.ops_info, r.eventual_reads,
-        r.stats.applied, r.stats.leaders_elected, r.stats.crashes, r.stats.snapshots,
+        r.stats.applied, r.stats.leaders_elected, r.stats.crashes, r.stats.hard_states_deferred,
+        r.stats.deferred_lost, r.stats.snapshots,
         r.stats.snapshots_installed, r.stats.messages, r.checks, r.verdict
     )
 }

@@ -3,6 +3,12 @@
 //! one driver round become one [`PendingWrite`] when the driver asks for its durability ticket;
 //! an fsync makes the oldest pending writes durable in order, like a WAL. A snapshot taken
 //! locally is its own pending write (durable at its fsync, like the node's snapshot file).
+//!
+//! Like the node's WAL, a hard state that keeps the term and vote of the last one written (it
+//! only moves the commit index) is *deferred*: it is written in order but asks for no ticket of
+//! its own. A round that wrote nothing else gets the last ticket already issued, so it waits
+//! for no fsync, and the deferred write becomes durable only with the next write that does ask
+//! for one; a crash before that loses it, and the node restarts with an older commit index.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -105,9 +111,27 @@ pub struct NodeStorage {
     issued: u64,
     /// Last ticket durable.
     durable_ticket: u64,
+    /// Whether `building` holds a write that needs its own ticket (anything but a deferred
+    /// hard state).
+    building_required: bool,
+    /// Hard states written deferred.
+    pub deferred: u64,
+    /// Crashes that lost a deferred hard state never made durable.
+    pub deferred_lost: u64,
+    /// TEST ONLY: defer every hard state, a new term or vote too (a planted fault: a vote can
+    /// then be sent before it is durable and be cast again after a crash).
+    pub defer_every_hard_state: bool,
 }
 
 impl NodeStorage {
+    /// Empty storage; `defer_every_hard_state` plants the fault of that name.
+    pub fn new(defer_every_hard_state: bool) -> NodeStorage {
+        NodeStorage {
+            defer_every_hard_state,
+            ..NodeStorage::default()
+        }
+    }
+
     /// Makes the oldest pending write durable; returns false when nothing was pending.
     pub fn fsync_one(&mut self) -> bool {
         let Some((t, w)) = self.pending.pop_front() else {
@@ -138,8 +162,12 @@ impl NodeStorage {
     /// A crash: every pending write is lost.
     pub fn crash(&mut self) -> usize {
         let n = self.pending.len();
+        if !self.building.groups.is_empty() {
+            self.deferred_lost += 1;
+        }
         self.pending.clear();
         self.building = PendingWrite::default();
+        self.building_required = false;
         self.durable_ticket = self.issued;
         self.written_last = self
             .durable
@@ -149,8 +177,30 @@ impl NodeStorage {
         n
     }
 
+    /// The building write of group `g`, noting that it needs a ticket of its own.
     fn group(&mut self, g: GroupId) -> &mut GroupWrite {
+        self.building_required = true;
         self.building.groups.entry(g).or_default()
+    }
+
+    /// The last hard state written for `g`, durable or not.
+    fn last_hard_state(&self, g: GroupId) -> HardState {
+        self.building
+            .groups
+            .get(&g)
+            .and_then(|w| w.hard_state)
+            .or_else(|| {
+                self.pending
+                    .iter()
+                    .rev()
+                    .find_map(|(_, w)| w.groups.get(&g).and_then(|w| w.hard_state))
+            })
+            .unwrap_or_else(|| {
+                self.durable
+                    .get(&g)
+                    .map(|s| s.hard_state)
+                    .unwrap_or_default()
+            })
     }
 
     /// Seals what was written since the last ticket as one pending write.
@@ -159,6 +209,7 @@ impl NodeStorage {
             return;
         }
         self.issued += 1;
+        self.building_required = false;
         let w = std::mem::take(&mut self.building);
         self.pending.push_back((self.issued, w));
     }
@@ -191,7 +242,14 @@ impl Storage for NodeStorage {
     }
 
     fn set_hard_state(&mut self, g: GroupId, hs: &HardState) -> Result<(), StorageError> {
-        self.group(g).hard_state = Some(*hs);
+        let last = self.last_hard_state(g);
+        if (last.term, last.vote) == (hs.term, hs.vote) || self.defer_every_hard_state {
+            // Deferred: written in order, no ticket of its own.
+            self.deferred += 1;
+            self.building.groups.entry(g).or_default().hard_state = Some(*hs);
+        } else {
+            self.group(g).hard_state = Some(*hs);
+        }
         Ok(())
     }
 
@@ -213,7 +271,9 @@ impl Storage for NodeStorage {
     }
 
     fn ticket(&mut self) -> u64 {
-        self.seal();
+        if self.building_required {
+            self.seal();
+        }
         self.issued
     }
 }
