@@ -71,6 +71,7 @@ impl Default for PersistenceConfig {
             wal_write_mode: WalWriteMode::Pwrite,
             wal_recycle_segments: ringraft_wal::options::DEFAULT_RECYCLE_SEGMENTS as u64,
             wal_executor_sync_max_entries: DEFAULT_WAL_EXECUTOR_SYNC_MAX_ENTRIES,
+            wal_executor_sync: WalExecutorSync::default(),
         }
     }
 }
