@@ -328,12 +328,17 @@ fn eventual_reads_are_marked_possibly_stale() {
 /// A put through a real single-node core (the shared driver, the persist loop, the clock, a WAL
 /// on disk) passes every leader stage once, and, as a lone node can only commit what it made
 /// durable, its local sync comes before the commit. With the default persistence, and with
-/// small rounds synced on the executor itself (`wal_executor_sync_max_entries`).
+/// small rounds synced on the executor itself (`wal_executor_sync_max_entries`), through its
+/// io_uring and blocking.
 #[test]
 fn a_put_on_a_real_core_records_every_leader_stage() {
     put_on_a_real_core_records_every_leader_stage("");
     put_on_a_real_core_records_every_leader_stage(
         "[raft.persistence]\nflush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1\n",
+    );
+    put_on_a_real_core_records_every_leader_stage(
+        "[raft.persistence]\nflush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1\n\
+         wal_executor_sync = \"blocking\"\n",
     );
 }
 
@@ -396,10 +401,10 @@ fn put_on_a_real_core_records_every_leader_stage(persistence: &str) {
     assert_eq!(s.append_durable_to_acked.count(), 0);
 }
 
-/// With `wal_executor_sync = "io_uring"`, a real single-node core's persist loop makes each
-/// put's round durable itself, its fdatasync submitted through the executor's io_uring (a
-/// caller's sync: no flush worker asked), and every put is answered only once its entry is
-/// durable in the WAL (a lone voter commits only what it has on disk).
+/// With `wal_executor_sync = "io_uring"`, a real single-node core makes its puts' rounds durable
+/// on its own executor, the fdatasync submitted through the executor's io_uring by the core's
+/// ring syncer (a caller's sync: no flush worker asked), and every put is answered only once
+/// its entry is durable in the WAL (a lone voter commits only what it has on disk).
 #[test]
 fn puts_synced_through_io_uring_are_answered_only_once_durable() {
     let dir = TempDir::new("uring-sync");
