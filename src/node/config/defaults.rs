@@ -14,7 +14,7 @@ use super::schema::*;
 /// throughput at 100 in flight down by a quarter. Through the executor's io_uring
 /// (`wal_executor_sync = "io_uring"`) the tails stayed at the workers' level or better and one
 /// write in flight's p50 moved between −8 % and +5 % (within the noise of a shared box), but
-/// throughput at 100 in flight fell by 8–14 % in every run: the write-out and the ring's own
+/// throughput at 100 in flight fell by 8–25 % in every run: the write-out and the ring's own
 /// work land on the executor, the busiest thread, and glommio's fdatasync still goes through
 /// a kernel io-wq worker, so it saves no thread wake-up over a flush worker.
 pub(crate) const DEFAULT_WAL_EXECUTOR_SYNC_MAX_ENTRIES: u64 = 0;
