@@ -8,10 +8,15 @@ use super::schema::*;
 
 /// Default `raft.persistence.wal_executor_sync_max_entries`: 0, every sync on the flush workers.
 /// Measured on the 2-core development machine (three nodes, a shared disk; `benches/ab_write.sh`
-/// alternating): syncing one-entry rounds on the executor cut one write in flight's p50 by
-/// ~45 µs (follower append to durable ~240 → ~195 µs) but, since the executor blocks in the
-/// fdatasync, a slow sync stalls its network too: p99 went from ~4.7 to ~12 ms, throughput at
-/// one in flight fell by half and at 100 in flight by a quarter.
+/// alternating against the flush workers, same-run medians). Syncing one-entry rounds on the
+/// executor, blocking it, cut one write in flight's p50 by ~45 µs (follower append to durable
+/// ~240 → ~195 µs) but a slow fdatasync stalled the executor's network too: p99 ~4.7 → ~12 ms,
+/// throughput at 100 in flight down by a quarter. Through the executor's io_uring
+/// (`wal_executor_sync = "io_uring"`) the tails stayed at the workers' level or better and one
+/// write in flight's p50 moved between −8 % and +5 % (within the noise of a shared box), but
+/// throughput at 100 in flight fell by 8–25 % in every run: the write-out and the ring's own
+/// work land on the executor, the busiest thread, and glommio's fdatasync still goes through
+/// a kernel io-wq worker, so it saves no thread wake-up over a flush worker.
 pub(crate) const DEFAULT_WAL_EXECUTOR_SYNC_MAX_ENTRIES: u64 = 0;
 /// Largest `raft.persistence.wal_executor_sync_max_entries`: a round this large already
 /// spends longer writing than a worker hand-off costs, and blocking the executor for it would
@@ -71,6 +76,7 @@ impl Default for PersistenceConfig {
             wal_write_mode: WalWriteMode::Pwrite,
             wal_recycle_segments: ringraft_wal::options::DEFAULT_RECYCLE_SEGMENTS as u64,
             wal_executor_sync_max_entries: DEFAULT_WAL_EXECUTOR_SYNC_MAX_ENTRIES,
+            wal_executor_sync: WalExecutorSync::default(),
         }
     }
 }

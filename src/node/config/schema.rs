@@ -169,12 +169,29 @@ pub(crate) struct PersistenceConfig {
     /// on disk). Only the pwrite mode reuses them.
     pub(crate) wal_recycle_segments: u64,
     /// Largest round (entries appended) whose WAL write and fdatasync the core's executor does
-    /// itself, blocking for them, when nothing else waits to be persisted; larger rounds, and
-    /// every round while another waits, go to the flush workers. Syncing on the executor saves
-    /// the two thread hand-offs of a worker sync (worker woken, executor woken back), most of
-    /// a lone write's local durability time on a loaded machine; on a busy core the workers
-    /// keep the executor serving the network while the disk syncs. 0: always the workers.
+    /// itself (how: `wal_executor_sync`), when nothing else waits to be persisted; larger
+    /// rounds, and every round while another waits, go to the flush workers. Syncing on the
+    /// executor saves the thread hand-offs of a worker sync (worker woken, executor woken
+    /// back); on a busy core the workers keep the write-out off the executor. 0: always the
+    /// workers.
     pub(crate) wal_executor_sync_max_entries: u64,
+    /// How the executor syncs the rounds `wal_executor_sync_max_entries` gives it:
+    /// `"io_uring"` submits the fdatasync through the executor's io_uring and keeps serving
+    /// (the network, other shards) while it is in flight; `"blocking"` calls fdatasync on the
+    /// executor thread, which stops until the disk answers.
+    pub(crate) wal_executor_sync: WalExecutorSync,
+}
+
+/// `raft.persistence.wal_executor_sync`: how the executor makes its own rounds durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) enum WalExecutorSync {
+    /// fdatasync submitted through the executor's io_uring; the executor keeps running.
+    #[default]
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// fdatasync called on the executor thread, blocking it.
+    #[serde(rename = "blocking")]
+    Blocking,
 }
 
 /// `raft.persistence.wal_write_mode`: how WAL records reach the file (see `ringraft_wal::WriteMode`).

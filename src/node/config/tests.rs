@@ -87,6 +87,20 @@ fn wal_write_mode_and_recycling_are_validated() {
         crate::node::storage::wal_options(&c).flush_policy,
         ringraft_wal::FlushPolicy::Immediate
     );
+    // How the executor syncs its rounds: through its io_uring unless told to block.
+    assert_eq!(
+        load(BASE).unwrap().raft.persistence.wal_executor_sync,
+        crate::node::config::WalExecutorSync::IoUring
+    );
+    let c = load(&immediate("wal_executor_sync = \"blocking\"")).unwrap();
+    assert_eq!(
+        c.raft.persistence.wal_executor_sync,
+        crate::node::config::WalExecutorSync::Blocking
+    );
+    let e = load(&with("wal_executor_sync = \"threads\""))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("io_uring") && e.contains("blocking"), "{e}");
     let e = load(&with("wal_executor_sync_max_entries = 1001"))
         .unwrap_err()
         .0;

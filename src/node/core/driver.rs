@@ -486,9 +486,14 @@ pub async fn drive(st: Rc<RefCell<CoreState>>, kick_rx: flume::Receiver<()>) {
 /// With `raft.persistence.wal_executor_sync_max_entries` set (Immediate flush policy only; the
 /// WAL then asks for no sync on append): decides who makes a round's batch durable, once the
 /// round's records are all staged, and only when the batch waits for something not yet
-/// durable (a round that only moved a commit index waits for nothing). A small round while no
-/// other batch waits is synced by the persist loop on this executor (no worker woken, no
-/// wake-up back); otherwise a flush worker is asked now (one sync covers the round).
+/// durable (a round that only moved a commit index waits for nothing).
+///
+/// A round of up to that many entries while no other batch waits to be persisted is synced on
+/// this executor (no worker woken, no wake-up back): with `wal_executor_sync = "io_uring"` it
+/// asks the core's ring syncer ([`ring_syncer`]), whose next sync starts after this call and
+/// so covers the round (a request already queued covers it too); with `"blocking"` the persist
+/// loop syncs it, blocking the executor. Otherwise a flush worker is asked now (one sync covers
+/// the round), so a busy core keeps the write-out and the syncs off its executor.
 fn wal_sync_plan(s: &CoreState, batch: &mut PersistBatch) {
     let p = &s.cfg.raft.persistence;
     let max = p.wal_executor_sync_max_entries;
@@ -498,20 +503,45 @@ fn wal_sync_plan(s: &CoreState, batch: &mut PersistBatch) {
     {
         return;
     }
-    let here = batch.appended() <= max && s.persist_tx.is_empty();
-    batch.set_sync_here(here);
-    if !here {
+    let quiet = batch.appended() <= max && s.persist_tx.is_empty();
+    if quiet {
+        if let Some(tx) = &s.ring_sync_tx {
+            // Full: a request is queued, and the sync it starts covers this round. Gone: the
+            // syncer stopped on a poisoned log, which the persist loop's wait reports.
+            let _ = tx.try_send(());
+            return;
+        }
+    }
+    batch.set_sync_here(quiet);
+    if !quiet {
         s.wal.flush();
     }
 }
 
 /// The persist loop: waits for each batch to be durable, then reports it to the Raft core and
-/// sends what had to wait for durability.
+/// sends what had to wait for durability. A batch [`wal_sync_plan`] gave to the executor
+/// (`wal_executor_sync = "blocking"`) is written out and fdatasynced here first, blocking the
+/// executor. With `"io_uring"` (and executor syncs on) the loop starts the core's
+/// [`ring_syncer`] and only waits.
 pub async fn persist_loop(
     st: Rc<RefCell<CoreState>>,
     rx: flume::Receiver<PersistBatch>,
     durability: ringraft_wal::Durability,
 ) {
+    {
+        let mut s = st.borrow_mut();
+        let p = &s.cfg.raft.persistence;
+        if p.wal_executor_sync_max_entries > 0
+            && matches!(p.flush_policy, crate::node::config::FlushPolicy::Immediate)
+            && p.wal_executor_sync == crate::node::config::WalExecutorSync::IoUring
+        {
+            // One request queued at most: one queued covers every round published before
+            // the syncer takes it.
+            let (tx, sync_rx) = flume::bounded(1);
+            s.ring_sync_tx = Some(tx);
+            glommio::spawn_local(ring_syncer(durability.clone(), sync_rx)).detach();
+        }
+    }
     while let Ok(b) = rx.recv_async().await {
         let t0 = Instant::now();
         let synced = if b.sync_here() && durability.durable_lsn() < b.ticket() {
@@ -529,6 +559,7 @@ pub async fn persist_loop(
             s.metrics.error(ErrorKind::WalIo);
             s.fail_all(&msg);
             s.fatal.get_or_insert(msg);
+            s.ring_sync_tx = None;
             return;
         }
         let mut s = st.borrow_mut();
@@ -556,6 +587,39 @@ pub async fn persist_loop(
         note_acked(&s.metrics, follower);
         s.kick();
     }
+    st.borrow_mut().ring_sync_tx = None;
+}
+
+/// The core's io_uring syncer (`wal_executor_sync = "io_uring"`): on each request, claims
+/// everything published and makes it durable with the fdatasync submitted through this
+/// executor's io_uring ([`ringraft_wal::Durability::sync_with`]); every other task of the core
+/// (network, other shards, timers, the persist loop) runs while the disk syncs. Requests that
+/// arrive meanwhile start the next sync as soon as this one ends (like a flush worker's, back
+/// to back). Stops when the requests' sender is dropped or the log is poisoned (the persist
+/// loop's wait then reports the failure and stops the core).
+async fn ring_syncer(durability: ringraft_wal::Durability, rx: flume::Receiver<()>) {
+    while rx.recv_async().await.is_ok() {
+        if let Err(e) = durability.sync_with(ring_fdatasync).await {
+            debug!("WAL sync through io_uring failed: {e}");
+            return;
+        }
+    }
+}
+
+/// fdatasync of a WAL segment's descriptor through this executor's io_uring. glommio's file
+/// takes ownership of the descriptor it wraps, so it gets a duplicate (same open file
+/// description, so the sync hears of every writeback error the WAL's own description would);
+/// dropping it queues the close on the ring, with no wait and no extra syscall here.
+async fn ring_fdatasync(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the WAL keeps `fd` open while this future runs (`Durability::sync_with`).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nobody else; the file closes it.
+    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
+    file.fdatasync().await.map_err(std::io::Error::from)
 }
 
 /// Most ticks delivered per wake-up of the tick loop. A late wake-up (a stalled executor, a

@@ -119,6 +119,9 @@ pub struct CoreState {
     rounds: HeartbeatRounds,
     assembly: SnapshotAssembly,
     persist_tx: flume::Sender<PersistBatch>,
+    /// Sync requests to the core's io_uring syncer (`raft.persistence.wal_executor_sync`),
+    /// set by the persist loop when it starts one.
+    ring_sync_tx: Option<flume::Sender<()>>,
     kick_tx: flume::Sender<()>,
     /// Peers whose link must be (re)dialed by the server.
     pub dial_tx: flume::Sender<NodeId>,
@@ -449,6 +452,7 @@ impl CoreState {
             rounds: HeartbeatRounds::new(core),
             assembly: SnapshotAssembly::default(),
             persist_tx,
+            ring_sync_tx: None,
             kick_tx,
             dial_tx,
             fatal: None,

@@ -328,12 +328,17 @@ fn eventual_reads_are_marked_possibly_stale() {
 /// A put through a real single-node core (the shared driver, the persist loop, the clock, a WAL
 /// on disk) passes every leader stage once, and, as a lone node can only commit what it made
 /// durable, its local sync comes before the commit. With the default persistence, and with
-/// small rounds synced on the executor itself (`wal_executor_sync_max_entries`).
+/// small rounds synced on the executor itself (`wal_executor_sync_max_entries`), through its
+/// io_uring and blocking.
 #[test]
 fn a_put_on_a_real_core_records_every_leader_stage() {
     put_on_a_real_core_records_every_leader_stage("");
     put_on_a_real_core_records_every_leader_stage(
         "[raft.persistence]\nflush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1\n",
+    );
+    put_on_a_real_core_records_every_leader_stage(
+        "[raft.persistence]\nflush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1\n\
+         wal_executor_sync = \"blocking\"\n",
     );
 }
 
@@ -394,6 +399,80 @@ fn put_on_a_real_core_records_every_leader_stage(persistence: &str) {
     assert_eq!(s.commit_before_local_durable.get(), 0);
     assert_eq!(s.append_received_to_durable.count(), 0);
     assert_eq!(s.append_durable_to_acked.count(), 0);
+}
+
+/// With `wal_executor_sync = "io_uring"`, a real single-node core makes its puts' rounds durable
+/// on its own executor, the fdatasync submitted through the executor's io_uring by the core's
+/// ring syncer (a caller's sync: no flush worker asked), and every put is answered only once
+/// its entry is durable in the WAL (a lone voter commits only what it has on disk).
+#[test]
+fn puts_synced_through_io_uring_are_answered_only_once_durable() {
+    let dir = TempDir::new("uring-sync");
+    let text = format!(
+        "[cluster]\nnode_id = 1\nlisten_address = \"127.0.0.1:9181\"\ninitial_cluster_size = 1\n\
+         db_root_dir = \"{}\"\n[raft]\nelection_timeout_ms_min = 60\n\
+         election_timeout_ms_max = 120\nheartbeat_interval_ms = 20\ntick_interval_ms = 5\n\
+         [raft.read_consistency]\nlease_duration_ms = 40\n[raft.persistence]\n\
+         flush_policy = \"Immediate\"\nwal_executor_sync_max_entries = 1000\n\
+         wal_executor_sync = \"io_uring\"\n",
+        dir.0.display()
+    );
+    let c = Arc::new(cfg(&text));
+    let metrics = Arc::new(CoreMetrics::default());
+    let gauges = vec![Arc::new(ShardGauges::default())];
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .unwrap();
+    let (answered, ring_syncs) = ex.run(async move {
+        let (st, chans) = CoreState::open(c, 0, &[0], metrics, &gauges).unwrap();
+        let durability = st.durability();
+        let st = Rc::new(RefCell::new(st));
+        glommio::spawn_local(drive(st.clone(), chans.kick_rx)).detach();
+        glommio::spawn_local(persist_loop(
+            st.clone(),
+            chans.persist_rx,
+            durability.clone(),
+        ))
+        .detach();
+        glommio::spawn_local(tick_loop(st.clone(), Duration::from_millis(5))).detach();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while st.borrow().multi.group(0).map(|r| r.role()) != Some(Role::Leader) {
+            assert!(Instant::now() < deadline, "no leader within 10 s");
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let before = durability.stats().caller_syncs;
+        let mut answered = 0;
+        for k in 0..20u8 {
+            let (tx, rx) = reply_channel();
+            let op = ClientOp::Write(WriteOp::Put {
+                key: vec![k],
+                value: vec![k; 16],
+            });
+            st.borrow_mut().submit(0, 0, 0, op, tx, Instant::now());
+            let got =
+                glommio::timer::timeout(Duration::from_secs(10), async { Ok(rx.await.ok()) }).await;
+            assert!(
+                matches!(got, Ok(Some(Ok(ClientReply::Applied(_))))),
+                "{got:?}"
+            );
+            // Answered: the put's entry is the last one of the log, and it must be durable.
+            let s = st.borrow();
+            let (last, durable) = (s.wal.last_index(0), s.wal.durable_index(0));
+            assert!(
+                durable >= last,
+                "put {k} answered with index {last} appended but only {durable} durable"
+            );
+            answered += 1;
+        }
+        let ring_syncs = durability.stats().caller_syncs - before;
+        st.borrow_mut().fail_all("test over");
+        (answered, ring_syncs)
+    });
+    assert_eq!(answered, 20);
+    assert!(
+        ring_syncs >= 1,
+        "no round was synced through the executor's ring"
+    );
 }
 
 /// Runs the core's driver rounds synchronously until quiet, each round made durable (a WAL

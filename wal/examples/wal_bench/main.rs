@@ -7,7 +7,8 @@
 //! the appending thread alone), syncs per batch. Raw baselines on a preallocated, zero-filled,
 //! synced file (as WAL segments are): `pwrite` + `fdatasync`; `memcpy` into a shared map +
 //! `msync`; `pwrite` + `sync_file_range` + `fdatasync`; `O_DIRECT` `pwrite` of the covering
-//! 4 KiB blocks + `fdatasync`. The WAL in both write modes (`pwrite`, `mmap`). Batch 1 also with
+//! 4 KiB blocks + `fdatasync`. The WAL in both write modes (`pwrite`, `mmap`), and synced by the
+//! appender itself (blocking, or through a glommio executor's io_uring). Batch 1 also with
 //! three writers at once (three nodes on one disk). Every configuration runs `--runs` times,
 //! interleaved; the report quotes the median run.
 //!
@@ -29,7 +30,7 @@ use ringraft_wal::WriteMode;
 use measure::{concurrent, median, pct, Neighbour, Run};
 use raw::{baseline_run, Raw};
 use report::Row;
-use wal_runs::{wal_here_run, wal_pipelined_run, wal_run};
+use wal_runs::{wal_here_run, wal_pipelined_run, wal_run, wal_uring_run};
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 4] = [1, 10, 100, 1000];
@@ -107,6 +108,10 @@ fn main() {
                     "ringraft-wal pwrite, sync here".into(),
                     go(wal_here_run(&w, a.secs)),
                 );
+                push(
+                    "ringraft-wal pwrite, io_uring sync".into(),
+                    go(wal_uring_run(&w, a.secs)),
+                );
                 let n = Neighbour::start();
                 for raw in [Raw::Pwrite, Raw::Msync] {
                     push(
@@ -125,6 +130,10 @@ fn main() {
                     go(wal_here_run(&w, a.secs)),
                 );
                 push(
+                    "ringraft-wal pwrite, io_uring sync, busy neighbour".into(),
+                    go(wal_uring_run(&w, a.secs)),
+                );
+                push(
                     "ringraft-wal pwrite, spin, busy neighbour".into(),
                     go(wal_run(&w, batch, a.secs, true, WriteMode::Pwrite)),
                 );
@@ -141,6 +150,12 @@ fn main() {
                     "ringraft-wal pwrite, sync here, 3 writers".into(),
                     go(concurrent(3, |i| {
                         wal_here_run(&a.dir.join(format!("wal{i}")), a.secs)
+                    })),
+                );
+                push(
+                    "ringraft-wal pwrite, io_uring sync, 3 writers".into(),
+                    go(concurrent(3, |i| {
+                        wal_uring_run(&a.dir.join(format!("wal{i}")), a.secs)
                     })),
                 );
                 for (mode, m) in modes {

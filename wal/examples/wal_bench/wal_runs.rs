@@ -206,6 +206,84 @@ pub fn wal_pipelined_run(dir: &Path, batch: usize, secs: f64) -> Result<Run, Str
     Ok(run)
 }
 
+/// fdatasync of `fd` through the running glommio executor's io_uring, as the node's persist
+/// loop does it (on a duplicate: glommio's file owns and closes what it wraps; dropping it
+/// queues the close on the ring).
+async fn ring_fdatasync(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the WAL keeps `fd` open while this future runs (`Durability::sync_with`).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nobody else; the file closes it.
+    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
+    file.fdatasync().await.map_err(std::io::Error::from)
+}
+
+/// Closed loop of single records (pwrite mode) on a glommio executor on the calling thread,
+/// each made durable by the appending task itself with its fdatasync submitted through the
+/// executor's io_uring ([`ringraft_wal::Durability::sync_with`]): no flush worker, and the
+/// thread is free for other tasks while the disk syncs (the node's
+/// `wal_executor_sync = "io_uring"`).
+pub fn wal_uring_run(dir: &Path, secs: f64) -> Result<Run, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let dir_owned = dir.to_path_buf();
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .map_err(|e| e.to_string())?;
+    ex.run(async move {
+        let dir = dir_owned.as_path();
+        let opts = WalOptions {
+            // Appends ask for no sync; the workers' interval never comes during a run.
+            flush_policy: FlushPolicy::Batch {
+                threshold: u64::MAX,
+                interval_ms: ringraft_wal::options::MAX_BATCH_INTERVAL_MS,
+            },
+            max_buffered_entries: 1 << 20,
+            ..WalOptions::default()
+        };
+        let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
+        let payload = vec![0xA5u8; PAYLOAD_BYTES];
+        let durability = wal.durability();
+        let mut next = [1u64; GROUPS as usize];
+        let mut k = 0u64;
+        let mut one = async |wal: &mut Wal| -> Result<(Instant, Instant), String> {
+            let g = k % GROUPS;
+            k += 1;
+            let t0 = Instant::now();
+            wal.append(g, next[g as usize], 1, &payload)
+                .map_err(|e| e.to_string())?;
+            next[g as usize] += 1;
+            let t1 = Instant::now();
+            durability
+                .sync_with(ring_fdatasync)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((t0, t1))
+        };
+        for _ in 0..20 {
+            one(&mut wal).await?;
+        }
+        let mut run = Run::default();
+        let start = Start::now(&wal);
+        let limit = Duration::from_secs_f64(secs);
+        while start.at.elapsed() < limit {
+            let (t0, t1) = one(&mut wal).await?;
+            let t2 = Instant::now();
+            run.wait_ns.push((t2 - t1).as_nanos() as u64);
+            run.batch_ns.push((t2 - t0).as_nanos() as u64);
+            run.records += 1;
+            run.batches += 1;
+        }
+        run.secs = start.at.elapsed().as_secs_f64();
+        start.cpu_into(&mut run);
+        start.wal_into(&mut run, &wal);
+        close(wal, dir);
+        Ok(run)
+    })
+}
+
 /// Where a measured run starts: the WAL's sync count, the CPU times and the clock.
 struct Start {
     syncs: u64,

@@ -25,7 +25,15 @@
 //! reported the error to that sync only). Each worker also syncs through its own file
 //! description (segment/), so a later sync hears of every writeback error too.
 //!
-//! [`Durability`] is the public, cloneable handle: read `durable_lsn()` anywhere, `wait(lsn)` as a//!
+//! Syncs may also run on a caller's thread, through the caller slot's own file description:
+//! [`Durability::sync_here`] blocks for the write and the sync, [`Durability::sync_with`]
+//! awaits the caller's fdatasync future (e.g. submitted through an executor's io_uring). Both
+//! claim, complete and poison exactly as a worker's sync does; a caller's sync future dropped
+//! mid-flight poisons the log, since its ticket could otherwise hold `durable` back forever.
+//!
+//! [`Durability`] is the public, cloneable handle: read `durable_lsn()` anywhere, `wait(lsn)` as a
+//! future on any executor, `wait_blocking(lsn)` on a plain thread.
+//!
 //! Files: this one ([`Shared`]: counters, stage, sync claims and completion, the waiter
 //! registry) and `wait.rs` (the public handle and the wait future).
 
@@ -99,6 +107,9 @@ pub struct WalStats {
     pub segments_recycled: u64,
     /// Syncs or writes that failed (the first one poisons the log).
     pub syncs_failed: u64,
+    /// Syncs claimed by a caller rather than a flush worker ([`Durability::sync_here`],
+    /// [`Durability::sync_with`]).
+    pub caller_syncs: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +158,7 @@ pub(crate) struct Shared {
     pub segments_deleted: AtomicU64,
     pub segments_recycled: AtomicU64,
     pub syncs_failed: AtomicU64,
+    pub caller_syncs: AtomicU64,
 }
 
 impl Shared {
@@ -192,6 +204,7 @@ impl Shared {
             segments_deleted: AtomicU64::new(0),
             segments_recycled: AtomicU64::new(0),
             syncs_failed: AtomicU64::new(0),
+            caller_syncs: AtomicU64::new(0),
         }
     }
 
@@ -351,6 +364,13 @@ impl Shared {
             seg.ensure_header()?;
             seg.sync(worker)?;
         }
+        self.forget_synced_segments();
+        Ok(())
+    }
+
+    /// Drops the leading segments that are sealed and fully synced from the sync list (and
+    /// their sync file descriptions: no more writes, so no more writeback errors to hear).
+    fn forget_synced_segments(&self) {
         let mut list = lock(&self.segments);
         let keep_from = list
             .iter()
@@ -359,7 +379,80 @@ impl Shared {
         for s in list.drain(..keep_from) {
             s.release_sync_files();
         }
+    }
+
+    /// Caller: [`Shared::sync_to`] through the caller slot, with each segment's fdatasync the
+    /// caller's future (`Pwrite` mode). The stage is written out and headers are written on the
+    /// calling thread (page-cache copies); only the fdatasyncs are awaited. In `Mmap` mode the
+    /// msyncs run on the calling thread, serialised with other syncs as `sync_to` does.
+    async fn sync_to_with<F, Fut>(&self, target: Lsn, fdatasync: &mut F) -> Result<()>
+    where
+        F: FnMut(std::os::fd::RawFd) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>>,
+    {
+        if self.mode == WriteMode::Mmap {
+            return self.sync_to(target, self.caller_slot);
+        }
+        self.drain()?;
+        let segs: Vec<Arc<Segment>> = lock(&self.segments).clone();
+        for seg in &segs {
+            let first = seg.first_lsn();
+            if first == 0 || first > target {
+                break;
+            }
+            // Every earlier segment in the list was synced completely by this loop (awaited to
+            // its end before this one starts), so the header may be written now.
+            seg.ensure_header()?;
+            seg.sync_with(self.caller_slot, fdatasync).await?;
+        }
+        self.forget_synced_segments();
         Ok(())
+    }
+
+    /// Caller: claims everything published and makes it durable with the caller's fdatasync
+    /// future (see [`Durability::sync_with`]). Claim order, completion and poisoning are those
+    /// of a flush worker's [`Shared::run_sync`]; a claimed sync whose future is dropped before
+    /// it finished poisons the log (nobody can tell whether it would have succeeded, and
+    /// durability may not advance past its ticket otherwise).
+    pub async fn run_sync_with<F, Fut>(&self, mut fdatasync: F)
+    where
+        F: FnMut(std::os::fd::RawFd) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>>,
+    {
+        if self.shutdown.load(Ordering::Acquire) || self.poisoned().is_some() {
+            return;
+        }
+        let Some((ticket, target)) = self.claim() else {
+            return;
+        };
+        struct Claimed<'a> {
+            shared: &'a Shared,
+            ticket: Option<u64>,
+        }
+        impl Drop for Claimed<'_> {
+            fn drop(&mut self) {
+                if let Some(t) = self.ticket.take() {
+                    let e = Error::io(
+                        "fdatasync",
+                        "",
+                        std::io::Error::other("sync abandoned before it finished"),
+                    );
+                    self.shared.poison(&e, Some(t));
+                }
+            }
+        }
+        let mut claimed = Claimed {
+            shared: self,
+            ticket: Some(ticket),
+        };
+        self.caller_syncs.fetch_add(1, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let r = self.sync_to_with(target, &mut fdatasync).await;
+        claimed.ticket = None;
+        match r {
+            Ok(()) => self.complete(ticket, target, t0.elapsed().as_micros() as u64),
+            Err(e) => self.poison(&e, Some(ticket)),
+        }
     }
 
     /// Worker `worker`: claims everything published and syncs it (one group commit).
@@ -371,6 +464,9 @@ impl Shared {
         let Some((ticket, target)) = self.claim() else {
             return true;
         };
+        if worker == self.caller_slot {
+            self.caller_syncs.fetch_add(1, Ordering::Relaxed);
+        }
         let t0 = Instant::now();
         match self.sync_to(target, worker) {
             Ok(()) => {
@@ -531,5 +627,6 @@ pub(crate) fn stats_of(shared: &Shared) -> WalStats {
         segments_deleted: shared.segments_deleted.load(Ordering::Relaxed),
         segments_recycled: shared.segments_recycled.load(Ordering::Relaxed),
         syncs_failed: shared.syncs_failed.load(Ordering::Relaxed),
+        caller_syncs: shared.caller_syncs.load(Ordering::Relaxed),
     }
 }

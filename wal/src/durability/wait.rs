@@ -57,6 +57,40 @@ impl Durability {
         }
     }
 
+    /// Like [`Durability::sync_here`], but each segment's fdatasync is the caller's future
+    /// `fdatasync(fd)`, so an async caller keeps running while the disk syncs (e.g. a glommio
+    /// executor submits it through its io_uring): claims everything published so far (a ticket
+    /// in the same order as the flush workers' syncs), writes out the stage and any segment
+    /// header on the calling thread (page-cache copies), then awaits `fdatasync(fd)` for each
+    /// segment holding claimed records, oldest first, on the caller slot's own file
+    /// description, and completes the claim. `fd` stays open until the future it was passed
+    /// to resolves or is dropped; the callee must not close it (`dup` it for an I/O layer that
+    /// takes ownership). The fdatasync must really be one (started after this call, covering
+    /// the whole file's data): durability is published on its `Ok`.
+    ///
+    /// Nothing is done when a sync in flight already covers everything published; await
+    /// [`Durability::wait`] afterwards either way. Fails (and the log is poisoned) when the
+    /// write or a sync fails, or when the log already is poisoned; a sync with an earlier
+    /// ticket that failed is never masked by this one's success. Dropping the future after it
+    /// claimed a sync and before it finished poisons the log, as nobody can tell whether the
+    /// abandoned sync would have succeeded. `Mmap` mode: the msyncs run on the calling thread.
+    pub async fn sync_with<F, Fut>(&self, fdatasync: F) -> Result<()>
+    where
+        F: FnMut(std::os::fd::RawFd) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>>,
+    {
+        self.shared.run_sync_with(fdatasync).await;
+        match self.shared.poisoned() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counters (syncs, failures, syncs claimed by callers, ...).
+    pub fn stats(&self) -> super::WalStats {
+        super::stats_of(&self.shared)
+    }
+
     /// A future that resolves once `lsn` is durable (or with the error that prevents it). Any
     /// executor can poll it; it is woken from a flush worker thread. It does not borrow the
     /// `Wal`, so the owner keeps appending while it waits.

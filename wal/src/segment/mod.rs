@@ -416,6 +416,58 @@ impl Segment {
         Ok(())
     }
 
+    /// `Pwrite` mode: like [`Segment::sync`] through slot `slot`'s own file description, but
+    /// the fdatasync is the caller's future `fdatasync(fd)` (e.g. one submitted through the
+    /// caller executor's io_uring), so the calling thread keeps running while it is in flight.
+    /// `fd` stays open until that future resolves or is dropped; the future must not close it
+    /// (an I/O layer that takes ownership of an fd gets a `dup`). The slot's file description
+    /// is taken out of the slot for the duration, so a concurrent sync through the same slot
+    /// falls back to the segment's main file description, as [`Segment::sync`] does.
+    pub(crate) async fn sync_with<F, Fut>(&self, slot: usize, fdatasync: &mut F) -> Result<()>
+    where
+        F: FnMut(std::os::fd::RawFd) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>>,
+    {
+        use std::os::fd::AsRawFd;
+        debug_assert_eq!(self.mode, WriteMode::Pwrite);
+        let to = self.pwritten();
+        let from = self.synced();
+        if from >= to {
+            return Ok(());
+        }
+        if let Some(f) = &self.fault {
+            f.check_sync()
+                .map_err(|e| Error::io("fdatasync", &self.path, e))?;
+        }
+        let slot_ref = self.sync_files.get(slot);
+        // Put back into its slot when this future finishes or is dropped (a dropped future's
+        // sync may still be in flight in the kernel, which holds its own file reference).
+        struct Back<'a> {
+            slot: Option<&'a Mutex<Option<File>>>,
+            file: Option<File>,
+        }
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                if let (Some(s), Some(f)) = (self.slot, self.file.take()) {
+                    *lock(s) = Some(f);
+                }
+            }
+        }
+        let own = Back {
+            slot: slot_ref,
+            file: slot_ref.and_then(|s| lock(s).take()),
+        };
+        let fd = match &own.file {
+            Some(f) => f.as_raw_fd(),
+            None => self.file.as_raw_fd(),
+        };
+        let r = fdatasync(fd).await;
+        drop(own);
+        r.map_err(|e| Error::io("fdatasync", &self.path, e))?;
+        self.synced.fetch_max(to, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// Drops the workers' file descriptions (the segment is sealed and durable: no more writes,
     /// so no more writeback errors to hear about).
     pub(crate) fn release_sync_files(&self) {
