@@ -121,6 +121,9 @@ pub enum Lookup {
 struct ClientSession {
     /// `(seq, result)`, sorted by seq with no seq twice.
     results: Vector<(u64, ApplyResult)>,
+    /// The seq of the last entry of `results` (0 when empty): a new write (above it) is told
+    /// from a retry without reading the queue.
+    last: u64,
     /// One past the highest evicted seq (0 = nothing evicted).
     evicted_below: u64,
 }
@@ -129,11 +132,16 @@ impl ClientSession {
     /// Where `seq` is (`Ok`) or would go (`Err`) in `results`; a seq above the last one kept
     /// (every new write) is answered without a search.
     fn position(&self, seq: u64) -> Result<usize, usize> {
-        match self.results.back() {
-            None => Err(0),
-            Some(&(last, _)) if seq > last => Err(self.results.len()),
-            Some(_) => self.results.binary_search_by(|(q, _)| q.cmp(&seq)),
+        if self.results.is_empty() || seq > self.last {
+            return Err(self.results.len());
         }
+        self.results.binary_search_by(|(q, _)| q.cmp(&seq))
+    }
+
+    /// Appends the result of `seq`, above every seq kept (the caller checked).
+    fn push(&mut self, seq: u64, r: ApplyResult) {
+        self.results.push_back((seq, r));
+        self.last = seq;
     }
 
     /// The result recorded for `seq`.
@@ -150,7 +158,7 @@ impl ClientSession {
                 .get_mut(i)
                 .map(|slot| std::mem::replace(&mut slot.1, r)),
             Err(i) if i == self.results.len() => {
-                self.results.push_back((seq, r));
+                self.push(seq, r);
                 None
             }
             Err(i) => {
@@ -162,11 +170,16 @@ impl ClientSession {
 
     /// Removes the result of `seq` (the oldest kept, in the usual order: the front).
     fn remove(&mut self, seq: u64) -> Option<ApplyResult> {
-        if self.results.front().is_some_and(|(q, _)| *q == seq) {
-            return self.results.pop_front().map(|(_, r)| r);
+        let r = if self.results.front().is_some_and(|(q, _)| *q == seq) {
+            self.results.pop_front().map(|(_, r)| r)
+        } else {
+            let i = self.position(seq).ok()?;
+            Some(self.results.remove(i).1)
+        };
+        if seq == self.last {
+            self.last = self.results.back().map_or(0, |&(q, _)| q);
         }
-        let i = self.position(seq).ok()?;
-        Some(self.results.remove(i).1)
+        r
     }
 }
 
@@ -270,20 +283,26 @@ impl Sessions {
             }
             return found;
         };
-        if let Some(r) = s.get(seq) {
-            return Lookup::Recorded(r.clone());
-        }
-        if seq < s.evicted_below {
-            return Lookup::Expired;
-        }
-        // A client with kept results has no tombstone (recording takes it over).
+        let at = match s.position(seq) {
+            Ok(i) => {
+                return s
+                    .results
+                    .get(i)
+                    .map_or(Lookup::Expired, |(_, r)| Lookup::Recorded(r.clone()));
+            }
+            Err(_) if seq < s.evicted_below => return Lookup::Expired,
+            Err(at) => at,
+        };
+        // A client with kept results has no tombstone (recording takes it over). The seq is
+        // not kept, so recording it adds one result.
         let r = result.recorded();
         self.bytes += r.charge();
-        if let Some(old) = s.insert(seq, r) {
-            self.bytes = self.bytes.saturating_sub(old.charge());
+        if at == s.results.len() {
+            s.push(seq, r);
         } else {
-            self.order.push_back((client, seq));
+            s.results.insert(at, (seq, r));
         }
+        self.order.push_back((client, seq));
         self.evict_over_bounds();
         Lookup::New
     }
@@ -516,6 +535,24 @@ mod tests {
         let back = encode_decode(&t);
         assert_eq!(back, t);
         assert_eq!(back.lookup(1, 4), Lookup::Recorded(put(3)));
+    }
+
+    #[test]
+    fn evicting_a_clients_highest_sequence_keeps_its_lower_ones_answered() {
+        let mut t = Sessions::with_bounds(3, usize::MAX, 100);
+        t.record(1, 5, &put(1));
+        t.record(1, 3, &put(2));
+        t.record(1, 4, &put(3));
+        // Evicts (1, 5): the oldest recorded and the highest sequence client 1 keeps.
+        assert_eq!(t.admit(2, 1, &put(4)), Lookup::New);
+        assert_eq!(t.lookup(1, 5), Lookup::Expired);
+        assert_eq!(t.admit(1, 4, &put(9)), Lookup::Recorded(put(3)));
+        assert_eq!(t.admit(1, 3, &put(9)), Lookup::Recorded(put(2)));
+        // Its next write lands above the ones kept, and is found again.
+        assert_eq!(t.admit(1, 6, &put(5)), Lookup::New);
+        assert_eq!(t.admit(1, 6, &put(9)), Lookup::Recorded(put(5)));
+        assert_eq!(t.lookup(1, 3), Lookup::Expired);
+        assert_eq!(encode_decode(&t), t);
     }
 
     /// A table with small bounds hashing client ids with the given keys.
