@@ -117,10 +117,67 @@ pub enum Lookup {
     New,
 }
 
+/// A recorded result as the table keeps it: the results of plain writes (a put, a delete, a
+/// compare-and-swap in its recorded form) inline in 16 bytes, any other boxed. The queue of
+/// a client's results is pushed and popped on every write: smaller entries move and allocate
+/// less, and a snapshot's copy-on-write copies less. It stands for exactly the result it was
+/// made from ([`Kept::with`]), so the encoding is the same as the result's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kept {
+    Put(u64),
+    Deleted { existed: bool, version: u64 },
+    Cas { swapped: bool, version: u64 },
+    Other(Box<ApplyResult>),
+}
+
+const _: () = assert!(std::mem::size_of::<(u64, Kept)>() <= 24);
+
+impl Kept {
+    fn new(r: ApplyResult) -> Kept {
+        match r {
+            ApplyResult::Put { version } => Kept::Put(version),
+            ApplyResult::Deleted { existed, version } => Kept::Deleted { existed, version },
+            ApplyResult::Cas {
+                swapped,
+                version,
+                current: None,
+            } => Kept::Cas { swapped, version },
+            r => Kept::Other(Box::new(r)),
+        }
+    }
+
+    /// Calls `f` with the result this stands for (without copying a boxed one).
+    fn with<R>(&self, f: impl FnOnce(&ApplyResult) -> R) -> R {
+        match self {
+            Kept::Other(r) => f(r),
+            inline => f(&inline.to_result()),
+        }
+    }
+
+    /// The result this stands for.
+    fn to_result(&self) -> ApplyResult {
+        match *self {
+            Kept::Put(version) => ApplyResult::Put { version },
+            Kept::Deleted { existed, version } => ApplyResult::Deleted { existed, version },
+            Kept::Cas { swapped, version } => ApplyResult::Cas {
+                swapped,
+                version,
+                current: None,
+            },
+            Kept::Other(ref r) => (**r).clone(),
+        }
+    }
+
+    /// Bytes charged for it: the result's charge.
+    fn charge(&self) -> usize {
+        self.with(ApplyResult::charge)
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ClientSession {
     /// `(seq, result)`, sorted by seq with no seq twice.
-    results: Vector<(u64, ApplyResult)>,
+    results: Vector<(u64, Kept)>,
     /// The seq of the last entry of `results` (0 when empty): a new write (above it) is told
     /// from a retry without reading the queue.
     last: u64,
@@ -139,19 +196,19 @@ impl ClientSession {
     }
 
     /// Appends the result of `seq`, above every seq kept (the caller checked).
-    fn push(&mut self, seq: u64, r: ApplyResult) {
+    fn push(&mut self, seq: u64, r: Kept) {
         self.results.push_back((seq, r));
         self.last = seq;
     }
 
     /// The result recorded for `seq`.
-    fn get(&self, seq: u64) -> Option<&ApplyResult> {
+    fn get(&self, seq: u64) -> Option<&Kept> {
         let i = self.position(seq).ok()?;
         self.results.get(i).map(|(_, r)| r)
     }
 
     /// Records `r` for `seq`; returns the result it replaced.
-    fn insert(&mut self, seq: u64, r: ApplyResult) -> Option<ApplyResult> {
+    fn insert(&mut self, seq: u64, r: Kept) -> Option<Kept> {
         match self.position(seq) {
             Ok(i) => self
                 .results
@@ -169,7 +226,7 @@ impl ClientSession {
     }
 
     /// Removes the result of `seq` (the oldest kept, in the usual order: the front).
-    fn remove(&mut self, seq: u64) -> Option<ApplyResult> {
+    fn remove(&mut self, seq: u64) -> Option<Kept> {
         let r = if self.results.front().is_some_and(|(q, _)| *q == seq) {
             self.results.pop_front().map(|(_, r)| r)
         } else {
@@ -255,7 +312,7 @@ impl Sessions {
     pub fn lookup(&self, client: u64, seq: u64) -> Lookup {
         if let Some(s) = self.clients.get(&client) {
             if let Some(r) = s.get(seq) {
-                return Lookup::Recorded(r.clone());
+                return Lookup::Recorded(r.to_result());
             }
             return if seq < s.evicted_below {
                 Lookup::Expired
@@ -288,14 +345,14 @@ impl Sessions {
                 return s
                     .results
                     .get(i)
-                    .map_or(Lookup::Expired, |(_, r)| Lookup::Recorded(r.clone()));
+                    .map_or(Lookup::Expired, |(_, r)| Lookup::Recorded(r.to_result()));
             }
             Err(_) if seq < s.evicted_below => return Lookup::Expired,
             Err(at) => at,
         };
         // A client with kept results has no tombstone (recording takes it over). The seq is
         // not kept, so recording it adds one result.
-        let r = result.recorded();
+        let r = Kept::new(result.recorded());
         self.bytes += r.charge();
         if at == s.results.len() {
             s.push(seq, r);
@@ -310,7 +367,7 @@ impl Sessions {
     /// Records the first result of `(client, seq)` (in its recorded form), then evicts the
     /// oldest results while over the count or byte bound.
     pub fn record(&mut self, client: u64, seq: u64, result: &ApplyResult) {
-        let r = result.recorded();
+        let r = Kept::new(result.recorded());
         let charge = r.charge();
         // Most shards keep no tombstone: skip hashing the client for them.
         let tomb = if self.tombstones.is_empty() {
@@ -394,7 +451,7 @@ impl Sessions {
                 x.results.get(i).map(|(_, r)| r)
             });
             match found {
-                Some(r) => r.encode(out),
+                Some(r) => r.with(|r| r.encode(out)),
                 None => ApplyResult::SessionExpired.encode(out),
             }
         }
@@ -427,7 +484,7 @@ impl Sessions {
         for _ in 0..n {
             let c = r.u64()?;
             let s = r.u64()?;
-            let res = ApplyResult::decode(r)?;
+            let res = Kept::new(ApplyResult::decode(r)?);
             t.bytes += res.charge();
             if t.clients.entry(c).or_default().insert(s, res).is_some() {
                 return Err(CodecError(format!("session ({c}, {s}) recorded twice")));
@@ -552,6 +609,65 @@ mod tests {
         assert_eq!(t.admit(1, 6, &put(5)), Lookup::New);
         assert_eq!(t.admit(1, 6, &put(9)), Lookup::Recorded(put(5)));
         assert_eq!(t.lookup(1, 3), Lookup::Expired);
+        assert_eq!(encode_decode(&t), t);
+    }
+
+    #[test]
+    fn every_kind_of_result_is_answered_and_encoded_as_recorded() {
+        let results = vec![
+            put(7),
+            ApplyResult::Deleted {
+                existed: true,
+                version: 8,
+            },
+            ApplyResult::Deleted {
+                existed: false,
+                version: 9,
+            },
+            ApplyResult::Cas {
+                swapped: true,
+                version: 10,
+                current: None,
+            },
+            ApplyResult::Cas {
+                swapped: false,
+                version: 11,
+                current: Some(b"now".to_vec()),
+            },
+            ApplyResult::Noop,
+            ApplyResult::Rejected("no".into()),
+            ApplyResult::SessionExpired,
+            ApplyResult::Txn {
+                succeeded: true,
+                results: vec![ringraft_net::message::TxnOpResult::Put { version: 12 }],
+                version: 12,
+            },
+            ApplyResult::Lease {
+                id: 3,
+                ttl_ms: 1000,
+                keys: 2,
+            },
+        ];
+        let mut t = Sessions::new();
+        // What the encoding must hold: each result's own encoding, in record order.
+        let mut want = (results.len() as u64).to_le_bytes().to_vec();
+        let mut charged = 0;
+        for (i, r) in results.iter().enumerate() {
+            let seq = i as u64 + 1;
+            t.record(1, seq, r);
+            want.extend_from_slice(&1u64.to_le_bytes());
+            want.extend_from_slice(&seq.to_le_bytes());
+            r.recorded().encode(&mut want);
+            charged += r.recorded().charge();
+        }
+        for (i, r) in results.iter().enumerate() {
+            let seq = i as u64 + 1;
+            assert_eq!(t.lookup(1, seq), Lookup::Recorded(r.recorded()), "{r:?}");
+        }
+        assert_eq!(t.bytes(), charged);
+        let mut got = Vec::new();
+        t.encode(&mut got);
+        assert_eq!(got[..want.len()], want[..]);
         assert_eq!(encode_decode(&t), t);
     }
 
