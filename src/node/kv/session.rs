@@ -35,7 +35,9 @@ use imbl::{GenericHashMap, Vector};
 
 use super::command::{CodecError, Reader};
 use super::result::ApplyResult;
-use crate::node::limits::{SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES};
+use crate::node::limits::{
+    SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES, SESSION_RESULT_BYTES,
+};
 
 /// A hash map keyed by client id, hashed with [`ClientHash`].
 type ClientMap<V> = GenericHashMap<u64, V, ClientHash, DefaultSharedPtr>;
@@ -168,9 +170,12 @@ impl Kept {
         }
     }
 
-    /// Bytes charged for it: the result's charge.
+    /// Bytes charged for it: the result's charge (an inline one has no variable part).
     fn charge(&self) -> usize {
-        self.with(ApplyResult::charge)
+        match self {
+            Kept::Other(r) => r.charge(),
+            _ => SESSION_RESULT_BYTES,
+        }
     }
 }
 
