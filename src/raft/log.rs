@@ -252,7 +252,11 @@ impl RaftLog {
         if lo <= self.offset {
             return None;
         }
-        let mut out = Vec::new();
+        // Sized once for the most entries it can hold (bounded by `max_count` and the log):
+        // growing from empty reallocated and copied it about log2(n) times per append.
+        let held = self.last_index().saturating_sub(lo).saturating_add(1);
+        let mut out =
+            Vec::with_capacity(max_count.min(usize::try_from(held).unwrap_or(usize::MAX)));
         let mut bytes = 0usize;
         let mut i = lo;
         while i <= self.last_index() && out.len() < max_count {
@@ -275,9 +279,7 @@ impl RaftLog {
     /// Hands out the entries not yet given to the driver for persistence.
     pub fn take_unstable(&mut self) -> Vec<Entry> {
         let lo = self.unstable_from.max(self.offset + 1);
-        let out: Vec<Entry> = (lo..=self.last_index())
-            .filter_map(|i| self.entry(i).cloned())
-            .collect();
+        let out = self.held_range(lo, self.last_index());
         self.unstable_from = self.last_index() + 1;
         out
     }
@@ -290,11 +292,27 @@ impl RaftLog {
     /// Hands out up to `max` committed, not yet applied entries.
     pub fn take_committed(&mut self, max: usize) -> Vec<Entry> {
         let hi = self.committed.min(self.applied + max as u64);
-        let out: Vec<Entry> = (self.applied + 1..=hi)
-            .filter_map(|i| self.entry(i).cloned())
-            .collect();
+        let out = self.held_range(self.applied + 1, hi);
         self.applied += out.len() as u64;
         out
+    }
+
+    /// Clones of the entries held in memory with indexes in `lo..=hi` (those outside the
+    /// log are skipped), in one allocation of the exact count.
+    fn held_range(&self, lo: u64, hi: u64) -> Vec<Entry> {
+        let lo = lo.max(self.offset + 1);
+        let hi = hi.min(self.last_index());
+        if lo > hi {
+            return Vec::new();
+        }
+        // Positions in `entries`: `offset < lo <= hi <= last_index` keeps both in range.
+        let (Ok(first), Ok(last)) = (
+            usize::try_from(lo - self.offset - 1),
+            usize::try_from(hi - self.offset - 1),
+        ) else {
+            return Vec::new();
+        };
+        self.entries.range(first..=last).cloned().collect()
     }
 
     /// The driver made everything up to `(index, term)` durable.
@@ -397,5 +415,40 @@ mod tests {
         assert_eq!(log.slice(6, 2, 1 << 20).unwrap().len(), 2);
         assert_eq!(log.slice(6, 10, 1).unwrap().len(), 1);
         assert_eq!(log.term(5), Some(1));
+    }
+
+    #[test]
+    fn handed_out_entries_are_the_held_range_in_one_exact_allocation() {
+        // Every split of a compacted log: what is handed out matches the entries looked up one
+        // by one, and the vector holding them was allocated once at its final size.
+        for compact in [0u64, 3, 7] {
+            for max in [1usize, 4, 100] {
+                let mut log = RaftLog::new(&SnapshotMeta::default());
+                log.append((1..=12).map(|i| e(i, 1)));
+                log.commit_to(10);
+                let first = log.take_committed(compact as usize);
+                assert_eq!(first.capacity(), first.len());
+                log.on_persisted(12, 1);
+                log.compact_to(compact);
+                let expect: Vec<u64> = (log.unstable_from.max(log.offset + 1)..=12).collect();
+                let unstable = log.take_unstable();
+                assert_eq!(unstable.iter().map(|e| e.index).collect::<Vec<_>>(), expect);
+                assert_eq!(unstable.capacity(), unstable.len());
+                let from = log.applied() + 1;
+                let expect: Vec<u64> = (from..=10.min(log.applied() + max as u64))
+                    .filter(|i| log.entry(*i).is_some())
+                    .collect();
+                let committed = log.take_committed(max);
+                assert_eq!(
+                    committed.iter().map(|e| e.index).collect::<Vec<_>>(),
+                    expect
+                );
+                assert_eq!(committed.capacity(), committed.len());
+                assert_eq!(log.applied(), from - 1 + expect.len() as u64);
+                let s = log.slice(compact + 1, max, 1 << 20).unwrap();
+                assert_eq!(s.len(), max.min((12 - compact) as usize));
+                assert_eq!(s.capacity(), s.len(), "sized for what it can hold");
+            }
+        }
     }
 }

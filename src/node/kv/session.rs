@@ -35,7 +35,9 @@ use imbl::{GenericHashMap, Vector};
 
 use super::command::{CodecError, Reader};
 use super::result::ApplyResult;
-use crate::node::limits::{SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES};
+use crate::node::limits::{
+    SESSION_MAX_BYTES, SESSION_MAX_RESULTS, SESSION_MAX_TOMBSTONES, SESSION_RESULT_BYTES,
+};
 
 /// A hash map keyed by client id, hashed with [`ClientHash`].
 type ClientMap<V> = GenericHashMap<u64, V, ClientHash, DefaultSharedPtr>;
@@ -117,10 +119,73 @@ pub enum Lookup {
     New,
 }
 
+/// A recorded result as the table keeps it: the results of plain writes (a put, a delete, a
+/// compare-and-swap in its recorded form) inline in 16 bytes, any other boxed. The queue of
+/// a client's results is pushed and popped on every write: smaller entries move and allocate
+/// less, and a snapshot's copy-on-write copies less. It stands for exactly the result it was
+/// made from ([`Kept::with`]), so the encoding is the same as the result's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kept {
+    Put(u64),
+    Deleted { existed: bool, version: u64 },
+    Cas { swapped: bool, version: u64 },
+    Other(Box<ApplyResult>),
+}
+
+const _: () = assert!(std::mem::size_of::<(u64, Kept)>() <= 24);
+
+impl Kept {
+    fn new(r: ApplyResult) -> Kept {
+        match r {
+            ApplyResult::Put { version } => Kept::Put(version),
+            ApplyResult::Deleted { existed, version } => Kept::Deleted { existed, version },
+            ApplyResult::Cas {
+                swapped,
+                version,
+                current: None,
+            } => Kept::Cas { swapped, version },
+            r => Kept::Other(Box::new(r)),
+        }
+    }
+
+    /// Calls `f` with the result this stands for (without copying a boxed one).
+    fn with<R>(&self, f: impl FnOnce(&ApplyResult) -> R) -> R {
+        match self {
+            Kept::Other(r) => f(r),
+            inline => f(&inline.to_result()),
+        }
+    }
+
+    /// The result this stands for.
+    fn to_result(&self) -> ApplyResult {
+        match *self {
+            Kept::Put(version) => ApplyResult::Put { version },
+            Kept::Deleted { existed, version } => ApplyResult::Deleted { existed, version },
+            Kept::Cas { swapped, version } => ApplyResult::Cas {
+                swapped,
+                version,
+                current: None,
+            },
+            Kept::Other(ref r) => (**r).clone(),
+        }
+    }
+
+    /// Bytes charged for it: the result's charge (an inline one has no variable part).
+    fn charge(&self) -> usize {
+        match self {
+            Kept::Other(r) => r.charge(),
+            _ => SESSION_RESULT_BYTES,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ClientSession {
     /// `(seq, result)`, sorted by seq with no seq twice.
-    results: Vector<(u64, ApplyResult)>,
+    results: Vector<(u64, Kept)>,
+    /// The seq of the last entry of `results` (0 when empty): a new write (above it) is told
+    /// from a retry without reading the queue.
+    last: u64,
     /// One past the highest evicted seq (0 = nothing evicted).
     evicted_below: u64,
 }
@@ -129,28 +194,33 @@ impl ClientSession {
     /// Where `seq` is (`Ok`) or would go (`Err`) in `results`; a seq above the last one kept
     /// (every new write) is answered without a search.
     fn position(&self, seq: u64) -> Result<usize, usize> {
-        match self.results.back() {
-            None => Err(0),
-            Some(&(last, _)) if seq > last => Err(self.results.len()),
-            Some(_) => self.results.binary_search_by(|(q, _)| q.cmp(&seq)),
+        if self.results.is_empty() || seq > self.last {
+            return Err(self.results.len());
         }
+        self.results.binary_search_by(|(q, _)| q.cmp(&seq))
+    }
+
+    /// Appends the result of `seq`, above every seq kept (the caller checked).
+    fn push(&mut self, seq: u64, r: Kept) {
+        self.results.push_back((seq, r));
+        self.last = seq;
     }
 
     /// The result recorded for `seq`.
-    fn get(&self, seq: u64) -> Option<&ApplyResult> {
+    fn get(&self, seq: u64) -> Option<&Kept> {
         let i = self.position(seq).ok()?;
         self.results.get(i).map(|(_, r)| r)
     }
 
     /// Records `r` for `seq`; returns the result it replaced.
-    fn insert(&mut self, seq: u64, r: ApplyResult) -> Option<ApplyResult> {
+    fn insert(&mut self, seq: u64, r: Kept) -> Option<Kept> {
         match self.position(seq) {
             Ok(i) => self
                 .results
                 .get_mut(i)
                 .map(|slot| std::mem::replace(&mut slot.1, r)),
             Err(i) if i == self.results.len() => {
-                self.results.push_back((seq, r));
+                self.push(seq, r);
                 None
             }
             Err(i) => {
@@ -161,12 +231,17 @@ impl ClientSession {
     }
 
     /// Removes the result of `seq` (the oldest kept, in the usual order: the front).
-    fn remove(&mut self, seq: u64) -> Option<ApplyResult> {
-        if self.results.front().is_some_and(|(q, _)| *q == seq) {
-            return self.results.pop_front().map(|(_, r)| r);
+    fn remove(&mut self, seq: u64) -> Option<Kept> {
+        let r = if self.results.front().is_some_and(|(q, _)| *q == seq) {
+            self.results.pop_front().map(|(_, r)| r)
+        } else {
+            let i = self.position(seq).ok()?;
+            Some(self.results.remove(i).1)
+        };
+        if seq == self.last {
+            self.last = self.results.back().map_or(0, |&(q, _)| q);
         }
-        let i = self.position(seq).ok()?;
-        Some(self.results.remove(i).1)
+        r
     }
 }
 
@@ -242,7 +317,7 @@ impl Sessions {
     pub fn lookup(&self, client: u64, seq: u64) -> Lookup {
         if let Some(s) = self.clients.get(&client) {
             if let Some(r) = s.get(seq) {
-                return Lookup::Recorded(r.clone());
+                return Lookup::Recorded(r.to_result());
             }
             return if seq < s.evicted_below {
                 Lookup::Expired
@@ -270,20 +345,26 @@ impl Sessions {
             }
             return found;
         };
-        if let Some(r) = s.get(seq) {
-            return Lookup::Recorded(r.clone());
-        }
-        if seq < s.evicted_below {
-            return Lookup::Expired;
-        }
-        // A client with kept results has no tombstone (recording takes it over).
-        let r = result.recorded();
+        let at = match s.position(seq) {
+            Ok(i) => {
+                return s
+                    .results
+                    .get(i)
+                    .map_or(Lookup::Expired, |(_, r)| Lookup::Recorded(r.to_result()));
+            }
+            Err(_) if seq < s.evicted_below => return Lookup::Expired,
+            Err(at) => at,
+        };
+        // A client with kept results has no tombstone (recording takes it over). The seq is
+        // not kept, so recording it adds one result.
+        let r = Kept::new(result.recorded());
         self.bytes += r.charge();
-        if let Some(old) = s.insert(seq, r) {
-            self.bytes = self.bytes.saturating_sub(old.charge());
+        if at == s.results.len() {
+            s.push(seq, r);
         } else {
-            self.order.push_back((client, seq));
+            s.results.insert(at, (seq, r));
         }
+        self.order.push_back((client, seq));
         self.evict_over_bounds();
         Lookup::New
     }
@@ -291,7 +372,7 @@ impl Sessions {
     /// Records the first result of `(client, seq)` (in its recorded form), then evicts the
     /// oldest results while over the count or byte bound.
     pub fn record(&mut self, client: u64, seq: u64, result: &ApplyResult) {
-        let r = result.recorded();
+        let r = Kept::new(result.recorded());
         let charge = r.charge();
         // Most shards keep no tombstone: skip hashing the client for them.
         let tomb = if self.tombstones.is_empty() {
@@ -375,7 +456,7 @@ impl Sessions {
                 x.results.get(i).map(|(_, r)| r)
             });
             match found {
-                Some(r) => r.encode(out),
+                Some(r) => r.with(|r| r.encode(out)),
                 None => ApplyResult::SessionExpired.encode(out),
             }
         }
@@ -408,7 +489,7 @@ impl Sessions {
         for _ in 0..n {
             let c = r.u64()?;
             let s = r.u64()?;
-            let res = ApplyResult::decode(r)?;
+            let res = Kept::new(ApplyResult::decode(r)?);
             t.bytes += res.charge();
             if t.clients.entry(c).or_default().insert(s, res).is_some() {
                 return Err(CodecError(format!("session ({c}, {s}) recorded twice")));
@@ -516,6 +597,83 @@ mod tests {
         let back = encode_decode(&t);
         assert_eq!(back, t);
         assert_eq!(back.lookup(1, 4), Lookup::Recorded(put(3)));
+    }
+
+    #[test]
+    fn evicting_a_clients_highest_sequence_keeps_its_lower_ones_answered() {
+        let mut t = Sessions::with_bounds(3, usize::MAX, 100);
+        t.record(1, 5, &put(1));
+        t.record(1, 3, &put(2));
+        t.record(1, 4, &put(3));
+        // Evicts (1, 5): the oldest recorded and the highest sequence client 1 keeps.
+        assert_eq!(t.admit(2, 1, &put(4)), Lookup::New);
+        assert_eq!(t.lookup(1, 5), Lookup::Expired);
+        assert_eq!(t.admit(1, 4, &put(9)), Lookup::Recorded(put(3)));
+        assert_eq!(t.admit(1, 3, &put(9)), Lookup::Recorded(put(2)));
+        // Its next write lands above the ones kept, and is found again.
+        assert_eq!(t.admit(1, 6, &put(5)), Lookup::New);
+        assert_eq!(t.admit(1, 6, &put(9)), Lookup::Recorded(put(5)));
+        assert_eq!(t.lookup(1, 3), Lookup::Expired);
+        assert_eq!(encode_decode(&t), t);
+    }
+
+    #[test]
+    fn every_kind_of_result_is_answered_and_encoded_as_recorded() {
+        let results = vec![
+            put(7),
+            ApplyResult::Deleted {
+                existed: true,
+                version: 8,
+            },
+            ApplyResult::Deleted {
+                existed: false,
+                version: 9,
+            },
+            ApplyResult::Cas {
+                swapped: true,
+                version: 10,
+                current: None,
+            },
+            ApplyResult::Cas {
+                swapped: false,
+                version: 11,
+                current: Some(b"now".to_vec()),
+            },
+            ApplyResult::Noop,
+            ApplyResult::Rejected("no".into()),
+            ApplyResult::SessionExpired,
+            ApplyResult::Txn {
+                succeeded: true,
+                results: vec![ringraft_net::message::TxnOpResult::Put { version: 12 }],
+                version: 12,
+            },
+            ApplyResult::Lease {
+                id: 3,
+                ttl_ms: 1000,
+                keys: 2,
+            },
+        ];
+        let mut t = Sessions::new();
+        // What the encoding must hold: each result's own encoding, in record order.
+        let mut want = (results.len() as u64).to_le_bytes().to_vec();
+        let mut charged = 0;
+        for (i, r) in results.iter().enumerate() {
+            let seq = i as u64 + 1;
+            t.record(1, seq, r);
+            want.extend_from_slice(&1u64.to_le_bytes());
+            want.extend_from_slice(&seq.to_le_bytes());
+            r.recorded().encode(&mut want);
+            charged += r.recorded().charge();
+        }
+        for (i, r) in results.iter().enumerate() {
+            let seq = i as u64 + 1;
+            assert_eq!(t.lookup(1, seq), Lookup::Recorded(r.recorded()), "{r:?}");
+        }
+        assert_eq!(t.bytes(), charged);
+        let mut got = Vec::new();
+        t.encode(&mut got);
+        assert_eq!(got[..want.len()], want[..]);
+        assert_eq!(encode_decode(&t), t);
     }
 
     /// A table with small bounds hashing client ids with the given keys.
