@@ -50,6 +50,7 @@ const KIND_NORMAL: u8 = 1;
 const KIND_NOOP: u8 = 2;
 const KIND_CONFIG: u8 = 3;
 
+pub mod background;
 mod snapshot_file;
 #[cfg(test)]
 mod tests;
