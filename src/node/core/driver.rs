@@ -375,11 +375,17 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             }
         };
         // Streamed into its file off the executor, from the frozen store (no serialized copy
-        // in memory); the frozen store is dropped there too (freeing the nodes the live store
-        // no longer shares).
+        // in memory), at most at the configured rate; the frozen store is dropped there too
+        // (freeing the nodes the live store no longer shares).
         let shown = path.display().to_string();
+        let rate = st
+            .borrow()
+            .cfg
+            .raft
+            .snapshot_write_mib_per_s
+            .saturating_mul(1 << 20);
         let written = in_background(&st, move || {
-            let r = storage::write_store_snapshot_file(&path, &meta, &state);
+            let r = storage::write_store_snapshot_file(&path, &meta, &state, rate);
             drop(state);
             r
         })
