@@ -39,6 +39,16 @@ impl Raft {
         index: u64,
         data: impl Into<std::sync::Arc<[u8]>>,
     ) -> Result<(), SnapshotError> {
+        self.compact_taking(index, data).map(drop)
+    }
+
+    /// [`Raft::compact`], handing the log entries it removes to the caller to free where it
+    /// likes (see [`super::log::RaftLog::compact_to_taking`]).
+    pub fn compact_taking(
+        &mut self,
+        index: u64,
+        data: impl Into<std::sync::Arc<[u8]>>,
+    ) -> Result<std::collections::VecDeque<super::message::Entry>, SnapshotError> {
         let meta = match self.snapshot_meta_at(index) {
             Ok(m) => m,
             Err(e) => {
@@ -53,9 +63,9 @@ impl Raft {
             data: data.into(),
         });
         self.snapshot_requested = None;
-        self.log
-            .compact_to(index.saturating_sub(self.cfg.log_retain_entries));
-        Ok(())
+        Ok(self
+            .log
+            .compact_to_taking(index.saturating_sub(self.cfg.log_retain_entries)))
     }
 
     /// The meta a snapshot of the state machine at applied `index` carries (what

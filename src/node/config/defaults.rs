@@ -47,6 +47,7 @@ impl Default for RaftConfig {
             read_consistency: ReadConsistencyConfig::default(),
             persistence: PersistenceConfig::default(),
             replication: ReplicationConfig::default(),
+            snapshot_write_mib_per_s: 128,
         }
     }
 }

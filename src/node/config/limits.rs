@@ -74,6 +74,9 @@ pub(crate) const SNAPSHOT_ENTRIES_MAX: u64 = 1 << 40;
 /// Bound of `raft.snapshot_state_percent`: past 100 the log kept in memory between two
 /// snapshots would outgrow the state it replays onto.
 pub(crate) const SNAPSHOT_STATE_PERCENT_MAX: u64 = 100;
+/// Bound of `raft.snapshot_write_mib_per_s` (1 TiB/s, past any device: a typo, not a limit),
+/// so the rate in bytes a second never overflows.
+pub(crate) const SNAPSHOT_WRITE_MIB_PER_S_MAX: u64 = 1 << 20;
 /// WAL segment bounds.
 pub(crate) const SEGMENT_BYTES_MIN: u64 = 1 << 20;
 /// Upper bound of a WAL segment.

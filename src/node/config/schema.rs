@@ -121,6 +121,9 @@ pub(crate) struct RaftConfig {
     pub(crate) persistence: PersistenceConfig,
     /// AppendEntries batching.
     pub(crate) replication: ReplicationConfig,
+    /// Most MiB a second a locally taken snapshot's file is written at (0: as fast as the
+    /// device takes them), so a large state's file leaves the device to the WAL's syncs.
+    pub(crate) snapshot_write_mib_per_s: u64,
 }
 
 /// `[raft.read_consistency]`.

@@ -405,3 +405,20 @@ fn snapshot_state_percent_defaults_to_25_and_is_bounded_by_100() {
         "{e}"
     );
 }
+
+#[test]
+fn snapshot_write_rate_defaults_to_128_mib_per_s_and_is_bounded() {
+    assert_eq!(load(BASE).unwrap().raft.snapshot_write_mib_per_s, 128);
+    let c = load_env(BASE, &[("RINGRAFT__RAFT__SNAPSHOT_WRITE_MIB_PER_S", "0")]).unwrap();
+    assert_eq!(c.raft.snapshot_write_mib_per_s, 0);
+    let e = load_env(
+        BASE,
+        &[("RINGRAFT__RAFT__SNAPSHOT_WRITE_MIB_PER_S", "1048577")],
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        e.contains("raft.snapshot_write_mib_per_s") && e.contains("1048577"),
+        "{e}"
+    );
+}

@@ -193,6 +193,12 @@ impl Config {
             0,
             SNAPSHOT_ENTRIES_MAX,
         )?;
+        range(
+            "raft.snapshot_write_mib_per_s",
+            r.snapshot_write_mib_per_s,
+            0,
+            SNAPSHOT_WRITE_MIB_PER_S_MAX,
+        )?;
         let rc = &r.read_consistency;
         range(
             "raft.read_consistency.lease_duration_ms",

@@ -8,11 +8,13 @@
 //!
 //! Snapshots never stop the shard: taking one is an O(1) clone of its store
 //! ([`Driver::take_snapshot`]); the core's snapshot writer (one task per core, started on first
-//! use) then streams the frozen store straight into the snapshot file on glommio's blocking
-//! pool ([`storage::write_store_snapshot_file`]: the serialized state is never held in memory),
-//! and once the file is durable compacts the in-memory log at its index keeping only the meta
-//! ([`Driver::compact_taken`], on the executor, short) and lets the WAL forget what it covers
-//! ([`Driver::snapshot_written`]). The writer takes its jobs one at a time, in order, so a
+//! use) then streams the frozen store straight into the snapshot file on the core's
+//! low-priority background thread ([`storage::background`], so the serialization only uses CPU
+//! the executors leave idle; [`storage::write_store_snapshot_file`]: the serialized state is
+//! never held in memory), and once the file is durable compacts the in-memory log at its index
+//! keeping only the meta and lets the WAL forget what it covers ([`compact_written`], on the
+//! executor, short: the entries it removes are freed a chunk at a time by their own task,
+//! [`free_gradually`], not in one go). The writer takes its jobs one at a time, in order, so a
 //! shard's snapshot files are written in order; a received snapshot's file is written only
 //! after every earlier local job finished ([`wait_snapshot_writes`]), so an older local file
 //! never replaces it. Meanwhile the driver loop keeps running rounds.
@@ -26,6 +28,7 @@
 //! snapshot work per write does not grow with the number of keys.
 
 use super::*;
+use std::collections::VecDeque;
 use std::rc::Weak;
 
 use crate::node::driver::{
@@ -180,12 +183,8 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
     let mut freed = round.take_freed();
     freed.bytes.extend(released);
     if !freed.is_empty() {
-        glommio::spawn_local(async move {
-            glommio::executor()
-                .spawn_blocking(move || drop(freed))
-                .await;
-        })
-        .detach();
+        let st = st.clone();
+        glommio::spawn_local(async move { drop_in_background(&st, freed).await }).detach();
     }
     let mut batch = batch;
     if !batch.is_empty() {
@@ -226,15 +225,38 @@ enum SnapshotJob {
     Barrier(flume::Sender<()>),
 }
 
-/// The core's snapshot writer: its job queue (the task starts with the first job) and the
-/// shards with a snapshot taken whose file is not written yet.
+/// The core's snapshot writer: its job queue (the task starts with the first job), the
+/// shards with a snapshot taken whose file is not written yet, and the low-priority thread
+/// that does the bulk work (started on first use; `Err` once it could not be started, then
+/// glommio's blocking pool does it).
 #[derive(Default)]
 pub struct SnapshotWriter {
     tx: Option<flume::Sender<SnapshotJob>>,
     pending: BTreeMap<GroupId, usize>,
+    worker: Option<Result<storage::background::BackgroundWorker, ()>>,
 }
 
 impl SnapshotWriter {
+    /// The core's background worker, started on first use; `None` when it cannot run.
+    fn worker(&mut self, core: usize) -> Option<storage::background::BackgroundWorker> {
+        self.worker
+            .get_or_insert_with(|| {
+                storage::background::BackgroundWorker::start(
+                    &format!("ringraft-bg-{core}"),
+                    storage::background::BACKGROUND_NICE,
+                )
+                .map_err(|e| {
+                    warn!(
+                        core,
+                        "cannot start the snapshot worker thread ({e}): the blocking pool does its work"
+                    )
+                })
+            })
+            .as_ref()
+            .ok()
+            .cloned()
+    }
+
     /// Whether shard `g` has a snapshot taken whose file is not written yet.
     pub(super) fn is_pending(&self, g: GroupId) -> bool {
         self.pending.contains_key(&g)
@@ -279,6 +301,33 @@ pub(super) async fn queue_snapshots(st: &Rc<RefCell<CoreState>>, taken: Vec<Snap
     }
 }
 
+/// Runs `f` on the core's background worker ([`storage::background`]: a low-priority thread,
+/// so bulk snapshot work never takes the CPU from a ready executor), or on glommio's blocking
+/// pool when that thread cannot be started. `Err` when the worker stopped before answering.
+async fn in_background<T: Send + 'static>(
+    st: &Rc<RefCell<CoreState>>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let worker = {
+        let mut s = st.borrow_mut();
+        let core = s.core;
+        s.snapshots.worker(core)
+    };
+    match worker {
+        Some(w) => w
+            .run(f)
+            .await
+            .ok_or_else(|| "the snapshot worker thread stopped".to_string()),
+        None => Ok(glommio::executor().spawn_blocking(f).await),
+    }
+}
+
+/// Drops `v` off the executor ([`in_background`]): freeing a large store or large bytes walks
+/// all of it.
+async fn drop_in_background<T: Send + 'static>(st: &Rc<RefCell<CoreState>>, v: T) {
+    let _ = in_background(st, move || drop(v)).await;
+}
+
 /// Waits until every snapshot job queued so far is done (its file written and the WAL told).
 pub(super) async fn wait_snapshot_writes(st: &Rc<RefCell<CoreState>>) {
     let Some(tx) = st.borrow().snapshots.tx.clone() else {
@@ -320,29 +369,32 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             Err(e) => {
                 // A newer snapshot (received meanwhile) already covers it: nothing to write.
                 debug!(shard = g, "snapshot at {index} not taken: {e}");
-                glommio::executor()
-                    .spawn_blocking(move || drop(state))
-                    .await;
+                drop_in_background(&st, state).await;
                 st.borrow_mut().snapshots.done(g);
                 continue;
             }
         };
         // Streamed into its file off the executor, from the frozen store (no serialized copy
-        // in memory); the frozen store is dropped there too (freeing the nodes the live store
-        // no longer shares).
+        // in memory), at most at the configured rate; the frozen store is dropped there too
+        // (freeing the nodes the live store no longer shares).
         let shown = path.display().to_string();
-        let written = glommio::executor()
-            .spawn_blocking(move || {
-                let r = storage::write_store_snapshot_file(&path, &meta, &state);
-                drop(state);
-                r
-            })
-            .await
-            .map_err(|e| format!("cannot write {shown}: {e}"));
+        let rate = st
+            .borrow()
+            .cfg
+            .raft
+            .snapshot_write_mib_per_s
+            .saturating_mul(1 << 20);
+        let written = in_background(&st, move || {
+            let r = storage::write_store_snapshot_file(&path, &meta, &state, rate);
+            drop(state);
+            r
+        })
+        .await
+        .and_then(|r| r.map_err(|e| format!("cannot write {shown}: {e}")));
         // The file is durable: the log is compacted at its index keeping only the meta (the
         // file serves lagging followers, see `storage::fill_released`), then the WAL forgets
         // what it covers. The bytes the log held so far are freed off the executor below.
-        let previous = {
+        let (previous, compacted) = {
             let mut s = st.borrow_mut();
             if s.fatal.is_some() {
                 return;
@@ -350,16 +402,7 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
             match written {
                 Ok(len) => {
                     rescale_snapshot_trigger(&mut s, g, index, len as usize);
-                    let previous = s
-                        .multi
-                        .group(g)
-                        .and_then(|r| r.snapshot())
-                        .map(|p| p.data.clone());
-                    let (mut d, _, mut wal) = parts(&mut s);
-                    if let Some(w) = d.compact_taken(g, index, Arc::from(&[][..])) {
-                        d.snapshot_written(&w, Ok(()), &mut wal);
-                    }
-                    previous
+                    compact_written(&mut s, g, index)
                 }
                 Err(e) => {
                     s.metrics.error(ErrorKind::WalIo);
@@ -367,14 +410,69 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
                     if let Some(r) = s.multi.group_mut(g) {
                         r.snapshot_abandoned();
                     }
-                    None
+                    (None, VecDeque::new())
                 }
             }
         };
+        // The entries the compaction removed are freed on the executor a chunk at a time, so
+        // the rounds go on meanwhile.
+        if !compacted.is_empty() {
+            glommio::spawn_local(free_gradually(compacted)).detach();
+        }
         if let Some(p) = previous {
-            glommio::executor().spawn_blocking(move || drop(p)).await;
+            drop_in_background(&st, p).await;
         }
         st.borrow_mut().snapshots.done(g);
+    }
+}
+
+/// The file of the snapshot taken of `g` at `index` is durable: compacts the shard's log at
+/// that index keeping only the snapshot's meta (the file holds its bytes), then lets the WAL
+/// forget what it covers. Returns the bytes of the snapshot it replaced and the log entries it
+/// removed, for the caller to free without stalling the executor (a compaction removes the
+/// hundreds of thousands of entries since the last snapshot). Nothing happens when the log
+/// moved past `index` meanwhile (a newer snapshot, taken or received).
+fn compact_written(
+    s: &mut CoreState,
+    g: GroupId,
+    index: u64,
+) -> (Option<Arc<[u8]>>, VecDeque<crate::raft::Entry>) {
+    let Some(raft) = s.multi.group_mut(g) else {
+        return (None, VecDeque::new());
+    };
+    let previous = raft.snapshot().map(|p| p.data.clone());
+    let compacted = match raft.compact_taking(index, Arc::<[u8]>::from(&[][..])) {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(shard = g, "snapshot at {index} not taken: {e}");
+            return (None, VecDeque::new());
+        }
+    };
+    let Some(snap) = raft.snapshot().cloned() else {
+        return (previous, compacted);
+    };
+    let w = crate::node::driver::SnapshotWrite { group: g, snap };
+    let (mut d, _, mut wal) = parts(s);
+    d.snapshot_written(&w, Ok(()), &mut wal);
+    (previous, compacted)
+}
+
+/// Items freed between two pauses by [`free_gradually`]: a few hundred microseconds of frees.
+pub const FREE_CHUNK_ITEMS: usize = 4_096;
+/// Pause between two chunks of [`free_gradually`]: a timer, so the executor polls the network
+/// and runs every ready task between two chunks.
+pub const FREE_PAUSE: Duration = Duration::from_micros(50);
+
+/// Frees `items` on the executor [`FREE_CHUNK_ITEMS`] at a time, pausing [`FREE_PAUSE`]
+/// between chunks: freeing a large compacted log in one go would hold the executor for
+/// milliseconds, while a chunk takes a fraction of one. Spawned as its own task.
+pub(super) async fn free_gradually<T>(mut items: VecDeque<T>) {
+    while !items.is_empty() {
+        let n = items.len().min(FREE_CHUNK_ITEMS);
+        items.drain(..n);
+        if !items.is_empty() {
+            glommio::timer::sleep(FREE_PAUSE).await;
+        }
     }
 }
 
@@ -712,5 +810,47 @@ mod trigger_tests {
             scaled_snapshot_threshold(1, 100, u64::MAX, 1, 0),
             crate::node::config::limits::SNAPSHOT_ENTRIES_MAX
         );
+    }
+}
+
+#[cfg(test)]
+mod free_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Counts its drops.
+    struct Counted(Rc<Cell<usize>>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_compacted_log_is_freed_a_chunk_at_a_time_letting_other_tasks_run() {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .unwrap();
+        ex.run(async {
+            let freed = Rc::new(Cell::new(0));
+            let total = 3 * FREE_CHUNK_ITEMS + 5;
+            let items: VecDeque<Counted> = (0..total).map(|_| Counted(freed.clone())).collect();
+            glommio::spawn_local(free_gradually(items)).detach();
+            // The freeing task runs its first chunk, then pauses: this task runs before the
+            // rest is freed.
+            futures_lite::future::yield_now().await;
+            assert_eq!(freed.get(), FREE_CHUNK_ITEMS, "one chunk, then a pause");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while freed.get() < total {
+                assert!(
+                    Instant::now() < deadline,
+                    "freed {} of {total}",
+                    freed.get()
+                );
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(freed.get(), total);
+        });
     }
 }

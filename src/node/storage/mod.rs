@@ -20,7 +20,8 @@
 //! Written to `<name>.tmp`, fsynced, renamed over `<name>`, then the directory fsynced: a crash
 //! leaves the old or the new file, never a torn one. The writeback of a large file is paced
 //! (at most two [`WRITEBACK_CHUNK_BYTES`] chunks in flight, written chunks dropped from the
-//! page cache), so a WAL sync on the same disk never queues behind hundreds of MB of it.
+//! page cache), so a WAL sync on the same disk never queues behind hundreds of MB of it; a
+//! locally taken snapshot's file is also held to `raft.snapshot_write_mib_per_s`.
 //! A locally taken snapshot's file is streamed from the frozen store
 //! ([`write_store_snapshot_file`]), so its serialized bytes are never held in memory whole.
 //! The file is also where a leader reads a snapshot back to send it ([`fill_released`]): the
@@ -50,6 +51,7 @@ const KIND_NORMAL: u8 = 1;
 const KIND_NOOP: u8 = 2;
 const KIND_CONFIG: u8 = 3;
 
+pub mod background;
 mod snapshot_file;
 #[cfg(test)]
 mod tests;

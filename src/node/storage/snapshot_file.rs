@@ -35,18 +35,20 @@ pub(super) fn snapshot_file_parts(s: &Snapshot) -> (Vec<u8>, &[u8], [u8; 4]) {
 /// serialized state is never held in memory, only one [`WRITEBACK_CHUNK_BYTES`] buffer. The
 /// file is byte for byte what [`write_snapshot_file`] writes for the same snapshot. Returns
 /// the length of the state bytes. Refused (nothing renamed) when the store's bytes do not
-/// come out at the length counted first.
+/// come out at the length counted first. Written at most `rate` bytes a second (0: no limit),
+/// so that a large state's file does not crowd WAL syncs out of the device.
 pub fn write_store_snapshot_file(
     path: &Path,
     meta: &SnapshotMeta,
     state: &crate::node::kv::store::KvStore,
+    rate: u64,
 ) -> std::io::Result<u64> {
     let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
     let (len, tail) = state
         .snapshot_len()
         .ok_or_else(|| invalid("snapshot length overflows".into()))?;
     let head = snapshot_file_head(meta, len as u64);
-    write_streamed_atomically(path, |w| {
+    write_streamed_atomically(path, rate, |w| {
         let mut crc = crc32fast::Hasher::new();
         crc.update(&head);
         w.put(&head)?;

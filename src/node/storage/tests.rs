@@ -30,7 +30,7 @@ fn a_store_streamed_into_its_file_matches_the_file_of_its_bytes() {
     let dir = std::env::temp_dir().join(format!("ringraft-stream-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("shard-1.snap");
-    let len = write_store_snapshot_file(&p, &meta, &kv).unwrap();
+    let len = write_store_snapshot_file(&p, &meta, &kv, 0).unwrap();
     let bytes = kv.snapshot();
     assert_eq!(len, bytes.len() as u64);
     let want = encode_snapshot(&Snapshot {
@@ -151,4 +151,46 @@ fn entry_payload_round_trip() {
     }
     assert!(decode_entry(1, 1, &[]).is_err());
     assert!(decode_entry(1, 1, &[9]).is_err());
+}
+
+#[test]
+fn a_rate_limited_writer_waits_for_what_its_bytes_should_have_taken() {
+    use std::time::Duration;
+    // 64 MiB at 128 MiB/s take half a second: written in 200 ms, the writer waits 300 ms.
+    let rate = 128 << 20;
+    assert_eq!(
+        writeback::rate_delay(64 << 20, rate, Duration::from_millis(200)),
+        Duration::from_millis(300)
+    );
+    // Already slower than the rate, or no limit: no wait.
+    assert_eq!(
+        writeback::rate_delay(64 << 20, rate, Duration::from_secs(1)),
+        Duration::ZERO
+    );
+    assert_eq!(
+        writeback::rate_delay(64 << 20, 0, Duration::ZERO),
+        Duration::ZERO
+    );
+    // Hostile sizes saturate instead of overflowing.
+    assert_eq!(
+        writeback::rate_delay(u64::MAX, 1, Duration::ZERO),
+        Duration::from_nanos(u64::MAX)
+    );
+}
+
+#[test]
+fn a_rate_limited_file_is_written_no_faster_than_its_rate() {
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("ringraft-rate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("rated.snap");
+    let bytes = vec![7u8; 8 * WRITEBACK_CHUNK_BYTES];
+    // 8 chunks at 32 chunks a second: at least a quarter of a second.
+    let rate = 32 * WRITEBACK_CHUNK_BYTES as u64;
+    let t0 = Instant::now();
+    writeback::write_streamed_atomically(&p, rate, |w| w.put(&bytes)).unwrap();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(240), "took {took:?}");
+    assert!(std::fs::read(&p).unwrap() == bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
