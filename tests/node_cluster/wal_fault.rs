@@ -295,7 +295,9 @@ fn no_space_for_the_next_wal_segment_is_waited_out_not_fatal() {
 /// A shard that stays below its snapshot threshold keeps the oldest WAL segment alive; past
 /// `RECLAIM_AFTER_SEGMENTS` (32) live segments the core compacts the shards pinning the oldest
 /// ones early, so the log stays bounded instead of growing until the disk fills, and every
-/// write survives a restart (from the early snapshot plus the log after it).
+/// write survives a restart (from the early snapshot plus the log after it). The snapshot file
+/// is written unthrottled (`snapshot_write_mib_per_s = 0`): the bound's slack of 3 segments is
+/// what arrives while the early snapshot is written at disk speed.
 #[test]
 fn shards_pinning_old_wal_segments_are_compacted_early() {
     let _turn = shared_turn();
@@ -305,7 +307,8 @@ fn shards_pinning_old_wal_segments_are_compacted_early() {
     let mut n = single("wal-reclaim");
     let text = std::fs::read_to_string(n.config_path(1))
         .unwrap()
-        .replace("segment_bytes = 4194304", "segment_bytes = 1048576");
+        .replace("segment_bytes = 4194304", "segment_bytes = 1048576")
+        .replace("[raft]\n", "[raft]\nsnapshot_write_mib_per_s = 0\n");
     std::fs::write(n.config_path(1), text).unwrap();
     let run = start(&mut n, &[]);
     let addr = n.client_addr(1);
