@@ -58,6 +58,7 @@ mod reclaim;
 pub use reclaim::is_out_of_space;
 mod report;
 mod requests;
+mod snapshot_writer;
 mod watch;
 
 pub use driver::{drive, persist_loop, sync_wal, tick_loop};
@@ -130,7 +131,7 @@ pub struct CoreState {
     /// Rate limit of the warnings about refused (invalid) peer messages.
     invalid_log: InvalidLog,
     /// Locally taken snapshots on their way to their files.
-    snapshots: driver::SnapshotWriter,
+    snapshots: snapshot_writer::SnapshotWriter,
     /// The buffer appends to followers are encoded into, once per round of sends.
     append_frames: wire::AppendFrames,
 }
@@ -457,7 +458,7 @@ impl CoreState {
             dial_tx,
             fatal: None,
             invalid_log: InvalidLog::default(),
-            snapshots: driver::SnapshotWriter::default(),
+            snapshots: snapshot_writer::SnapshotWriter::default(),
             append_frames: wire::AppendFrames::default(),
         };
         // A restart knows every member address its shards' configurations recorded.

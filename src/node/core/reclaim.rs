@@ -142,8 +142,8 @@ pub(super) async fn wait_for_space(st: &Rc<RefCell<CoreState>>, e: &str) -> Resu
         }
         s.reclaim_wal()
     };
-    super::driver::queue_snapshots(st, writes).await;
-    super::driver::wait_snapshot_writes(st).await;
+    super::snapshot_writer::queue_snapshots(st, writes).await;
+    super::snapshot_writer::wait_snapshot_writes(st).await;
     glommio::timer::sleep(NO_SPACE_RETRY).await;
     Ok(())
 }
