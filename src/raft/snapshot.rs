@@ -119,10 +119,7 @@ impl Raft {
             .snapshot
             .as_mut()
             .filter(|s| index > 0 && s.meta.index == index && !s.data.is_empty())?;
-        Some(std::mem::replace(
-            &mut held.data,
-            std::sync::Arc::from(&[][..]),
-        ))
+        Some(std::mem::take(&mut held.data))
     }
 
     /// Leader: sends the held snapshot to `to` (its next entry is compacted).

@@ -52,6 +52,8 @@
 //! * **Waiting without blocking the executor** ([`durability`]): [`Wal::durable_lsn`] /
 //!   [`Wal::durable_index`] can be read at any time; [`Wal::wait_durable`] returns a future any
 //!   executor (glommio included) can poll — its waker is woken from the worker thread;
+//!   [`Durability::sync_with`] lets an async caller run the sync itself with its own
+//!   fdatasync future ([`ring::fdatasync`] on glommio: through the executor's io_uring);
 //!   [`Durability::wait_blocking`] serves plain threads.
 //! * **Backpressure**: when `max_buffered_entries` records are appended but not durable, or the
 //!   stage holds `max_staged_bytes`, append returns [`Error::Backpressure`] without writing
@@ -176,6 +178,7 @@ pub mod log;
 pub mod options;
 pub mod record;
 pub mod recovery;
+pub mod ring;
 pub mod segment;
 pub mod segment_pool;
 

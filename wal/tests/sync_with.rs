@@ -9,7 +9,7 @@ mod common;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,21 +26,6 @@ fn opts() -> WalOptions {
         },
         ..small_opts(64 * 1024)
     }
-}
-
-/// fdatasync of `fd` through the running glommio executor's ring (on a dup: glommio's file
-/// owns and closes the descriptor it is given).
-async fn ring_fdatasync(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: `fd` is open for the duration of this future (the WAL's contract).
-    let dup = unsafe { libc::dup(fd) };
-    if dup < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor nobody else owns.
-    let f = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
-    let r = f.fdatasync().await;
-    let _ = f.close().await;
-    r.map_err(std::io::Error::from)
 }
 
 /// A plain, blocking fdatasync (for the futures completed by hand).
@@ -74,7 +59,7 @@ fn sync_with_through_io_uring_makes_everything_durable_and_it_survives_reopen() 
             let c = calls.clone();
             d.sync_with(|fd| {
                 c.set(c.get() + 1);
-                ring_fdatasync(fd)
+                ringraft_wal::ring::fdatasync(fd)
             })
             .await
             .unwrap();
@@ -93,7 +78,7 @@ fn sync_with_through_io_uring_makes_everything_durable_and_it_survives_reopen() 
             let c = calls.clone();
             d.sync_with(|fd| {
                 c.set(c.get() + 1);
-                ring_fdatasync(fd)
+                ringraft_wal::ring::fdatasync(fd)
             })
             .await
             .unwrap();

@@ -185,6 +185,15 @@ pub(crate) struct PersistenceConfig {
     pub(crate) wal_executor_sync: WalExecutorSync,
 }
 
+impl PersistenceConfig {
+    /// Whether the core's executor syncs small rounds itself (`wal_executor_sync_max_entries`
+    /// set, with the Immediate flush policy it applies to).
+    pub(crate) fn executor_syncs(&self) -> bool {
+        self.wal_executor_sync_max_entries > 0
+            && matches!(self.flush_policy, FlushPolicy::Immediate)
+    }
+}
+
 /// `raft.persistence.wal_executor_sync`: how the executor makes its own rounds durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub(crate) enum WalExecutorSync {

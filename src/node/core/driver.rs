@@ -13,7 +13,7 @@ use crate::node::kv::PlantedFault;
 use crate::node::storage::WalStorage;
 
 use super::snapshot_writer::{
-    drop_in_background, queue_snapshots, snapshot_path, wait_snapshot_writes, write_snapshot_file,
+    drop_in_background, queue_snapshots, wait_snapshot_writes, write_snapshot_file,
 };
 
 /// The node's transport for one driver step: envelopes are collected and queued on the peer
@@ -111,8 +111,6 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         .received_snapshots()
         .map(|(g, snap)| (g, snap.clone()))
         .collect();
-    let received_at: Vec<(GroupId, u64)> =
-        received.iter().map(|(g, s)| (*g, s.meta.index)).collect();
     if !received.is_empty() {
         wait_snapshot_writes(st).await;
     }
@@ -127,8 +125,10 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             .map_err(|e| format!("shard {g}: snapshot from the leader refused: {e}"))?;
         round.set_restored(g, kv);
     }
+    let mut received_at = Vec::with_capacity(received.len());
     for (g, snap) in received {
-        let path = snapshot_path(st, g)?;
+        received_at.push((g, snap.meta.index));
+        let path = st.borrow().snapshot_path(g)?;
         write_snapshot_file(path.clone(), snap)
             .await
             .map_err(|e| format!("shard {g}: cannot write snapshot {}: {e}", path.display()))?;
@@ -144,7 +144,7 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
             }
         }
     }
-    let batch = loop {
+    let mut batch = loop {
         let r = {
             let mut s = st.borrow_mut();
             let (mut d, _, mut wal) = parts(&mut s);
@@ -165,7 +165,6 @@ async fn ready_round(st: &Rc<RefCell<CoreState>>) -> Result<bool, String> {
         let st = st.clone();
         glommio::spawn_local(async move { drop_in_background(&st, freed).await }).detach();
     }
-    let mut batch = batch;
     if !batch.is_empty() {
         wal_sync_plan(&st.borrow(), &mut batch);
         let tx = st.borrow().persist_tx.clone();
@@ -232,14 +231,10 @@ pub async fn drive(st: Rc<RefCell<CoreState>>, kick_rx: flume::Receiver<()>) {
 /// the round), so a busy core keeps the write-out and the syncs off its executor.
 fn wal_sync_plan(s: &CoreState, batch: &mut PersistBatch) {
     let p = &s.cfg.raft.persistence;
-    let max = p.wal_executor_sync_max_entries;
-    if max == 0
-        || !matches!(p.flush_policy, crate::node::config::FlushPolicy::Immediate)
-        || batch.ticket() <= s.wal.durable_lsn()
-    {
+    if !p.executor_syncs() || batch.ticket() <= s.wal.durable_lsn() {
         return;
     }
-    let quiet = batch.appended() <= max && s.persist_tx.is_empty();
+    let quiet = batch.appended() <= p.wal_executor_sync_max_entries && s.persist_tx.is_empty();
     if quiet {
         if let Some(tx) = &s.ring_sync_tx {
             // Full: a request is queued, and the sync it starts covers this round. Gone: the
@@ -267,8 +262,7 @@ pub async fn persist_loop(
     {
         let mut s = st.borrow_mut();
         let p = &s.cfg.raft.persistence;
-        if p.wal_executor_sync_max_entries > 0
-            && matches!(p.flush_policy, crate::node::config::FlushPolicy::Immediate)
+        if p.executor_syncs()
             && p.wal_executor_sync == crate::node::config::WalExecutorSync::IoUring
         {
             // One request queued at most: one queued covers every round published before
@@ -335,27 +329,11 @@ pub async fn persist_loop(
 /// loop's wait then reports the failure and stops the core).
 async fn ring_syncer(durability: ringraft_wal::Durability, rx: flume::Receiver<()>) {
     while rx.recv_async().await.is_ok() {
-        if let Err(e) = durability.sync_with(ring_fdatasync).await {
+        if let Err(e) = durability.sync_with(ringraft_wal::ring::fdatasync).await {
             debug!("WAL sync through io_uring failed: {e}");
             return;
         }
     }
-}
-
-/// fdatasync of a WAL segment's descriptor through this executor's io_uring. glommio's file
-/// takes ownership of the descriptor it wraps, so it gets a duplicate (same open file
-/// description, so the sync hears of every writeback error the WAL's own description would);
-/// dropping it queues the close on the ring, with no wait and no extra syscall here.
-async fn ring_fdatasync(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: the WAL keeps `fd` open while this future runs (`Durability::sync_with`).
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor owned by nobody else; the file closes it.
-    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
-    file.fdatasync().await.map_err(std::io::Error::from)
 }
 
 /// Most ticks delivered per wake-up of the tick loop. A late wake-up (a stalled executor, a

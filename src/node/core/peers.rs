@@ -138,7 +138,7 @@ impl CoreState {
             }
             for (g, m) in &env.messages {
                 if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
-                    let path = self.local.get(g).map(|l| l.snapshot_path.clone());
+                    let path = self.snapshot_path(*g).ok();
                     send_snapshot(conn.clone(), *g, m.clone(), path);
                     continue;
                 }

@@ -118,6 +118,13 @@ pub(super) async fn queue_snapshots(st: &Rc<RefCell<CoreState>>, taken: Vec<Snap
     }
 }
 
+/// The core's background worker, started on first use; `None` when it cannot run.
+fn background_worker(st: &Rc<RefCell<CoreState>>) -> Option<storage::background::BackgroundWorker> {
+    let mut s = st.borrow_mut();
+    let core = s.core;
+    s.snapshots.worker(core)
+}
+
 /// Runs `f` on the core's background worker ([`storage::background`]: a low-priority thread,
 /// so bulk snapshot work never takes the CPU from a ready executor), or on glommio's blocking
 /// pool when that thread cannot be started. `Err` when the worker stopped before answering.
@@ -125,12 +132,7 @@ async fn in_background<T: Send + 'static>(
     st: &Rc<RefCell<CoreState>>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    let worker = {
-        let mut s = st.borrow_mut();
-        let core = s.core;
-        s.snapshots.worker(core)
-    };
-    match worker {
+    match background_worker(st) {
         Some(w) => w
             .run(f)
             .await
@@ -139,10 +141,14 @@ async fn in_background<T: Send + 'static>(
     }
 }
 
-/// Drops `v` off the executor ([`in_background`]): freeing a large store or large bytes walks
-/// all of it.
+/// Drops `v` off the executor: freeing a large store or large bytes walks all of it. On the
+/// core's background worker it is queued behind the jobs before it, with no answer awaited;
+/// without the worker, glommio's blocking pool drops it.
 pub(super) async fn drop_in_background<T: Send + 'static>(st: &Rc<RefCell<CoreState>>, v: T) {
-    let _ = in_background(st, move || drop(v)).await;
+    match background_worker(st) {
+        Some(w) => w.drop_later(v).await,
+        None => glommio::executor().spawn_blocking(move || drop(v)).await,
+    }
 }
 
 /// Waits until every snapshot job queued so far is done (its file written and the WAL told).
@@ -179,7 +185,7 @@ async fn snapshot_writer(st: Weak<RefCell<CoreState>>, rx: flume::Receiver<Snaps
                 .group(g)
                 .ok_or_else(|| format!("shard {g}: unknown"))
                 .and_then(|r| r.snapshot_meta_at(index).map_err(|e| e.to_string()))
-                .and_then(|meta| snapshot_path(&st, g).map(|path| (meta, path)))
+                .and_then(|meta| s.snapshot_path(g).map(|path| (meta, path)))
         };
         let (meta, path) = match plan {
             Ok(p) => p,
@@ -334,11 +340,15 @@ fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_byt
     };
     let since = raft.snapshot().map_or(0, |p| p.meta.index);
     let (mut n, mut bytes) = (0u64, 0u64);
-    for e in raft.log().entries() {
-        if e.index > since && e.index <= index {
-            n += 1;
-            bytes = bytes.saturating_add(e.data.len() as u64);
-        }
+    // The log holds its entries in index order.
+    for e in raft
+        .log()
+        .entries()
+        .skip_while(|e| e.index <= since)
+        .take_while(|e| e.index <= index)
+    {
+        n += 1;
+        bytes = bytes.saturating_add(e.data.len() as u64);
     }
     let t = scaled_snapshot_threshold(base, percent, state_bytes as u64, n, bytes);
     if t != raft.snapshot_threshold_entries() {
@@ -352,12 +362,14 @@ fn rescale_snapshot_trigger(s: &mut CoreState, g: GroupId, index: u64, state_byt
     }
 }
 
-pub(super) fn snapshot_path(st: &Rc<RefCell<CoreState>>, g: GroupId) -> Result<PathBuf, String> {
-    st.borrow()
-        .local
-        .get(&g)
-        .map(|l| l.snapshot_path.clone())
-        .ok_or_else(|| format!("shard {g}: unknown"))
+impl CoreState {
+    /// Where shard `g`'s snapshot file lives on this core.
+    pub(super) fn snapshot_path(&self, g: GroupId) -> Result<PathBuf, String> {
+        self.local
+            .get(&g)
+            .map(|l| l.snapshot_path.clone())
+            .ok_or_else(|| format!("shard {g}: unknown"))
+    }
 }
 
 /// Encodes and writes a snapshot file atomically (temp file, fsync, rename) on glommio's

@@ -194,23 +194,16 @@ impl Driver<'_> {
         {
             return Ok(None);
         }
-        // The clock is read once, and only when a stage will be timed from it (the simulator
-        // runs this path millions of times).
-        let started = mr
-            .groups
-            .iter()
-            .any(|(g, rd)| {
-                !rd.entries.is_empty()
-                    || (!rd.committed_entries.is_empty()
-                        && self.shards.get(g).is_some_and(|s| !s.writes.is_empty()))
-            })
-            .then(Instant::now);
         // Whether this round answers writes: their answers then go out before the round's
         // commit updates to followers (see `defer_commit_updates`).
         let answers = mr.groups.iter().any(|(g, rd)| {
             !rd.committed_entries.is_empty()
                 && self.shards.get(g).is_some_and(|s| !s.writes.is_empty())
         });
+        // The clock is read once, and only when a stage will be timed from it (the simulator
+        // runs this path millions of times).
+        let started =
+            (answers || mr.groups.iter().any(|(_, rd)| !rd.entries.is_empty())).then(Instant::now);
         let mut stats = RoundStats::default();
         let mut groups = Vec::with_capacity(mr.groups.len());
         for (g, rd) in mr.groups {

@@ -66,16 +66,6 @@ impl From<&[u8]> for Key {
     }
 }
 
-impl From<Vec<u8>> for Key {
-    fn from(k: Vec<u8>) -> Self {
-        if k.len() <= INLINE_KEY_BYTES {
-            Key::from(&k[..])
-        } else {
-            Key(Repr::Shared(Arc::from(k)))
-        }
-    }
-}
-
 impl Deref for Key {
     type Target = [u8];
     #[inline]
@@ -115,12 +105,6 @@ impl Ord for Key {
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         compare(self.as_bytes(), other.as_bytes())
-    }
-}
-
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state)
     }
 }
 
@@ -215,7 +199,7 @@ mod tests {
         #[test]
         fn key_order_is_the_byte_order((a, b) in pair()) {
             prop_assert_eq!(compare(&a, &b), a.cmp(&b));
-            let (ka, kb) = (Key::from(&a[..]), Key::from(b.clone()));
+            let (ka, kb) = (Key::from(&a[..]), Key::from(&b[..]));
             prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
             prop_assert_eq!(Probe(&a).compare(&kb), a.cmp(&b));
             prop_assert_eq!(ka == kb, a == b);
@@ -243,7 +227,7 @@ mod tests {
             }
         }
         assert!(matches!(Key::from(&[1u8; 22][..]).0, Repr::Inline { .. }));
-        assert!(matches!(Key::from(vec![1u8; 23]).0, Repr::Shared(_)));
+        assert!(matches!(Key::from(&[1u8; 23][..]).0, Repr::Shared(_)));
         assert_eq!(std::mem::size_of::<Key>(), 24);
     }
 }

@@ -183,9 +183,6 @@ impl Kept {
 struct ClientSession {
     /// `(seq, result)`, sorted by seq with no seq twice.
     results: Vector<(u64, Kept)>,
-    /// The seq of the last entry of `results` (0 when empty): a new write (above it) is told
-    /// from a retry without reading the queue.
-    last: u64,
     /// One past the highest evicted seq (0 = nothing evicted).
     evicted_below: u64,
 }
@@ -194,8 +191,9 @@ impl ClientSession {
     /// Where `seq` is (`Ok`) or would go (`Err`) in `results`; a seq above the last one kept
     /// (every new write) is answered without a search.
     fn position(&self, seq: u64) -> Result<usize, usize> {
-        if self.results.is_empty() || seq > self.last {
-            return Err(self.results.len());
+        match self.results.back() {
+            Some(&(last, _)) if seq <= last => {}
+            _ => return Err(self.results.len()),
         }
         self.results.binary_search_by(|(q, _)| q.cmp(&seq))
     }
@@ -203,7 +201,6 @@ impl ClientSession {
     /// Appends the result of `seq`, above every seq kept (the caller checked).
     fn push(&mut self, seq: u64, r: Kept) {
         self.results.push_back((seq, r));
-        self.last = seq;
     }
 
     /// The result recorded for `seq`.
@@ -232,16 +229,12 @@ impl ClientSession {
 
     /// Removes the result of `seq` (the oldest kept, in the usual order: the front).
     fn remove(&mut self, seq: u64) -> Option<Kept> {
-        let r = if self.results.front().is_some_and(|(q, _)| *q == seq) {
+        if self.results.front().is_some_and(|(q, _)| *q == seq) {
             self.results.pop_front().map(|(_, r)| r)
         } else {
             let i = self.position(seq).ok()?;
             Some(self.results.remove(i).1)
-        };
-        if seq == self.last {
-            self.last = self.results.back().map_or(0, |&(q, _)| q);
         }
-        r
     }
 }
 
@@ -345,7 +338,7 @@ impl Sessions {
             }
             return found;
         };
-        let at = match s.position(seq) {
+        match s.position(seq) {
             Ok(i) => {
                 return s
                     .results
@@ -353,17 +346,13 @@ impl Sessions {
                     .map_or(Lookup::Expired, |(_, r)| Lookup::Recorded(r.to_result()));
             }
             Err(_) if seq < s.evicted_below => return Lookup::Expired,
-            Err(at) => at,
-        };
+            Err(_) => {}
+        }
         // A client with kept results has no tombstone (recording takes it over). The seq is
         // not kept, so recording it adds one result.
         let r = Kept::new(result.recorded());
         self.bytes += r.charge();
-        if at == s.results.len() {
-            s.push(seq, r);
-        } else {
-            s.results.insert(at, (seq, r));
-        }
+        s.insert(seq, r);
         self.order.push_back((client, seq));
         self.evict_over_bounds();
         Lookup::New

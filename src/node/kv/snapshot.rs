@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use super::command::{put_bytes, CodecError, Reader};
+use super::command::{CodecError, Reader};
 use super::lease::Leases;
 use super::session::Sessions;
 use super::store::{Data, Key, KvStore, Stored};
@@ -35,29 +35,26 @@ impl KvStore {
     /// The whole state as bytes (format in the module docs).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&self.applied_index.to_le_bytes());
-        out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
-        for (k, v) in &self.data {
-            put_bytes(&mut out, k);
-            put_bytes(&mut out, v.value());
-            out.extend_from_slice(&v.version().to_le_bytes());
-        }
-        self.sessions.encode(&mut out);
-        self.leases.encode(&mut out);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        let _ = self.snapshot_to(&self.snapshot_tail(), &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok::<(), std::convert::Infallible>(())
+        });
         out
+    }
+
+    /// The snapshot's tail: the session and lease tables (small), encoded.
+    fn snapshot_tail(&self) -> Vec<u8> {
+        let mut tail = Vec::new();
+        self.sessions.encode(&mut tail);
+        self.leases.encode(&mut tail);
+        tail
     }
 
     /// The length of [`KvStore::snapshot`]'s bytes and their tail (the session and lease
     /// tables, small, encoded here once), counted without building the bytes; `None` when the
     /// length overflows.
     pub fn snapshot_len(&self) -> Option<(usize, Vec<u8>)> {
-        let mut tail = Vec::new();
-        self.sessions.encode(&mut tail);
-        self.leases.encode(&mut tail);
+        let tail = self.snapshot_tail();
         let head = 4 + 4 + 8 + 8;
         let entries = self.data.iter().try_fold(0usize, |n, (k, v)| {
             n.checked_add(4 + k.len() + 4 + v.value().len() + 8)
@@ -110,12 +107,16 @@ impl KvStore {
             // A fresh Arc is never shared; build the bytes the plain way if it somehow is.
             return Arc::from(self.snapshot());
         };
-        let mut w = SliceWriter { buf, pos: 0 };
-        let _ = self.snapshot_to(&tail, &mut |b: &[u8]| -> Result<(), ()> {
-            w.put(b);
+        // A piece that would not fit the counted length stops the encoding: the count was
+        // wrong, and the bytes are built the plain way instead.
+        let mut pos = 0usize;
+        let written = self.snapshot_to(&tail, &mut |b: &[u8]| -> Result<(), ()> {
+            let dst = buf.get_mut(pos..pos.saturating_add(b.len())).ok_or(())?;
+            dst.copy_from_slice(b);
+            pos += b.len();
             Ok(())
         });
-        if w.pos != len {
+        if written.is_err() || pos != len {
             return Arc::from(self.snapshot());
         }
         shared
@@ -176,24 +177,5 @@ impl KvStore {
         }
         r.finish()?;
         Ok(KvStore::from_parts(data, applied_index, sessions, leases))
-    }
-}
-
-/// Writes bytes one after another into a buffer of a counted length; a write that would not
-/// fit is dropped and remembered, so a wrong count is detected instead of panicking.
-struct SliceWriter<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
-
-impl SliceWriter<'_> {
-    fn put(&mut self, b: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(self.pos..self.pos.saturating_add(b.len())) {
-            dst.copy_from_slice(b);
-            self.pos += b.len();
-        } else {
-            // Past the end: poison the position so the final length check fails.
-            self.pos = usize::MAX - 8;
-        }
     }
 }

@@ -113,12 +113,10 @@ pub fn wal_options(config: &Config) -> ringraft_wal::WalOptions {
             // round's records are all staged (the driver's `wal_sync_plan`): an append asks for
             // none, and the workers' interval syncs what nobody asked for (deferred hard
             // states, records written outside a round).
-            FlushPolicy::Immediate if p.wal_executor_sync_max_entries > 0 => {
-                ringraft_wal::FlushPolicy::Batch {
-                    threshold: u64::MAX,
-                    interval_ms: ringraft_wal::flush_worker::IDLE_WAKE_MS,
-                }
-            }
+            FlushPolicy::Immediate if p.executor_syncs() => ringraft_wal::FlushPolicy::Batch {
+                threshold: u64::MAX,
+                interval_ms: ringraft_wal::flush_worker::IDLE_WAKE_MS,
+            },
             FlushPolicy::Immediate => ringraft_wal::FlushPolicy::Immediate,
             FlushPolicy::Batch {
                 threshold,

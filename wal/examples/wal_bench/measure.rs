@@ -1,6 +1,8 @@
 //! What one benchmark run measured ([`Run`]), CPU time, percentiles, the median run, several
 //! writers at once, and the busy neighbour thread. Shared by the WAL and raw runs.
 
+use std::time::Instant;
+
 /// A nice-19 thread that spins, so no vCPU halts: on this VM an I/O completion that arrives
 /// while every vCPU is halted takes up to a host timer tick (~4 ms) to be delivered. The nice
 /// level keeps it from taking CPU time from the measured threads.
@@ -77,6 +79,16 @@ pub struct Run {
 impl Run {
     pub fn rate(&self) -> f64 {
         self.records as f64 / self.secs
+    }
+
+    /// Records one closed-loop batch of `records` records that was durable just now: its
+    /// appends began at `t0` and ended at `t1`.
+    pub fn closed_batch(&mut self, t0: Instant, t1: Instant, records: usize) {
+        let t2 = Instant::now();
+        self.wait_ns.push((t2 - t1).as_nanos() as u64);
+        self.batch_ns.push((t2 - t0).as_nanos() as u64);
+        self.records += records as u64;
+        self.batches += 1;
     }
 }
 

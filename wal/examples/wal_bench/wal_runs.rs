@@ -10,6 +10,8 @@ use ringraft_wal::{FlushPolicy, Wal, WalOptions, WriteMode};
 use crate::measure::{cpu_now, Cpu, Run};
 use crate::{GROUPS, PAYLOAD_BYTES};
 
+/// Batches appended and made durable before a closed-loop run starts measuring.
+const WARMUP_BATCHES: usize = 20;
 /// Backpressure bound of the pipelined runs.
 const PIPELINE_MAX_BUFFERED: u64 = 200_000;
 /// Batches in flight between the pipelined appender and its latency waiter.
@@ -44,25 +46,11 @@ pub fn wal_run(
         ..WalOptions::default()
     };
     let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
-    let payload = vec![0xA5u8; PAYLOAD_BYTES];
     let durability = wal.durability();
+    let mut records = Records::new();
     // Warm up: one segment roll's worth is not needed, a few batches are.
-    let mut next = [1u64; GROUPS as usize];
-    let mut append = |wal: &mut Wal, n: usize, k: &mut u64| -> Result<u64, String> {
-        let mut lsn = 0;
-        for _ in 0..n {
-            let g = *k % GROUPS;
-            *k += 1;
-            lsn = wal
-                .append(g, next[g as usize], 1, &payload)
-                .map_err(|e| e.to_string())?;
-            next[g as usize] += 1;
-        }
-        Ok(lsn)
-    };
-    let mut k = 0u64;
-    for _ in 0..20 {
-        let lsn = append(&mut wal, batch, &mut k)?;
+    for _ in 0..WARMUP_BATCHES {
+        let lsn = records.append(&mut wal, batch)?;
         wal.flush();
         durability.wait_blocking(lsn).map_err(|e| e.to_string())?;
     }
@@ -71,15 +59,11 @@ pub fn wal_run(
     let limit = Duration::from_secs_f64(secs);
     while start.at.elapsed() < limit {
         let t0 = Instant::now();
-        let lsn = append(&mut wal, batch, &mut k)?;
+        let lsn = records.append(&mut wal, batch)?;
         wal.flush();
         let t1 = Instant::now();
         durability.wait_blocking(lsn).map_err(|e| e.to_string())?;
-        let t2 = Instant::now();
-        run.wait_ns.push((t2 - t1).as_nanos() as u64);
-        run.batch_ns.push((t2 - t0).as_nanos() as u64);
-        run.records += batch as u64;
-        run.batches += 1;
+        run.closed_batch(t0, t1, batch);
     }
     run.secs = start.at.elapsed().as_secs_f64();
     start.cpu_into(&mut run);
@@ -93,32 +77,17 @@ pub fn wal_run(
 /// without the two thread hand-offs (worker woken, appender woken back).
 pub fn wal_here_run(dir: &Path, secs: f64) -> Result<Run, String> {
     let _ = std::fs::remove_dir_all(dir);
-    let opts = WalOptions {
-        // Appends ask for no sync; the workers' interval never comes during a run.
-        flush_policy: FlushPolicy::Batch {
-            threshold: u64::MAX,
-            interval_ms: ringraft_wal::options::MAX_BATCH_INTERVAL_MS,
-        },
-        max_buffered_entries: 1 << 20,
-        ..WalOptions::default()
-    };
-    let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
-    let payload = vec![0xA5u8; PAYLOAD_BYTES];
+    let mut wal = Wal::open(dir, caller_sync_options()).map_err(|e| e.to_string())?;
     let durability = wal.durability();
-    let mut next = [1u64; GROUPS as usize];
-    let mut k = 0u64;
+    let mut records = Records::new();
     let mut one = |wal: &mut Wal| -> Result<(Instant, Instant), String> {
-        let g = k % GROUPS;
-        k += 1;
         let t0 = Instant::now();
-        wal.append(g, next[g as usize], 1, &payload)
-            .map_err(|e| e.to_string())?;
-        next[g as usize] += 1;
+        records.append(wal, 1)?;
         let t1 = Instant::now();
         durability.sync_here().map_err(|e| e.to_string())?;
         Ok((t0, t1))
     };
-    for _ in 0..20 {
+    for _ in 0..WARMUP_BATCHES {
         one(&mut wal)?;
     }
     let mut run = Run::default();
@@ -126,11 +95,7 @@ pub fn wal_here_run(dir: &Path, secs: f64) -> Result<Run, String> {
     let limit = Duration::from_secs_f64(secs);
     while start.at.elapsed() < limit {
         let (t0, t1) = one(&mut wal)?;
-        let t2 = Instant::now();
-        run.wait_ns.push((t2 - t1).as_nanos() as u64);
-        run.batch_ns.push((t2 - t0).as_nanos() as u64);
-        run.records += 1;
-        run.batches += 1;
+        run.closed_batch(t0, t1, 1);
     }
     run.secs = start.at.elapsed().as_secs_f64();
     start.cpu_into(&mut run);
@@ -206,21 +171,6 @@ pub fn wal_pipelined_run(dir: &Path, batch: usize, secs: f64) -> Result<Run, Str
     Ok(run)
 }
 
-/// fdatasync of `fd` through the running glommio executor's io_uring, as the node's persist
-/// loop does it (on a duplicate: glommio's file owns and closes what it wraps; dropping it
-/// queues the close on the ring).
-async fn ring_fdatasync(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: the WAL keeps `fd` open while this future runs (`Durability::sync_with`).
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `dup` is a fresh descriptor owned by nobody else; the file closes it.
-    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(dup) };
-    file.fdatasync().await.map_err(std::io::Error::from)
-}
-
 /// Closed loop of single records (pwrite mode) on a glommio executor on the calling thread,
 /// each made durable by the appending task itself with its fdatasync submitted through the
 /// executor's io_uring ([`ringraft_wal::Durability::sync_with`]): no flush worker, and the
@@ -234,35 +184,20 @@ pub fn wal_uring_run(dir: &Path, secs: f64) -> Result<Run, String> {
         .map_err(|e| e.to_string())?;
     ex.run(async move {
         let dir = dir_owned.as_path();
-        let opts = WalOptions {
-            // Appends ask for no sync; the workers' interval never comes during a run.
-            flush_policy: FlushPolicy::Batch {
-                threshold: u64::MAX,
-                interval_ms: ringraft_wal::options::MAX_BATCH_INTERVAL_MS,
-            },
-            max_buffered_entries: 1 << 20,
-            ..WalOptions::default()
-        };
-        let mut wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
-        let payload = vec![0xA5u8; PAYLOAD_BYTES];
+        let mut wal = Wal::open(dir, caller_sync_options()).map_err(|e| e.to_string())?;
         let durability = wal.durability();
-        let mut next = [1u64; GROUPS as usize];
-        let mut k = 0u64;
+        let mut records = Records::new();
         let mut one = async |wal: &mut Wal| -> Result<(Instant, Instant), String> {
-            let g = k % GROUPS;
-            k += 1;
             let t0 = Instant::now();
-            wal.append(g, next[g as usize], 1, &payload)
-                .map_err(|e| e.to_string())?;
-            next[g as usize] += 1;
+            records.append(wal, 1)?;
             let t1 = Instant::now();
             durability
-                .sync_with(ring_fdatasync)
+                .sync_with(ringraft_wal::ring::fdatasync)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok((t0, t1))
         };
-        for _ in 0..20 {
+        for _ in 0..WARMUP_BATCHES {
             one(&mut wal).await?;
         }
         let mut run = Run::default();
@@ -270,11 +205,7 @@ pub fn wal_uring_run(dir: &Path, secs: f64) -> Result<Run, String> {
         let limit = Duration::from_secs_f64(secs);
         while start.at.elapsed() < limit {
             let (t0, t1) = one(&mut wal).await?;
-            let t2 = Instant::now();
-            run.wait_ns.push((t2 - t1).as_nanos() as u64);
-            run.batch_ns.push((t2 - t0).as_nanos() as u64);
-            run.records += 1;
-            run.batches += 1;
+            run.closed_batch(t0, t1, 1);
         }
         run.secs = start.at.elapsed().as_secs_f64();
         start.cpu_into(&mut run);
@@ -282,6 +213,51 @@ pub fn wal_uring_run(dir: &Path, secs: f64) -> Result<Run, String> {
         close(wal, dir);
         Ok(run)
     })
+}
+
+/// Options of the runs whose appender makes its records durable itself: appends ask for no
+/// sync, and the flush workers' interval never comes during a run.
+fn caller_sync_options() -> WalOptions {
+    WalOptions {
+        flush_policy: FlushPolicy::Batch {
+            threshold: u64::MAX,
+            interval_ms: ringraft_wal::options::MAX_BATCH_INTERVAL_MS,
+        },
+        max_buffered_entries: 1 << 20,
+        ..WalOptions::default()
+    }
+}
+
+/// The records a run appends: `PAYLOAD_BYTES` each, round-robin over `GROUPS` groups, each
+/// group's indexes consecutive from 1.
+struct Records {
+    payload: Vec<u8>,
+    next: [u64; GROUPS as usize],
+    count: u64,
+}
+
+impl Records {
+    fn new() -> Records {
+        Records {
+            payload: vec![0xA5u8; PAYLOAD_BYTES],
+            next: [1; GROUPS as usize],
+            count: 0,
+        }
+    }
+
+    /// Appends the next `n` records; returns the last one's lsn.
+    fn append(&mut self, wal: &mut Wal, n: usize) -> Result<u64, String> {
+        let mut lsn = 0;
+        for _ in 0..n {
+            let g = self.count % GROUPS;
+            self.count += 1;
+            lsn = wal
+                .append(g, self.next[g as usize], 1, &self.payload)
+                .map_err(|e| e.to_string())?;
+            self.next[g as usize] += 1;
+        }
+        Ok(lsn)
+    }
 }
 
 /// Where a measured run starts: the WAL's sync count, the CPU times and the clock.

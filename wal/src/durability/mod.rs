@@ -351,14 +351,9 @@ impl Shared {
     /// Worker: writes out the stage, then syncs every segment holding records up to `target`,
     /// oldest first, writing a segment's header only once all earlier segments are durable.
     pub fn sync_to(&self, target: Lsn, worker: usize) -> Result<()> {
-        self.drain()?;
-        let segs: Vec<Arc<Segment>> = lock(&self.segments).clone();
+        let segs = self.segments_to_sync(target)?;
         let _serial = (self.mode == WriteMode::Mmap).then(|| lock(&self.write_lock));
         for seg in &segs {
-            let first = seg.first_lsn();
-            if first == 0 || first > target {
-                break;
-            }
             // Every earlier segment in the list was synced completely by this loop (they are
             // sealed, since a later one exists), so the header may be written now.
             seg.ensure_header()?;
@@ -366,6 +361,28 @@ impl Shared {
         }
         self.forget_synced_segments();
         Ok(())
+    }
+
+    /// Writes out the stage, then lists the segments a sync up to `target` covers, oldest
+    /// first: every one holding records with lsn <= `target`.
+    fn segments_to_sync(&self, target: Lsn) -> Result<Vec<Arc<Segment>>> {
+        self.drain()?;
+        Ok(lock(&self.segments)
+            .iter()
+            .take_while(|seg| {
+                let first = seg.first_lsn();
+                first != 0 && first <= target
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Fails with [`Error::Poisoned`] once a write or sync failed.
+    pub fn check_poisoned(&self) -> Result<()> {
+        match self.poisoned() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Drops the leading segments that are sealed and fully synced from the sync list (and
@@ -393,13 +410,7 @@ impl Shared {
         if self.mode == WriteMode::Mmap {
             return self.sync_to(target, self.caller_slot);
         }
-        self.drain()?;
-        let segs: Vec<Arc<Segment>> = lock(&self.segments).clone();
-        for seg in &segs {
-            let first = seg.first_lsn();
-            if first == 0 || first > target {
-                break;
-            }
+        for seg in &self.segments_to_sync(target)? {
             // Every earlier segment in the list was synced completely by this loop (awaited to
             // its end before this one starts), so the header may be written now.
             seg.ensure_header()?;

@@ -51,10 +51,7 @@ impl Durability {
     /// the write or the sync fails, or when the log already is poisoned.
     pub fn sync_here(&self) -> Result<()> {
         self.shared.run_sync(self.shared.caller_slot);
-        match self.shared.poisoned() {
-            Some(reason) => Err(Error::Poisoned(reason)),
-            None => Ok(()),
-        }
+        self.shared.check_poisoned()
     }
 
     /// Like [`Durability::sync_here`], but each segment's fdatasync is the caller's future
@@ -80,10 +77,7 @@ impl Durability {
         Fut: std::future::Future<Output = std::io::Result<()>>,
     {
         self.shared.run_sync_with(fdatasync).await;
-        match self.shared.poisoned() {
-            Some(reason) => Err(Error::Poisoned(reason)),
-            None => Ok(()),
-        }
+        self.shared.check_poisoned()
     }
 
     /// Counters (syncs, failures, syncs claimed by callers, ...).

@@ -212,10 +212,7 @@ impl Wal {
     }
 
     fn check_writable(&self) -> Result<()> {
-        match self.shared.poisoned() {
-            Some(reason) => Err(Error::Poisoned(reason)),
-            None => Ok(()),
-        }
+        self.shared.check_poisoned()
     }
 
     fn check_backpressure(&self, payload_len: usize) -> Result<()> {
